@@ -1,0 +1,58 @@
+# vramward: one module for the host, the SDK and the shipped plugins.
+GO        ?= go
+BIN       := bin
+PLUGINS   := $(notdir $(wildcard plugins/*))
+PROTOS    := $(shell cd sdk/proto && find . -name '*.proto' -printf '%P\n' | sort)
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/vramward/vramward/sdk/version.Version=$(VERSION)
+# go-nvml's cgo headers carry deprecation warnings that say nothing about our code.
+export CGO_CFLAGS ?= -Wno-deprecated-declarations
+TEST_FLAGS ?= -race -count=1 -timeout 20m
+FUZZTIME  ?= 60s
+
+.PHONY: all build run test bench fuzz lint proto clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/vramward ./host/cmd/vramward
+	@for p in $(PLUGINS); do \
+		echo "$(GO) build -o $(BIN)/vramward-plugin-$$p ./plugins/$$p" && \
+		$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/vramward-plugin-$$p ./plugins/$$p || exit 1; \
+	done
+
+# Runs the daemon on the example config until Ctrl-C, then verifies the trail it wrote.
+run: build
+	./examples/run.sh
+
+test:
+	$(GO) vet ./...
+	$(GO) test $(TEST_FLAGS) ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./sdk/... ./plugins/...
+	$(GO) run ./bench/audit
+
+# Each fuzz target runs for FUZZTIME; the corpus lives in each package's testdata/fuzz/.
+fuzz:
+	@./bench/fuzz.sh $(FUZZTIME)
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1; }
+	$(GO) vet ./...
+
+# Regenerates sdk/proto from the .proto files with protoc (Debian's
+# protobuf-compiler) and the generator versions pinned as tools in go.mod.
+proto:
+	@mkdir -p $(BIN)/tools
+	$(GO) build -o $(BIN)/tools/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	cd sdk/proto && protoc -I . \
+		--plugin=protoc-gen-go=../../$(BIN)/tools/protoc-gen-go \
+		--plugin=protoc-gen-go-grpc=../../$(BIN)/tools/protoc-gen-go-grpc \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		$(PROTOS)
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,139 @@
+package audit
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Type names an event type of the catalogue.
+type Type string
+
+// The catalogue's event types (DESIGN.md, "Audit events").
+const (
+	VramAllocated          Type = "VramAllocated"
+	VramAllocationFailed   Type = "VramAllocationFailed"
+	VramDeallocated        Type = "VramDeallocated"
+	VramSealed             Type = "VramSealed"
+	SealVerified           Type = "SealVerified"
+	SealVerificationFailed Type = "SealVerificationFailed"
+	PolicyViolation        Type = "PolicyViolation"
+	PathTraversalAttempt   Type = "PathTraversalAttempt"
+	IntegrityViolation     Type = "IntegrityViolation"
+	MalformedModelRejected Type = "MalformedModelRejected"
+	ResourceLimitViolation Type = "ResourceLimitViolation"
+	ModelLoaded            Type = "ModelLoaded"
+	PluginStarted          Type = "PluginStarted"
+	PluginCrashed          Type = "PluginCrashed"
+	PluginChecksumMismatch Type = "PluginChecksumMismatch"
+	AuditSinkFailed        Type = "AuditSinkFailed"
+	AuditSinkRecovered     Type = "AuditSinkRecovered"
+	HostStarted            Type = "HostStarted"
+	HostStopped            Type = "HostStopped"
+)
+
+// Kind is the type of one field's value.
+type Kind uint8
+
+const (
+	KindString Kind = iota + 1
+	KindInt
+	KindUint
+	KindBool
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindString:
+		return "string"
+	case KindInt:
+		return "int"
+	case KindUint:
+		return "uint"
+	case KindBool:
+		return "bool"
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// FieldSpec names one field of an event type and its kind.
+type FieldSpec struct {
+	Name string
+	Kind Kind
+}
+
+// Spec is one catalogue entry: an event type, its fixed severity and the
+// fields every event of the type carries (no more, no fewer).
+type Spec struct {
+	Type     Type
+	Severity Severity
+	Fields   []FieldSpec
+	// When says when the event is emitted.
+	When string
+}
+
+func s(name string) FieldSpec { return FieldSpec{name, KindString} }
+func u(name string) FieldSpec { return FieldSpec{name, KindUint} }
+
+var catalogue = map[Type]Spec{}
+
+func init() {
+	for _, sp := range []Spec{
+		{VramAllocated, Info, []FieldSpec{u("requested_bytes"), u("allocated_bytes"), u("available_bytes"), u("used_bytes"), u("gpu_device")},
+			"device memory for a shard is allocated"},
+		{VramAllocationFailed, High, []FieldSpec{u("requested_bytes"), u("available_bytes"), s("reason"), u("gpu_device")},
+			"out of memory or a driver error"},
+		{VramDeallocated, Info, []FieldSpec{s("shard_id"), u("freed_bytes"), u("remaining_used"), u("gpu_device")},
+			"a shard is released"},
+		{VramSealed, Info, []FieldSpec{s("shard_id"), u("gpu_device"), u("vram_bytes"), s("digest"), s("backend")},
+			"a shard is sealed"},
+		{SealVerified, Info, []FieldSpec{s("shard_id"), u("gpu_device")},
+			"a periodic check passes"},
+		{SealVerificationFailed, Critical, []FieldSpec{s("shard_id"), s("reason"), s("expected_digest"), s("actual_digest"), s("action_taken")},
+			"resident bytes or the seal signature do not match"},
+		{PolicyViolation, Critical, []FieldSpec{s("policy"), s("violation"), s("details"), s("action_taken")},
+			"residency policy broken (managed/host memory, wrong device)"},
+		{PathTraversalAttempt, Critical, []FieldSpec{s("attempted_path"), s("allowed_roots")},
+			"a model path escapes the allowed roots"},
+		{IntegrityViolation, Critical, []FieldSpec{s("resource_type"), s("resource_id"), s("expected_hash"), s("actual_hash"), s("action_taken")},
+			"SHA-256 of a model file (or of the bytes copied to the device) differs"},
+		{MalformedModelRejected, High, []FieldSpec{s("model_ref"), s("validation_error"), s("action_taken")},
+			"GGUF validation fails"},
+		{ResourceLimitViolation, High, []FieldSpec{s("resource_type"), s("limit_type"), u("limit_value"), u("actual_value"), s("action_taken")},
+			"a size or count limit is exceeded"},
+		{ModelLoaded, Info, []FieldSpec{s("model_ref"), s("sha256"), s("architecture"), u("tensor_count"), u("file_bytes")},
+			"a model passed every check"},
+		{PluginStarted, Info, []FieldSpec{s("plugin"), s("kind"), s("version"), u("pid")},
+			"a plugin process started and answered the handshake"},
+		{PluginCrashed, High, []FieldSpec{s("plugin"), s("kind"), s("version"), u("pid"), s("exit_reason")},
+			"a plugin process exited without being asked to"},
+		{PluginChecksumMismatch, Critical, []FieldSpec{s("plugin"), s("path"), s("expected_sha256"), s("actual_sha256")},
+			"a plugin binary differs from its configured sha256"},
+		{AuditSinkFailed, High, []FieldSpec{s("sink"), s("reason"), u("undelivered")},
+			"a sink stops taking events"},
+		{AuditSinkRecovered, Info, []FieldSpec{s("sink"), s("reason"), u("undelivered")},
+			"a sink takes events again"},
+		{HostStarted, Info, []FieldSpec{s("version"), s("config_sha256")},
+			"the host started"},
+		{HostStopped, Info, []FieldSpec{s("reason"), u("undelivered")},
+			"the last event of a clean shutdown"},
+	} {
+		sort.Slice(sp.Fields, func(i, j int) bool { return sp.Fields[i].Name < sp.Fields[j].Name })
+		catalogue[sp.Type] = sp
+	}
+}
+
+// Lookup returns the catalogue entry of t.
+func Lookup(t Type) (Spec, bool) {
+	sp, ok := catalogue[t]
+	return sp, ok
+}
+
+// Catalogue returns every entry, sorted by type.
+func Catalogue() []Spec {
+	out := make([]Spec, 0, len(catalogue))
+	for _, sp := range catalogue {
+		out = append(out, sp)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Type < out[j].Type })
+	return out
+}

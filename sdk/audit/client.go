@@ -1,0 +1,181 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
+
+	auditv1 "github.com/vramward/vramward/sdk/proto/audit/v1"
+	"github.com/vramward/vramward/sdk/schema"
+)
+
+// ClientOptions bind a Client to one configured sink.
+type ClientOptions struct {
+	// Sink is the sink's name in the host config; it labels every metric.
+	Sink string
+	// Metrics is required: a Client cannot exist without its counters.
+	Metrics *Metrics
+	Logger  hclog.Logger
+	// MaxBatchBytes splits a batch into several RPCs below gRPC's message
+	// limit. Default 3 MiB.
+	MaxBatchBytes int
+}
+
+// Client is the host's handle on one audit sink. Every failed emit, batch
+// and flush is counted in Metrics and logged before the error is returned,
+// so a caller that drops the error still leaves a trace.
+type Client struct {
+	rpc  auditv1.AuditSinkClient
+	sink string
+	m    *Metrics
+	log  hclog.Logger
+	max  int
+}
+
+func newClient(opts ClientOptions, rpc auditv1.AuditSinkClient) (*Client, error) {
+	if opts.Metrics == nil {
+		return nil, fmt.Errorf("audit client: Metrics are required")
+	}
+	if opts.Sink == "" {
+		return nil, fmt.Errorf("audit client: a sink name is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = 3 << 20
+	}
+	opts.Metrics.initSink(opts.Sink)
+	return &Client{rpc: rpc, sink: opts.Sink, m: opts.Metrics, log: opts.Logger, max: opts.MaxBatchBytes}, nil
+}
+
+// Sink returns the sink name the client is bound to.
+func (c *Client) Sink() string { return c.sink }
+
+// Info asks the plugin for its name, version and config schema.
+func (c *Client) Info(ctx context.Context) (SinkInfo, error) {
+	resp, err := c.rpc.Info(ctx, &auditv1.InfoRequest{})
+	if err != nil {
+		return SinkInfo{}, c.fail(fromStatus("info", err), nil)
+	}
+	sch, err := schema.FromProto(resp.GetConfigSchema())
+	if err != nil {
+		return SinkInfo{}, c.fail(&Error{Op: "info", Reason: ReasonUnavailable, Msg: err.Error()}, nil)
+	}
+	return SinkInfo{Name: resp.GetName(), Version: resp.GetVersion(), Schema: sch}, nil
+}
+
+// Configure sends the sink's config (JSON, as schema.Values.JSON makes it).
+func (c *Client) Configure(ctx context.Context, configJSON []byte) error {
+	if _, err := c.rpc.Configure(ctx, &auditv1.ConfigureRequest{ConfigJson: configJSON}); err != nil {
+		return c.fail(fromStatus("configure", err), nil)
+	}
+	return nil
+}
+
+// Emit sends one event. For a CRITICAL event it returns nil only when the
+// sink flushed it.
+func (c *Client) Emit(ctx context.Context, e Event) error {
+	start := time.Now()
+	resp, err := c.rpc.Emit(ctx, &auditv1.EmitRequest{Event: eventToProto(&e)})
+	c.m.emitDuration.WithLabelValues(c.sink, e.Severity.String()).Observe(time.Since(start).Seconds())
+	one := []Event{e}
+	if err != nil {
+		return c.fail(fromStatus("emit", err), one)
+	}
+	if e.Severity == Critical && !resp.GetDurable() {
+		return c.fail(&Error{Op: "emit", Reason: ReasonNotDurable, Msg: "CRITICAL event acknowledged without a flush"}, one)
+	}
+	return nil
+}
+
+// EmitBatch sends events in order, in as few RPCs as the size limit allows.
+// On error, the events of the failed RPC and of every RPC after it are
+// counted as failed and none of them should be considered delivered.
+func (c *Client) EmitBatch(ctx context.Context, events []Event) error {
+	for len(events) > 0 {
+		n, req, top := c.nextBatch(events)
+		start := time.Now()
+		resp, err := c.rpc.EmitBatch(ctx, req)
+		c.m.emitDuration.WithLabelValues(c.sink, top.String()).Observe(time.Since(start).Seconds())
+		if err != nil {
+			return c.fail(fromStatus("emit_batch", err), events)
+		}
+		if top == Critical && !resp.GetDurable() {
+			return c.fail(&Error{Op: "emit_batch", Reason: ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush"}, events)
+		}
+		events = events[n:]
+	}
+	return nil
+}
+
+// nextBatch takes events from the front up to the byte limit (at least one).
+func (c *Client) nextBatch(events []Event) (int, *auditv1.EmitBatchRequest, Severity) {
+	req := &auditv1.EmitBatchRequest{}
+	size, top := 0, Severity(0)
+	for i := range events {
+		p := eventToProto(&events[i])
+		sz := proto.Size(p) + 8
+		if i > 0 && size+sz > c.max {
+			break
+		}
+		size += sz
+		req.Events = append(req.Events, p)
+		top = max(top, events[i].Severity)
+	}
+	return len(req.Events), req, top
+}
+
+// Flush asks the sink to make everything it accepted durable.
+func (c *Client) Flush(ctx context.Context) error {
+	if _, err := c.rpc.Flush(ctx, &auditv1.FlushRequest{}); err != nil {
+		return c.fail(fromStatus("flush", err), nil)
+	}
+	return nil
+}
+
+// Reopen asks the sink to reopen its outputs (after an external rotation).
+func (c *Client) Reopen(ctx context.Context) error {
+	if _, err := c.rpc.Reopen(ctx, &auditv1.ReopenRequest{}); err != nil {
+		return c.fail(fromStatus("reopen", err), nil)
+	}
+	return nil
+}
+
+// Shutdown flushes and closes the sink. It is idempotent.
+func (c *Client) Shutdown(ctx context.Context) error {
+	if _, err := c.rpc.Shutdown(ctx, &auditv1.ShutdownRequest{}); err != nil {
+		return c.fail(fromStatus("shutdown", err), nil)
+	}
+	return nil
+}
+
+// fail counts and logs a failure, then returns it. events are the events the
+// failure left undelivered.
+func (c *Client) fail(err *Error, events []Event) error {
+	switch err.Op {
+	case "flush", "shutdown":
+		c.m.flushFailures.WithLabelValues(c.sink).Inc()
+	}
+	var perSeverity [Critical + 1]int
+	for i := range events {
+		if events[i].Severity.Valid() {
+			perSeverity[events[i].Severity]++
+		}
+	}
+	for _, sev := range Severities() {
+		if n := perSeverity[sev]; n > 0 {
+			c.m.emitFailures.WithLabelValues(c.sink, sev.String()).Add(float64(n))
+		}
+	}
+	if n := perSeverity[Critical]; n > 0 {
+		c.m.criticalEmitFailures.WithLabelValues(c.sink).Add(float64(n))
+		c.log.Error("CRITICAL audit events not made durable", "sink", c.sink, "op", err.Op, "reason", err.Reason, "events", n, "error", err.Msg)
+	} else {
+		c.log.Warn("audit sink operation failed", "sink", c.sink, "op", err.Op, "reason", err.Reason, "events", len(events), "error", err.Msg)
+	}
+	return err
+}

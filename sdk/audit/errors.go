@@ -1,0 +1,191 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/vramward/vramward/sdk/schema"
+)
+
+// Reason says why a sink operation failed. It crosses the RPC boundary as the
+// reason of a google.rpc.ErrorInfo, so the host branches on it, never on text.
+type Reason string
+
+const (
+	ReasonShutDown      Reason = "SINK_SHUT_DOWN"
+	ReasonNotConfigured Reason = "SINK_NOT_CONFIGURED"
+	ReasonConfigured    Reason = "SINK_ALREADY_CONFIGURED"
+	ReasonInvalidConfig Reason = "INVALID_CONFIG"
+	ReasonInvalidEvent  Reason = "INVALID_EVENT"
+	ReasonWriteFailed   Reason = "WRITE_FAILED"
+	ReasonFlushFailed   Reason = "FLUSH_FAILED"
+	ReasonCloseFailed   Reason = "CLOSE_FAILED"
+	ReasonSeqConflict   Reason = "SEQ_CONFLICT"
+	// ReasonNotDurable: the sink acknowledged a CRITICAL event without
+	// saying it was flushed. Only the client raises it.
+	ReasonNotDurable Reason = "NOT_DURABLE"
+	// ReasonUnavailable: the plugin could not be reached or answered with
+	// an error that carries no reason (a transport failure, a crash).
+	ReasonUnavailable Reason = "SINK_UNAVAILABLE"
+)
+
+// ErrorDomain is the google.rpc.ErrorInfo domain of sink errors.
+const ErrorDomain = "audit.vramward"
+
+var reasonCodes = map[Reason]codes.Code{
+	ReasonShutDown:      codes.FailedPrecondition,
+	ReasonNotConfigured: codes.FailedPrecondition,
+	ReasonConfigured:    codes.FailedPrecondition,
+	ReasonInvalidConfig: codes.InvalidArgument,
+	ReasonInvalidEvent:  codes.InvalidArgument,
+	ReasonWriteFailed:   codes.Unavailable,
+	ReasonFlushFailed:   codes.Unavailable,
+	ReasonCloseFailed:   codes.Internal,
+	ReasonSeqConflict:   codes.Aborted,
+	ReasonNotDurable:    codes.Internal,
+	ReasonUnavailable:   codes.Unavailable,
+}
+
+// Error is a typed sink failure, on both sides of the RPC boundary.
+type Error struct {
+	Op     string
+	Reason Reason
+	Msg    string
+	// Errno names the system error behind a write or flush ("ENOSPC").
+	Errno string
+	// Fields lists the config attributes at fault (ReasonInvalidConfig).
+	Fields []*schema.FieldError
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("audit sink %s: %s", e.Op, e.Reason)
+	if e.Msg != "" {
+		msg += ": " + e.Msg
+	}
+	return msg
+}
+
+// Is matches another *Error with the same Reason, so that
+// errors.Is(err, audit.ErrShutDown) works on both sides.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Reason == e.Reason && (t.Op == "" || t.Op == e.Op)
+}
+
+// Sentinels for errors.Is.
+var (
+	ErrShutDown      = &Error{Reason: ReasonShutDown}
+	ErrNotConfigured = &Error{Reason: ReasonNotConfigured}
+	ErrSeqConflict   = &Error{Reason: ReasonSeqConflict}
+	ErrNotDurable    = &Error{Reason: ReasonNotDurable}
+	ErrUnavailable   = &Error{Reason: ReasonUnavailable}
+)
+
+// Errorf makes an *Error a Sink can return to choose the reason the host sees.
+func Errorf(reason Reason, format string, args ...any) *Error {
+	return &Error{Reason: reason, Msg: fmt.Sprintf(format, args...)}
+}
+
+// asError turns whatever a Sink returned into an *Error for op, keeping a
+// reason the sink chose and naming the errno behind it.
+func asError(op string, def Reason, err error) *Error {
+	var se *Error
+	if errors.As(err, &se) {
+		out := *se
+		out.Op = op
+		if out.Msg == "" {
+			out.Msg = err.Error()
+		}
+		return &out
+	}
+	out := &Error{Op: op, Reason: def, Msg: err.Error()}
+	if fe := schema.FieldErrors(err); fe != nil {
+		out.Reason, out.Fields = ReasonInvalidConfig, fe
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		out.Errno = errnoName(errno)
+	}
+	return out
+}
+
+// toStatus encodes an *Error as a gRPC status with ErrorInfo (and BadRequest
+// for config field errors) details.
+func (e *Error) toStatus() error {
+	code, ok := reasonCodes[e.Reason]
+	if !ok {
+		code = codes.Unknown
+	}
+	st := status.New(code, e.Error())
+	info := &errdetails.ErrorInfo{Reason: string(e.Reason), Domain: ErrorDomain, Metadata: map[string]string{"op": e.Op, "msg": e.Msg}}
+	if e.Errno != "" {
+		info.Metadata["errno"] = e.Errno
+	}
+	if with, err := st.WithDetails(info); err == nil {
+		st = with
+	}
+	if len(e.Fields) > 0 {
+		br := &errdetails.BadRequest{}
+		for _, f := range e.Fields {
+			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: f.Field, Description: f.Msg})
+		}
+		if with, err := st.WithDetails(br); err == nil {
+			st = with
+		}
+	}
+	return st.Err()
+}
+
+// fromStatus decodes an RPC error into an *Error. An error without our
+// ErrorInfo is a transport failure or a crash: ReasonUnavailable.
+func fromStatus(op string, err error) *Error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return &Error{Op: op, Reason: ReasonUnavailable, Msg: err.Error()}
+	}
+	out := &Error{Op: op, Reason: ReasonUnavailable, Msg: st.Message()}
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			if d.GetDomain() == ErrorDomain {
+				out.Reason = Reason(d.GetReason())
+				out.Msg = d.GetMetadata()["msg"]
+				out.Errno = d.GetMetadata()["errno"]
+			}
+		case *errdetails.BadRequest:
+			for _, v := range d.GetFieldViolations() {
+				out.Fields = append(out.Fields, &schema.FieldError{Field: v.GetField(), Msg: v.GetDescription()})
+			}
+		}
+	}
+	return out
+}
+
+func errnoName(e syscall.Errno) string {
+	switch e {
+	case syscall.ENOSPC:
+		return "ENOSPC"
+	case syscall.EIO:
+		return "EIO"
+	case syscall.EFBIG:
+		return "EFBIG"
+	case syscall.EDQUOT:
+		return "EDQUOT"
+	case syscall.EROFS:
+		return "EROFS"
+	case syscall.EACCES:
+		return "EACCES"
+	case syscall.EPIPE:
+		return "EPIPE"
+	case syscall.ECONNREFUSED:
+		return "ECONNREFUSED"
+	case syscall.ECONNRESET:
+		return "ECONNRESET"
+	}
+	return fmt.Sprintf("errno %d", int(e))
+}

@@ -1,0 +1,236 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	auditv1 "github.com/vramward/vramward/sdk/proto/audit/v1"
+	"github.com/vramward/vramward/sdk/schema"
+	"github.com/vramward/vramward/sdk/version"
+)
+
+// server turns AuditSink RPCs into Sink calls and owns the guarantees a sink
+// author must not be able to forget: flush before acknowledging CRITICAL,
+// one idempotent shutdown that flushes then closes, nothing accepted after it.
+type server struct {
+	auditv1.UnimplementedAuditSinkServer
+
+	sink   Sink
+	info   SinkInfo
+	logger hclog.Logger
+
+	mu         sync.Mutex // serialises every Sink call
+	configured bool
+	shutDown   bool
+	shutErr    error
+	// bgFlushErr is a failed periodic flush, reported by the next RPC that
+	// writes or flushes so it is counted by the host, not only logged here.
+	bgFlushErr error
+	stopTicker chan struct{}
+}
+
+func newServer(sink Sink, logger hclog.Logger) *server {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	info := sink.Info()
+	if err := info.Schema.Check(); err != nil {
+		// A broken schema is the plugin author's bug; fail at start-up, loudly.
+		panic(fmt.Sprintf("audit sink %q: %v", info.Name, err))
+	}
+	return &server{sink: sink, info: info, logger: logger}
+}
+
+func (s *server) Info(context.Context, *auditv1.InfoRequest) (*auditv1.InfoResponse, error) {
+	return &auditv1.InfoResponse{
+		Name:         s.info.Name,
+		Version:      s.info.Version,
+		ConfigSchema: schema.ToProto(s.info.Schema),
+		SdkVersion:   version.SDK,
+	}, nil
+}
+
+func (s *server) Configure(ctx context.Context, req *auditv1.ConfigureRequest) (*auditv1.ConfigureResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.shutDown:
+		return nil, (&Error{Op: "configure", Reason: ReasonShutDown}).toStatus()
+	case s.configured:
+		return nil, (&Error{Op: "configure", Reason: ReasonConfigured, Msg: "Configure is called once"}).toStatus()
+	}
+	vals, err := s.info.Schema.Decode(req.GetConfigJson())
+	if err != nil {
+		return nil, asError("configure", ReasonInvalidConfig, err).toStatus()
+	}
+	if err := s.sink.Configure(ctx, vals); err != nil {
+		return nil, asError("configure", ReasonInvalidConfig, err).toStatus()
+	}
+	s.configured = true
+	if pf, ok := s.sink.(PeriodicFlusher); ok && pf.FlushInterval() > 0 {
+		s.stopTicker = make(chan struct{})
+		go s.flushEvery(pf.FlushInterval(), s.stopTicker)
+	}
+	return &auditv1.ConfigureResponse{}, nil
+}
+
+func (s *server) flushEvery(d time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		if !s.shutDown {
+			ctx, cancel := context.WithTimeout(context.Background(), d+10*time.Second)
+			if err := s.sink.Flush(ctx); err != nil {
+				s.logger.Error("periodic flush failed; the next emit or flush will report it", "error", err)
+				s.bgFlushErr = err
+			}
+			cancel()
+		}
+		s.mu.Unlock()
+	}
+}
+
+// ready is called with mu held before any write or flush.
+func (s *server) ready(op string) *Error {
+	switch {
+	case s.shutDown:
+		return &Error{Op: op, Reason: ReasonShutDown, Msg: "the sink was shut down"}
+	case !s.configured:
+		return &Error{Op: op, Reason: ReasonNotConfigured, Msg: "Configure was not called"}
+	case s.bgFlushErr != nil:
+		err := asError(op, ReasonFlushFailed, fmt.Errorf("periodic flush failed: %w", s.bgFlushErr))
+		s.bgFlushErr = nil
+		return err
+	}
+	return nil
+}
+
+func (s *server) Emit(ctx context.Context, req *auditv1.EmitRequest) (*auditv1.EmitResponse, error) {
+	e, err := eventFromProto(req.GetEvent())
+	if err != nil {
+		return nil, (&Error{Op: "emit", Reason: ReasonInvalidEvent, Msg: err.Error()}).toStatus()
+	}
+	durable, serr := s.write(ctx, "emit", []Event{e})
+	if serr != nil {
+		return nil, serr.toStatus()
+	}
+	return &auditv1.EmitResponse{Durable: durable}, nil
+}
+
+func (s *server) EmitBatch(ctx context.Context, req *auditv1.EmitBatchRequest) (*auditv1.EmitBatchResponse, error) {
+	events := make([]Event, len(req.GetEvents()))
+	for i, p := range req.GetEvents() {
+		e, err := eventFromProto(p)
+		if err != nil {
+			return nil, (&Error{Op: "emit_batch", Reason: ReasonInvalidEvent, Msg: fmt.Sprintf("event %d: %v", i, err)}).toStatus()
+		}
+		events[i] = e
+	}
+	durable, serr := s.write(ctx, "emit_batch", events)
+	if serr != nil {
+		return nil, serr.toStatus()
+	}
+	return &auditv1.EmitBatchResponse{Durable: durable}, nil
+}
+
+// write hands events to the sink and, if any is CRITICAL, flushes before
+// answering. durable is true only after a successful flush.
+func (s *server) write(ctx context.Context, op string, events []Event) (durable bool, _ *Error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.ready(op); err != nil {
+		return false, err
+	}
+	if len(events) == 0 {
+		return false, nil
+	}
+	if err := s.sink.Write(ctx, events); err != nil {
+		return false, asError(op, ReasonWriteFailed, err)
+	}
+	for i := range events {
+		if events[i].Severity == Critical {
+			if err := s.sink.Flush(ctx); err != nil {
+				return false, asError(op, ReasonFlushFailed, err)
+			}
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (s *server) Flush(ctx context.Context, _ *auditv1.FlushRequest) (*auditv1.FlushResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.ready("flush"); err != nil {
+		return nil, err.toStatus()
+	}
+	if err := s.sink.Flush(ctx); err != nil {
+		return nil, asError("flush", ReasonFlushFailed, err).toStatus()
+	}
+	return &auditv1.FlushResponse{}, nil
+}
+
+func (s *server) Reopen(ctx context.Context, _ *auditv1.ReopenRequest) (*auditv1.ReopenResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.ready("reopen"); err != nil {
+		return nil, err.toStatus()
+	}
+	if r, ok := s.sink.(Reopener); ok {
+		if err := r.Reopen(ctx); err != nil {
+			return nil, asError("reopen", ReasonWriteFailed, err).toStatus()
+		}
+	}
+	return &auditv1.ReopenResponse{}, nil
+}
+
+func (s *server) Shutdown(ctx context.Context, _ *auditv1.ShutdownRequest) (*auditv1.ShutdownResponse, error) {
+	if err := s.shutdown(ctx, "shutdown RPC"); err != nil {
+		return nil, asError("shutdown", ReasonFlushFailed, err).toStatus()
+	}
+	return &auditv1.ShutdownResponse{}, nil
+}
+
+// shutdown is the one way a sink is closed, whoever asks (the RPC, SIGTERM,
+// the parent's death, the end of Serve): flush, then close even if the
+// flush failed. Later calls return the first call's result.
+func (s *server) shutdown(ctx context.Context, why string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutDown {
+		return s.shutErr
+	}
+	s.shutDown = true
+	if s.stopTicker != nil {
+		close(s.stopTicker)
+	}
+	if !s.configured {
+		s.logger.Debug("sink shut down before it was configured", "why", why)
+		return nil
+	}
+	var errs []error
+	if err := s.sink.Flush(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("flush: %w", err))
+	}
+	if err := s.sink.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close: %w", err))
+	}
+	s.shutErr = errors.Join(errs...)
+	if s.shutErr != nil {
+		s.logger.Error("sink shutdown failed", "why", why, "error", s.shutErr)
+	} else {
+		s.logger.Info("sink flushed and closed", "why", why)
+	}
+	return s.shutErr
+}

@@ -1,0 +1,59 @@
+package audit
+
+import (
+	"context"
+	"time"
+
+	"github.com/vramward/vramward/sdk/schema"
+)
+
+// Sink is what an audit-sink plugin implements; Serve does the rest. The SDK
+// never calls a Sink's methods concurrently, so a Sink needs no locking of
+// its own for them.
+type Sink interface {
+	// Info names the sink and publishes its configuration schema. It is
+	// called before Configure and must not depend on it.
+	Info() SinkInfo
+
+	// Configure is called once, before any Write, with the sink's config
+	// block already checked against Info().Schema and defaults applied. A
+	// problem with one attribute is returned as *schema.FieldError (or
+	// schema.Errors) so the host can point at it in the config file.
+	Configure(ctx context.Context, cfg schema.Values) error
+
+	// Write accepts events in order, all or none. When it returns nil the
+	// events must survive a crash of this process (written to the kernel or
+	// to the transport); they need not be durable yet. An event whose Seq
+	// the sink already holds with the same MAC is a re-send after a restart
+	// and is skipped, not written twice.
+	Write(ctx context.Context, events []Event) error
+
+	// Flush makes everything accepted so far durable: fsync for a file,
+	// every buffered byte written for a socket. Serve calls it after every
+	// batch holding a CRITICAL event and answers the host only when it
+	// returned nil.
+	Flush(ctx context.Context) error
+
+	// Close releases the sink. Serve calls it exactly once, after a final
+	// Flush, on the Shutdown RPC or on any other way out of the process.
+	Close(ctx context.Context) error
+}
+
+// SinkInfo describes a sink.
+type SinkInfo struct {
+	Name    string
+	Version string
+	Schema  schema.Schema
+}
+
+// Reopener is implemented by sinks whose outputs can be reopened after an
+// external rotation (logrotate's move-then-signal).
+type Reopener interface {
+	Reopen(ctx context.Context) error
+}
+
+// PeriodicFlusher is implemented by sinks that want Flush called on a timer
+// as well; Serve asks once, after Configure. Zero or less means never.
+type PeriodicFlusher interface {
+	FlushInterval() time.Duration
+}
