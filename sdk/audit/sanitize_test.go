@@ -62,7 +62,6 @@ func TestSanitizeCaps(t *testing.T) {
 	}
 }
 
-
 // FuzzSanitize: whatever goes in, what comes out is valid UTF-8, within the
 // cap, and free of every character Sanitize promises to escape.
 func FuzzSanitize(f *testing.F) {
