@@ -162,8 +162,10 @@ type wireChain struct {
 	MAC   string `json:"mac"`
 }
 
-// MaxLineBytes bounds one JSON record; a longer line cannot be a record.
-const MaxLineBytes = 1 << 20
+// MaxLineBytes bounds one JSON record; a longer line cannot be a record
+// (the largest valid event, every string at its cap and JSON-escaped at the
+// worst ratio, stays below it).
+const MaxLineBytes = 4 << 20
 
 // ParseJSON parses one JSON record and checks it with Validate. It accepts
 // any JSON spelling of a record; IsCanonical tells whether the bytes are the

@@ -1,0 +1,581 @@
+// Package audittest is the conformance harness for audit sinks. A sink
+// author runs it from a normal `go test`:
+//
+//	func TestConformance(t *testing.T) {
+//		audittest.Run(t, func(t *testing.T) (audit.Sink, []byte) {
+//			return mysink.New(), []byte(`{"path": "` + t.TempDir() + `/a.log"}`)
+//		}, audittest.WithReadBack(readMyOutput))
+//	}
+//
+// and, against the built plugin binary, launched as the host launches it:
+//
+//	audittest.RunBinary(t, "bin/vramward-plugin-mysink", newConfig, audittest.WithReadBack(readMyOutput))
+//
+// Every check crosses the real gRPC boundary through the SDK's Serve and
+// Client, so it tests what the host will see.
+package audittest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/chain"
+	"github.com/vramward/vramward/sdk/handshake"
+	"github.com/vramward/vramward/sdk/internal/plugintest"
+)
+
+// Factory makes a fresh, unconfigured sink and the JSON config to give it.
+// Each check calls it once, so use t.TempDir() for any path.
+type Factory func(t *testing.T) (audit.Sink, []byte)
+
+// ReadBack returns, in order, the events the sink persisted under config.
+type ReadBack func(t *testing.T, config []byte) []audit.Event
+
+// Option changes what the harness checks.
+type Option func(*options)
+
+type options struct {
+	readBack ReadBack
+}
+
+// WithReadBack lets the harness compare what was persisted with what was
+// sent, event by event.
+func WithReadBack(rb ReadBack) Option { return func(o *options) { o.readBack = rb } }
+
+// Key is the chain key of the harness's events, for sinks that verify.
+var Key = chain.Key{0x76, 0x72, 0x61, 0x6d, 0x77, 0x61, 0x72, 0x64, 0x2d, 0x61, 0x75, 0x64, 0x69, 0x74, 0x74, 0x65,
+	0x73, 0x74, 0x2d, 0x6b, 0x65, 0x79, 0x2d, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x31}
+
+// target is one sink under test: how to connect to it, and its config.
+type target struct {
+	client *audit.Client
+	reg    *prometheus.Registry
+	config []byte
+	spy    *spy // nil for a binary
+}
+
+type connector func(t *testing.T) *target
+
+// Run checks a sink served in this process.
+func Run(t *testing.T, newSink Factory, opts ...Option) {
+	run(t, func(t *testing.T) *target {
+		sink, cfg := newSink(t)
+		sp := &spy{Sink: sink}
+		tg := &target{reg: prometheus.NewRegistry(), config: cfg, spy: sp}
+		p := audit.PluginForSink(sp, hclog.NewNullLogger()).WithClient(clientOptions(t, tg.reg))
+		tg.client = plugintest.InProcess(t, handshake.KindAuditSink, p).(*audit.Client)
+		return tg
+	}, opts)
+}
+
+// RunBinary checks a built plugin binary, launched with AutoMTLS as the host
+// launches it; newConfig makes the config of each fresh instance.
+func RunBinary(t *testing.T, binary string, newConfig func(t *testing.T) []byte, opts ...Option) {
+	run(t, func(t *testing.T) *target {
+		tg := &target{reg: prometheus.NewRegistry(), config: newConfig(t)}
+		raw, _ := plugintest.Binary(t, binary, handshake.KindAuditSink, audit.PluginForHost(clientOptions(t, tg.reg)))
+		tg.client = raw.(*audit.Client)
+		return tg
+	}, opts)
+}
+
+func clientOptions(t *testing.T, reg *prometheus.Registry) audit.ClientOptions {
+	m, err := audit.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return audit.ClientOptions{Sink: "under-test", Metrics: m, Logger: hclog.NewNullLogger()}
+}
+
+func run(t *testing.T, connect connector, opts []Option) {
+	o := &options{}
+	for _, opt := range opts {
+		opt(o)
+	}
+	checks := []struct {
+		name string
+		fn   func(t *testing.T, connect connector, o *options)
+	}{
+		{"Info", checkInfo},
+		{"ConfigureRejectsUnknownKey", checkConfigureRejects},
+		{"EmitBeforeConfigure", checkEmitBeforeConfigure},
+		{"Ordering", checkOrdering},
+		{"BatchSingleEquivalence", checkBatchEquivalence},
+		{"CriticalFlushBeforeAck", checkCriticalFlush},
+		{"IdempotentShutdown", checkShutdown},
+		{"InvalidEventsRejected", checkInvalidEvents},
+		{"ConcurrentEmits", checkConcurrent},
+		{"HostileFields", checkHostile},
+		{"MaximumSizeFields", checkMaxSize},
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) { c.fn(t, connect, o) })
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func configured(t *testing.T, connect connector) *target {
+	t.Helper()
+	tg := connect(t)
+	if err := tg.client.Configure(ctx(t), tg.config); err != nil {
+		t.Fatalf("Configure(%s): %v", tg.config, err)
+	}
+	t.Cleanup(func() { _ = tg.client.Shutdown(context.Background()) })
+	return tg
+}
+
+// Events makes n chained events cycling through the catalogue, sealed with
+// Key, the way the host makes them.
+func Events(n int) []audit.Event {
+	s := chain.NewSealer(Key, chain.Limits{Events: 50, Duration: time.Hour})
+	specs := audit.Catalogue()
+	out := make([]audit.Event, 0, n)
+	for i := 0; i < n; i++ {
+		sp := specs[i%len(specs)]
+		e, err := audit.New(sp.Type, audit.Actor{WorkerID: "worker-1", SourceIP: "127.0.0.1", CorrelationID: fmt.Sprintf("corr-%d", i)}, fieldsFor(sp, i)...)
+		if err != nil {
+			panic(err)
+		}
+		e.ServiceID = "audittest"
+		s.Seal(&e)
+		out = append(out, e)
+	}
+	return out
+}
+
+// nonCritical returns events of n types that are not CRITICAL, so that no
+// flush is forced by severity.
+func nonCritical(n int) []audit.Event {
+	var out []audit.Event
+	for _, e := range Events(n * 2) {
+		if e.Severity != audit.Critical && len(out) < n {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func fieldsFor(sp audit.Spec, i int) []audit.Field {
+	var fs []audit.Field
+	for j, f := range sp.Fields {
+		switch f.Kind {
+		case audit.KindString:
+			fs = append(fs, audit.Str(f.Name, fmt.Sprintf("%s-%d", f.Name, i)))
+		case audit.KindUint:
+			fs = append(fs, audit.Uint(f.Name, uint64(i*1000+j)))
+		case audit.KindInt:
+			fs = append(fs, audit.Int(f.Name, -int64(i)))
+		case audit.KindBool:
+			fs = append(fs, audit.Bool(f.Name, i%2 == 0))
+		}
+	}
+	return fs
+}
+
+func checkInfo(t *testing.T, connect connector, _ *options) {
+	tg := connect(t)
+	info, err := tg.client.Info(ctx(t))
+	if err != nil {
+		t.Fatalf("Info: %v", err)
+	}
+	if info.Name == "" || info.Version == "" {
+		t.Errorf("Info names no sink or version: %+v", info)
+	}
+	if err := info.Schema.Check(); err != nil {
+		t.Errorf("published schema: %v", err)
+	}
+}
+
+func checkConfigureRejects(t *testing.T, connect connector, _ *options) {
+	tg := connect(t)
+	err := tg.client.Configure(ctx(t), []byte(`{"no_such_attribute_xyz": 1}`))
+	var se *audit.Error
+	if !errors.As(err, &se) || se.Reason != audit.ReasonInvalidConfig {
+		t.Fatalf("unknown key: want INVALID_CONFIG, got %v", err)
+	}
+	found := false
+	for _, f := range se.Fields {
+		found = found || f.Field == "no_such_attribute_xyz"
+	}
+	if !found {
+		t.Errorf("the field violation does not name the key: %+v", se.Fields)
+	}
+	// The valid config still works afterwards: a rejected Configure leaves
+	// the sink unconfigured, not broken.
+	if err := tg.client.Configure(ctx(t), tg.config); err != nil {
+		t.Fatalf("Configure after a rejected one: %v", err)
+	}
+	if err := tg.client.Configure(ctx(t), tg.config); !errors.As(err, &se) || se.Reason != audit.ReasonConfigured {
+		t.Errorf("second Configure: want %s, got %v", audit.ReasonConfigured, err)
+	}
+	_ = tg.client.Shutdown(ctx(t))
+}
+
+func checkEmitBeforeConfigure(t *testing.T, connect connector, _ *options) {
+	tg := connect(t)
+	if err := tg.client.Emit(ctx(t), Events(1)[0]); !errors.Is(err, audit.ErrNotConfigured) {
+		t.Fatalf("emit before Configure: want %v, got %v", audit.ErrNotConfigured, err)
+	}
+	if got := failures(tg.reg, "vramward_audit_emit_failures_total"); got != 1 {
+		t.Errorf("emit_failures_total = %v, want 1", got)
+	}
+}
+
+func checkOrdering(t *testing.T, connect connector, o *options) {
+	tg := configured(t, connect)
+	events := Events(150)
+	for i, e := range events {
+		if err := tg.client.Emit(ctx(t), e); err != nil {
+			t.Fatalf("emit %d: %v", i, err)
+		}
+	}
+	if err := tg.client.Flush(ctx(t)); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if o.readBack != nil {
+		assertSame(t, events, o.readBack(t, tg.config))
+	}
+}
+
+func checkBatchEquivalence(t *testing.T, connect connector, o *options) {
+	events := Events(300)
+	single := configured(t, connect)
+	for _, e := range events {
+		if err := single.client.Emit(ctx(t), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batched := configured(t, connect)
+	for i := 0; i < len(events); i += 64 {
+		if err := batched.client.EmitBatch(ctx(t), events[i:min(i+64, len(events))]); err != nil {
+			t.Fatalf("batch at %d: %v", i, err)
+		}
+	}
+	for _, tg := range []*target{single, batched} {
+		if err := tg.client.Shutdown(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.readBack != nil {
+		a, b := o.readBack(t, single.config), o.readBack(t, batched.config)
+		assertSame(t, events, a)
+		assertSame(t, a, b)
+	}
+}
+
+func checkCriticalFlush(t *testing.T, connect connector, o *options) {
+	tg := configured(t, connect)
+	var critical, info audit.Event
+	for _, e := range Events(40) {
+		if e.Severity == audit.Critical && critical.Seq == 0 {
+			critical = e
+		}
+		if e.Severity == audit.Info && info.Seq == 0 {
+			info = e
+		}
+	}
+	if info.Seq == 0 || critical.Seq < info.Seq {
+		t.Fatal("harness: the catalogue's order changed; fix the pick of events")
+	}
+	if tg.spy != nil {
+		tg.spy.reset()
+	}
+	if err := tg.client.Emit(ctx(t), info); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.client.Emit(ctx(t), critical); err != nil {
+		t.Fatalf("CRITICAL emit: %v", err)
+	}
+	if tg.spy != nil {
+		calls := tg.spy.log()
+		if i := indexOf(calls, fmt.Sprintf("write %d", critical.Seq)); i < 0 || indexOf(calls[i:], "flush") < 0 {
+			t.Fatalf("no flush after the CRITICAL write before the ack; calls: %v", calls)
+		}
+		// A failing flush must fail the CRITICAL emit (and only that).
+		tg.spy.failFlush(true)
+		more := Events(80)
+		var c2, i2 audit.Event
+		for _, e := range more[40:] {
+			if e.Severity == audit.Critical && c2.Seq == 0 {
+				c2 = e
+			}
+			if e.Severity == audit.Info && i2.Seq == 0 && e.Seq > critical.Seq {
+				i2 = e
+			}
+		}
+		if err := tg.client.Emit(ctx(t), i2); err != nil {
+			t.Fatalf("INFO emit must not wait on a flush: %v", err)
+		}
+		err := tg.client.Emit(ctx(t), c2)
+		var se *audit.Error
+		if !errors.As(err, &se) || se.Reason != audit.ReasonFlushFailed {
+			t.Fatalf("CRITICAL emit with a failing flush: want %s, got %v", audit.ReasonFlushFailed, err)
+		}
+		if got := failures(tg.reg, "vramward_audit_critical_emit_failures_total"); got != 1 {
+			t.Errorf("critical_emit_failures_total = %v, want 1", got)
+		}
+		tg.spy.failFlush(false)
+	}
+	if o.readBack != nil && tg.spy == nil {
+		// Acknowledged means persisted: read back at once, no Flush first.
+		got := o.readBack(t, tg.config)
+		if len(got) == 0 || got[len(got)-1].Seq != critical.Seq {
+			t.Fatalf("acknowledged CRITICAL event not persisted; read back %d events", len(got))
+		}
+	}
+}
+
+func checkShutdown(t *testing.T, connect connector, o *options) {
+	tg := configured(t, connect)
+	events := nonCritical(20)
+	if err := tg.client.EmitBatch(ctx(t), events); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := tg.client.Shutdown(ctx(t)); err != nil {
+			t.Fatalf("Shutdown #%d: %v", i+1, err)
+		}
+	}
+	if tg.spy != nil {
+		calls := tg.spy.log()
+		if n := strings.Count(strings.Join(calls, ","), "close"); n != 1 {
+			t.Errorf("Close called %d times: %v", n, calls)
+		}
+		if i := indexOf(calls, "close"); i < 1 || calls[i-1] != "flush" {
+			t.Errorf("Close not preceded by Flush: %v", calls)
+		}
+	}
+	late := Events(21)[20]
+	if err := tg.client.Emit(ctx(t), late); !errors.Is(err, audit.ErrShutDown) {
+		t.Fatalf("emit after Shutdown: want %v, got %v", audit.ErrShutDown, err)
+	}
+	if err := tg.client.EmitBatch(ctx(t), []audit.Event{late}); !errors.Is(err, audit.ErrShutDown) {
+		t.Fatalf("batch after Shutdown: want %v, got %v", audit.ErrShutDown, err)
+	}
+	if err := tg.client.Flush(ctx(t)); !errors.Is(err, audit.ErrShutDown) {
+		t.Fatalf("flush after Shutdown: want %v, got %v", audit.ErrShutDown, err)
+	}
+	if o.readBack != nil {
+		assertSame(t, events, o.readBack(t, tg.config))
+	}
+}
+
+func checkInvalidEvents(t *testing.T, connect connector, o *options) {
+	tg := configured(t, connect)
+	good := Events(3)
+	bad := []struct {
+		name string
+		mod  func(e *audit.Event)
+	}{
+		{"severity 0", func(e *audit.Event) { e.Severity = 0 }},
+		{"severity out of range", func(e *audit.Event) { e.Severity = 200 }},
+		{"severity lowered below the catalogue", func(e *audit.Event) { e.Severity = audit.Low }},
+		{"bad type", func(e *audit.Event) { e.Type = "Not A Type\n" }},
+		{"short MAC", func(e *audit.Event) { e.Chain.MAC = e.Chain.MAC[:5] }},
+		{"unsorted fields", func(e *audit.Event) {
+			if len(e.Fields) > 1 {
+				e.Fields[0], e.Fields[1] = e.Fields[1], e.Fields[0]
+			}
+		}},
+		{"oversized string", func(e *audit.Event) { e.Actor.WorkerID = strings.Repeat("w", audit.MaxStringBytes+1) }},
+	}
+	for _, b := range bad {
+		e := good[0]
+		e.Fields = append([]audit.Field(nil), e.Fields...)
+		b.mod(&e)
+		var se *audit.Error
+		if err := tg.client.Emit(ctx(t), e); !errors.As(err, &se) || se.Reason != audit.ReasonInvalidEvent {
+			t.Errorf("%s: want %s, got %v", b.name, audit.ReasonInvalidEvent, err)
+		}
+	}
+	// The sink is still usable and holds only the good events.
+	if err := tg.client.EmitBatch(ctx(t), good); err != nil {
+		t.Fatalf("good events after bad ones: %v", err)
+	}
+	if err := tg.client.Shutdown(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if o.readBack != nil {
+		assertSame(t, good, o.readBack(t, tg.config))
+	}
+}
+
+func checkConcurrent(t *testing.T, connect connector, o *options) {
+	tg := configured(t, connect)
+	const workers, each = 8, 40
+	events := nonCritical(workers * each)
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(part []audit.Event) {
+			defer wg.Done()
+			for i, e := range part {
+				var err error
+				switch i % 3 {
+				case 0:
+					err = tg.client.Emit(ctx(t), e)
+				case 1:
+					err = tg.client.EmitBatch(ctx(t), []audit.Event{e})
+				default:
+					if err = tg.client.Emit(ctx(t), e); err == nil {
+						err = tg.client.Flush(ctx(t))
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(events[w*each : (w+1)*each])
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent emit: %v", err)
+	}
+	if err := tg.client.Shutdown(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if o.readBack != nil {
+		got := o.readBack(t, tg.config)
+		if len(got) != len(events) {
+			t.Fatalf("persisted %d of %d events", len(got), len(events))
+		}
+		bySeq := map[uint64]audit.Event{}
+		for _, e := range got {
+			if _, dup := bySeq[e.Seq]; dup {
+				t.Fatalf("seq %d persisted twice", e.Seq)
+			}
+			bySeq[e.Seq] = e
+		}
+		for _, e := range events {
+			g, ok := bySeq[e.Seq]
+			if !ok {
+				t.Fatalf("seq %d lost", e.Seq)
+			}
+			assertSame(t, []audit.Event{e}, []audit.Event{g})
+		}
+	}
+}
+
+// Hostile strings reach the sink unsanitised here on purpose: the host
+// sanitises, but a sink must still encode safely for its own format.
+var hostile = []string{
+	`quote " and apostrophe '`, `close ] bracket and [ open`, `back\slash \\ double`,
+	"new\nline and\r\nCRLF", "tab\tand\x00NUL\x7fDEL", "\x1b[31mANSI\x1b[0m", "bidi \u202eevil\u202c",
+	"non-ASCII: modèle – 日本語 – 🚀", "= sign and ; semicolon", `{"json":"inside"}`, "<142>1 2026-01-01T00:00:00Z forged - - - -",
+}
+
+func checkHostile(t *testing.T, connect connector, o *options) {
+	tg := configured(t, connect)
+	s := chain.NewSealer(Key, chain.DefaultLimits)
+	var sent []audit.Event
+	for i, h := range hostile {
+		e, err := audit.New(audit.MalformedModelRejected, audit.Actor{WorkerID: "w"},
+			audit.Str("model_ref", "m"), audit.Str("validation_error", "v"), audit.Str("action_taken", "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Overwrite after New so the raw value goes out unsanitised.
+		e.Fields[0] = audit.Str("action_taken", h)
+		e.Actor = audit.Actor{WorkerID: h, SourceIP: h, CorrelationID: h}
+		e.ServiceID = h
+		s.Seal(&e)
+		sent = append(sent, e)
+		if err := tg.client.Emit(ctx(t), e); err != nil {
+			t.Fatalf("hostile value %d %q: %v", i, h, err)
+		}
+	}
+	if err := tg.client.Shutdown(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if o.readBack != nil {
+		assertSame(t, sent, o.readBack(t, tg.config))
+	}
+}
+
+func checkMaxSize(t *testing.T, connect connector, o *options) {
+	tg := configured(t, connect)
+	s := chain.NewSealer(Key, chain.DefaultLimits)
+	big := strings.Repeat("x", audit.MaxStringBytes-4) + "日"
+	var sent []audit.Event
+	for i := 0; i < 16; i++ {
+		e := audit.Event{ID: fmt.Sprintf("max-%d", i), Time: time.Now().UTC(), Type: "AuditHarnessMaxSize", Severity: audit.Low,
+			ServiceID: big, Actor: audit.Actor{WorkerID: big, SourceIP: big, CorrelationID: big}}
+		for f := 0; f < audit.MaxFields; f++ {
+			e.Fields = append(e.Fields, audit.Str(fmt.Sprintf("f%02d", f), big))
+		}
+		s.Seal(&e)
+		sent = append(sent, e)
+	}
+	// One alone, then the rest as one batch larger than a gRPC message: the
+	// client must split it, the sink must take every part.
+	if err := tg.client.Emit(ctx(t), sent[0]); err != nil {
+		t.Fatalf("maximum-size event: %v", err)
+	}
+	if err := tg.client.EmitBatch(ctx(t), sent[1:]); err != nil {
+		t.Fatalf("batch of maximum-size events: %v", err)
+	}
+	if err := tg.client.Shutdown(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if o.readBack != nil {
+		assertSame(t, sent, o.readBack(t, tg.config))
+	}
+}
+
+// assertSame compares two event lists through their canonical encoding,
+// which is what a chain MAC covers.
+func assertSame(t *testing.T, want, got []audit.Event) {
+	t.Helper()
+	if len(want) != len(got) {
+		t.Fatalf("persisted %d events, sent %d", len(got), len(want))
+	}
+	for i := range want {
+		w, g := want[i].AppendJSON(nil), got[i].AppendJSON(nil)
+		if string(w) != string(g) {
+			t.Fatalf("event %d differs:\n sent %.300s\n read %.300s", i, w, g)
+		}
+	}
+}
+
+func failures(reg *prometheus.Registry, name string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return -1
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			total += m.GetCounter().GetValue()
+		}
+	}
+	return total
+}
+
+func indexOf(list []string, s string) int {
+	for i, v := range list {
+		if v == s {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,84 @@
+package audittest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/schema"
+)
+
+// spy records the order of the SDK's calls into an in-process sink, and can
+// make Flush fail, so the harness can see what happened before an ack.
+// It deliberately hides PeriodicFlusher: a timer's flush would blur the
+// order the harness checks.
+type spy struct {
+	audit.Sink
+	mu    sync.Mutex
+	calls []string
+	fail  bool
+}
+
+var errSpyFlush = errors.New("audittest: flush failure injected by the harness")
+
+func (s *spy) record(c string) {
+	s.mu.Lock()
+	s.calls = append(s.calls, c)
+	s.mu.Unlock()
+}
+
+func (s *spy) Configure(ctx context.Context, cfg schema.Values) error {
+	s.record("configure")
+	return s.Sink.Configure(ctx, cfg)
+}
+
+func (s *spy) Write(ctx context.Context, events []audit.Event) error {
+	for _, e := range events {
+		s.record(fmt.Sprintf("write %d", e.Seq))
+	}
+	return s.Sink.Write(ctx, events)
+}
+
+func (s *spy) Flush(ctx context.Context) error {
+	s.record("flush")
+	s.mu.Lock()
+	fail := s.fail
+	s.mu.Unlock()
+	if fail {
+		return errSpyFlush
+	}
+	return s.Sink.Flush(ctx)
+}
+
+func (s *spy) Close(ctx context.Context) error {
+	s.record("close")
+	return s.Sink.Close(ctx)
+}
+
+func (s *spy) Reopen(ctx context.Context) error {
+	s.record("reopen")
+	if r, ok := s.Sink.(audit.Reopener); ok {
+		return r.Reopen(ctx)
+	}
+	return nil
+}
+
+func (s *spy) reset() {
+	s.mu.Lock()
+	s.calls = nil
+	s.mu.Unlock()
+}
+
+func (s *spy) log() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.calls...)
+}
+
+func (s *spy) failFlush(on bool) {
+	s.mu.Lock()
+	s.fail = on
+	s.mu.Unlock()
+}
