@@ -23,21 +23,27 @@ const MaxMessageBytes = 16 << 20
 // has sent SIGTERM and nobody waits for an answer.
 const shutdownGrace = 10 * time.Second
 
+// NewLogger is the logger a plugin should use: JSON lines on stderr, which
+// the host forwards into its own log under the plugin's name. Its level comes
+// from VRAMWARD_PLUGIN_LOG_LEVEL (default info).
+func NewLogger(name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       name,
+		Level:      hclog.LevelFromString(os.Getenv("VRAMWARD_PLUGIN_LOG_LEVEL")),
+		Output:     os.Stderr,
+		JSONFormat: true,
+	})
+}
+
 // Serve runs sink as a plugin process and returns when the host is done with
 // it. Call it from main and return. Whichever way the process is asked to end
 // (the Shutdown RPC, the host closing the plugin, SIGTERM, the host process
 // dying), the sink is flushed and closed exactly once first.
 //
-// Log through the hclog.Logger this passes nowhere but stderr: go-plugin
-// reads the plugin's stdout for its handshake, and the host forwards the JSON
-// lines written to stderr into its own log under the plugin's name.
+// Never write to stdout: go-plugin reads it for the handshake. Log through
+// NewLogger instead.
 func Serve(sink Sink) {
-	logger := hclog.New(&hclog.LoggerOptions{
-		Name:       sink.Info().Name,
-		Level:      hclog.LevelFromString(os.Getenv("VRAMWARD_PLUGIN_LOG_LEVEL")),
-		Output:     os.Stderr,
-		JSONFormat: true,
-	})
+	logger := NewLogger(sink.Info().Name)
 	p := PluginForSink(sink, logger)
 	srv := p.srv
 
@@ -52,6 +58,9 @@ func Serve(sink Sink) {
 	// go-plugin ignores SIGINT (the host's terminal sends it to the whole
 	// group; the host decides) and leaves SIGTERM at its default, which
 	// would drop what the sink holds.
+	// Once the host is gone, a log line to its stderr pipe must fail with
+	// EPIPE, not kill the process with SIGPIPE before the sink is flushed.
+	signal.Ignore(syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM)
 	go func() {

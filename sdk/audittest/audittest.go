@@ -30,7 +30,7 @@ import (
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/chain"
 	"github.com/vramward/vramward/sdk/handshake"
-	"github.com/vramward/vramward/sdk/internal/plugintest"
+	"github.com/vramward/vramward/sdk/plugintest"
 )
 
 // Factory makes a fresh, unconfigured sink and the JSON config to give it.

@@ -1,11 +1,15 @@
-// Package plugintest connects a test to a plugin over real gRPC, either
-// served in-process (go-plugin's test connection) or as a built binary
-// launched the way the host launches it.
+// Package plugintest connects a test to a plugin of any kind over real gRPC,
+// either served in-process (go-plugin's test connection) or as a built
+// binary launched the way the host launches it. Plugin authors use it from
+// their own tests, as the conformance harnesses do.
 package plugintest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,6 +39,16 @@ func InProcess(t testing.TB, kind string, p plugin.Plugin) any {
 // its pid, or to kill it). The process is killed in t.Cleanup.
 func Binary(t testing.TB, path, kind string, p plugin.Plugin, env ...string) (any, *plugin.Client) {
 	t.Helper()
+	raw, c, err := Launch(path, kind, p, env...)
+	t.Cleanup(c.Kill)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, c
+}
+
+// Launch is Binary without a test: the caller kills the returned client.
+func Launch(path, kind string, p plugin.Plugin, env ...string) (any, *plugin.Client, error) {
 	cmd := exec.Command(path)
 	cmd.Env = append(cmd.Environ(), env...)
 	c := plugin.NewClient(&plugin.ClientConfig{
@@ -48,14 +62,29 @@ func Binary(t testing.TB, path, kind string, p plugin.Plugin, env ...string) (an
 		// can outlive the test.
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: hclog.Warn, Output: os.Stderr}),
 	})
-	t.Cleanup(c.Kill)
 	rpc, err := c.Client()
 	if err != nil {
-		t.Fatalf("start plugin %s: %v", path, err)
+		return nil, c, fmt.Errorf("start plugin %s: %w", path, err)
 	}
 	raw, err := rpc.Dispense(kind)
 	if err != nil {
-		t.Fatalf("dispense %s: %v", kind, err)
+		return nil, c, fmt.Errorf("dispense %s: %w", kind, err)
 	}
-	return raw, c
+	return raw, c, nil
+}
+
+// Build compiles the plugin's main package (a path such as "." or
+// "./plugins/audit-file") into dir and returns the binary's path. Tests call
+// it once, from TestMain.
+func Build(dir, pkg, name string, tags ...string) (string, error) {
+	out := filepath.Join(dir, name)
+	args := []string{"build", "-o", out}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.Command("go", append(args, pkg)...)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, msg)
+	}
+	return out, nil
 }

@@ -1,0 +1,332 @@
+package main
+
+// These tests run the built plugin binary, launched as the host launches it.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
+	"github.com/vramward/vramward/plugins/audit-file/filesink"
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audittest"
+	"github.com/vramward/vramward/sdk/handshake"
+	"github.com/vramward/vramward/sdk/plugintest"
+)
+
+var (
+	pluginBin string // the release build
+	faultBin  string // built with -tags faultinject
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("AUDIT_FILE_TEST_HOST") != "" {
+		fakeHostThatDies()
+		return
+	}
+	dir, err := os.MkdirTemp("", "audit-file-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if pluginBin, err = plugintest.Build(dir, ".", "vramward-plugin-audit-file"); err == nil {
+		faultBin, err = plugintest.Build(dir, ".", "vramward-plugin-audit-file-faultinject", "faultinject")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func newConfig(t *testing.T) []byte {
+	return []byte(fmt.Sprintf(`{"path": %q}`, filepath.Join(t.TempDir(), "audit.log")))
+}
+
+func readBack(t *testing.T, config []byte) []audit.Event {
+	var cfg struct{ Path string }
+	if err := json.Unmarshal(config, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	files, err := filesink.TrailFiles(cfg.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []audit.Event
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			t.Fatalf("%s ends in a partial line", f)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(nil, audit.MaxLineBytes)
+		for sc.Scan() {
+			e, err := audit.ParseJSON(sc.Bytes())
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func TestBinaryConformance(t *testing.T) {
+	audittest.RunBinary(t, pluginBin, newConfig, audittest.WithReadBack(readBack))
+}
+
+type launched struct {
+	client *audit.Client
+	reg    *prometheus.Registry
+	pid    int
+	config []byte
+}
+
+func launch(t *testing.T, bin string, config string, env ...string) *launched {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := audit.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, c := plugintest.Binary(t, bin, handshake.KindAuditSink,
+		audit.PluginForHost(audit.ClientOptions{Sink: "file", Metrics: m, Logger: hclog.NewNullLogger()}), env...)
+	l := &launched{client: raw.(*audit.Client), reg: reg, pid: c.ReattachConfig().Pid, config: []byte(config)}
+	if err := l.client.Configure(context.Background(), l.config); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue next
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// TestBinaryFailureCountersMove makes the real plugin's disk writes fail
+// (RLIMIT_FSIZE, so the kernel stops a write part way) and checks that the
+// host-side counters moved, the error names the errno, and no partial line
+// was left in the trail.
+func TestBinaryFailureCountersMove(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := launch(t, pluginBin, fmt.Sprintf(`{"path": %q}`, path))
+	ctx := context.Background()
+	events := audittest.Events(60)
+	if err := l.client.EmitBatch(ctx, events[:10]); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := uint64(st.Size() + 300) // room for part of one more line only
+	if err := unix.Prlimit(l.pid, unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: limit, Max: unix.RLIM_INFINITY}, nil); err != nil {
+		t.Skipf("cannot set the plugin's RLIMIT_FSIZE: %v", err)
+	}
+	batch := events[10:30]
+	err = l.client.EmitBatch(ctx, batch)
+	var se *audit.Error
+	if !errors.As(err, &se) || se.Reason != audit.ReasonWriteFailed || se.Errno != "EFBIG" {
+		t.Fatalf("want WRITE_FAILED with errno EFBIG, got %#v", err)
+	}
+	var bySeverity = map[audit.Severity]float64{}
+	for _, e := range batch {
+		bySeverity[e.Severity]++
+	}
+	for sev, n := range bySeverity {
+		if got := counter(t, l.reg, "vramward_audit_emit_failures_total", "sink", "file", "severity", sev.String()); got != n {
+			t.Errorf("emit_failures_total{severity=%s} = %v, want %v", sev, got, n)
+		}
+	}
+	if got := counter(t, l.reg, "vramward_audit_critical_emit_failures_total", "sink", "file"); got != bySeverity[audit.Critical] {
+		t.Errorf("critical_emit_failures_total = %v, want %v", got, bySeverity[audit.Critical])
+	}
+	if got := len(readBack(t, l.config)); got != 10 {
+		t.Fatalf("trail holds %d events after the failed batch, want 10 and no partial line", got)
+	}
+	// The disk has room again: the host re-sends the batch and it lands once.
+	if err := unix.Prlimit(l.pid, unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.client.EmitBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.client.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(readBack(t, l.config)); got != 30 {
+		t.Fatalf("trail holds %d events, want 30", got)
+	}
+}
+
+// TestBinaryCriticalWaitsForFlush runs a build whose fsync always fails: a
+// non-CRITICAL emit is acknowledged (no flush on its path), a CRITICAL one
+// is refused with the fsync's error, and the counters say so. The SDK
+// therefore called Flush before answering for the CRITICAL event.
+func TestBinaryCriticalWaitsForFlush(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := launch(t, faultBin, fmt.Sprintf(`{"path": %q, "flush_interval": "1h"}`, path), "VRAMWARD_FAULT_FSYNC=EIO")
+	ctx := context.Background()
+	var info, critical audit.Event
+	for _, e := range audittest.Events(20) {
+		if e.Severity == audit.Info && info.Seq == 0 {
+			info = e
+		}
+		if e.Severity == audit.Critical && critical.Seq == 0 && info.Seq != 0 {
+			critical = e
+		}
+	}
+	if err := l.client.Emit(ctx, info); err != nil {
+		t.Fatalf("INFO emit: %v", err)
+	}
+	err := l.client.Emit(ctx, critical)
+	var se *audit.Error
+	if !errors.As(err, &se) || se.Reason != audit.ReasonFlushFailed || se.Errno != "EIO" {
+		t.Fatalf("CRITICAL emit: want FLUSH_FAILED with errno EIO, got %v", err)
+	}
+	if got := counter(t, l.reg, "vramward_audit_critical_emit_failures_total", "sink", "file"); got != 1 {
+		t.Errorf("critical_emit_failures_total = %v, want 1", got)
+	}
+	if got := counter(t, l.reg, "vramward_audit_emit_failures_total", "sink", "file", "severity", "INFO"); got != 0 {
+		t.Errorf("the INFO emit was counted as failed: %v", got)
+	}
+	if err := l.client.Flush(ctx); err == nil {
+		t.Fatal("explicit Flush succeeded with a failing fsync")
+	}
+	if got := counter(t, l.reg, "vramward_audit_flush_failures_total", "sink", "file"); got != 1 {
+		t.Errorf("flush_failures_total = %v, want 1", got)
+	}
+}
+
+// TestBinarySIGTERMFlushesAndExits: SIGTERM, which go-plugin leaves at its
+// default, goes through the sink's one shutdown path.
+func TestBinarySIGTERMFlushesAndExits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := launch(t, pluginBin, fmt.Sprintf(`{"path": %q, "flush_interval": "1h"}`, path))
+	events := audittest.Events(25)
+	if err := l.client.EmitBatch(context.Background(), events); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(l.pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, l.pid)
+	if got := len(readBack(t, l.config)); got != 25 {
+		t.Fatalf("%d events after SIGTERM, want 25", got)
+	}
+	if err := l.client.Emit(context.Background(), audittest.Events(26)[25]); err == nil {
+		t.Fatal("emit to a terminated plugin succeeded")
+	}
+}
+
+// TestBinaryExitsWhenHostDies: a host that dies without closing its plugins
+// (SIGKILL, a crash) must not leave the sink running as an orphan.
+func TestBinaryExitsWhenHostDies(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "AUDIT_FILE_TEST_HOST="+pluginBin, "AUDIT_FILE_TEST_PATH="+path)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("fake host: %v\n%s", err, out)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("fake host printed %q", out)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	waitGone(t, pid)
+	if got := len(readBack(t, []byte(fmt.Sprintf(`{"path": %q}`, path)))); got != 15 {
+		t.Fatalf("%d events in the orphan's trail, want 15", got)
+	}
+}
+
+// fakeHostThatDies launches the plugin, emits, prints the plugin's pid and
+// exits without closing it, as a SIGKILLed host would.
+func fakeHostThatDies() {
+	m, _ := audit.NewMetrics(prometheus.NewRegistry())
+	raw, c, err := plugintest.Launch(os.Getenv("AUDIT_FILE_TEST_HOST"), handshake.KindAuditSink,
+		audit.PluginForHost(audit.ClientOptions{Sink: "file", Metrics: m}))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	client := raw.(*audit.Client)
+	cfg := fmt.Sprintf(`{"path": %q, "flush_interval": "1h"}`, os.Getenv("AUDIT_FILE_TEST_PATH"))
+	if err := client.Configure(context.Background(), []byte(cfg)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := client.EmitBatch(context.Background(), audittest.Events(15)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(c.ReattachConfig().Pid)
+	os.Exit(0)
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		// The plugin's parent reaps it, or init does once it is orphaned.
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
+			return // exited, waiting to be reaped
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("plugin process %d still running", pid)
+}
+
