@@ -329,4 +329,3 @@ func waitGone(t *testing.T, pid int) {
 	}
 	t.Fatalf("plugin process %d still running", pid)
 }
-
