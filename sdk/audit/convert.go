@@ -3,7 +3,7 @@ package audit
 import (
 	"fmt"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"time"
 
 	auditv1 "github.com/vramward/vramward/sdk/proto/audit/v1"
 )
@@ -12,12 +12,12 @@ import (
 
 func eventToProto(e *Event) *auditv1.Event {
 	p := &auditv1.Event{
-		Seq:       e.Seq,
-		Id:        e.ID,
-		Time:      timestamppb.New(e.Time),
-		Type:      string(e.Type),
-		Severity:  auditv1.Severity(e.Severity),
-		ServiceId: e.ServiceID,
+		Seq:          e.Seq,
+		Id:           e.ID,
+		TimeUnixNano: e.Time.UnixNano(),
+		Type:         string(e.Type),
+		Severity:     auditv1.Severity(e.Severity),
+		ServiceId:    e.ServiceID,
 		Actor: &auditv1.Actor{
 			WorkerId:      e.Actor.WorkerID,
 			SourceIp:      e.Actor.SourceIP,
@@ -27,18 +27,18 @@ func eventToProto(e *Event) *auditv1.Event {
 		Chain:  &auditv1.Chain{Epoch: e.Chain.Epoch, Prev: e.Chain.Prev, Mac: e.Chain.MAC},
 	}
 	for i, f := range e.Fields {
-		v := &auditv1.Value{}
+		pf := &auditv1.Field{Key: f.Key, Kind: auditv1.Kind(f.Value.kind)}
 		switch f.Value.kind {
 		case KindString:
-			v.Kind = &auditv1.Value_Str{Str: f.Value.str}
+			pf.Str = f.Value.str
 		case KindInt:
-			v.Kind = &auditv1.Value_Int{Int: int64(f.Value.num)}
+			pf.Int = int64(f.Value.num)
 		case KindUint:
-			v.Kind = &auditv1.Value_Uint{Uint: f.Value.num}
+			pf.Uint = f.Value.num
 		case KindBool:
-			v.Kind = &auditv1.Value_Bool{Bool: f.Value.num != 0}
+			pf.Bool = f.Value.num != 0
 		}
-		p.Fields[i] = &auditv1.Field{Key: f.Key, Value: v}
+		p.Fields[i] = pf
 	}
 	return p
 }
@@ -49,16 +49,13 @@ func eventFromProto(p *auditv1.Event) (Event, error) {
 	if p == nil {
 		return Event{}, fmt.Errorf("missing event")
 	}
-	if err := p.GetTime().CheckValid(); err != nil {
-		return Event{}, fmt.Errorf("seq %d: time: %w", p.GetSeq(), err)
-	}
 	if len(p.GetFields()) > MaxFields {
 		return Event{}, fmt.Errorf("seq %d: %d fields, at most %d", p.GetSeq(), len(p.GetFields()), MaxFields)
 	}
 	e := Event{
 		Seq:       p.GetSeq(),
 		ID:        p.GetId(),
-		Time:      p.GetTime().AsTime(),
+		Time:      time.Unix(0, p.GetTimeUnixNano()).UTC(),
 		Type:      Type(p.GetType()),
 		Severity:  Severity(p.GetSeverity()),
 		ServiceID: p.GetServiceId(),
@@ -75,17 +72,23 @@ func eventFromProto(p *auditv1.Event) (Event, error) {
 	}
 	for i, f := range p.GetFields() {
 		var v Value
-		switch k := f.GetValue().GetKind().(type) {
-		case *auditv1.Value_Str:
-			v = Value{kind: KindString, str: k.Str}
-		case *auditv1.Value_Int:
-			v = Int("", k.Int).Value
-		case *auditv1.Value_Uint:
-			v = Uint("", k.Uint).Value
-		case *auditv1.Value_Bool:
-			v = Bool("", k.Bool).Value
+		switch f.GetKind() {
+		case auditv1.Kind_KIND_STRING:
+			v = Value{kind: KindString, str: f.GetStr()}
+			if f.GetInt() != 0 || f.GetUint() != 0 || f.GetBool() {
+				return Event{}, fmt.Errorf("seq %d: field %q: a string field carries another value", e.Seq, Sanitize(f.GetKey()))
+			}
+		case auditv1.Kind_KIND_INT:
+			v = Value{kind: KindInt, num: uint64(f.GetInt())}
+		case auditv1.Kind_KIND_UINT:
+			v = Value{kind: KindUint, num: f.GetUint()}
+		case auditv1.Kind_KIND_BOOL:
+			v = Bool("", f.GetBool()).Value
 		default:
-			return Event{}, fmt.Errorf("seq %d: field %q has no value", e.Seq, Sanitize(f.GetKey()))
+			return Event{}, fmt.Errorf("seq %d: field %q has no valid kind", e.Seq, Sanitize(f.GetKey()))
+		}
+		if f.GetKind() != auditv1.Kind_KIND_STRING && f.GetStr() != "" {
+			return Event{}, fmt.Errorf("seq %d: field %q: a %s field carries a string", e.Seq, Sanitize(f.GetKey()), v.kind)
 		}
 		e.Fields[i] = Field{Key: f.GetKey(), Value: v}
 	}

@@ -8,7 +8,6 @@ package audit
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"time"
 
@@ -183,10 +182,25 @@ const (
 	MaxIDBytes  = 128
 )
 
-var (
-	keyRE  = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-	typeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
-)
+// validName reports whether s is a non-empty identifier of at most
+// MaxKeyBytes: a letter then letters, digits and underscores; upper case
+// letters only where upper is set (type names are CamelCase, keys snake_case).
+func validName(s string, upper bool) bool {
+	if len(s) == 0 || len(s) > MaxKeyBytes {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+		case upper && c >= 'A' && c <= 'Z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '_'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Validate checks an event received from elsewhere (an RPC, a file): shape,
 // limits, and for a catalogue type its fixed severity. It does not check the
@@ -195,7 +209,7 @@ func (e *Event) Validate() error {
 	if !e.Severity.Valid() {
 		return fmt.Errorf("seq %d: invalid severity %d", e.Seq, uint8(e.Severity))
 	}
-	if len(e.Type) == 0 || len(e.Type) > MaxKeyBytes || !typeRE.MatchString(string(e.Type)) {
+	if !validName(string(e.Type), true) {
 		return fmt.Errorf("seq %d: invalid type %q", e.Seq, Sanitize(string(e.Type)))
 	}
 	if spec, ok := Lookup(e.Type); ok && spec.Severity != e.Severity {
@@ -213,7 +227,7 @@ func (e *Event) Validate() error {
 		return fmt.Errorf("seq %d: %d fields, at most %d", e.Seq, len(e.Fields), MaxFields)
 	}
 	for i, f := range e.Fields {
-		if len(f.Key) > MaxKeyBytes || !keyRE.MatchString(f.Key) {
+		if !validName(f.Key, false) {
 			return fmt.Errorf("seq %d: invalid field key %q", e.Seq, Sanitize(f.Key))
 		}
 		if i > 0 && e.Fields[i-1].Key >= f.Key {

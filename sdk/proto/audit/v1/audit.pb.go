@@ -14,7 +14,6 @@ import (
 	v1 "github.com/vramward/vramward/sdk/proto/schema/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -83,6 +82,61 @@ func (x Severity) Number() protoreflect.EnumNumber {
 // Deprecated: Use Severity.Descriptor instead.
 func (Severity) EnumDescriptor() ([]byte, []int) {
 	return file_audit_v1_audit_proto_rawDescGZIP(), []int{0}
+}
+
+type Kind int32
+
+const (
+	Kind_KIND_UNSPECIFIED Kind = 0
+	Kind_KIND_STRING      Kind = 1
+	Kind_KIND_INT         Kind = 2
+	Kind_KIND_UINT        Kind = 3
+	Kind_KIND_BOOL        Kind = 4
+)
+
+// Enum value maps for Kind.
+var (
+	Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_STRING",
+		2: "KIND_INT",
+		3: "KIND_UINT",
+		4: "KIND_BOOL",
+	}
+	Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"KIND_STRING":      1,
+		"KIND_INT":         2,
+		"KIND_UINT":        3,
+		"KIND_BOOL":        4,
+	}
+)
+
+func (x Kind) Enum() *Kind {
+	p := new(Kind)
+	*p = x
+	return p
+}
+
+func (x Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_audit_v1_audit_proto_enumTypes[1].Descriptor()
+}
+
+func (Kind) Type() protoreflect.EnumType {
+	return &file_audit_v1_audit_proto_enumTypes[1]
+}
+
+func (x Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Kind.Descriptor instead.
+func (Kind) EnumDescriptor() ([]byte, []int) {
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{1}
 }
 
 type Actor struct {
@@ -206,131 +260,24 @@ func (x *Chain) GetMac() []byte {
 	return nil
 }
 
-type Value struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Types that are valid to be assigned to Kind:
-	//
-	//	*Value_Str
-	//	*Value_Int
-	//	*Value_Uint
-	//	*Value_Bool
-	Kind          isValue_Kind `protobuf_oneof:"kind"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Value) Reset() {
-	*x = Value{}
-	mi := &file_audit_v1_audit_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Value) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Value) ProtoMessage() {}
-
-func (x *Value) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Value.ProtoReflect.Descriptor instead.
-func (*Value) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *Value) GetKind() isValue_Kind {
-	if x != nil {
-		return x.Kind
-	}
-	return nil
-}
-
-func (x *Value) GetStr() string {
-	if x != nil {
-		if x, ok := x.Kind.(*Value_Str); ok {
-			return x.Str
-		}
-	}
-	return ""
-}
-
-func (x *Value) GetInt() int64 {
-	if x != nil {
-		if x, ok := x.Kind.(*Value_Int); ok {
-			return x.Int
-		}
-	}
-	return 0
-}
-
-func (x *Value) GetUint() uint64 {
-	if x != nil {
-		if x, ok := x.Kind.(*Value_Uint); ok {
-			return x.Uint
-		}
-	}
-	return 0
-}
-
-func (x *Value) GetBool() bool {
-	if x != nil {
-		if x, ok := x.Kind.(*Value_Bool); ok {
-			return x.Bool
-		}
-	}
-	return false
-}
-
-type isValue_Kind interface {
-	isValue_Kind()
-}
-
-type Value_Str struct {
-	Str string `protobuf:"bytes,1,opt,name=str,proto3,oneof"`
-}
-
-type Value_Int struct {
-	Int int64 `protobuf:"varint,2,opt,name=int,proto3,oneof"`
-}
-
-type Value_Uint struct {
-	Uint uint64 `protobuf:"varint,3,opt,name=uint,proto3,oneof"`
-}
-
-type Value_Bool struct {
-	Bool bool `protobuf:"varint,4,opt,name=bool,proto3,oneof"`
-}
-
-func (*Value_Str) isValue_Kind() {}
-
-func (*Value_Int) isValue_Kind() {}
-
-func (*Value_Uint) isValue_Kind() {}
-
-func (*Value_Bool) isValue_Kind() {}
-
+// Field is one typed value. It is flat rather than a oneof so that a batch
+// of thousands of events decodes with one allocation a field, not three;
+// only the member named by kind may be set.
 type Field struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Value         *Value                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Kind          Kind                   `protobuf:"varint,2,opt,name=kind,proto3,enum=vramward.audit.v1.Kind" json:"kind,omitempty"`
+	Str           string                 `protobuf:"bytes,3,opt,name=str,proto3" json:"str,omitempty"`
+	Int           int64                  `protobuf:"zigzag64,4,opt,name=int,proto3" json:"int,omitempty"`
+	Uint          uint64                 `protobuf:"varint,5,opt,name=uint,proto3" json:"uint,omitempty"`
+	Bool          bool                   `protobuf:"varint,6,opt,name=bool,proto3" json:"bool,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Field) Reset() {
 	*x = Field{}
-	mi := &file_audit_v1_audit_proto_msgTypes[3]
+	mi := &file_audit_v1_audit_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +289,7 @@ func (x *Field) String() string {
 func (*Field) ProtoMessage() {}
 
 func (x *Field) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[3]
+	mi := &file_audit_v1_audit_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +302,7 @@ func (x *Field) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Field.ProtoReflect.Descriptor instead.
 func (*Field) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{3}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Field) GetKey() string {
@@ -365,22 +312,51 @@ func (x *Field) GetKey() string {
 	return ""
 }
 
-func (x *Field) GetValue() *Value {
+func (x *Field) GetKind() Kind {
 	if x != nil {
-		return x.Value
+		return x.Kind
 	}
-	return nil
+	return Kind_KIND_UNSPECIFIED
+}
+
+func (x *Field) GetStr() string {
+	if x != nil {
+		return x.Str
+	}
+	return ""
+}
+
+func (x *Field) GetInt() int64 {
+	if x != nil {
+		return x.Int
+	}
+	return 0
+}
+
+func (x *Field) GetUint() uint64 {
+	if x != nil {
+		return x.Uint
+	}
+	return 0
+}
+
+func (x *Field) GetBool() bool {
+	if x != nil {
+		return x.Bool
+	}
+	return false
 }
 
 type Event struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Seq       uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	Id        string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	Time      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
-	Type      string                 `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
-	Severity  Severity               `protobuf:"varint,5,opt,name=severity,proto3,enum=vramward.audit.v1.Severity" json:"severity,omitempty"`
-	ServiceId string                 `protobuf:"bytes,6,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
-	Actor     *Actor                 `protobuf:"bytes,7,opt,name=actor,proto3" json:"actor,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Id    string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// UTC, nanoseconds since the Unix epoch (JSON: "time", RFC 3339).
+	TimeUnixNano int64    `protobuf:"varint,3,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	Type         string   `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	Severity     Severity `protobuf:"varint,5,opt,name=severity,proto3,enum=vramward.audit.v1.Severity" json:"severity,omitempty"`
+	ServiceId    string   `protobuf:"bytes,6,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	Actor        *Actor   `protobuf:"bytes,7,opt,name=actor,proto3" json:"actor,omitempty"`
 	// Sorted by key, keys unique.
 	Fields        []*Field `protobuf:"bytes,8,rep,name=fields,proto3" json:"fields,omitempty"`
 	Chain         *Chain   `protobuf:"bytes,9,opt,name=chain,proto3" json:"chain,omitempty"`
@@ -390,7 +366,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_audit_v1_audit_proto_msgTypes[4]
+	mi := &file_audit_v1_audit_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +378,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[4]
+	mi := &file_audit_v1_audit_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +391,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{4}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -432,11 +408,11 @@ func (x *Event) GetId() string {
 	return ""
 }
 
-func (x *Event) GetTime() *timestamppb.Timestamp {
+func (x *Event) GetTimeUnixNano() int64 {
 	if x != nil {
-		return x.Time
+		return x.TimeUnixNano
 	}
-	return nil
+	return 0
 }
 
 func (x *Event) GetType() string {
@@ -489,7 +465,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_audit_v1_audit_proto_msgTypes[5]
+	mi := &file_audit_v1_audit_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +477,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[5]
+	mi := &file_audit_v1_audit_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +490,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{5}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{4}
 }
 
 type InfoResponse struct {
@@ -530,7 +506,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_audit_v1_audit_proto_msgTypes[6]
+	mi := &file_audit_v1_audit_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +518,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[6]
+	mi := &file_audit_v1_audit_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +531,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{6}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *InfoResponse) GetName() string {
@@ -596,7 +572,7 @@ type ConfigureRequest struct {
 
 func (x *ConfigureRequest) Reset() {
 	*x = ConfigureRequest{}
-	mi := &file_audit_v1_audit_proto_msgTypes[7]
+	mi := &file_audit_v1_audit_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +584,7 @@ func (x *ConfigureRequest) String() string {
 func (*ConfigureRequest) ProtoMessage() {}
 
 func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[7]
+	mi := &file_audit_v1_audit_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +597,7 @@ func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureRequest) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{7}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ConfigureRequest) GetConfigJson() []byte {
@@ -639,7 +615,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_audit_v1_audit_proto_msgTypes[8]
+	mi := &file_audit_v1_audit_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +627,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[8]
+	mi := &file_audit_v1_audit_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +640,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{8}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{7}
 }
 
 type EmitRequest struct {
@@ -676,7 +652,7 @@ type EmitRequest struct {
 
 func (x *EmitRequest) Reset() {
 	*x = EmitRequest{}
-	mi := &file_audit_v1_audit_proto_msgTypes[9]
+	mi := &file_audit_v1_audit_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +664,7 @@ func (x *EmitRequest) String() string {
 func (*EmitRequest) ProtoMessage() {}
 
 func (x *EmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[9]
+	mi := &file_audit_v1_audit_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +677,7 @@ func (x *EmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitRequest.ProtoReflect.Descriptor instead.
 func (*EmitRequest) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{9}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *EmitRequest) GetEvent() *Event {
@@ -721,7 +697,7 @@ type EmitResponse struct {
 
 func (x *EmitResponse) Reset() {
 	*x = EmitResponse{}
-	mi := &file_audit_v1_audit_proto_msgTypes[10]
+	mi := &file_audit_v1_audit_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +709,7 @@ func (x *EmitResponse) String() string {
 func (*EmitResponse) ProtoMessage() {}
 
 func (x *EmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[10]
+	mi := &file_audit_v1_audit_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +722,7 @@ func (x *EmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitResponse.ProtoReflect.Descriptor instead.
 func (*EmitResponse) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{10}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EmitResponse) GetDurable() bool {
@@ -765,7 +741,7 @@ type EmitBatchRequest struct {
 
 func (x *EmitBatchRequest) Reset() {
 	*x = EmitBatchRequest{}
-	mi := &file_audit_v1_audit_proto_msgTypes[11]
+	mi := &file_audit_v1_audit_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +753,7 @@ func (x *EmitBatchRequest) String() string {
 func (*EmitBatchRequest) ProtoMessage() {}
 
 func (x *EmitBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[11]
+	mi := &file_audit_v1_audit_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +766,7 @@ func (x *EmitBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitBatchRequest.ProtoReflect.Descriptor instead.
 func (*EmitBatchRequest) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{11}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EmitBatchRequest) GetEvents() []*Event {
@@ -809,7 +785,7 @@ type EmitBatchResponse struct {
 
 func (x *EmitBatchResponse) Reset() {
 	*x = EmitBatchResponse{}
-	mi := &file_audit_v1_audit_proto_msgTypes[12]
+	mi := &file_audit_v1_audit_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +797,7 @@ func (x *EmitBatchResponse) String() string {
 func (*EmitBatchResponse) ProtoMessage() {}
 
 func (x *EmitBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[12]
+	mi := &file_audit_v1_audit_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +810,7 @@ func (x *EmitBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitBatchResponse.ProtoReflect.Descriptor instead.
 func (*EmitBatchResponse) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{12}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EmitBatchResponse) GetDurable() bool {
@@ -852,7 +828,7 @@ type FlushRequest struct {
 
 func (x *FlushRequest) Reset() {
 	*x = FlushRequest{}
-	mi := &file_audit_v1_audit_proto_msgTypes[13]
+	mi := &file_audit_v1_audit_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +840,7 @@ func (x *FlushRequest) String() string {
 func (*FlushRequest) ProtoMessage() {}
 
 func (x *FlushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[13]
+	mi := &file_audit_v1_audit_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +853,7 @@ func (x *FlushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushRequest.ProtoReflect.Descriptor instead.
 func (*FlushRequest) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{13}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{12}
 }
 
 type FlushResponse struct {
@@ -888,7 +864,7 @@ type FlushResponse struct {
 
 func (x *FlushResponse) Reset() {
 	*x = FlushResponse{}
-	mi := &file_audit_v1_audit_proto_msgTypes[14]
+	mi := &file_audit_v1_audit_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +876,7 @@ func (x *FlushResponse) String() string {
 func (*FlushResponse) ProtoMessage() {}
 
 func (x *FlushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[14]
+	mi := &file_audit_v1_audit_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +889,7 @@ func (x *FlushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushResponse.ProtoReflect.Descriptor instead.
 func (*FlushResponse) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{14}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{13}
 }
 
 type ReopenRequest struct {
@@ -924,7 +900,7 @@ type ReopenRequest struct {
 
 func (x *ReopenRequest) Reset() {
 	*x = ReopenRequest{}
-	mi := &file_audit_v1_audit_proto_msgTypes[15]
+	mi := &file_audit_v1_audit_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +912,7 @@ func (x *ReopenRequest) String() string {
 func (*ReopenRequest) ProtoMessage() {}
 
 func (x *ReopenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[15]
+	mi := &file_audit_v1_audit_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +925,7 @@ func (x *ReopenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReopenRequest.ProtoReflect.Descriptor instead.
 func (*ReopenRequest) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{15}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{14}
 }
 
 type ReopenResponse struct {
@@ -960,7 +936,7 @@ type ReopenResponse struct {
 
 func (x *ReopenResponse) Reset() {
 	*x = ReopenResponse{}
-	mi := &file_audit_v1_audit_proto_msgTypes[16]
+	mi := &file_audit_v1_audit_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +948,7 @@ func (x *ReopenResponse) String() string {
 func (*ReopenResponse) ProtoMessage() {}
 
 func (x *ReopenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[16]
+	mi := &file_audit_v1_audit_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +961,7 @@ func (x *ReopenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReopenResponse.ProtoReflect.Descriptor instead.
 func (*ReopenResponse) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{16}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{15}
 }
 
 type ShutdownRequest struct {
@@ -996,7 +972,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_audit_v1_audit_proto_msgTypes[17]
+	mi := &file_audit_v1_audit_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +984,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[17]
+	mi := &file_audit_v1_audit_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +997,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{17}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{16}
 }
 
 type ShutdownResponse struct {
@@ -1032,7 +1008,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_audit_v1_audit_proto_msgTypes[18]
+	mi := &file_audit_v1_audit_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1020,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[18]
+	mi := &file_audit_v1_audit_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,14 +1033,14 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{18}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{17}
 }
 
 var File_audit_v1_audit_proto protoreflect.FileDescriptor
 
 const file_audit_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x14audit/v1/audit.proto\x12\x11vramward.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16schema/v1/schema.proto\"h\n" +
+	"\x14audit/v1/audit.proto\x12\x11vramward.audit.v1\x1a\x16schema/v1/schema.proto\"h\n" +
 	"\x05Actor\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1b\n" +
 	"\tsource_ip\x18\x02 \x01(\tR\bsourceIp\x12%\n" +
@@ -1072,20 +1048,18 @@ const file_audit_v1_audit_proto_rawDesc = "" +
 	"\x05Chain\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x12\n" +
 	"\x04prev\x18\x02 \x01(\fR\x04prev\x12\x10\n" +
-	"\x03mac\x18\x03 \x01(\fR\x03mac\"c\n" +
-	"\x05Value\x12\x12\n" +
-	"\x03str\x18\x01 \x01(\tH\x00R\x03str\x12\x12\n" +
-	"\x03int\x18\x02 \x01(\x03H\x00R\x03int\x12\x14\n" +
-	"\x04uint\x18\x03 \x01(\x04H\x00R\x04uint\x12\x14\n" +
-	"\x04bool\x18\x04 \x01(\bH\x00R\x04boolB\x06\n" +
-	"\x04kind\"I\n" +
+	"\x03mac\x18\x03 \x01(\fR\x03mac\"\x92\x01\n" +
 	"\x05Field\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
-	"\x05value\x18\x02 \x01(\v2\x18.vramward.audit.v1.ValueR\x05value\"\xd7\x02\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12+\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x17.vramward.audit.v1.KindR\x04kind\x12\x10\n" +
+	"\x03str\x18\x03 \x01(\tR\x03str\x12\x10\n" +
+	"\x03int\x18\x04 \x01(\x12R\x03int\x12\x12\n" +
+	"\x04uint\x18\x05 \x01(\x04R\x04uint\x12\x12\n" +
+	"\x04bool\x18\x06 \x01(\bR\x04bool\"\xcd\x02\n" +
 	"\x05Event\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12$\n" +
+	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\x12\x12\n" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x127\n" +
 	"\bseverity\x18\x05 \x01(\x0e2\x1b.vramward.audit.v1.SeverityR\bseverity\x12\x1d\n" +
 	"\n" +
@@ -1124,7 +1098,13 @@ const file_audit_v1_audit_proto_rawDesc = "" +
 	"\fSEVERITY_LOW\x10\x02\x12\x13\n" +
 	"\x0fSEVERITY_MEDIUM\x10\x03\x12\x11\n" +
 	"\rSEVERITY_HIGH\x10\x04\x12\x15\n" +
-	"\x11SEVERITY_CRITICAL\x10\x052\xbd\x04\n" +
+	"\x11SEVERITY_CRITICAL\x10\x05*Y\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vKIND_STRING\x10\x01\x12\f\n" +
+	"\bKIND_INT\x10\x02\x12\r\n" +
+	"\tKIND_UINT\x10\x03\x12\r\n" +
+	"\tKIND_BOOL\x10\x042\xbd\x04\n" +
 	"\tAuditSink\x12G\n" +
 	"\x04Info\x12\x1e.vramward.audit.v1.InfoRequest\x1a\x1f.vramward.audit.v1.InfoResponse\x12V\n" +
 	"\tConfigure\x12#.vramward.audit.v1.ConfigureRequest\x1a$.vramward.audit.v1.ConfigureResponse\x12G\n" +
@@ -1146,61 +1126,59 @@ func file_audit_v1_audit_proto_rawDescGZIP() []byte {
 	return file_audit_v1_audit_proto_rawDescData
 }
 
-var file_audit_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_audit_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_audit_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_audit_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_audit_v1_audit_proto_goTypes = []any{
-	(Severity)(0),                 // 0: vramward.audit.v1.Severity
-	(*Actor)(nil),                 // 1: vramward.audit.v1.Actor
-	(*Chain)(nil),                 // 2: vramward.audit.v1.Chain
-	(*Value)(nil),                 // 3: vramward.audit.v1.Value
-	(*Field)(nil),                 // 4: vramward.audit.v1.Field
-	(*Event)(nil),                 // 5: vramward.audit.v1.Event
-	(*InfoRequest)(nil),           // 6: vramward.audit.v1.InfoRequest
-	(*InfoResponse)(nil),          // 7: vramward.audit.v1.InfoResponse
-	(*ConfigureRequest)(nil),      // 8: vramward.audit.v1.ConfigureRequest
-	(*ConfigureResponse)(nil),     // 9: vramward.audit.v1.ConfigureResponse
-	(*EmitRequest)(nil),           // 10: vramward.audit.v1.EmitRequest
-	(*EmitResponse)(nil),          // 11: vramward.audit.v1.EmitResponse
-	(*EmitBatchRequest)(nil),      // 12: vramward.audit.v1.EmitBatchRequest
-	(*EmitBatchResponse)(nil),     // 13: vramward.audit.v1.EmitBatchResponse
-	(*FlushRequest)(nil),          // 14: vramward.audit.v1.FlushRequest
-	(*FlushResponse)(nil),         // 15: vramward.audit.v1.FlushResponse
-	(*ReopenRequest)(nil),         // 16: vramward.audit.v1.ReopenRequest
-	(*ReopenResponse)(nil),        // 17: vramward.audit.v1.ReopenResponse
-	(*ShutdownRequest)(nil),       // 18: vramward.audit.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),      // 19: vramward.audit.v1.ShutdownResponse
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(*v1.Schema)(nil),             // 21: vramward.schema.v1.Schema
+	(Severity)(0),             // 0: vramward.audit.v1.Severity
+	(Kind)(0),                 // 1: vramward.audit.v1.Kind
+	(*Actor)(nil),             // 2: vramward.audit.v1.Actor
+	(*Chain)(nil),             // 3: vramward.audit.v1.Chain
+	(*Field)(nil),             // 4: vramward.audit.v1.Field
+	(*Event)(nil),             // 5: vramward.audit.v1.Event
+	(*InfoRequest)(nil),       // 6: vramward.audit.v1.InfoRequest
+	(*InfoResponse)(nil),      // 7: vramward.audit.v1.InfoResponse
+	(*ConfigureRequest)(nil),  // 8: vramward.audit.v1.ConfigureRequest
+	(*ConfigureResponse)(nil), // 9: vramward.audit.v1.ConfigureResponse
+	(*EmitRequest)(nil),       // 10: vramward.audit.v1.EmitRequest
+	(*EmitResponse)(nil),      // 11: vramward.audit.v1.EmitResponse
+	(*EmitBatchRequest)(nil),  // 12: vramward.audit.v1.EmitBatchRequest
+	(*EmitBatchResponse)(nil), // 13: vramward.audit.v1.EmitBatchResponse
+	(*FlushRequest)(nil),      // 14: vramward.audit.v1.FlushRequest
+	(*FlushResponse)(nil),     // 15: vramward.audit.v1.FlushResponse
+	(*ReopenRequest)(nil),     // 16: vramward.audit.v1.ReopenRequest
+	(*ReopenResponse)(nil),    // 17: vramward.audit.v1.ReopenResponse
+	(*ShutdownRequest)(nil),   // 18: vramward.audit.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),  // 19: vramward.audit.v1.ShutdownResponse
+	(*v1.Schema)(nil),         // 20: vramward.schema.v1.Schema
 }
 var file_audit_v1_audit_proto_depIdxs = []int32{
-	3,  // 0: vramward.audit.v1.Field.value:type_name -> vramward.audit.v1.Value
-	20, // 1: vramward.audit.v1.Event.time:type_name -> google.protobuf.Timestamp
-	0,  // 2: vramward.audit.v1.Event.severity:type_name -> vramward.audit.v1.Severity
-	1,  // 3: vramward.audit.v1.Event.actor:type_name -> vramward.audit.v1.Actor
-	4,  // 4: vramward.audit.v1.Event.fields:type_name -> vramward.audit.v1.Field
-	2,  // 5: vramward.audit.v1.Event.chain:type_name -> vramward.audit.v1.Chain
-	21, // 6: vramward.audit.v1.InfoResponse.config_schema:type_name -> vramward.schema.v1.Schema
-	5,  // 7: vramward.audit.v1.EmitRequest.event:type_name -> vramward.audit.v1.Event
-	5,  // 8: vramward.audit.v1.EmitBatchRequest.events:type_name -> vramward.audit.v1.Event
-	6,  // 9: vramward.audit.v1.AuditSink.Info:input_type -> vramward.audit.v1.InfoRequest
-	8,  // 10: vramward.audit.v1.AuditSink.Configure:input_type -> vramward.audit.v1.ConfigureRequest
-	10, // 11: vramward.audit.v1.AuditSink.Emit:input_type -> vramward.audit.v1.EmitRequest
-	12, // 12: vramward.audit.v1.AuditSink.EmitBatch:input_type -> vramward.audit.v1.EmitBatchRequest
-	14, // 13: vramward.audit.v1.AuditSink.Flush:input_type -> vramward.audit.v1.FlushRequest
-	16, // 14: vramward.audit.v1.AuditSink.Reopen:input_type -> vramward.audit.v1.ReopenRequest
-	18, // 15: vramward.audit.v1.AuditSink.Shutdown:input_type -> vramward.audit.v1.ShutdownRequest
-	7,  // 16: vramward.audit.v1.AuditSink.Info:output_type -> vramward.audit.v1.InfoResponse
-	9,  // 17: vramward.audit.v1.AuditSink.Configure:output_type -> vramward.audit.v1.ConfigureResponse
-	11, // 18: vramward.audit.v1.AuditSink.Emit:output_type -> vramward.audit.v1.EmitResponse
-	13, // 19: vramward.audit.v1.AuditSink.EmitBatch:output_type -> vramward.audit.v1.EmitBatchResponse
-	15, // 20: vramward.audit.v1.AuditSink.Flush:output_type -> vramward.audit.v1.FlushResponse
-	17, // 21: vramward.audit.v1.AuditSink.Reopen:output_type -> vramward.audit.v1.ReopenResponse
-	19, // 22: vramward.audit.v1.AuditSink.Shutdown:output_type -> vramward.audit.v1.ShutdownResponse
-	16, // [16:23] is the sub-list for method output_type
-	9,  // [9:16] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	1,  // 0: vramward.audit.v1.Field.kind:type_name -> vramward.audit.v1.Kind
+	0,  // 1: vramward.audit.v1.Event.severity:type_name -> vramward.audit.v1.Severity
+	2,  // 2: vramward.audit.v1.Event.actor:type_name -> vramward.audit.v1.Actor
+	4,  // 3: vramward.audit.v1.Event.fields:type_name -> vramward.audit.v1.Field
+	3,  // 4: vramward.audit.v1.Event.chain:type_name -> vramward.audit.v1.Chain
+	20, // 5: vramward.audit.v1.InfoResponse.config_schema:type_name -> vramward.schema.v1.Schema
+	5,  // 6: vramward.audit.v1.EmitRequest.event:type_name -> vramward.audit.v1.Event
+	5,  // 7: vramward.audit.v1.EmitBatchRequest.events:type_name -> vramward.audit.v1.Event
+	6,  // 8: vramward.audit.v1.AuditSink.Info:input_type -> vramward.audit.v1.InfoRequest
+	8,  // 9: vramward.audit.v1.AuditSink.Configure:input_type -> vramward.audit.v1.ConfigureRequest
+	10, // 10: vramward.audit.v1.AuditSink.Emit:input_type -> vramward.audit.v1.EmitRequest
+	12, // 11: vramward.audit.v1.AuditSink.EmitBatch:input_type -> vramward.audit.v1.EmitBatchRequest
+	14, // 12: vramward.audit.v1.AuditSink.Flush:input_type -> vramward.audit.v1.FlushRequest
+	16, // 13: vramward.audit.v1.AuditSink.Reopen:input_type -> vramward.audit.v1.ReopenRequest
+	18, // 14: vramward.audit.v1.AuditSink.Shutdown:input_type -> vramward.audit.v1.ShutdownRequest
+	7,  // 15: vramward.audit.v1.AuditSink.Info:output_type -> vramward.audit.v1.InfoResponse
+	9,  // 16: vramward.audit.v1.AuditSink.Configure:output_type -> vramward.audit.v1.ConfigureResponse
+	11, // 17: vramward.audit.v1.AuditSink.Emit:output_type -> vramward.audit.v1.EmitResponse
+	13, // 18: vramward.audit.v1.AuditSink.EmitBatch:output_type -> vramward.audit.v1.EmitBatchResponse
+	15, // 19: vramward.audit.v1.AuditSink.Flush:output_type -> vramward.audit.v1.FlushResponse
+	17, // 20: vramward.audit.v1.AuditSink.Reopen:output_type -> vramward.audit.v1.ReopenResponse
+	19, // 21: vramward.audit.v1.AuditSink.Shutdown:output_type -> vramward.audit.v1.ShutdownResponse
+	15, // [15:22] is the sub-list for method output_type
+	8,  // [8:15] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_audit_v1_audit_proto_init() }
@@ -1208,19 +1186,13 @@ func file_audit_v1_audit_proto_init() {
 	if File_audit_v1_audit_proto != nil {
 		return
 	}
-	file_audit_v1_audit_proto_msgTypes[2].OneofWrappers = []any{
-		(*Value_Str)(nil),
-		(*Value_Int)(nil),
-		(*Value_Uint)(nil),
-		(*Value_Bool)(nil),
-	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_audit_v1_audit_proto_rawDesc), len(file_audit_v1_audit_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   19,
+			NumEnums:      2,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

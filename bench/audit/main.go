@@ -1,0 +1,298 @@
+// Command audit measures the audit-file sink through the real plugin
+// process against in-process baselines taken in the same run, and prints
+// ratios and medians (run it with `make bench`, after `make build`).
+//
+//   - non-CRITICAL throughput with batching, against the same sink appending
+//     JSON in-process (goal: at least 250,000 events/s and a quarter of the
+//     baseline);
+//   - CRITICAL emit latency, against a raw write+fsync of the same bytes on
+//     the same disk (goal: p50 within 2x).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vramward/vramward/plugins/audit-file/filesink"
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/chain"
+	"github.com/vramward/vramward/sdk/handshake"
+	"github.com/vramward/vramward/sdk/plugintest"
+)
+
+func main() {
+	pluginPath := flag.String("plugin", "bin/vramward-plugin-audit-file", "audit-file plugin binary")
+	dir := flag.String("dir", "bin/bench-tmp", "scratch directory (on the disk to measure)")
+	events := flag.Int("events", 200000, "events per throughput run")
+	batch := flag.Int("batch", 512, "events per EmitBatch")
+	runs := flag.Int("runs", 5, "throughput runs (the median is reported)")
+	criticals := flag.Int("critical", 400, "CRITICAL emits per latency run")
+	flag.Parse()
+	if err := run(*pluginPath, *dir, *events, *batch, *runs, *criticals); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(pluginPath, dir string, n, batch, runs, criticals int) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp(dir, "audit-")
+	if err != nil {
+		return err
+	}
+	if work, err = filepath.Abs(work); err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	infoEvents := makeEvents(n, audit.VramSealed)
+	fmt.Printf("audit-file sink, %d events of %d bytes a run, batches of %d, median of %d runs\n\n",
+		n, len(infoEvents[0].AppendJSON(nil))+1, batch, runs)
+
+	var base, plug []float64
+	for r := 0; r < runs; r++ {
+		b, err := inProcess(filepath.Join(work, fmt.Sprintf("base-%d.log", r)), infoEvents, batch)
+		if err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		p, err := throughPlugin(pluginPath, filepath.Join(work, fmt.Sprintf("plugin-%d.log", r)), infoEvents, batch)
+		if err != nil {
+			return fmt.Errorf("plugin: %w", err)
+		}
+		base, plug = append(base, b), append(plug, p)
+	}
+	mb, mp := median(base), median(plug)
+	ratio := mp / mb
+	fmt.Printf("non-CRITICAL throughput\n")
+	fmt.Printf("  in-process JSON append (baseline) %12.0f events/s\n", mb)
+	fmt.Printf("  through the plugin process        %12.0f events/s  ratio %.2f  goal >=250000/s and ratio >=0.25: %s\n",
+		mp, ratio, verdict(mp >= 250000 && ratio >= 0.25))
+	fmt.Printf("  CPU per event during the plugin runs: plugin %.2f us, host %.2f us (medians)\n",
+		median(pluginCPU)/float64(n)*1e6, median(hostCPU)/float64(n)*1e6)
+
+	critEvents := makeEvents(criticals, audit.IntegrityViolation)
+	raw, err := rawFsync(filepath.Join(work, "raw.log"), critEvents)
+	if err != nil {
+		return fmt.Errorf("raw fsync: %w", err)
+	}
+	crit, err := criticalThroughPlugin(pluginPath, filepath.Join(work, "critical.log"), critEvents)
+	if err != nil {
+		return fmt.Errorf("critical: %w", err)
+	}
+	rtt, err := criticalThroughPlugin(pluginPath, filepath.Join(work, "info.log"), makeEvents(criticals, audit.SealVerified))
+	if err != nil {
+		return fmt.Errorf("info: %w", err)
+	}
+	sort.Float64s(raw)
+	sort.Float64s(crit)
+	sort.Float64s(rtt)
+	fmt.Printf("CRITICAL emit latency, %d emits\n", criticals)
+	fmt.Printf("  raw write+fsync (baseline)  p50 %.3f ms  p99 %.3f ms\n", pct(raw, 50), pct(raw, 99))
+	fmt.Printf("  through the plugin process  p50 %.3f ms  p99 %.3f ms  p50 ratio %.2f  goal <=2.00: %s\n",
+		pct(crit, 50), pct(crit, 99), pct(crit, 50)/pct(raw, 50), verdict(pct(crit, 50) <= 2*pct(raw, 50)))
+	fmt.Printf("  for reference, an INFO emit (no fsync): p50 %.3f ms  p99 %.3f ms\n", pct(rtt, 50), pct(rtt, 99))
+	return nil
+}
+
+func makeEvents(n int, t audit.Type) []audit.Event {
+	s := chain.NewSealer(chain.Key{7}, chain.DefaultLimits)
+	sp, _ := audit.Lookup(t)
+	out := make([]audit.Event, n)
+	for i := range out {
+		var fs []audit.Field
+		for j, f := range sp.Fields {
+			if f.Kind == audit.KindString {
+				fs = append(fs, audit.Str(f.Name, fmt.Sprintf("%s-value-%d", f.Name, i)))
+			} else {
+				fs = append(fs, audit.Uint(f.Name, uint64(i*31+j)))
+			}
+		}
+		e, err := audit.New(t, audit.Actor{WorkerID: "worker-1", SourceIP: "10.0.0.1", CorrelationID: fmt.Sprintf("req-%d", i)}, fs...)
+		if err != nil {
+			panic(err)
+		}
+		e.ServiceID = "bench"
+		s.Seal(&e)
+		out[i] = e
+	}
+	return out
+}
+
+func newSink(path string) (*filesink.Sink, error) {
+	s := filesink.New(nil)
+	vals, err := filesink.Schema.Decode([]byte(fmt.Sprintf(`{"path": %q, "max_bytes": 0}`, path)))
+	if err != nil {
+		return nil, err
+	}
+	return s, s.Configure(context.Background(), vals)
+}
+
+// inProcess is the baseline: the same sink code, JSON appended in-process.
+func inProcess(path string, events []audit.Event, batch int) (float64, error) {
+	s, err := newSink(path)
+	if err != nil {
+		return 0, err
+	}
+	ctx := context.Background()
+	start := time.Now()
+	for i := 0; i < len(events); i += batch {
+		if err := s.Write(ctx, events[i:min(i+batch, len(events))]); err != nil {
+			return 0, err
+		}
+	}
+	if err := s.Flush(ctx); err != nil {
+		return 0, err
+	}
+	el := time.Since(start)
+	return float64(len(events)) / el.Seconds(), s.Close(ctx)
+}
+
+func launch(pluginPath, path string) (*audit.Client, func(), error) {
+	m, err := audit.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, c, err := plugintest.Launch(pluginPath, handshake.KindAuditSink,
+		audit.PluginForHost(audit.ClientOptions{Sink: "bench", Metrics: m, Logger: hclog.NewNullLogger()}))
+	if err != nil {
+		if c != nil {
+			c.Kill()
+		}
+		return nil, nil, err
+	}
+	client := raw.(*audit.Client)
+	if err := client.Configure(context.Background(), []byte(fmt.Sprintf(`{"path": %q, "max_bytes": 0}`, path))); err != nil {
+		c.Kill()
+		return nil, nil, err
+	}
+	lastPid = c.ReattachConfig().Pid
+	return client, func() { _ = client.Shutdown(context.Background()); c.Kill() }, nil
+}
+
+// lastPid is the pid of the plugin launched last, for its CPU time.
+var lastPid int
+
+type samples []float64
+
+func (s *samples) add(x float64) { *s = append(*s, x) }
+
+// CPU seconds spent in each process during the plugin runs, to show which
+// side bounds the throughput.
+var pluginCPU, hostCPU samples
+
+// cpuOf reads a process's user+system CPU seconds from /proc (clock ticks
+// of 1/100 s on Linux).
+func cpuOf(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b)[strings.LastIndex(string(b), ")")+2:])
+	u, _ := strconv.Atoi(f[11])
+	s, _ := strconv.Atoi(f[12])
+	return float64(u+s) / 100
+}
+
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+func throughPlugin(pluginPath, path string, events []audit.Event, batch int) (float64, error) {
+	client, stop, err := launch(pluginPath, path)
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	ctx := context.Background()
+	p0, h0 := cpuOf(lastPid), selfCPU()
+	defer func() {
+		pluginCPU.add(cpuOf(lastPid) - p0)
+		hostCPU.add(selfCPU() - h0)
+	}()
+	start := time.Now()
+	for i := 0; i < len(events); i += batch {
+		if err := client.EmitBatch(ctx, events[i:min(i+batch, len(events))]); err != nil {
+			return 0, err
+		}
+	}
+	if err := client.Flush(ctx); err != nil {
+		return 0, err
+	}
+	return float64(len(events)) / time.Since(start).Seconds(), nil
+}
+
+// rawFsync appends each event's line with one write and one fsync: the
+// floor for a durable append of the same bytes on the same disk.
+func rawFsync(path string, events []audit.Event) ([]float64, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []float64
+	for i := range events {
+		line := append(events[i].AppendJSON(nil), '\n')
+		start := time.Now()
+		if _, err := f.Write(line); err != nil {
+			return nil, err
+		}
+		if err := f.Sync(); err != nil {
+			return nil, err
+		}
+		out = append(out, float64(time.Since(start).Microseconds())/1000)
+	}
+	return out, nil
+}
+
+func criticalThroughPlugin(pluginPath, path string, events []audit.Event) ([]float64, error) {
+	client, stop, err := launch(pluginPath, path)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	var out []float64
+	for _, e := range events {
+		start := time.Now()
+		if err := client.Emit(context.Background(), e); err != nil {
+			return nil, err
+		}
+		out = append(out, float64(time.Since(start).Microseconds())/1000)
+	}
+	return out, nil
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func pct(sorted []float64, p int) float64 {
+	i := (len(sorted)*p + 99) / 100
+	return sorted[min(max(i-1, 0), len(sorted)-1)]
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
