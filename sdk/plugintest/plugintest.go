@@ -88,3 +88,19 @@ func Build(dir, pkg, name string, tags ...string) (string, error) {
 	}
 	return out, nil
 }
+
+// RequireTool returns the path of an external program a test needs. Where
+// it is missing the test is skipped, unless VRAMWARD_CI is set: CI installs
+// every such tool, so there a missing one is a failure, not a skip.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("VRAMWARD_CI") != "" {
+		t.Fatalf("%s is required (VRAMWARD_CI is set) but not installed: %v", name, err)
+	}
+	t.Skipf("%s not installed; .ci/run installs it", name)
+	return ""
+}
