@@ -3,6 +3,7 @@ package schema
 import (
 	"fmt"
 	"math/big"
+	"sort"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -23,7 +24,14 @@ func (s Schema) DecodeHCL(body hcl.Body, ctx *hcl.EvalContext) (Values, hcl.Diag
 		}
 		content, cdiags := body.Content(bs)
 		diags = append(diags, cdiags...)
-		for name, attr := range content.Attributes {
+		// In source order, so diagnostics come out the same way every time.
+		given := make([]*hcl.Attribute, 0, len(content.Attributes))
+		for _, attr := range content.Attributes {
+			given = append(given, attr)
+		}
+		sort.Slice(given, func(i, j int) bool { return given[i].Range.Start.Byte < given[j].Range.Start.Byte })
+		for _, attr := range given {
+			name := attr.Name
 			a, _ := s.Lookup(name)
 			v, d := a.decodeExpr(attr.Expr, ctx)
 			diags = append(diags, d...)

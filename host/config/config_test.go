@@ -1,0 +1,98 @@
+package config
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vramward/vramward/sdk/schema"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// fileSchema mirrors the audit-file plugin's published schema (the real
+// binary is checked end to end by the host's tests).
+var fileSchema = schema.Schema{
+	{Name: "path", Type: schema.String, Required: true},
+	{Name: "max_bytes", Type: schema.Int, Default: int64(100 << 20)},
+	{Name: "max_files", Type: schema.Int, Default: int64(10)},
+	{Name: "flush_interval", Type: schema.Duration, Default: time.Second},
+}
+
+// TestDiagnosticsGolden: every problem of each file is reported at once,
+// at its file:line:col.
+func TestDiagnosticsGolden(t *testing.T) {
+	files, _ := filepath.Glob("testdata/diags/*.hcl")
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".hcl")
+		t.Run(name, func(t *testing.T) {
+			c, _, diags := Load(f)
+			if c != nil && !diags.HasErrors() {
+				diags = append(diags, c.DecodePluginConfigs(map[string]schema.Schema{"audit-file": fileSchema})...)
+			}
+			got := Format(diags)
+			golden := strings.TrimSuffix(f, ".hcl") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("diagnostics differ from %s:\n--- got\n%s--- want\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+func TestGoodConfig(t *testing.T) {
+	c, _, diags := Load("testdata/diags/good.hcl")
+	if diags.HasErrors() {
+		t.Fatal(Format(diags))
+	}
+	if d := c.DecodePluginConfigs(map[string]schema.Schema{"audit-file": fileSchema}); d.HasErrors() {
+		t.Fatal(Format(d))
+	}
+	dir, _ := filepath.Abs("testdata/diags")
+	if c.Worker.StateDir != filepath.Join(dir, "state") {
+		t.Errorf("state_dir not resolved against the config's directory: %s", c.Worker.StateDir)
+	}
+	if p := c.Plugin("audit-file"); p == nil || p.Path != filepath.Join(dir, "../bin/vramward-plugin-audit-file") || p.StartTimeout != DefaultStartTimeout {
+		t.Errorf("plugin: %+v", p)
+	}
+	a := c.Audit
+	if a.Require != "any" || a.BatchWait != 5*time.Millisecond || a.QueueSize != DefaultQueueSize || a.ChainKeyFile != filepath.Join(dir, "state", "audit-verify.key") {
+		t.Errorf("audit: %+v", a)
+	}
+	want := `{"flush_interval":"2s","max_bytes":104857600,"max_files":10,"path":"` + filepath.Join(dir, "var/audit.log") + `"}`
+	if got := string(a.Sinks[0].ConfigJSON); got != want {
+		t.Errorf("sink config\n got %s\nwant %s", got, want)
+	}
+	m := c.Models[0]
+	if m.SHA256 != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" || m.ShardID != "llama" || m.Device != 0 {
+		t.Errorf("model: %+v", m)
+	}
+	if c.Verify.Interval != 30*time.Second || c.Verify.OnFailure != "release" || c.Metrics.Listen != "127.0.0.1:0" {
+		t.Errorf("verify/metrics: %+v %+v", c.Verify, c.Metrics)
+	}
+	if len(c.SHA256) != 64 {
+		t.Errorf("config digest %q", c.SHA256)
+	}
+}
+
+func TestFieldDiagnosticsPointAtTheAttribute(t *testing.T) {
+	c, _, diags := Load("testdata/diags/good.hcl")
+	if diags.HasErrors() {
+		t.Fatal(Format(diags))
+	}
+	d := c.Audit.Sinks[0].FieldDiagnostics([]*schema.FieldError{{Field: "path", Msg: "directory is world-writable"}})
+	if got := Format(d); !strings.HasPrefix(got, "testdata/diags/good.hcl:23:24: error: Invalid value for \"path\": directory is world-writable") {
+		t.Fatalf("got %s", got)
+	}
+}

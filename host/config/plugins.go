@@ -1,0 +1,76 @@
+package config
+
+import (
+	"fmt"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/vramward/vramward/sdk/schema"
+)
+
+// DecodePluginConfigs decodes each sink's config block against the schema
+// its plugin published (keyed by plugin name), filling Sink.ConfigJSON. A
+// wrong key or type is reported at its position, like a host key.
+func (c *Config) DecodePluginConfigs(schemas map[string]schema.Schema) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	ctx := evalContext(c.Dir)
+	for _, s := range c.Audit.Sinks {
+		sch, ok := schemas[s.Plugin]
+		if !ok {
+			continue // the plugin could not be asked; that is reported where it was launched
+		}
+		vals, d := sch.DecodeHCL(s.Body, ctx)
+		for _, diag := range d {
+			if diag.Subject == nil {
+				diag.Subject = s.DeclRange.Ptr()
+			}
+			diag.Detail = fmt.Sprintf("%s (sink %q, plugin %q)", diag.Detail, s.Name, s.Plugin)
+		}
+		diags = append(diags, d...)
+		if !d.HasErrors() {
+			s.ConfigJSON = vals.JSON()
+		}
+	}
+	sortDiags(diags)
+	return diags
+}
+
+// FieldDiagnostics turns the field errors a plugin returned from Configure
+// into diagnostics at the attributes' positions in the sink's config block.
+func (s *Sink) FieldDiagnostics(fields []*schema.FieldError) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, f := range fields {
+		rng := s.DeclRange
+		if body, ok := s.Body.(*hclsyntax.Body); ok {
+			if attr, ok := body.Attributes[f.Field]; ok {
+				rng = attr.Expr.Range()
+			}
+		}
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("Invalid value for %q", f.Field),
+			Detail:   fmt.Sprintf("%s (sink %q, plugin %q)", f.Msg, s.Name, s.Plugin),
+			Subject:  rng.Ptr(),
+		})
+	}
+	return diags
+}
+
+// Format writes diagnostics one a line as "file:line:col: severity: summary:
+// detail", the form tests compare and log lines carry.
+func Format(diags hcl.Diagnostics) string {
+	out := ""
+	for _, d := range diags {
+		sev := "error"
+		if d.Severity == hcl.DiagWarning {
+			sev = "warning"
+		}
+		where := "(config)"
+		if d.Subject != nil {
+			where = fmt.Sprintf("%s:%d:%d", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+		}
+		out += fmt.Sprintf("%s: %s: %s: %s\n", where, sev, d.Summary, d.Detail)
+	}
+	return out
+}

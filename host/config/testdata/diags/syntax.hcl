@@ -1,0 +1,3 @@
+worker {
+  id = "node-7
+}
