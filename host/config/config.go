@@ -74,10 +74,13 @@ type Plugin struct {
 type Audit struct {
 	// Require says which sinks must make a CRITICAL event durable before
 	// the emit returns: "all" or "any".
-	Require         string
-	QueueSize       int
-	BatchSize       int
-	BatchWait       time.Duration
+	Require   string
+	QueueSize int
+	BatchSize int
+	BatchWait time.Duration
+	// CriticalTimeout bounds how long a CRITICAL emit waits for the
+	// required sinks before it fails.
+	CriticalTimeout time.Duration
 	ShutdownTimeout time.Duration
 	// ChainKeyFile receives the chain's initial key (the verification key)
 	// when the host first starts; move it off the host.
@@ -121,6 +124,7 @@ const (
 	DefaultBatchSize       = 512
 	DefaultBatchWait       = 20 * time.Millisecond
 	DefaultShutdownTimeout = 10 * time.Second
+	DefaultCriticalTimeout = 5 * time.Second
 	DefaultEpochEvents     = 10000
 	DefaultEpochDuration   = 15 * time.Minute
 	DefaultStartTimeout    = 5 * time.Second
@@ -375,7 +379,7 @@ func decodePlugin(b *hcl.Block, ctx *hcl.EvalContext, dir string, seen map[strin
 }
 
 func decodeAudit(b *hcl.Block, ctx *hcl.EvalContext, dir string, c *Config, diags *hcl.Diagnostics) Audit {
-	content, _ := blockContent(b, []string{"require", "queue_size", "batch_size", "batch_wait", "shutdown_timeout",
+	content, _ := blockContent(b, []string{"require", "queue_size", "batch_size", "batch_wait", "critical_timeout", "shutdown_timeout",
 		"chain_key_file", "epoch_events", "epoch_duration"}, []hcl.BlockHeaderSchema{{Type: "sink", LabelNames: []string{"name"}}}, diags)
 	a := attrs{m: content.Attributes, ctx: ctx, diags: diags}
 	au := Audit{
@@ -383,6 +387,7 @@ func decodeAudit(b *hcl.Block, ctx *hcl.EvalContext, dir string, c *Config, diag
 		QueueSize:       int(a.integer("queue_size", DefaultQueueSize, 1, 10_000_000)),
 		BatchSize:       int(a.integer("batch_size", DefaultBatchSize, 1, 100_000)),
 		BatchWait:       a.duration("batch_wait", DefaultBatchWait, 0),
+		CriticalTimeout: a.duration("critical_timeout", DefaultCriticalTimeout, 10*time.Millisecond),
 		ShutdownTimeout: a.duration("shutdown_timeout", DefaultShutdownTimeout, 100*time.Millisecond),
 		ChainKeyFile:    a.nonEmpty("chain_key_file", ""),
 		EpochEvents:     int(a.integer("epoch_events", DefaultEpochEvents, 1, 1<<40)),

@@ -14,25 +14,27 @@ import (
 // wrong key or type is reported at its position, like a host key.
 func (c *Config) DecodePluginConfigs(schemas map[string]schema.Schema) hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	ctx := evalContext(c.Dir)
 	for _, s := range c.Audit.Sinks {
-		sch, ok := schemas[s.Plugin]
-		if !ok {
-			continue // the plugin could not be asked; that is reported where it was launched
-		}
-		vals, d := sch.DecodeHCL(s.Body, ctx)
-		for _, diag := range d {
-			if diag.Subject == nil {
-				diag.Subject = s.DeclRange.Ptr()
-			}
-			diag.Detail = fmt.Sprintf("%s (sink %q, plugin %q)", diag.Detail, s.Name, s.Plugin)
-		}
-		diags = append(diags, d...)
-		if !d.HasErrors() {
-			s.ConfigJSON = vals.JSON()
+		if sch, ok := schemas[s.Plugin]; ok {
+			diags = append(diags, c.DecodeSinkConfig(s, sch)...)
 		}
 	}
 	sortDiags(diags)
+	return diags
+}
+
+// DecodeSinkConfig decodes one sink's config block against sch.
+func (c *Config) DecodeSinkConfig(s *Sink, sch schema.Schema) hcl.Diagnostics {
+	vals, diags := sch.DecodeHCL(s.Body, evalContext(c.Dir))
+	for _, diag := range diags {
+		if diag.Subject == nil {
+			diag.Subject = s.DeclRange.Ptr()
+		}
+		diag.Detail = fmt.Sprintf("%s (sink %q, plugin %q)", diag.Detail, s.Name, s.Plugin)
+	}
+	if !diags.HasErrors() {
+		s.ConfigJSON = vals.JSON()
+	}
 	return diags
 }
 

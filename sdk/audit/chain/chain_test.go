@@ -3,6 +3,7 @@ package chain
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func TestVerifyGoodTrail(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Report{Records: 10, FirstSeq: 1, LastSeq: 10, FirstEpoch: 0, LastEpoch: 2, LastType: audit.SealVerified, MACsChecked: true}
-	if rep != want {
+	if !reflect.DeepEqual(rep, want) {
 		t.Fatalf("report %+v, want %+v", rep, want)
 	}
 	// Rotated into three files, oldest first: still one chain.
@@ -215,4 +216,33 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("non-typed error from an in-memory source: %v", err)
 		}
 	})
+}
+
+// TestNewSegmentAfterUncleanStop: after a crash the host resumes past its
+// seq reservation with a HostStarted that has no prev, in a later epoch; the
+// verifier accepts it and reports the segment.
+func TestNewSegmentAfterUncleanStop(t *testing.T) {
+	lines := trail(t, 6) // epochs 0,0,0,0,1,1
+	st := State{Key: KeyAt(testKey, 2), Epoch: 2, Seq: 4096, EpochStarted: time.Now()}
+	s := Resume(st, Limits{Events: 4, Duration: time.Hour})
+	e, _ := audit.New(audit.HostStarted, audit.Actor{}, audit.Str("version", "v"), audit.Str("config_sha256", "c"))
+	s.Seal(&e)
+	lines = append(lines, e.AppendJSON(nil))
+	rep, err := verify(&testKey, join(lines))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Segments) != 1 || rep.Segments[0].AfterSeq != 6 || rep.Segments[0].StartSeq != 4097 || rep.Segments[0].Line != 7 {
+		t.Fatalf("segments %+v", rep.Segments)
+	}
+	// Any other record without a prev is an edit, and a HostStarted in the
+	// same epoch cannot start a segment.
+	bad := append([][]byte(nil), lines[:6]...)
+	e2, _ := audit.New(audit.HostStarted, audit.Actor{}, audit.Str("version", "v"), audit.Str("config_sha256", "c"))
+	s2 := Resume(State{Key: KeyAt(testKey, 1), Epoch: 1, Seq: 4096, EpochStarted: time.Now()}, Limits{Events: 100, Duration: time.Hour})
+	s2.Seal(&e2)
+	bad = append(bad, e2.AppendJSON(nil))
+	if _, err := verify(&testKey, join(bad)); err == nil {
+		t.Fatal("a segment start in the same epoch was accepted")
+	}
 }

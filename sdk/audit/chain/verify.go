@@ -58,6 +58,19 @@ type Report struct {
 	// MACsChecked is false when no key was given and only the structure
 	// (seq order and prev links) was checked.
 	MACsChecked bool
+	// Segments lists where the host started a new chain segment after an
+	// unclean stop: the records between AfterSeq and StartSeq were lost with
+	// the host's memory (or cut by someone: compare another sink's copy).
+	Segments []Segment
+}
+
+// Segment is the start of a new chain segment: a HostStarted record with no
+// prev, whose seq skips past every seq the previous run could have used.
+type Segment struct {
+	Source   string
+	Line     int
+	AfterSeq uint64
+	StartSeq uint64
 }
 
 // Source is one file (or stream) of a trail. A rotated trail is given as
@@ -191,6 +204,8 @@ func (v *Verifier) Record(line []byte, lineNo int) error {
 		if e.Chain.Epoch > MaxEpochJump {
 			return v.fail(Malformed, lineNo, e.Seq, fmt.Sprintf("epoch %d is beyond what a verifier will derive", e.Chain.Epoch))
 		}
+	} else if e.Type == audit.HostStarted && e.Chain.Prev == nil && e.Seq > v.rep.LastSeq && e.Chain.Epoch > v.rep.LastEpoch {
+		v.rep.Segments = append(v.rep.Segments, Segment{Source: v.source, Line: lineNo, AfterSeq: v.rep.LastSeq, StartSeq: e.Seq})
 	} else {
 		last := v.rep.LastSeq
 		switch {

@@ -1,0 +1,33 @@
+# vramward example: runs on any machine, no GPU needed (`make run`).
+# Relative paths are resolved against this file's directory.
+
+worker {
+  id         = "example-node"
+  token_file = "../var/worker.token" # made by examples/run.sh; never put a token here
+  state_dir  = "../var/state"         # chain state, spool, verification key
+}
+
+metrics {
+  listen = "127.0.0.1:9464"
+}
+
+plugin "audit-file" {
+  kind = "audit_sink"
+  path = "../bin/vramward-plugin-audit-file"
+  # sha256 = "..."  # pin the binary in production: `sha256sum bin/vramward-plugin-audit-file`
+}
+
+audit {
+  require          = "all" # a CRITICAL event must be durable on every sink
+  shutdown_timeout = "10s"
+
+  sink "local-file" {
+    plugin = "audit-file"
+    config {
+      path           = abspath("../var/audit/audit.log")
+      max_bytes      = 104857600
+      max_files      = 10
+      flush_interval = "1s"
+    }
+  }
+}

@@ -1,0 +1,438 @@
+// Package audit is the host's audit bus: the one emitter of audit events.
+// It assigns seq and the chain (persisted in the state dir), fans every
+// event out to every sink through a bounded queue per sink with batching,
+// returns from a CRITICAL emit only when the configured number of sinks made
+// it durable, re-delivers what a sink did not acknowledge after its plugin
+// restarts, and on shutdown drains, records HostStopped last, flushes and
+// closes every sink, and spools what missed the deadline for the next start.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/chain"
+)
+
+// SinkConn connects the bus to one sink's plugin. The bus calls Start to
+// (re)launch and configure it, Crash to learn whether the plugin process
+// ended on its own, and Stop to end it after its Shutdown RPC.
+type SinkConn interface {
+	Name() string
+	Start(ctx context.Context) (*audit.Client, error)
+	// Crash returns a PluginCrashed event when the plugin process exited
+	// without being asked to, and false while it runs.
+	Crash() (audit.Event, bool)
+	Stop()
+}
+
+// Options configure a bus.
+type Options struct {
+	ServiceID       string
+	Actor           audit.Actor
+	StateDir        string
+	ChainKeyFile    string
+	Limits          chain.Limits
+	Require         string // "all" or "any"
+	QueueSize       int
+	BatchSize       int
+	BatchWait       time.Duration
+	CriticalTimeout time.Duration
+	ShutdownTimeout time.Duration
+	// RestartMin and RestartMax bound the backoff between plugin restarts.
+	RestartMin, RestartMax time.Duration
+	Logger                 hclog.Logger
+	Registerer             prometheus.Registerer
+}
+
+// ErrClosed is returned by Emit after shutdown began.
+var ErrClosed = errors.New("audit bus is shut down")
+
+// CriticalError is returned by a CRITICAL emit that did not reach the
+// required sinks. The caller must fail the operation that caused it.
+type CriticalError struct {
+	Seq      uint64
+	Type     audit.Type
+	Require  string
+	Durable  []string
+	Failures map[string]error
+}
+
+func (e *CriticalError) Error() string {
+	return fmt.Sprintf("CRITICAL audit event %s (seq %d) not durable on the required sinks (require = %q): durable on %v, failed on %v",
+		e.Type, e.Seq, e.Require, e.Durable, e.Failures)
+}
+
+// Bus is the audit bus. It is safe for concurrent use.
+type Bus struct {
+	opts  Options
+	log   hclog.Logger
+	m     *busMetrics
+	store *chainStore
+
+	mu       sync.Mutex // orders sealing with enqueueing
+	sealer   *chain.Sealer
+	closed   bool
+	sinks    []*sinkWorker
+	waiters  map[uint64]*waiter
+	stopTick chan struct{}
+
+	NewSegment bool // this start began a new chain segment after an unclean stop
+}
+
+type waiter struct {
+	need    int // sinks that must succeed
+	total   int
+	mu      sync.Mutex
+	ok      []string
+	failed  map[string]error
+	settled chan struct{}
+	done    bool
+}
+
+func (w *waiter) report(sink string, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return
+	}
+	if err == nil {
+		for _, s := range w.ok {
+			if s == sink {
+				return
+			}
+		}
+		w.ok = append(w.ok, sink)
+	} else if _, seen := w.failed[sink]; !seen {
+		w.failed[sink] = err
+	}
+	if len(w.ok) >= w.need || w.total-len(w.failed) < w.need {
+		w.done = true
+		close(w.settled)
+	}
+}
+
+// New opens the chain state and starts one delivery worker per sink. The
+// sinks' plugins are started by their workers.
+func New(opts Options, conns []SinkConn) (*Bus, error) {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 10000
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 512
+	}
+	if opts.CriticalTimeout <= 0 {
+		opts.CriticalTimeout = 5 * time.Second
+	}
+	if opts.RestartMin <= 0 {
+		opts.RestartMin = 100 * time.Millisecond
+	}
+	if opts.RestartMax <= 0 {
+		opts.RestartMax = 30 * time.Second
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	m, err := newBusMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	sealer, store, newSeg, err := openChain(opts.StateDir, opts.ChainKeyFile, opts.Limits)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bus{opts: opts, log: opts.Logger, m: m, store: store, sealer: sealer, waiters: map[uint64]*waiter{}, NewSegment: newSeg, stopTick: make(chan struct{})}
+	for _, c := range conns {
+		sp, err := openSpool(filepath.Join(opts.StateDir, "spool-"+c.Name()+".jsonl"))
+		if err != nil {
+			return nil, err
+		}
+		name := c.Name()
+		q := newQueue(opts.QueueSize, sp, func(n int) { m.queueDepth.WithLabelValues(name).Set(float64(n)) })
+		if sp.pending > 0 {
+			b.log.Info("replaying events spooled by the last run", "sink", name, "events", sp.pending)
+		}
+		b.sinks = append(b.sinks, newSinkWorker(b, c, q))
+	}
+	go b.tick()
+	return b, nil
+}
+
+// Start launches every sink's plugin and its delivery worker. It returns the
+// sinks that could not be started; their workers keep retrying.
+func (b *Bus) Start(ctx context.Context) map[string]error {
+	failed := map[string]error{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, w := range b.sinks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.connect(ctx); err != nil {
+				mu.Lock()
+				failed[w.conn.Name()] = err
+				mu.Unlock()
+			}
+			go w.run()
+		}()
+	}
+	wg.Wait()
+	return failed
+}
+
+// tick ends chain epochs on time on an idle host, so a key does not outlive
+// its epoch.
+func (b *Bus) tick() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stopTick:
+			return
+		case <-t.C:
+		}
+		b.mu.Lock()
+		before := b.sealer.State().Epoch
+		b.sealer.Tick()
+		if st := b.sealer.State(); st.Epoch != before && !b.closed {
+			if err := b.store.save(st, false, true); err != nil {
+				b.log.Error("could not persist the chain state after an epoch change", "error", err)
+			}
+		}
+		b.mu.Unlock()
+	}
+}
+
+// Emit records an event. A non-CRITICAL event returns once queued for every
+// sink. A CRITICAL event returns nil only when the required sinks (all, or
+// any one) made it durable; otherwise a *CriticalError the caller must act on
+// (fail closed). The event stays queued for every sink either way.
+func (b *Bus) Emit(ctx context.Context, e audit.Event) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	w, err := b.enqueue(e)
+	b.mu.Unlock()
+	if err != nil || w == nil {
+		return err
+	}
+	return b.awaitCritical(ctx, e, w)
+}
+
+// enqueue seals e and queues it for every sink; b.mu is held.
+func (b *Bus) enqueue(e audit.Event) (*waiter, error) {
+	if e.ServiceID == "" {
+		e.ServiceID = b.opts.ServiceID
+	}
+	if e.Actor == (audit.Actor{}) {
+		e.Actor = b.opts.Actor
+	}
+	before := b.sealer.State().Epoch
+	b.sealer.Seal(&e)
+	st := b.sealer.State()
+	critical := e.Severity == audit.Critical
+	if critical || st.Epoch != before || b.store.needsReservation(st.Seq) {
+		// fsync'd before a CRITICAL is acknowledged, before a new epoch's
+		// key is used, and before seqs past the reservation are handed out.
+		if err := b.store.save(st, false, true); err != nil {
+			b.log.Error("could not persist the chain state", "seq", e.Seq, "error", err)
+			if critical {
+				return nil, fmt.Errorf("CRITICAL audit event %s (seq %d): persist chain state: %w", e.Type, e.Seq, err)
+			}
+		}
+	}
+	b.m.events.WithLabelValues(string(e.Type), e.Severity.String()).Inc()
+	var w *waiter
+	if critical {
+		need := len(b.sinks)
+		if b.opts.Require == "any" {
+			need = 1
+		}
+		w = &waiter{need: need, total: len(b.sinks), failed: map[string]error{}, settled: make(chan struct{})}
+		b.waiters[e.Seq] = w
+	}
+	for _, s := range b.sinks {
+		if err := s.q.push(e); err != nil {
+			b.log.Error("could not queue an audit event for a sink", "sink", s.conn.Name(), "seq", e.Seq, "error", err)
+			if w != nil {
+				w.report(s.conn.Name(), err)
+			}
+		}
+	}
+	return w, nil
+}
+
+func (b *Bus) awaitCritical(ctx context.Context, e audit.Event, w *waiter) error {
+	defer func() {
+		b.mu.Lock()
+		delete(b.waiters, e.Seq)
+		b.mu.Unlock()
+	}()
+	timer := time.NewTimer(b.opts.CriticalTimeout)
+	defer timer.Stop()
+	var cause error
+	select {
+	case <-w.settled:
+	case <-timer.C:
+		cause = fmt.Errorf("timed out after %s", b.opts.CriticalTimeout)
+	case <-ctx.Done():
+		cause = ctx.Err()
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.ok) >= w.need {
+		return nil
+	}
+	ce := &CriticalError{Seq: e.Seq, Type: e.Type, Require: b.opts.Require, Durable: append([]string(nil), w.ok...), Failures: map[string]error{}}
+	for k, v := range w.failed {
+		ce.Failures[k] = v
+	}
+	if cause != nil {
+		for _, s := range b.sinks {
+			n := s.conn.Name()
+			if _, ok := ce.Failures[n]; !ok && !contains(w.ok, n) {
+				ce.Failures[n] = cause
+			}
+		}
+	}
+	return ce
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// settle reports a sink's delivery result for the CRITICAL events among
+// events.
+func (b *Bus) settle(sink string, events []audit.Event, err error) {
+	b.mu.Lock()
+	var ws []*waiter
+	for i := range events {
+		if events[i].Severity == audit.Critical {
+			if w, ok := b.waiters[events[i].Seq]; ok {
+				ws = append(ws, w)
+			}
+		}
+	}
+	b.mu.Unlock()
+	for _, w := range ws {
+		w.report(sink, err)
+	}
+}
+
+// emitInternal records an event the bus itself raises (sink failures,
+// plugin crashes). Its failure is logged: there is nowhere else to record it.
+func (b *Bus) emitInternal(t audit.Type, fields ...audit.Field) {
+	e, err := audit.New(t, audit.Actor{}, fields...)
+	if err == nil {
+		err = b.Emit(context.Background(), e)
+	}
+	if err != nil && !errors.Is(err, ErrClosed) {
+		b.log.Error("could not record an audit event about the audit system", "type", t, "error", err)
+	}
+}
+
+// Depth returns the events waiting for each sink.
+func (b *Bus) Depth() map[string]int {
+	out := map[string]int{}
+	for _, s := range b.sinks {
+		s.q.mu.Lock()
+		out[s.conn.Name()] = s.q.depth()
+		s.q.mu.Unlock()
+	}
+	return out
+}
+
+// Reopen asks every running sink to reopen its outputs. A failure is
+// logged and counted by the sink's client; the sink keeps its old output.
+func (b *Bus) Reopen(ctx context.Context) {
+	for _, s := range b.sinks {
+		if c := s.current(); c != nil {
+			if err := c.Reopen(ctx); err != nil {
+				b.log.Error("sink did not reopen its output", "sink", s.conn.Name(), "error", err)
+			}
+		}
+	}
+}
+
+// Up reports whether every sink's plugin is running and configured.
+func (b *Bus) Up() bool {
+	for _, s := range b.sinks {
+		if !s.isUp() {
+			return false
+		}
+	}
+	return true
+}
+
+// Close is the one shutdown path of the audit system: stop taking events,
+// record HostStopped as the last event, deliver what is queued until the
+// deadline, send Shutdown (flush + close) to every sink, end the plugins,
+// spool what was not delivered, and persist the chain state as clean.
+func (b *Bus) Close(reason string) error {
+	deadline := time.Now().Add(b.opts.ShutdownTimeout)
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	undelivered := 0
+	for _, s := range b.sinks {
+		s.q.mu.Lock()
+		undelivered = max(undelivered, s.q.depth())
+		s.q.mu.Unlock()
+	}
+	var errs []error
+	last, err := audit.New(audit.HostStopped, audit.Actor{}, audit.Str("reason", reason), audit.Uint("undelivered", uint64(undelivered)))
+	if err == nil {
+		_, err = b.enqueue(last)
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("record HostStopped: %w", err))
+	}
+	b.closed = true
+	close(b.stopTick)
+	b.mu.Unlock()
+
+	for _, s := range b.sinks {
+		s.q.close()
+	}
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	for _, s := range b.sinks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.finish(deadline); err != nil {
+				errMu.Lock()
+				errs = append(errs, err)
+				errMu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.store.save(b.sealer.State(), true, true); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

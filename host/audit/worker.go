@@ -1,0 +1,266 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/vramward/vramward/host/pluginhost"
+	"github.com/vramward/vramward/sdk/audit"
+)
+
+// rpcTimeout bounds one delivery RPC, so a hung plugin is noticed and
+// restarted instead of holding its queue forever.
+const rpcTimeout = 30 * time.Second
+
+// sinkWorker delivers one sink's queue in order, one batch at a time; a
+// batch leaves the queue only when the sink acknowledged it.
+type sinkWorker struct {
+	b    *Bus
+	conn SinkConn
+	q    *queue
+
+	mu      sync.Mutex
+	client  *audit.Client
+	failing bool
+
+	backoff pluginhost.Backoff
+	stop    chan struct{} // closed at the shutdown deadline
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
+	started bool
+}
+
+func newSinkWorker(b *Bus, conn SinkConn, q *queue) *sinkWorker {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &sinkWorker{b: b, conn: conn, q: q, stop: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		backoff: pluginhost.Backoff{Min: b.opts.RestartMin, Max: b.opts.RestartMax}}
+}
+
+func (w *sinkWorker) connect(ctx context.Context) error {
+	client, err := w.conn.Start(ctx)
+	w.mu.Lock()
+	w.client = client
+	w.mu.Unlock()
+	return err
+}
+
+func (w *sinkWorker) current() *audit.Client {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.client
+}
+
+func (w *sinkWorker) isUp() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.client == nil || w.failing {
+		return false
+	}
+	_, crashed := w.conn.Crash()
+	return !crashed
+}
+
+func (w *sinkWorker) run() {
+	w.mu.Lock()
+	w.started = true
+	w.mu.Unlock()
+	defer close(w.done)
+	for {
+		batch, err := w.q.next(w.b.opts.BatchSize, w.b.opts.BatchWait, w.stop)
+		if err != nil {
+			w.b.log.Error("cannot read the sink's spool; retrying", "sink", w.conn.Name(), "error", err)
+			if !w.sleep(time.Second) {
+				return
+			}
+			continue
+		}
+		if batch == nil {
+			return
+		}
+		if !w.deliver(batch) {
+			return
+		}
+	}
+}
+
+// sleep waits d unless the worker is stopped; it reports whether to go on.
+func (w *sinkWorker) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.stop:
+		return false
+	}
+}
+
+// deliver sends batch until the sink takes it. It returns false when the
+// worker was stopped first (the batch stays queued and is spooled).
+func (w *sinkWorker) deliver(batch []audit.Event) bool {
+	name := w.conn.Name()
+	for {
+		err := w.send(batch)
+		if err == nil {
+			if cerr := w.q.commit(len(batch)); cerr != nil {
+				w.b.log.Error("delivered, but could not advance the spool position (events may be sent again; the file sink skips them)", "sink", name, "error", cerr)
+			}
+			w.b.settle(name, batch, nil)
+			w.backoff.Reset()
+			w.mu.Lock()
+			recovered := w.failing
+			w.failing = false
+			w.mu.Unlock()
+			if recovered {
+				w.b.log.Info("audit sink recovered", "sink", name)
+				w.b.emitInternal(audit.AuditSinkRecovered, audit.Str("sink", name), audit.Str("reason", "delivery resumed"), audit.Uint("undelivered", uint64(w.depth())))
+			}
+			return true
+		}
+		// CRITICAL events in the batch learn of the failure now; they stay
+		// queued and are delivered when the sink is back.
+		w.b.settle(name, batch, err)
+		w.mu.Lock()
+		first := !w.failing
+		w.failing = true
+		w.mu.Unlock()
+		if first {
+			w.b.log.Error("audit sink failed; holding its events", "sink", name, "error", err)
+			w.b.emitInternal(audit.AuditSinkFailed, audit.Str("sink", name), audit.Str("reason", err.Error()), audit.Uint("undelivered", uint64(w.depth())))
+		}
+		var se *audit.Error
+		if errors.As(err, &se) && se.Reason == audit.ReasonInvalidEvent {
+			// Only a bug can make the host send an invalid event: find it,
+			// keep it visible in the log, and let the rest through.
+			if !w.deliverOneByOne(batch) {
+				return false
+			}
+			return true
+		}
+		if !w.sleep(w.backoff.Next()) {
+			return false
+		}
+		if w.needsRestart(err) {
+			if !w.restart() {
+				return false
+			}
+		}
+	}
+}
+
+func (w *sinkWorker) send(batch []audit.Event) error {
+	client := w.current()
+	if client == nil {
+		return &audit.Error{Op: "emit_batch", Reason: audit.ReasonUnavailable, Msg: "plugin not running"}
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, rpcTimeout)
+	defer cancel()
+	return client.EmitBatch(ctx, batch)
+}
+
+func (w *sinkWorker) depth() int {
+	w.q.mu.Lock()
+	defer w.q.mu.Unlock()
+	return w.q.depth()
+}
+
+// needsRestart: the plugin process is gone, unreachable or shut down; a
+// sink-level failure (a full disk) is retried on the running plugin.
+func (w *sinkWorker) needsRestart(err error) bool {
+	if _, crashed := w.conn.Crash(); crashed {
+		return true
+	}
+	var se *audit.Error
+	return errors.As(err, &se) && (se.Reason == audit.ReasonUnavailable || se.Reason == audit.ReasonShutDown || se.Reason == audit.ReasonNotConfigured)
+}
+
+// restart records a crash, ends what is left of the plugin and starts it
+// again (with backoff between attempts) until it runs or the worker stops.
+func (w *sinkWorker) restart() bool {
+	name := w.conn.Name()
+	if ev, crashed := w.conn.Crash(); crashed {
+		if err := w.b.Emit(context.Background(), ev); err != nil && !errors.Is(err, ErrClosed) {
+			w.b.log.Error("could not record a plugin crash", "sink", name, "error", err)
+		}
+	}
+	w.conn.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(w.ctx, rpcTimeout)
+		client, err := w.conn.Start(ctx)
+		cancel()
+		if err == nil {
+			w.mu.Lock()
+			w.client = client
+			w.mu.Unlock()
+			w.b.log.Info("audit sink plugin restarted", "sink", name)
+			return true
+		}
+		w.b.log.Error("audit sink plugin did not restart", "sink", name, "error", err)
+		w.conn.Stop()
+		if !w.sleep(w.backoff.Next()) {
+			return false
+		}
+	}
+}
+
+func (w *sinkWorker) deliverOneByOne(batch []audit.Event) bool {
+	for i := range batch {
+		err := w.send(batch[i : i+1])
+		var se *audit.Error
+		switch {
+		case err == nil:
+		case errors.As(err, &se) && se.Reason == audit.ReasonInvalidEvent:
+			w.b.log.Error("BUG: the host made an invalid audit event; it is dropped from this sink", "sink", w.conn.Name(), "seq", batch[i].Seq, "type", batch[i].Type, "error", err)
+		default:
+			return w.deliver(batch[i:]) // back to the normal path for the rest
+		}
+		w.b.settle(w.conn.Name(), batch[i:i+1], err)
+		if cerr := w.q.commit(1); cerr != nil {
+			w.b.log.Error("could not advance the queue", "sink", w.conn.Name(), "error", cerr)
+		}
+	}
+	return true
+}
+
+// finish drains the queue until the deadline, then spools what is left,
+// sends the Shutdown RPC (flush and close) and ends the plugin.
+func (w *sinkWorker) finish(deadline time.Time) error {
+	name := w.conn.Name()
+	w.mu.Lock()
+	started := w.started
+	w.mu.Unlock()
+	if started {
+		select {
+		case <-w.done:
+		case <-time.After(time.Until(deadline)):
+			close(w.stop)
+			w.cancel()
+			<-w.done
+		}
+	}
+	var errs []error
+	n, err := w.q.spill()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("sink %s: spool %d undelivered events: %w", name, n, err))
+	} else if n > 0 {
+		w.b.log.Warn("events not delivered before the shutdown deadline were spooled for the next start", "sink", name, "events", n)
+	}
+	if err := w.q.spool.close(); err != nil {
+		errs = append(errs, err)
+	}
+	if client := w.current(); client != nil {
+		grace := max(time.Until(deadline), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		if err := client.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("sink %s: shutdown: %w", name, err))
+		}
+		cancel()
+	}
+	w.conn.Stop()
+	w.cancel()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,255 @@
+// Command vramward is the host daemon and its tools.
+//
+//	vramward run      -config FILE       run the host until SIGTERM/SIGINT
+//	vramward validate -config FILE       check a config, plugin config blocks included
+//	vramward audit verify [-key-file K] FILE...
+//	vramward version
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/mattn/go-isatty"
+
+	"github.com/vramward/vramward/host/config"
+	"github.com/vramward/vramward/host/daemon"
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/chain"
+	"github.com/vramward/vramward/sdk/handshake"
+	"github.com/vramward/vramward/sdk/version"
+)
+
+const usage = `vramward: seal model weights in GPU memory and keep an audit trail of it.
+
+Usage:
+  vramward run      -config FILE [-log-level LEVEL]   run the host until SIGTERM or SIGINT
+  vramward validate -config FILE                      check a config, plugin config blocks included
+  vramward audit verify [-key-file FILE] TRAIL...     verify an audit trail (files in any order)
+  vramward version                                    print versions
+
+Run "vramward COMMAND -help" for a command's flags.
+`
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return daemon.ExitUsage
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "audit":
+		if len(args) < 2 || args[1] != "verify" {
+			fmt.Fprint(stderr, "usage: vramward audit verify [-key-file FILE] TRAIL...\n")
+			return daemon.ExitUsage
+		}
+		return cmdVerify(args[2:], stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "vramward %s (plugin SDK %s, plugin protocol %d)\n", version.Version, version.SDK, handshake.ProtocolVersion)
+		return 0
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "vramward: unknown command %q\n\n%s", args[0], usage)
+	return daemon.ExitUsage
+}
+
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags returns an exit code when the command should stop (help or
+// a bad flag).
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, true
+		}
+		return daemon.ExitUsage, true
+	}
+	return 0, false
+}
+
+func newLogger(level string, out io.Writer) hclog.Logger {
+	f, ok := out.(*os.File)
+	return hclog.New(&hclog.LoggerOptions{
+		Name:  "vramward",
+		Level: hclog.LevelFromString(level),
+		// JSON for log collectors; readable text on a terminal.
+		JSONFormat: !ok || !isatty.IsTerminal(f.Fd()),
+		Output:     out,
+	})
+}
+
+func loadConfig(path string, stderr io.Writer) (*config.Config, bool) {
+	if path == "" {
+		fmt.Fprintln(stderr, "vramward: -config FILE is required")
+		return nil, false
+	}
+	cfg, _, diags := config.Load(path)
+	if len(diags) > 0 {
+		fmt.Fprint(stderr, config.Format(diags))
+	}
+	return cfg, !diags.HasErrors()
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := newFlags("run", "vramward run -config FILE [-log-level LEVEL]", stderr)
+	cfgPath := fs.String("config", "", "the HCL config file")
+	level := fs.String("log-level", envOr("VRAMWARD_LOG_LEVEL", "info"), "trace, debug, info, warn or error (env VRAMWARD_LOG_LEVEL)")
+	if code, stop := parseFlags(fs, args); stop {
+		return code
+	}
+	cfg, ok := loadConfig(*cfgPath, stderr)
+	if !ok {
+		return daemon.ExitStartup
+	}
+	return daemon.Run(context.Background(), daemon.Options{
+		Config: cfg, Logger: newLogger(*level, stderr), Version: version.Version, LogLevel: *level,
+	})
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("validate", "vramward validate -config FILE", stderr)
+	cfgPath := fs.String("config", "", "the HCL config file")
+	if code, stop := parseFlags(fs, args); stop {
+		return code
+	}
+	cfg, ok := loadConfig(*cfgPath, stderr)
+	if !ok {
+		return 1
+	}
+	diags := daemon.CheckPluginConfigs(cfg, newLogger("warn", stderr))
+	if len(diags) > 0 {
+		fmt.Fprint(stderr, config.Format(diags))
+	}
+	if diags.HasErrors() {
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d plugins, %d audit sinks, %d models)\n", *cfgPath, len(cfg.Plugins), len(cfg.Audit.Sinks), len(cfg.Models))
+	return 0
+}
+
+func cmdVerify(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("audit verify", "vramward audit verify [-key-file FILE] TRAIL...", stderr)
+	keyFile := fs.String("key-file", "", "the chain's verification key (audit.chain_key_file); without it only order and links are checked")
+	if code, stop := parseFlags(fs, args); stop {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return daemon.ExitUsage
+	}
+	var key *chain.Key
+	if *keyFile != "" {
+		b, err := os.ReadFile(*keyFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "vramward: %v\n", err)
+			return 1
+		}
+		k, err := chain.ParseKey(string(b))
+		if err != nil {
+			fmt.Fprintf(stderr, "vramward: %s: %v\n", *keyFile, err)
+			return 1
+		}
+		key = &k
+	}
+	files, err := orderTrail(fs.Args())
+	if err != nil {
+		fmt.Fprintf(stderr, "vramward: %v\n", err)
+		return 1
+	}
+	var srcs []chain.Source
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			fmt.Fprintf(stderr, "vramward: %v\n", err)
+			return 1
+		}
+		defer fh.Close()
+		srcs = append(srcs, chain.Source{Name: f, R: fh})
+	}
+	rep, err := chain.Verify(key, srcs...)
+	if err != nil {
+		var ve *chain.Error
+		if errors.As(err, &ve) {
+			fmt.Fprintf(stdout, "FAILED: %v\n", ve)
+		} else {
+			fmt.Fprintf(stderr, "vramward: %v\n", err)
+		}
+		return 1
+	}
+	checked := "MACs verified with the key"
+	if !rep.MACsChecked {
+		checked = "order and links only (no -key-file)"
+	}
+	fmt.Fprintf(stdout, "OK: %d records, seq %d to %d, epochs %d to %d; %s\n", rep.Records, rep.FirstSeq, rep.LastSeq, rep.FirstEpoch, rep.LastEpoch, checked)
+	if rep.PartialStart {
+		fmt.Fprintf(stdout, "note: the trail starts at seq %d; earlier records were not given (rotated away?)\n", rep.FirstSeq)
+	}
+	for _, s := range rep.Segments {
+		fmt.Fprintf(stdout, "note: %s:%d: a new chain segment starts at seq %d after an unclean stop; seqs %d to %d were lost with the host's memory or are missing\n",
+			s.Source, s.Line, s.StartSeq, s.AfterSeq+1, s.StartSeq-1)
+	}
+	if rep.Records > 0 && rep.LastType != audit.HostStopped {
+		fmt.Fprintf(stdout, "note: the last record is %s, not HostStopped: the host is running, was killed, or the tail was cut (compare another sink)\n", rep.LastType)
+	}
+	return 0
+}
+
+// orderTrail sorts trail files by the seq of their first record, so that
+// rotated files can be given in any order (a shell glob puts audit.log first).
+func orderTrail(files []string) ([]string, error) {
+	type f struct {
+		name string
+		seq  uint64
+	}
+	var out []f
+	for _, name := range files {
+		fh, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		br := bufio.NewReader(fh)
+		line, _ := br.ReadString('\n')
+		fh.Close()
+		seq := ^uint64(0) // unreadable first lines sort last; the verifier reports them
+		if e, err := audit.ParseJSON([]byte(strings.TrimSuffix(line, "\n"))); err == nil {
+			seq = e.Seq
+		}
+		out = append(out, f{name, seq})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].seq < out[j].seq })
+	names := make([]string, len(out))
+	for i, x := range out {
+		names[i] = x.name
+	}
+	return names, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,273 @@
+// Package daemon wires the host together: config, plugins, the audit bus,
+// metrics, and the one shutdown path every way out of `vramward run` takes.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	hostaudit "github.com/vramward/vramward/host/audit"
+	"github.com/vramward/vramward/host/config"
+	"github.com/vramward/vramward/host/metrics"
+	"github.com/vramward/vramward/host/pluginhost"
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/chain"
+)
+
+// Exit codes of `vramward run`, documented in the README.
+const (
+	ExitOK         = 0 // clean shutdown, every event delivered
+	ExitStartup    = 1 // the config or a plugin prevented the start
+	ExitUsage      = 2 // bad command line
+	ExitIncomplete = 3 // stopped, but events were spooled or a sink did not close cleanly
+)
+
+// Options start a daemon.
+type Options struct {
+	Config  *config.Config
+	Logger  hclog.Logger
+	Version string
+	// LogLevel is passed on to plugins.
+	LogLevel string
+}
+
+// Daemon is a running host.
+type Daemon struct {
+	cfg     *config.Config
+	log     hclog.Logger
+	reg     *prometheus.Registry
+	bus     *hostaudit.Bus
+	conns   []*sinkConn
+	metrics *metrics.Server
+	token   []byte
+}
+
+// Start brings the host up: it reads the worker token, opens the audit
+// chain, starts every sink's plugin, records HostStarted and serves metrics.
+// A config problem found on the way (a plugin's schema or Configure refusing
+// a value) is returned as *ConfigError with source positions.
+func Start(ctx context.Context, opts Options) (*Daemon, error) {
+	cfg := opts.Config
+	log := opts.Logger
+	token, err := readToken(cfg.Worker)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, log: log, reg: metrics.NewRegistry(), token: token}
+	sinkMetrics, err := audit.NewMetrics(d.reg)
+	if err != nil {
+		return nil, err
+	}
+	pluginMetrics, err := pluginhost.NewMetrics(d.reg)
+	if err != nil {
+		return nil, err
+	}
+	launcher := &pluginhost.Launcher{Logger: log.Named("plugin"), Metrics: pluginMetrics, LogLevel: opts.LogLevel}
+
+	var conns []hostaudit.SinkConn
+	for _, s := range cfg.Audit.Sinks {
+		p := cfg.Plugin(s.Plugin)
+		c := &sinkConn{cfg: cfg, sink: s, launcher: launcher, metrics: sinkMetrics, log: log.Named("audit").Named(s.Name),
+			spec: pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256, StartTimeout: p.StartTimeout}}
+		c.emit = d.emitAsync
+		d.conns = append(d.conns, c)
+		conns = append(conns, c)
+	}
+	a := cfg.Audit
+	d.bus, err = hostaudit.New(hostaudit.Options{
+		ServiceID:       "vramward",
+		Actor:           audit.Actor{WorkerID: cfg.Worker.ID},
+		StateDir:        cfg.Worker.StateDir,
+		ChainKeyFile:    a.ChainKeyFile,
+		Limits:          chain.Limits{Events: uint64(a.EpochEvents), Duration: a.EpochDuration},
+		Require:         a.Require,
+		QueueSize:       a.QueueSize,
+		BatchSize:       a.BatchSize,
+		BatchWait:       a.BatchWait,
+		CriticalTimeout: a.CriticalTimeout,
+		ShutdownTimeout: a.ShutdownTimeout,
+		Logger:          log.Named("audit"),
+		Registerer:      d.reg,
+	}, conns)
+	if err != nil {
+		return nil, fmt.Errorf("audit bus: %w", err)
+	}
+	if d.bus.NewSegment {
+		log.Warn("the last run did not stop cleanly: the audit chain continues in a new segment", "state_dir", cfg.Worker.StateDir)
+	}
+	started, err := audit.New(audit.HostStarted, audit.Actor{}, audit.Str("version", opts.Version), audit.Str("config_sha256", cfg.SHA256))
+	if err == nil {
+		err = d.bus.Emit(ctx, started)
+	}
+	if err != nil {
+		_ = d.bus.Close("start failed")
+		return nil, fmt.Errorf("record HostStarted: %w", err)
+	}
+	for name, err := range d.bus.Start(ctx) {
+		var ce *ConfigError
+		var ce2 *pluginhost.ChecksumError
+		switch {
+		case errors.As(err, &ce), errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.EACCES):
+			d.shutdownAfterFailedStart()
+			return nil, err
+		case errors.As(err, &ce2):
+			log.Error("audit sink refused to start; its events are held until its plugin matches the pinned sha256", "sink", name)
+		default:
+			log.Error("audit sink did not start; retrying with backoff", "sink", name, "error", err)
+		}
+	}
+	d.metrics, err = metrics.Serve(cfg.Metrics.Listen, d.reg, d.ready, log.Named("metrics"))
+	if err != nil {
+		d.shutdownAfterFailedStart()
+		return nil, err
+	}
+	log.Info("vramward started", "worker", cfg.Worker.ID, "metrics", d.metrics.Addr(), "sinks", len(d.conns), "version", opts.Version)
+	return d, nil
+}
+
+func (d *Daemon) shutdownAfterFailedStart() {
+	if err := d.bus.Close("start failed"); err != nil {
+		d.log.Error("shutdown after a failed start", "error", err)
+	}
+	plugin.CleanupClients()
+}
+
+// emitAsync records a lifecycle event without waiting: a CRITICAL one
+// (PluginChecksumMismatch) may wait on the very sink that raised it.
+func (d *Daemon) emitAsync(e audit.Event) {
+	go func() {
+		if err := d.bus.Emit(context.Background(), e); err != nil && !errors.Is(err, hostaudit.ErrClosed) {
+			d.log.Error("audit event not recorded as required", "type", e.Type, "error", err)
+		}
+	}()
+}
+
+func (d *Daemon) ready() (bool, string) {
+	var down []string
+	for _, c := range d.conns {
+		if !c.up() {
+			down = append(down, c.Name())
+		}
+	}
+	if len(down) > 0 {
+		return false, "audit sinks not up: " + strings.Join(down, ", ")
+	}
+	if !d.bus.Up() {
+		return false, "an audit sink is failing"
+	}
+	return true, ""
+}
+
+// Bus is the audit bus, for the worker.
+func (d *Daemon) Bus() *hostaudit.Bus { return d.bus }
+
+// MetricsAddr is where /metrics and /healthz are served.
+func (d *Daemon) MetricsAddr() string { return d.metrics.Addr() }
+
+// Reopen asks every sink to reopen its outputs (SIGHUP, after logrotate).
+func (d *Daemon) Reopen(ctx context.Context) { d.bus.Reopen(ctx) }
+
+// Shutdown is the one way the host stops, whatever asked: stop taking work,
+// drain, HostStopped last, Shutdown RPC to every sink, end the plugins,
+// spool what missed the deadline. It returns an error when something was
+// spooled or a sink did not close cleanly.
+func (d *Daemon) Shutdown(reason string) error {
+	d.log.Info("shutting down", "reason", reason)
+	err := d.bus.Close(reason)
+	// Every plugin client is managed: make sure no process outlives us,
+	// whatever happened above.
+	plugin.CleanupClients()
+	if d.metrics != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = d.metrics.Close(ctx)
+		cancel()
+	}
+	if err != nil {
+		d.log.Error("shutdown incomplete", "error", err)
+	} else {
+		d.log.Info("shutdown complete: every sink flushed and closed")
+	}
+	return err
+}
+
+// Run starts the host and serves until SIGTERM, SIGINT or ctx ends, then
+// shuts down through the one path. SIGHUP reopens the sinks. It returns
+// the process exit code.
+func Run(ctx context.Context, opts Options) int {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	d, err := Start(ctx, opts)
+	if err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			opts.Logger.Error("configuration error:\n" + config.Format(ce.Diags))
+		} else {
+			opts.Logger.Error("start failed", "error", err)
+		}
+		return ExitStartup
+	}
+	reason := ""
+	for reason == "" {
+		select {
+		case <-ctx.Done():
+			reason = "context ended"
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				d.log.Info("SIGHUP: reopening audit sinks")
+				d.Reopen(ctx)
+				continue
+			}
+			reason = "signal " + s.String()
+		}
+	}
+	// A second signal during shutdown is logged, not obeyed: the deadline
+	// (audit.shutdown_timeout) already bounds the wait.
+	go func() {
+		for s := range sigs {
+			d.log.Warn("already shutting down; ignoring signal", "signal", s.String())
+		}
+	}()
+	if err := d.Shutdown(reason); err != nil {
+		return ExitIncomplete
+	}
+	return ExitOK
+}
+
+// readToken reads the worker token from its file or variable. The file must
+// not be readable by others: it keys every seal.
+func readToken(w config.Worker) ([]byte, error) {
+	if w.TokenEnv != "" {
+		v := os.Getenv(w.TokenEnv)
+		if strings.TrimSpace(v) == "" {
+			return nil, fmt.Errorf("worker token: environment variable %s is empty or unset", w.TokenEnv)
+		}
+		return []byte(strings.TrimSpace(v)), nil
+	}
+	st, err := os.Stat(w.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("worker token: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("worker token: %s is readable by group or others (mode %04o); chmod 600 it", w.TokenFile, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(w.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("worker token: %w", err)
+	}
+	tok := []byte(strings.TrimSpace(string(b)))
+	if len(tok) < 16 {
+		return nil, fmt.Errorf("worker token: %s holds %d bytes; use at least 16 random bytes", w.TokenFile, len(tok))
+	}
+	return tok, nil
+}

@@ -1,0 +1,143 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
+
+	hostaudit "github.com/vramward/vramward/host/audit"
+	"github.com/vramward/vramward/host/config"
+	"github.com/vramward/vramward/host/pluginhost"
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/handshake"
+)
+
+// ConfigError is a sink configuration problem found while starting its
+// plugin (its schema, or what its Configure refused), with source ranges.
+type ConfigError struct {
+	Diags hcl.Diagnostics
+}
+
+func (e *ConfigError) Error() string { return config.Format(e.Diags) }
+
+// sinkConn launches and relaunches one sink's plugin for the bus.
+type sinkConn struct {
+	cfg      *config.Config
+	sink     *config.Sink
+	spec     pluginhost.Spec
+	launcher *pluginhost.Launcher
+	metrics  *audit.Metrics
+	log      hclog.Logger
+	emit     func(audit.Event) // records lifecycle events asynchronously
+
+	mu           sync.Mutex
+	proc         *pluginhost.Process
+	version      string
+	starts       int
+	lastMismatch string
+}
+
+var _ hostaudit.SinkConn = (*sinkConn)(nil)
+
+func (c *sinkConn) Name() string { return c.sink.Name }
+
+// Start launches the plugin, decodes the sink's config block against the
+// schema the plugin publishes (first start only) and configures it.
+func (c *sinkConn) Start(ctx context.Context) (*audit.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	proc, err := c.launcher.Launch(c.spec, audit.PluginForHost(audit.ClientOptions{Sink: c.sink.Name, Metrics: c.metrics, Logger: c.log}))
+	if err != nil {
+		c.launcher.Metrics.MarkDown(c.spec)
+		var ce *pluginhost.ChecksumError
+		if errors.As(err, &ce) && ce.Actual != c.lastMismatch {
+			c.lastMismatch = ce.Actual
+			c.emitMismatch(ce)
+		}
+		return nil, err
+	}
+	client := proc.Raw.(*audit.Client)
+	info, err := client.Info(ctx)
+	if err != nil {
+		proc.Stop()
+		return nil, fmt.Errorf("sink %s: plugin info: %w", c.sink.Name, err)
+	}
+	if c.sink.ConfigJSON == nil {
+		if diags := c.cfg.DecodeSinkConfig(c.sink, info.Schema); diags.HasErrors() {
+			proc.Stop()
+			return nil, &ConfigError{Diags: diags}
+		}
+	}
+	if err := client.Configure(ctx, c.sink.ConfigJSON); err != nil {
+		proc.Stop()
+		var se *audit.Error
+		if errors.As(err, &se) && len(se.Fields) > 0 {
+			return nil, &ConfigError{Diags: c.sink.FieldDiagnostics(se.Fields)}
+		}
+		return nil, fmt.Errorf("sink %s: configure: %w", c.sink.Name, err)
+	}
+	if c.starts > 0 {
+		c.launcher.Metrics.CountRestart(c.spec.Name)
+	}
+	c.starts++
+	c.proc, c.version = proc, info.Version
+	ev, err := audit.New(audit.PluginStarted, audit.Actor{},
+		audit.Str("plugin", c.spec.Name), audit.Str("kind", handshake.KindAuditSink),
+		audit.Str("version", info.Version), audit.Uint("pid", uint64(proc.Pid)))
+	if err == nil {
+		c.emit(ev)
+	}
+	return client, nil
+}
+
+func (c *sinkConn) emitMismatch(ce *pluginhost.ChecksumError) {
+	ev, err := audit.New(audit.PluginChecksumMismatch, audit.Actor{},
+		audit.Str("plugin", ce.Plugin), audit.Str("path", ce.Path),
+		audit.Str("expected_sha256", ce.Expected), audit.Str("actual_sha256", ce.Actual))
+	if err != nil {
+		c.log.Error("could not make the PluginChecksumMismatch event", "error", err)
+		return
+	}
+	c.log.Error("plugin binary refused: checksum mismatch", "plugin", ce.Plugin, "path", ce.Path, "expected", ce.Expected, "actual", ce.Actual)
+	c.emit(ev)
+}
+
+// Crash reports a plugin process that exited on its own.
+func (c *sinkConn) Crash() (audit.Event, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.proc == nil || !c.proc.Crashed() {
+		return audit.Event{}, false
+	}
+	ev, err := audit.New(audit.PluginCrashed, audit.Actor{},
+		audit.Str("plugin", c.spec.Name), audit.Str("kind", handshake.KindAuditSink), audit.Str("version", c.version),
+		audit.Uint("pid", uint64(c.proc.Pid)), audit.Str("exit_reason", c.proc.ExitReason()))
+	if err != nil {
+		return audit.Event{}, false
+	}
+	return ev, true
+}
+
+// Stop ends the plugin process, if any.
+func (c *sinkConn) Stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.proc != nil {
+		if c.proc.Crashed() {
+			c.proc.MarkCrashed()
+		}
+		c.proc.Stop()
+		c.proc = nil
+	}
+}
+
+// up reports whether the plugin process runs.
+func (c *sinkConn) up() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.proc != nil && !c.proc.Exited()
+}
