@@ -1,0 +1,398 @@
+package main
+
+// End-to-end tests: the real vramward binary and the real audit-file plugin,
+// run as processes.
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/plugintest"
+)
+
+var (
+	update   = flag.Bool("update", false, "rewrite golden files")
+	hostBin  string
+	sinkBin  string
+	buildDir string
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	var err error
+	buildDir, err = os.MkdirTemp("", "vramward-e2e-")
+	if err == nil {
+		hostBin, err = plugintest.Build(buildDir, ".", "vramward")
+	}
+	if err == nil {
+		sinkBin, err = plugintest.Build(buildDir, "../../../plugins/audit-file", "vramward-plugin-audit-file")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(buildDir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(buildDir)
+	os.Exit(code)
+}
+
+type host struct {
+	t       *testing.T
+	dir     string
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	logs    []map[string]any
+	started chan string // metrics address
+	exited  chan error
+}
+
+func writeConfig(t *testing.T, dir, extra string) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`
+worker {
+  id         = "e2e"
+  token_file = "token"
+  state_dir  = "state"
+}
+metrics {
+  listen = "127.0.0.1:0"
+}
+plugin "audit-file" {
+  kind = "audit_sink"
+  path = %q
+}
+audit {
+  sink "local" {
+    plugin = "audit-file"
+    config {
+      path = abspath("trail/audit.log")
+    }
+  }
+}
+%s`, sinkBin, extra)
+	path := filepath.Join(dir, "vramward.hcl")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startHost runs `vramward run` and waits until it logged its start.
+func startHost(t *testing.T, dir string) *host {
+	t.Helper()
+	h := &host{t: t, dir: dir, started: make(chan string, 1), exited: make(chan error, 1)}
+	h.cmd = exec.Command(hostBin, "run", "-config", filepath.Join(dir, "vramward.hcl"))
+	stderr, err := h.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if h.cmd.ProcessState == nil {
+			_ = h.cmd.Process.Kill()
+			<-h.exited
+		}
+	})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var entry map[string]any
+			if json.Unmarshal(sc.Bytes(), &entry) != nil {
+				continue
+			}
+			h.mu.Lock()
+			h.logs = append(h.logs, entry)
+			h.mu.Unlock()
+			if entry["@message"] == "vramward started" {
+				h.started <- entry["metrics"].(string)
+			}
+		}
+		h.exited <- h.cmd.Wait()
+	}()
+	return h
+}
+
+func (h *host) waitStarted() string {
+	h.t.Helper()
+	select {
+	case addr := <-h.started:
+		return addr
+	case err := <-h.exited:
+		h.t.Fatalf("vramward exited before starting: %v\n%v", err, h.logs)
+	case <-time.After(20 * time.Second):
+		h.t.Fatal("vramward did not start")
+	}
+	return ""
+}
+
+func (h *host) signal(s syscall.Signal) {
+	h.t.Helper()
+	if err := h.cmd.Process.Signal(s); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *host) wait() int {
+	h.t.Helper()
+	select {
+	case <-h.exited:
+		return h.cmd.ProcessState.ExitCode()
+	case <-time.After(30 * time.Second):
+		h.t.Fatal("vramward did not exit")
+	}
+	return -1
+}
+
+func trailEvents(t *testing.T, path string) []audit.Event {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []audit.Event
+	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+		e, err := audit.ParseJSON(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func verifyCLI(t *testing.T, dir string, files ...string) string {
+	t.Helper()
+	args := append([]string{"audit", "verify", "-key-file", filepath.Join(dir, "state", "audit-verify.key")}, files...)
+	out, err := exec.Command(hostBin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("vramward audit verify: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
+			return
+		}
+	}
+	t.Fatalf("plugin process %d outlived the host", pid)
+}
+
+// TestRunAndSIGTERM: start, ready, SIGTERM; the trail runs from HostStarted
+// to HostStopped, verifies with the key, and no plugin process is left.
+func TestRunAndSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, "")
+	h := startHost(t, dir)
+	addr := h.waitStarted()
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz %d", resp.StatusCode)
+	}
+	h.signal(syscall.SIGTERM)
+	if code := h.wait(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	trail := filepath.Join(dir, "trail", "audit.log")
+	events := trailEvents(t, trail)
+	if events[0].Type != audit.HostStarted || events[len(events)-1].Type != audit.HostStopped {
+		t.Fatalf("trail runs from %s to %s", events[0].Type, events[len(events)-1].Type)
+	}
+	if r, _ := events[len(events)-1].Field("reason"); r.String() != "signal terminated" {
+		t.Errorf("HostStopped reason %q", r.String())
+	}
+	out := verifyCLI(t, dir, trail)
+	if !strings.HasPrefix(out, "OK: ") || strings.Contains(out, "not HostStopped") {
+		t.Errorf("verify said:\n%s", out)
+	}
+	for _, e := range events {
+		if e.Type == audit.PluginStarted {
+			pid, _ := e.Field("pid")
+			waitGone(t, int(pid.Uint()))
+		}
+	}
+}
+
+// TestSIGINTAndRestartContinueTheChain: a second run continues the chain
+// of the first; SIGINT takes the same path as SIGTERM.
+func TestSIGINTAndRestartContinueTheChain(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, "")
+	for i := 0; i < 2; i++ {
+		h := startHost(t, dir)
+		h.waitStarted()
+		h.signal(syscall.SIGINT)
+		if code := h.wait(); code != 0 {
+			t.Fatalf("run %d: exit code %d", i, code)
+		}
+	}
+	out := verifyCLI(t, dir, filepath.Join(dir, "trail", "audit.log"))
+	if !strings.Contains(out, "seq 1 to 6") || strings.Contains(out, "segment") {
+		t.Fatalf("two clean runs should make one chain of 6 records:\n%s", out)
+	}
+}
+
+// TestSIGHUPReopens: logrotate moves the trail and signals; later records
+// go to a new file and both verify as one chain.
+func TestSIGHUPReopens(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, "")
+	h := startHost(t, dir)
+	h.waitStarted()
+	trail := filepath.Join(dir, "trail", "audit.log")
+	// PluginStarted is written right after the start log line; wait for it.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if data, _ := os.ReadFile(trail); bytes.Count(data, []byte("\n")) >= 2 {
+			break
+		}
+	}
+	if err := os.Rename(trail, trail+".1"); err != nil {
+		t.Fatal(err)
+	}
+	h.signal(syscall.SIGHUP)
+	time.Sleep(200 * time.Millisecond)
+	h.signal(syscall.SIGTERM)
+	if code := h.wait(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if ev := trailEvents(t, trail); len(ev) != 1 || ev[0].Type != audit.HostStopped {
+		t.Fatalf("new file holds %v", ev)
+	}
+	// Given newest first, as a shell glob would: verify orders them.
+	if out := verifyCLI(t, dir, trail, trail+".1"); !strings.Contains(out, "OK: 3 records") {
+		t.Fatalf("verify:\n%s", out)
+	}
+}
+
+// TestValidateReportsPluginKeys: `vramward validate` decodes each sink's
+// config block against the schema the real plugin publishes, and reports
+// every problem at its file:line:col.
+func TestValidateReportsPluginKeys(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := writeConfig(t, dir, "")
+	src, _ := os.ReadFile(cfgPath)
+	bad := strings.Replace(string(src), `path = abspath("trail/audit.log")`,
+		"path = abspath(\"trail/audit.log\")\n      max_byte = 10\n      max_files = \"ten\"", 1)
+	if err := os.WriteFile(cfgPath, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(hostBin, "validate", "-config", "vramward.hcl")
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("validate: want exit 1, got %v", err)
+	}
+	got := diagLines(stderr.String())
+	golden := filepath.Join("testdata", "validate_plugin_keys.golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("validate output:\n%s\nwant:\n%s", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "trail")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("validate configured the plugin: the trail directory exists")
+	}
+}
+
+// diagLines keeps the diagnostic lines, dropping log lines and the
+// machine-specific plugin path.
+func diagLines(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "vramward.hcl:") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n") + "\n"
+}
+
+func TestVerifyReportsTheFirstBadRecord(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, "")
+	for i := 0; i < 2; i++ {
+		h := startHost(t, dir)
+		h.waitStarted()
+		h.signal(syscall.SIGTERM)
+		h.wait()
+	}
+	trail := filepath.Join(dir, "trail", "audit.log")
+	data, _ := os.ReadFile(trail)
+	edited := bytes.Replace(data, []byte(`"reason":"signal terminated"`), []byte(`"reason":"signal interrupt!"`), 1)
+	if err := os.WriteFile(trail, edited, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(hostBin, "audit", "verify", "-key-file", filepath.Join(dir, "state", "audit-verify.key"), trail).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("want exit 1, got %v", err)
+	}
+	if want := "audit.log:3: seq 3: edited: MAC does not match"; !strings.Contains(string(out), want) {
+		t.Fatalf("verify said %q, want it to contain %q", out, want)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{nil, 2, "Usage:"},
+		{[]string{"nope"}, 2, `unknown command "nope"`},
+		{[]string{"run", "-help"}, 0, "-config"},
+		{[]string{"run"}, 1, "-config FILE is required"},
+		{[]string{"validate", "-help"}, 0, "-config"},
+		{[]string{"audit", "verify", "-help"}, 0, "-key-file"},
+		{[]string{"audit", "verify"}, 2, "usage:"},
+		{[]string{"version"}, 0, "plugin protocol 1"},
+	} {
+		var out bytes.Buffer
+		code := run(tc.args, &out, &out)
+		if code != tc.code || !strings.Contains(out.String(), tc.out) {
+			t.Errorf("vramward %v: exit %d, output %q; want %d and %q", tc.args, code, out.String(), tc.code, tc.out)
+		}
+	}
+}
+
