@@ -395,4 +395,3 @@ func TestUsage(t *testing.T) {
 		}
 	}
 }
-
