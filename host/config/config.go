@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"time"
 
@@ -136,6 +137,20 @@ var (
 	shardRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
 )
 
+// Keys lists the attributes (and, for audit and sink, nested blocks) each
+// block accepts. The decoders use it, and a test checks the README's config
+// reference against it.
+var Keys = map[string][]string{
+	"worker":  {"id", "token_file", "token_env", "state_dir"},
+	"metrics": {"listen"},
+	"plugin":  {"kind", "path", "sha256", "start_timeout"},
+	"audit": {"require", "queue_size", "batch_size", "batch_wait", "critical_timeout", "shutdown_timeout",
+		"chain_key_file", "epoch_events", "epoch_duration"},
+	"sink":   {"plugin", "config"},
+	"model":  {"path", "sha256", "device", "shard_id"},
+	"verify": {"interval", "on_failure"},
+}
+
 var rootSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "worker"}, {Type: "metrics"}, {Type: "plugin", LabelNames: []string{"name"}},
@@ -182,7 +197,7 @@ func Parse(filename string, src []byte) (*Config, map[string]*hcl.File, hcl.Diag
 	}
 	c.Metrics.Listen = DefaultMetricsListen
 	if b := single(blocks["metrics"], "metrics", false, fileRange, &diags); b != nil {
-		a := blockAttrs(b, []string{"listen"}, nil, ctx, &diags)
+		a := blockAttrs(b, Keys["metrics"], nil, ctx, &diags)
 		c.Metrics.Listen = a.nonEmpty("listen", DefaultMetricsListen)
 	}
 	seen := map[string]hcl.Range{}
@@ -203,7 +218,7 @@ func Parse(filename string, src []byte) (*Config, map[string]*hcl.File, hcl.Diag
 	}
 	c.Verify = Verify{Interval: DefaultVerifyInterval, OnFailure: "release"}
 	if b := single(blocks["verify"], "verify", false, fileRange, &diags); b != nil {
-		a := blockAttrs(b, []string{"interval", "on_failure"}, nil, ctx, &diags)
+		a := blockAttrs(b, Keys["verify"], nil, ctx, &diags)
 		c.Verify.Interval = a.duration("interval", DefaultVerifyInterval, time.Second)
 		c.Verify.OnFailure = a.oneOf("on_failure", "release", "release", "keep")
 	}
@@ -325,7 +340,8 @@ func checkName(b *hcl.Block, seen map[string]hcl.Range, diags *hcl.Diagnostics) 
 }
 
 func decodeWorker(b *hcl.Block, ctx *hcl.EvalContext, dir string, diags *hcl.Diagnostics) Worker {
-	content, _ := blockContent(b, []string{"id", "token_file", "token_env", "state_dir", "token"}, nil, diags)
+	// "token" is accepted by the schema only to be refused with a clear message.
+	content, _ := blockContent(b, append(slices.Clone(Keys["worker"]), "token"), nil, diags)
 	a := attrs{m: content.Attributes, ctx: ctx, diags: diags}
 	if t, ok := a.m["token"]; ok {
 		a.errorf(t.NameRange, "Inline tokens are not accepted", "The worker token is a secret and never written in the config: set token_file or token_env instead.")
@@ -358,7 +374,7 @@ func decodeWorker(b *hcl.Block, ctx *hcl.EvalContext, dir string, diags *hcl.Dia
 
 func decodePlugin(b *hcl.Block, ctx *hcl.EvalContext, dir string, seen map[string]hcl.Range, diags *hcl.Diagnostics) *Plugin {
 	name, ok := checkName(b, seen, diags)
-	a := blockAttrs(b, []string{"kind", "path", "sha256", "start_timeout"}, nil, ctx, diags)
+	a := blockAttrs(b, Keys["plugin"], nil, ctx, diags)
 	required(a, "kind", b)
 	required(a, "path", b)
 	p := &Plugin{
@@ -379,8 +395,7 @@ func decodePlugin(b *hcl.Block, ctx *hcl.EvalContext, dir string, seen map[strin
 }
 
 func decodeAudit(b *hcl.Block, ctx *hcl.EvalContext, dir string, c *Config, diags *hcl.Diagnostics) Audit {
-	content, _ := blockContent(b, []string{"require", "queue_size", "batch_size", "batch_wait", "critical_timeout", "shutdown_timeout",
-		"chain_key_file", "epoch_events", "epoch_duration"}, []hcl.BlockHeaderSchema{{Type: "sink", LabelNames: []string{"name"}}}, diags)
+	content, _ := blockContent(b, Keys["audit"], []hcl.BlockHeaderSchema{{Type: "sink", LabelNames: []string{"name"}}}, diags)
 	a := attrs{m: content.Attributes, ctx: ctx, diags: diags}
 	au := Audit{
 		Require:         a.oneOf("require", DefaultRequire, "all", "any"),
@@ -412,7 +427,7 @@ func decodeAudit(b *hcl.Block, ctx *hcl.EvalContext, dir string, c *Config, diag
 
 func decodeSink(b *hcl.Block, ctx *hcl.EvalContext, c *Config, seen map[string]hcl.Range, diags *hcl.Diagnostics) *Sink {
 	name, ok := checkName(b, seen, diags)
-	content, _ := blockContent(b, []string{"plugin"}, []hcl.BlockHeaderSchema{{Type: "config"}}, diags)
+	content, _ := blockContent(b, Keys["sink"][:1], []hcl.BlockHeaderSchema{{Type: "config"}}, diags)
 	a := attrs{m: content.Attributes, ctx: ctx, diags: diags}
 	required(a, "plugin", b)
 	s := &Sink{Name: name, Plugin: a.nonEmpty("plugin", ""), DeclRange: b.DefRange}
@@ -443,7 +458,7 @@ func decodeSink(b *hcl.Block, ctx *hcl.EvalContext, c *Config, seen map[string]h
 
 func decodeModel(b *hcl.Block, ctx *hcl.EvalContext, dir string, seen, seenShards map[string]hcl.Range, diags *hcl.Diagnostics) *Model {
 	name, ok := checkName(b, seen, diags)
-	a := blockAttrs(b, []string{"path", "sha256", "device", "shard_id"}, nil, ctx, diags)
+	a := blockAttrs(b, Keys["model"], nil, ctx, diags)
 	required(a, "path", b)
 	required(a, "sha256", b)
 	m := &Model{
