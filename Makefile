@@ -30,9 +30,13 @@ test:
 	$(GO) vet ./...
 	$(GO) test $(TEST_FLAGS) ./...
 
+# Go benchmarks, then the drivers that run the built binaries and print
+# ratios against baselines measured in the same run.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./sdk/... ./plugins/...
+	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./host/...
 	$(GO) run ./bench/audit
+	$(GO) run ./bench/host
 
 # Each fuzz target runs for FUZZTIME; the corpus lives in each package's testdata/fuzz/.
 fuzz:

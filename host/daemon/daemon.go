@@ -50,6 +50,7 @@ type Daemon struct {
 	conns   []*sinkConn
 	metrics *metrics.Server
 	token   []byte
+	version string
 }
 
 // Start brings the host up: it reads the worker token, opens the audit
@@ -57,13 +58,26 @@ type Daemon struct {
 // A config problem found on the way (a plugin's schema or Configure refusing
 // a value) is returned as *ConfigError with source positions.
 func Start(ctx context.Context, opts Options) (*Daemon, error) {
+	d, err := prepare(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.start(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// prepare does everything up to launching the plugins: the audit chain is
+// open and HostStarted queued, so events can be emitted (and are held).
+func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 	cfg := opts.Config
 	log := opts.Logger
 	token, err := readToken(cfg.Worker)
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, reg: metrics.NewRegistry(), token: token}
+	d := &Daemon{cfg: cfg, log: log, reg: metrics.NewRegistry(), token: token, version: opts.Version}
 	sinkMetrics, err := audit.NewMetrics(d.reg)
 	if err != nil {
 		return nil, err
@@ -113,13 +127,20 @@ func Start(ctx context.Context, opts Options) (*Daemon, error) {
 		_ = d.bus.Close("start failed")
 		return nil, fmt.Errorf("record HostStarted: %w", err)
 	}
+	return d, nil
+}
+
+// start launches the sinks' plugins and serves metrics.
+func (d *Daemon) start(ctx context.Context) error {
+	cfg, log := d.cfg, d.log
+	var err error
 	for name, err := range d.bus.Start(ctx) {
 		var ce *ConfigError
 		var ce2 *pluginhost.ChecksumError
 		switch {
 		case errors.As(err, &ce), errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.EACCES):
 			d.shutdownAfterFailedStart()
-			return nil, err
+			return err
 		case errors.As(err, &ce2):
 			log.Error("audit sink refused to start; its events are held until its plugin matches the pinned sha256", "sink", name)
 		default:
@@ -129,10 +150,10 @@ func Start(ctx context.Context, opts Options) (*Daemon, error) {
 	d.metrics, err = metrics.Serve(cfg.Metrics.Listen, d.reg, d.ready, log.Named("metrics"))
 	if err != nil {
 		d.shutdownAfterFailedStart()
-		return nil, err
+		return err
 	}
-	log.Info("vramward started", "worker", cfg.Worker.ID, "metrics", d.metrics.Addr(), "sinks", len(d.conns), "version", opts.Version)
-	return d, nil
+	log.Info("vramward started", "worker", cfg.Worker.ID, "metrics", d.metrics.Addr(), "sinks", len(d.conns), "version", d.version)
+	return nil
 }
 
 func (d *Daemon) shutdownAfterFailedStart() {

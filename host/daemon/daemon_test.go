@@ -49,7 +49,7 @@ type env struct {
 
 // newEnv writes a config with the given sink blocks (%[1]s is the plugin
 // path, %[2]s the directory) and loads it.
-func newEnv(t *testing.T, audit string) *env {
+func newEnv(t testing.TB, audit string) *env {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
