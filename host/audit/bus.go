@@ -67,7 +67,7 @@ type CriticalError struct {
 }
 
 func (e *CriticalError) Error() string {
-	return fmt.Sprintf("CRITICAL audit event %s (seq %d) not durable on the required sinks (require = %q): durable on %v, failed on %v",
+	return fmt.Sprintf("CRITICAL audit event %s (seq %d) not durable on the required sinks (require = %q): durable so far on %v, failed on %v",
 		e.Type, e.Seq, e.Require, e.Durable, e.Failures)
 }
 
@@ -104,12 +104,10 @@ func (w *waiter) report(sink string, err error) {
 	if w.done {
 		return
 	}
+	if contains(w.ok, sink) {
+		return // this sink already made it durable
+	}
 	if err == nil {
-		for _, s := range w.ok {
-			if s == sink {
-				return
-			}
-		}
 		w.ok = append(w.ok, sink)
 	} else if _, seen := w.failed[sink]; !seen {
 		w.failed[sink] = err
@@ -184,7 +182,7 @@ func (b *Bus) Start(ctx context.Context) map[string]error {
 				failed[w.conn.Name()] = err
 				mu.Unlock()
 			}
-			go w.run()
+			w.launch()
 		}()
 	}
 	wg.Wait()
@@ -224,7 +222,7 @@ func (b *Bus) Emit(ctx context.Context, e audit.Event) error {
 		b.mu.Unlock()
 		return ErrClosed
 	}
-	w, err := b.enqueue(e)
+	w, err := b.enqueue(&e)
 	b.mu.Unlock()
 	if err != nil || w == nil {
 		return err
@@ -233,7 +231,7 @@ func (b *Bus) Emit(ctx context.Context, e audit.Event) error {
 }
 
 // enqueue seals e and queues it for every sink; b.mu is held.
-func (b *Bus) enqueue(e audit.Event) (*waiter, error) {
+func (b *Bus) enqueue(e *audit.Event) (*waiter, error) {
 	if e.ServiceID == "" {
 		e.ServiceID = b.opts.ServiceID
 	}
@@ -241,7 +239,7 @@ func (b *Bus) enqueue(e audit.Event) (*waiter, error) {
 		e.Actor = b.opts.Actor
 	}
 	before := b.sealer.State().Epoch
-	b.sealer.Seal(&e)
+	b.sealer.Seal(e)
 	st := b.sealer.State()
 	critical := e.Severity == audit.Critical
 	if critical || st.Epoch != before || b.store.needsReservation(st.Seq) {
@@ -265,9 +263,18 @@ func (b *Bus) enqueue(e audit.Event) (*waiter, error) {
 		b.waiters[e.Seq] = w
 	}
 	for _, s := range b.sinks {
-		if err := s.q.push(e); err != nil {
+		if err := s.q.push(*e); err != nil {
 			b.log.Error("could not queue an audit event for a sink", "sink", s.conn.Name(), "seq", e.Seq, "error", err)
 			if w != nil {
+				w.report(s.conn.Name(), err)
+			}
+			continue
+		}
+		if w != nil {
+			// A sink that is failing will not make this event durable in
+			// time: say so now rather than at critical_timeout. The event
+			// stays queued for it.
+			if err := s.failure(); err != nil {
 				w.report(s.conn.Name(), err)
 			}
 		}
@@ -331,6 +338,20 @@ func (b *Bus) settle(sink string, events []audit.Event, err error) {
 				ws = append(ws, w)
 			}
 		}
+	}
+	b.mu.Unlock()
+	for _, w := range ws {
+		w.report(sink, err)
+	}
+}
+
+// failPending tells every CRITICAL emit still waiting that sink failed:
+// whatever it holds queued will not be durable in time.
+func (b *Bus) failPending(sink string, err error) {
+	b.mu.Lock()
+	ws := make([]*waiter, 0, len(b.waiters))
+	for _, w := range b.waiters {
+		ws = append(ws, w)
 	}
 	b.mu.Unlock()
 	for _, w := range ws {
@@ -403,7 +424,7 @@ func (b *Bus) Close(reason string) error {
 	var errs []error
 	last, err := audit.New(audit.HostStopped, audit.Actor{}, audit.Str("reason", reason), audit.Uint("undelivered", uint64(undelivered)))
 	if err == nil {
-		_, err = b.enqueue(last)
+		_, err = b.enqueue(&last)
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("record HostStopped: %w", err))

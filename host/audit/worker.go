@@ -25,6 +25,7 @@ type sinkWorker struct {
 	mu      sync.Mutex
 	client  *audit.Client
 	failing bool
+	lastErr error
 
 	backoff pluginhost.Backoff
 	stop    chan struct{} // closed at the shutdown deadline
@@ -54,6 +55,16 @@ func (w *sinkWorker) current() *audit.Client {
 	return w.client
 }
 
+// failure returns the error a failing sink last reported, nil when healthy.
+func (w *sinkWorker) failure() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failing {
+		return fmt.Errorf("sink is failing: %w", w.lastErr)
+	}
+	return nil
+}
+
 func (w *sinkWorker) isUp() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -64,10 +75,15 @@ func (w *sinkWorker) isUp() bool {
 	return !crashed
 }
 
-func (w *sinkWorker) run() {
+// launch starts run in its own goroutine.
+func (w *sinkWorker) launch() {
 	w.mu.Lock()
 	w.started = true
 	w.mu.Unlock()
+	go w.run()
+}
+
+func (w *sinkWorker) run() {
 	defer close(w.done)
 	for {
 		batch, err := w.q.next(w.b.opts.BatchSize, w.b.opts.BatchWait, w.stop)
@@ -121,14 +137,15 @@ func (w *sinkWorker) deliver(batch []audit.Event) bool {
 			}
 			return true
 		}
-		// CRITICAL events in the batch learn of the failure now; they stay
-		// queued and are delivered when the sink is back.
-		w.b.settle(name, batch, err)
+		// CRITICAL events waiting on this sink learn of the failure now;
+		// they stay queued and are delivered when the sink is back.
 		w.mu.Lock()
 		first := !w.failing
-		w.failing = true
+		w.failing, w.lastErr = true, err
 		w.mu.Unlock()
+		w.b.settle(name, batch, err)
 		if first {
+			w.b.failPending(name, err)
 			w.b.log.Error("audit sink failed; holding its events", "sink", name, "error", err)
 			w.b.emitInternal(audit.AuditSinkFailed, audit.Str("sink", name), audit.Str("reason", err.Error()), audit.Uint("undelivered", uint64(w.depth())))
 		}

@@ -1,0 +1,294 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/chain"
+	"github.com/vramward/vramward/sdk/handshake"
+	"github.com/vramward/vramward/sdk/plugintest"
+	"github.com/vramward/vramward/sdk/schema"
+)
+
+// memSink is a sink served over real gRPC in-process whose writes can be
+// made to fail or to block.
+type memSink struct {
+	mu     sync.Mutex
+	events []audit.Event
+	fail   error
+	gate   chan struct{} // when non-nil, Write waits for it to close
+}
+
+func (m *memSink) Info() audit.SinkInfo {
+	return audit.SinkInfo{Name: "mem", Version: "test", Schema: schema.Schema{}}
+}
+func (m *memSink) Configure(context.Context, schema.Values) error { return nil }
+func (m *memSink) Write(ctx context.Context, events []audit.Event) error {
+	m.mu.Lock()
+	gate, fail := m.gate, m.fail
+	m.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if fail != nil {
+		return fail
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range events {
+		if n := len(m.events); n > 0 && m.events[n-1].Seq >= e.Seq {
+			continue // a re-send
+		}
+		m.events = append(m.events, e)
+	}
+	return nil
+}
+func (m *memSink) Flush(context.Context) error { return nil }
+func (m *memSink) Close(context.Context) error { return nil }
+
+func (m *memSink) set(fail error, gate chan struct{}) {
+	m.mu.Lock()
+	m.fail, m.gate = fail, gate
+	m.mu.Unlock()
+}
+
+func (m *memSink) got() []audit.Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]audit.Event(nil), m.events...)
+}
+
+type memConn struct {
+	name string
+	sink *memSink
+	t    *testing.T
+	m    *audit.Metrics
+}
+
+func (c *memConn) Name() string { return c.name }
+func (c *memConn) Start(context.Context) (*audit.Client, error) {
+	p := audit.PluginForSink(c.sink, nil).WithClient(audit.ClientOptions{Sink: c.name, Metrics: c.m})
+	client := plugintest.InProcess(c.t, handshake.KindAuditSink, p).(*audit.Client)
+	return client, client.Configure(context.Background(), nil)
+}
+func (c *memConn) Crash() (audit.Event, bool) { return audit.Event{}, false }
+func (c *memConn) Stop()                      {}
+
+func newBus(t *testing.T, dir string, opts Options, sinks ...*memSink) *Bus {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := audit.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []SinkConn
+	for i, s := range sinks {
+		conns = append(conns, &memConn{name: fmt.Sprintf("s%d", i), sink: s, t: t, m: m})
+	}
+	opts.StateDir = dir
+	opts.ChainKeyFile = filepath.Join(dir, "verify.key")
+	opts.Logger = hclog.NewNullLogger()
+	opts.Registerer = reg
+	opts.RestartMin, opts.RestartMax = 5*time.Millisecond, 20*time.Millisecond
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 5 * time.Second
+	}
+	if opts.CriticalTimeout == 0 {
+		opts.CriticalTimeout = 2 * time.Second
+	}
+	b, err := New(opts, conns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed := b.Start(context.Background()); len(failed) > 0 {
+		t.Fatal(failed)
+	}
+	return b
+}
+
+func critical(t *testing.T) audit.Event {
+	e, err := audit.New(audit.IntegrityViolation, audit.Actor{}, audit.Str("resource_type", "model"), audit.Str("resource_id", "m"),
+		audit.Str("expected_hash", "a"), audit.Str("actual_hash", "b"), audit.Str("action_taken", "rejected"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func info(t *testing.T, i int) audit.Event {
+	e, err := audit.New(audit.SealVerified, audit.Actor{}, audit.Str("shard_id", fmt.Sprint(i)), audit.Uint("gpu_device", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func hasType(events []audit.Event, typ audit.Type) bool {
+	for _, e := range events {
+		if e.Type == typ {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRequireAllFailsClosedAndNothingIsLost(t *testing.T) {
+	good, bad := &memSink{}, &memSink{}
+	b := newBus(t, t.TempDir(), Options{Require: "all"}, good, bad)
+	bad.set(errors.New("disk on fire"), nil)
+	err := b.Emit(context.Background(), critical(t))
+	var ce *CriticalError
+	if !errors.As(err, &ce) {
+		t.Fatalf("want *CriticalError, got %v", err)
+	}
+	if _, ok := ce.Failures["s1"]; !ok || len(ce.Failures) != 1 || ce.Seq == 0 {
+		t.Fatalf("error %+v", ce)
+	}
+	eventually(t, "AuditSinkFailed on the good sink", func() bool { return hasType(good.got(), audit.AuditSinkFailed) })
+	bad.set(nil, nil)
+	eventually(t, "the held events on the recovered sink", func() bool {
+		return hasType(bad.got(), audit.IntegrityViolation) && hasType(bad.got(), audit.AuditSinkRecovered)
+	})
+	if err := b.Close("test"); err != nil {
+		t.Fatal(err)
+	}
+	if g, bd := good.got(), bad.got(); len(g) != len(bd) {
+		t.Fatalf("good has %d events, the recovered sink %d", len(g), len(bd))
+	}
+	for i, e := range bad.got() {
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("recovered sink: record %d has seq %d", i, e.Seq)
+		}
+	}
+}
+
+func TestRequireAnyNeedsOne(t *testing.T) {
+	good, bad := &memSink{}, &memSink{}
+	b := newBus(t, t.TempDir(), Options{Require: "any", ShutdownTimeout: 300 * time.Millisecond}, good, bad)
+	defer b.Close("test")
+	bad.set(errors.New("down"), nil)
+	if err := b.Emit(context.Background(), critical(t)); err != nil {
+		t.Fatalf("require any with one good sink: %v", err)
+	}
+	good.set(errors.New("down too"), nil)
+	if err := b.Emit(context.Background(), critical(t)); err == nil {
+		t.Fatal("CRITICAL emit succeeded with every sink down")
+	}
+}
+
+// TestSlowSinkDoesNotBlockOthers: a stuck sink's events overflow its queue
+// into the spool; the other sink gets everything at once; the stuck one gets
+// everything, in order, once it moves.
+func TestSlowSinkDoesNotBlockOthers(t *testing.T) {
+	fast, slow := &memSink{}, &memSink{}
+	gate := make(chan struct{})
+	slow.set(nil, gate)
+	b := newBus(t, t.TempDir(), Options{Require: "any", QueueSize: 10, BatchSize: 4}, fast, slow)
+	start := time.Now()
+	for i := 0; i < 200; i++ {
+		if err := b.Emit(context.Background(), info(t, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("emits took %v with one sink stuck", time.Since(start))
+	}
+	eventually(t, "every event on the fast sink", func() bool { return len(fast.got()) == 200 })
+	if d := b.Depth()["s1"]; d < 190 {
+		t.Fatalf("stuck sink's depth %d", d)
+	}
+	close(gate)
+	slow.set(nil, nil)
+	eventually(t, "every event on the slow sink", func() bool { return len(slow.got()) >= 200 })
+	if err := b.Close("test"); err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range slow.got() {
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("slow sink: record %d has seq %d (order lost through the spool)", i, e.Seq)
+		}
+	}
+}
+
+func TestChainStateAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	s := &memSink{}
+	b := newBus(t, dir, Options{}, s)
+	for i := 0; i < 5; i++ {
+		if err := b.Emit(context.Background(), info(t, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Close("first"); err != nil {
+		t.Fatal(err)
+	}
+	// A clean stop: the next run continues the chain.
+	s2 := &memSink{}
+	b2 := newBus(t, dir, Options{}, s2)
+	if b2.NewSegment {
+		t.Fatal("clean stop began a new segment")
+	}
+	if err := b2.Emit(context.Background(), info(t, 9)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "delivery", func() bool { return len(s2.got()) == 1 })
+	first, next := s.got(), s2.got()[0]
+	if next.Seq != first[len(first)-1].Seq+1 || string(next.Chain.Prev) != string(first[len(first)-1].Chain.MAC) {
+		t.Fatalf("chain does not continue: seq %d after %d", next.Seq, first[len(first)-1].Seq)
+	}
+	// No Close: an unclean stop. The next run skips the reservation.
+	s3 := &memSink{}
+	b3 := newBus(t, dir, Options{}, s3)
+	defer b3.Close("third")
+	if !b3.NewSegment {
+		t.Fatal("unclean stop did not begin a new segment")
+	}
+	if err := b3.Emit(context.Background(), info(t, 10)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "delivery", func() bool { return len(s3.got()) == 1 })
+	if got := s3.got()[0]; got.Seq <= next.Seq+seqReservation-1 || got.Chain.Prev != nil {
+		t.Fatalf("segment start: seq %d prev %x", got.Seq, got.Chain.Prev)
+	}
+}
+
+func TestLostStateWithAKeyFileIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	b := newBus(t, dir, Options{}, &memSink{})
+	if err := b.Close("x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeState(dir); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(Options{StateDir: dir, ChainKeyFile: filepath.Join(dir, "verify.key"), Limits: chain.DefaultLimits}, nil)
+	if err == nil {
+		t.Fatal("a new chain overwrote the verification key of the old one")
+	}
+}
+
+func removeState(dir string) error { return os.Remove(filepath.Join(dir, "chain.state")) }
