@@ -46,6 +46,13 @@ func eventToProto(e *Event) *auditv1.Event {
 // eventFromProto converts and validates an event received over RPC: the
 // payload is untrusted, whoever sent it.
 func eventFromProto(p *auditv1.Event) (Event, error) {
+	var fields []Field
+	return eventFromProtoInto(p, &fields)
+}
+
+// eventFromProtoInto is eventFromProto taking the fields' storage from the
+// end of *fields, so a batch shares one backing array.
+func eventFromProtoInto(p *auditv1.Event, fields *[]Field) (Event, error) {
 	if p == nil {
 		return Event{}, fmt.Errorf("missing event")
 	}
@@ -64,12 +71,14 @@ func eventFromProto(p *auditv1.Event) (Event, error) {
 			SourceIP:      p.GetActor().GetSourceIp(),
 			CorrelationID: p.GetActor().GetCorrelationId(),
 		},
-		Fields: make([]Field, len(p.GetFields())),
-		Chain:  Chain{Epoch: p.GetChain().GetEpoch(), Prev: nilIfEmpty(p.GetChain().GetPrev()), MAC: nilIfEmpty(p.GetChain().GetMac())},
+		Chain: Chain{Epoch: p.GetChain().GetEpoch(), Prev: nilIfEmpty(p.GetChain().GetPrev()), MAC: nilIfEmpty(p.GetChain().GetMac())},
 	}
 	if p.GetSeverity() < auditv1.Severity(Info) || p.GetSeverity() > auditv1.Severity(Critical) {
 		e.Severity = 0 // out of range; a plain conversion could wrap into a valid one
 	}
+	start := len(*fields)
+	*fields = append(*fields, make([]Field, len(p.GetFields()))...)
+	e.Fields = (*fields)[start:len(*fields):len(*fields)]
 	for i, f := range p.GetFields() {
 		var v Value
 		switch f.GetKind() {

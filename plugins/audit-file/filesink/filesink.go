@@ -70,8 +70,9 @@ type Sink struct {
 	dirtyTail bool
 	unsynced  bool
 
-	seen window
-	buf  []byte
+	seen  window
+	buf   []byte
+	added []int // indexes of the events of the current write that are new
 }
 
 // New returns an unconfigured sink.
@@ -260,7 +261,7 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 		s.dirtyTail = false
 	}
 	s.buf = s.buf[:0]
-	var added []audit.Event
+	s.added = s.added[:0]
 	for i := range events {
 		e := &events[i]
 		if len(e.Chain.MAC) > 0 && s.seen.has(e.Seq, e.Chain.MAC) {
@@ -269,7 +270,7 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 		}
 		s.buf = e.AppendJSON(s.buf)
 		s.buf = append(s.buf, '\n')
-		added = append(added, *e)
+		s.added = append(s.added, i)
 	}
 	if len(s.buf) == 0 {
 		return nil
@@ -287,12 +288,12 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 				s.log.Error("could not cut a partial write; will retry before the next write", "path", s.path, "error", terr)
 			}
 		}
-		return fmt.Errorf("append %d events to %s: %w", len(added), s.path, err)
+		return fmt.Errorf("append %d events to %s: %w", len(s.added), s.path, err)
 	}
 	s.size += int64(n)
 	s.unsynced = true
-	for i := range added {
-		s.seen.add(added[i].Seq, added[i].Chain.MAC)
+	for _, i := range s.added {
+		s.seen.add(events[i].Seq, events[i].Chain.MAC)
 	}
 	return nil
 }
