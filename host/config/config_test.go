@@ -2,12 +2,12 @@ package config
 
 import (
 	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vramward/vramward/sdk/plugintest"
 	"github.com/vramward/vramward/sdk/schema"
 )
 
@@ -34,19 +34,7 @@ func TestDiagnosticsGolden(t *testing.T) {
 				diags = append(diags, c.DecodePluginConfigs(map[string]schema.Schema{"audit-file": fileSchema})...)
 			}
 			got := Format(diags)
-			golden := strings.TrimSuffix(f, ".hcl") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update)", err)
-			}
-			if got != string(want) {
-				t.Errorf("diagnostics differ from %s:\n--- got\n%s--- want\n%s", golden, got, want)
-			}
+			plugintest.Golden(t, strings.TrimSuffix(f, ".hcl")+".golden", []byte(got), *update)
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -20,26 +19,17 @@ import (
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/chain"
+	"github.com/vramward/vramward/sdk/audittest"
 	"github.com/vramward/vramward/sdk/plugintest"
 )
 
 var fileSinkBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "vramward-daemon-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fileSinkBin, err = plugintest.Build(dir, "../../plugins/audit-file", "vramward-plugin-audit-file")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	plugintest.Main(m, func(dir string) (err error) {
+		fileSinkBin, err = plugintest.Build(dir, "../../plugins/audit-file", "vramward-plugin-audit-file")
+		return err
+	})
 }
 
 type env struct {
@@ -104,24 +94,7 @@ func start(t *testing.T, e *env) *Daemon {
 
 func readTrail(t *testing.T, files ...string) []audit.Event {
 	t.Helper()
-	var out []audit.Event
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(nil, audit.MaxLineBytes)
-		for sc.Scan() {
-			e, err := audit.ParseJSON(sc.Bytes())
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			out = append(out, e)
-		}
-		fh.Close()
-	}
-	return out
+	return audittest.ReadJSONLines(t, files...)
 }
 
 func verifyTrail(t *testing.T, e *env, files ...string) chain.Report {
@@ -161,19 +134,6 @@ func emitN(t *testing.T, d *Daemon, n int) {
 			t.Fatalf("emit %d: %v", i, err)
 		}
 	}
-}
-
-func waitGone(t *testing.T, pid int) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			return
-		}
-		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
-			return
-		}
-	}
-	t.Fatalf("process %d still running", pid)
 }
 
 func pluginPid(t *testing.T, d *Daemon) int {
@@ -219,7 +179,7 @@ func TestKill9PluginDuringStream(t *testing.T) {
 	if err := d.Shutdown("test done"); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, newPid)
+	plugintest.WaitExited(t, newPid)
 
 	trail := filepath.Join(e.dir, "trail", "audit.log")
 	rep := verifyTrail(t, e, trail)

@@ -3,8 +3,6 @@ package main
 // These tests run the built plugin binary, launched as the host launches it.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,7 +14,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,22 +36,13 @@ func TestMain(m *testing.M) {
 		fakeHostThatDies()
 		return
 	}
-	dir, err := os.MkdirTemp("", "audit-file-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if pluginBin, err = plugintest.Build(dir, ".", "vramward-plugin-audit-file"); err == nil {
+	plugintest.Main(m, func(dir string) (err error) {
+		if pluginBin, err = plugintest.Build(dir, ".", "vramward-plugin-audit-file"); err != nil {
+			return err
+		}
 		faultBin, err = plugintest.Build(dir, ".", "vramward-plugin-audit-file-faultinject", "faultinject")
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+		return err
+	})
 }
 
 func newConfig(t *testing.T) []byte {
@@ -73,26 +61,7 @@ func readBack(t *testing.T, config []byte) []audit.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []audit.Event
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(data) > 0 && data[len(data)-1] != '\n' {
-			t.Fatalf("%s ends in a partial line", f)
-		}
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		sc.Buffer(nil, audit.MaxLineBytes)
-		for sc.Scan() {
-			e, err := audit.ParseJSON(sc.Bytes())
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			out = append(out, e)
-		}
-	}
-	return out
+	return audittest.ReadJSONLines(t, files...)
 }
 
 func TestBinaryConformance(t *testing.T) {
@@ -256,7 +225,7 @@ func TestBinarySIGTERMFlushesAndExits(t *testing.T) {
 	if err := syscall.Kill(l.pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, l.pid)
+	plugintest.WaitExited(t, l.pid)
 	if got := len(readBack(t, l.config)); got != 25 {
 		t.Fatalf("%d events after SIGTERM, want 25", got)
 	}
@@ -284,7 +253,7 @@ func TestBinaryExitsWhenHostDies(t *testing.T) {
 		t.Fatalf("fake host printed %q", out)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
-	waitGone(t, pid)
+	plugintest.WaitExited(t, pid)
 	if got := len(readBack(t, []byte(fmt.Sprintf(`{"path": %q}`, path)))); got != 15 {
 		t.Fatalf("%d events in the orphan's trail, want 15", got)
 	}
@@ -312,20 +281,4 @@ func fakeHostThatDies() {
 	}
 	fmt.Println(c.ReattachConfig().Pid)
 	os.Exit(0)
-}
-
-func waitGone(t *testing.T, pid int) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		// The plugin's parent reaps it, or init does once it is orphaned.
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			return
-		}
-		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
-			return // exited, waiting to be reaped
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("plugin process %d still running", pid)
 }

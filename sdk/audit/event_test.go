@@ -3,11 +3,12 @@ package audit
 import (
 	"bytes"
 	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vramward/vramward/sdk/plugintest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -111,22 +112,7 @@ func TestGoldenLine(t *testing.T) {
 	got := append(e.AppendJSON(nil), '\n')
 	got = append(got, e.AppendCanonical(nil)...)
 	got = append(got, '\n')
-	path := filepath.Join("testdata", "golden", "event.jsonl")
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("canonical encoding changed:\n got %s\nwant %s", got, want)
-	}
+	plugintest.Golden(t, filepath.Join("testdata", "golden", "event.jsonl"), got, *update)
 }
 
 func TestParseJSONRejects(t *testing.T) {

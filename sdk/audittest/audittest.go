@@ -16,9 +16,11 @@
 package audittest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -406,12 +408,7 @@ func checkInvalidEvents(t *testing.T, connect connector, o *options) {
 	if err := tg.client.EmitBatch(ctx(t), good); err != nil {
 		t.Fatalf("good events after bad ones: %v", err)
 	}
-	if err := tg.client.Shutdown(ctx(t)); err != nil {
-		t.Fatal(err)
-	}
-	if o.readBack != nil {
-		assertSame(t, good, o.readBack(t, tg.config))
-	}
+	shutdownAndCompare(t, tg, o, good)
 }
 
 func checkConcurrent(t *testing.T, connect connector, o *options) {
@@ -501,12 +498,7 @@ func checkHostile(t *testing.T, connect connector, o *options) {
 			t.Fatalf("hostile value %d %q: %v", i, h, err)
 		}
 	}
-	if err := tg.client.Shutdown(ctx(t)); err != nil {
-		t.Fatal(err)
-	}
-	if o.readBack != nil {
-		assertSame(t, sent, o.readBack(t, tg.config))
-	}
+	shutdownAndCompare(t, tg, o, sent)
 }
 
 func checkMaxSize(t *testing.T, connect connector, o *options) {
@@ -531,8 +523,15 @@ func checkMaxSize(t *testing.T, connect connector, o *options) {
 	if err := tg.client.EmitBatch(ctx(t), sent[1:]); err != nil {
 		t.Fatalf("batch of maximum-size events: %v", err)
 	}
+	shutdownAndCompare(t, tg, o, sent)
+}
+
+// shutdownAndCompare shuts the sink down and, with a read-back, checks it
+// persisted exactly sent.
+func shutdownAndCompare(t *testing.T, tg *target, o *options, sent []audit.Event) {
+	t.Helper()
 	if err := tg.client.Shutdown(ctx(t)); err != nil {
-		t.Fatal(err)
+		t.Fatalf("Shutdown: %v", err)
 	}
 	if o.readBack != nil {
 		assertSame(t, sent, o.readBack(t, tg.config))
@@ -578,4 +577,35 @@ func indexOf(list []string, s string) int {
 		}
 	}
 	return -1
+}
+
+// ReadJSONLines reads the events of JSON-lines trail files, in the order
+// given. A line that is not a canonical record, or a file that ends in a
+// partial line, fails the test: a sink must never leave either behind.
+func ReadJSONLines(t testing.TB, files ...string) []audit.Event {
+	t.Helper()
+	var out []audit.Event
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			t.Fatalf("%s ends in a partial line", f)
+		}
+		for i, line := range bytes.Split(bytes.TrimSuffix(data, []byte{'\n'}), []byte{'\n'}) {
+			if len(line) == 0 && len(data) == 0 {
+				break
+			}
+			e, err := audit.ParseJSON(line)
+			if err != nil {
+				t.Fatalf("%s:%d: %v", f, i+1, err)
+			}
+			if !e.IsCanonical(line) {
+				t.Fatalf("%s:%d: not in canonical form", f, i+1)
+			}
+			out = append(out, e)
+		}
+	}
+	return out
 }

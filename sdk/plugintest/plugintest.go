@@ -5,11 +5,13 @@
 package plugintest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,4 +105,57 @@ func RequireTool(t testing.TB, name string) string {
 	}
 	t.Skipf("%s not installed; .ci/run installs it", name)
 	return ""
+}
+
+// WaitExited waits (up to 15 s) until the process pid has exited, exited
+// and awaits its reaper, or is gone; it fails the test otherwise.
+func WaitExited(t testing.TB, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
+			return
+		}
+	}
+	t.Fatalf("process %d is still running", pid)
+}
+
+// Main is a TestMain for packages whose tests run built binaries: build
+// puts them into a temporary directory that is removed after the tests.
+func Main(m *testing.M, build func(dir string) error) {
+	dir, err := os.MkdirTemp("", "vramward-test-bin-")
+	if err == nil {
+		err = build(dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Golden compares got with the golden file at path, rewriting the file
+// first when update is set (tests pass their -update flag).
+func Golden(t testing.TB, path string, got []byte, update bool) {
+	t.Helper()
+	if update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run the test with -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("output differs from %s (run with -update if the change is intended):\n--- got\n%s--- want\n%s", path, got, want)
+	}
 }

@@ -21,34 +21,25 @@ import (
 	"time"
 
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audittest"
 	"github.com/vramward/vramward/sdk/plugintest"
 )
 
 var (
-	update   = flag.Bool("update", false, "rewrite golden files")
-	hostBin  string
-	sinkBin  string
-	buildDir string
+	update  = flag.Bool("update", false, "rewrite golden files")
+	hostBin string
+	sinkBin string
 )
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	var err error
-	buildDir, err = os.MkdirTemp("", "vramward-e2e-")
-	if err == nil {
-		hostBin, err = plugintest.Build(buildDir, ".", "vramward")
-	}
-	if err == nil {
-		sinkBin, err = plugintest.Build(buildDir, "../../../plugins/audit-file", "vramward-plugin-audit-file")
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(buildDir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(buildDir)
-	os.Exit(code)
+	plugintest.Main(m, func(dir string) (err error) {
+		if hostBin, err = plugintest.Build(dir, ".", "vramward"); err != nil {
+			return err
+		}
+		sinkBin, err = plugintest.Build(dir, "../../../plugins/audit-file", "vramward-plugin-audit-file")
+		return err
+	})
 }
 
 type host struct {
@@ -165,19 +156,7 @@ func (h *host) wait() int {
 
 func trailEvents(t *testing.T, path string) []audit.Event {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []audit.Event
-	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
-		e, err := audit.ParseJSON(line)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, e)
-	}
-	return out
+	return audittest.ReadJSONLines(t, path)
 }
 
 func verifyCLI(t *testing.T, dir string, files ...string) string {
@@ -188,19 +167,6 @@ func verifyCLI(t *testing.T, dir string, files ...string) string {
 		t.Fatalf("vramward audit verify: %v\n%s", err, out)
 	}
 	return string(out)
-}
-
-func waitGone(t *testing.T, pid int) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			return
-		}
-		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
-			return
-		}
-	}
-	t.Fatalf("plugin process %d outlived the host", pid)
 }
 
 // TestRunAndSIGTERM: start, ready, SIGTERM; the trail runs from HostStarted
@@ -237,7 +203,7 @@ func TestRunAndSIGTERM(t *testing.T) {
 	for _, e := range events {
 		if e.Type == audit.PluginStarted {
 			pid, _ := e.Field("pid")
-			waitGone(t, int(pid.Uint()))
+			plugintest.WaitExited(t, int(pid.Uint()))
 		}
 	}
 }
@@ -315,22 +281,7 @@ func TestValidateReportsPluginKeys(t *testing.T) {
 		t.Fatalf("validate: want exit 1, got %v", err)
 	}
 	got := diagLines(stderr.String())
-	golden := filepath.Join("testdata", "validate_plugin_keys.golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update)", err)
-	}
-	if got != string(want) {
-		t.Errorf("validate output:\n%s\nwant:\n%s", got, want)
-	}
+	plugintest.Golden(t, filepath.Join("testdata", "validate_plugin_keys.golden"), []byte(got), *update)
 	if _, err := os.Stat(filepath.Join(dir, "trail")); !errors.Is(err, os.ErrNotExist) {
 		t.Error("validate configured the plugin: the trail directory exists")
 	}

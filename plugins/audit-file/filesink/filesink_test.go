@@ -1,7 +1,6 @@
 package filesink
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,30 +36,7 @@ func readTrail(t *testing.T, path string) []audit.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []audit.Event
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(data) > 0 && data[len(data)-1] != '\n' {
-			t.Fatalf("%s ends in a partial line", f)
-		}
-		for i, line := range bytes.Split(bytes.TrimSuffix(data, []byte{'\n'}), []byte{'\n'}) {
-			if len(line) == 0 {
-				continue
-			}
-			e, err := audit.ParseJSON(line)
-			if err != nil {
-				t.Fatalf("%s:%d: %v", f, i+1, err)
-			}
-			if !e.IsCanonical(line) {
-				t.Fatalf("%s:%d: not canonical", f, i+1)
-			}
-			out = append(out, e)
-		}
-	}
-	return out
+	return audittest.ReadJSONLines(t, files...)
 }
 
 func TestConformance(t *testing.T) {
