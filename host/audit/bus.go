@@ -217,17 +217,32 @@ func (b *Bus) tick() {
 // any one) made it durable; otherwise a *CriticalError the caller must act on
 // (fail closed). The event stays queued for every sink either way.
 func (b *Bus) Emit(ctx context.Context, e audit.Event) error {
+	wait, err := b.Submit(e)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// Submit queues e at once and returns how to wait for it: for a CRITICAL
+// event the wait is Emit's, for others it returns nil at once. Callers that
+// cannot block (a sink's own plugin start) submit now and wait elsewhere, so
+// the event keeps its place in the chain and cannot be lost to a shutdown.
+func (b *Bus) Submit(e audit.Event) (func(context.Context) error, error) {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	w, err := b.enqueue(&e)
 	b.mu.Unlock()
-	if err != nil || w == nil {
-		return err
+	if err != nil {
+		return nil, err
 	}
-	return b.awaitCritical(ctx, e, w)
+	if w == nil {
+		return func(context.Context) error { return nil }, nil
+	}
+	return func(ctx context.Context) error { return b.awaitCritical(ctx, e, w) }, nil
 }
 
 // enqueue seals e and queues it for every sink; b.mu is held.

@@ -67,10 +67,12 @@ func (w *sinkWorker) failure() error {
 
 func (w *sinkWorker) isUp() bool {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.client == nil || w.failing {
+	up := w.client != nil && !w.failing
+	w.mu.Unlock()
+	if !up {
 		return false
 	}
+	// Not under w.mu: the conn's lock is taken before the bus's elsewhere.
 	_, crashed := w.conn.Crash()
 	return !crashed
 }

@@ -163,12 +163,20 @@ func (d *Daemon) shutdownAfterFailedStart() {
 	plugin.CleanupClients()
 }
 
-// emitAsync records a lifecycle event without waiting: a CRITICAL one
-// (PluginChecksumMismatch) may wait on the very sink that raised it.
+// emitAsync records a lifecycle event now and waits for a CRITICAL one
+// (PluginChecksumMismatch) elsewhere: it may wait on the very sink that
+// raised it.
 func (d *Daemon) emitAsync(e audit.Event) {
+	wait, err := d.bus.Submit(e)
+	if err != nil {
+		if !errors.Is(err, hostaudit.ErrClosed) {
+			d.log.Error("audit event not recorded", "type", e.Type, "error", err)
+		}
+		return
+	}
 	go func() {
-		if err := d.bus.Emit(context.Background(), e); err != nil && !errors.Is(err, hostaudit.ErrClosed) {
-			d.log.Error("audit event not recorded as required", "type", e.Type, "error", err)
+		if err := wait(context.Background()); err != nil {
+			d.log.Error("CRITICAL audit event not durable on the required sinks", "type", e.Type, "error", err)
 		}
 	}()
 }
