@@ -35,7 +35,7 @@ func main() {
 	pluginPath := flag.String("plugin", "bin/vramward-plugin-audit-file", "audit-file plugin binary")
 	dir := flag.String("dir", "bin/bench-tmp", "scratch directory (on the disk to measure)")
 	events := flag.Int("events", 200000, "events per throughput run")
-	batch := flag.Int("batch", 512, "events per EmitBatch")
+	batch := flag.Int("batch", 512, "events per batch (one RPC message)")
 	runs := flag.Int("runs", 5, "throughput runs (the median is reported)")
 	criticals := flag.Int("critical", 400, "CRITICAL emits per latency run")
 	flag.Parse()
@@ -65,7 +65,7 @@ func run(pluginPath, dir string, n, batch, runs, criticals int) error {
 	fmt.Printf("audit-file sink, %d events of %d bytes a run, batches of %d, median of %d runs\n\n",
 		n, len(infoEvents[0].AppendJSON(nil))+1, batch, runs)
 
-	var base, plug []float64
+	var base, plug, baseD, plugD []float64
 	for r := 0; r < runs; r++ {
 		b, err := inProcess(filepath.Join(work, fmt.Sprintf("base-%d.log", r)), infoEvents, batch)
 		if err != nil {
@@ -75,14 +75,17 @@ func run(pluginPath, dir string, n, batch, runs, criticals int) error {
 		if err != nil {
 			return fmt.Errorf("plugin: %w", err)
 		}
-		base, plug = append(base, b), append(plug, p)
+		base, plug = append(base, b.acked), append(plug, p.acked)
+		baseD, plugD = append(baseD, b.durable), append(plugD, p.durable)
 	}
 	mb, mp := median(base), median(plug)
 	ratio := mp / mb
-	fmt.Printf("non-CRITICAL throughput\n")
+	fmt.Printf("non-CRITICAL throughput, until every event is acknowledged (in the kernel; fsync'd every flush_interval)\n")
 	fmt.Printf("  in-process JSON append (baseline) %12.0f events/s\n", mb)
 	fmt.Printf("  through the plugin process        %12.0f events/s  ratio %.2f  goal >=250000/s and ratio >=0.25: %s\n",
 		mp, ratio, verdict(mp >= 250000 && ratio >= 0.25))
+	fmt.Printf("  the same, until a final fsync made all of them durable: baseline %.0f, plugin %.0f events/s, ratio %.2f\n",
+		median(baseD), median(plugD), median(plugD)/median(baseD))
 	fmt.Printf("  CPU per event during the plugin runs: plugin %.2f us, host %.2f us (medians)\n",
 		median(pluginCPU)/float64(n)*1e6, median(hostCPU)/float64(n)*1e6)
 
@@ -143,33 +146,40 @@ func newSink(path string) (*filesink.Sink, error) {
 	return s, s.Configure(context.Background(), vals)
 }
 
+// rates are events per second until every event was acknowledged (in the
+// kernel: what an emit waits for) and until the final fsync made them all
+// durable.
+type rates struct{ acked, durable float64 }
+
 // inProcess is the baseline: the same sink code, JSON appended in-process.
-func inProcess(path string, events []audit.Event, batch int) (float64, error) {
+func inProcess(path string, events []audit.Event, batch int) (rates, error) {
 	s, err := newSink(path)
 	if err != nil {
-		return 0, err
+		return rates{}, err
 	}
 	ctx := context.Background()
 	start := time.Now()
 	for i := 0; i < len(events); i += batch {
 		if err := s.Write(ctx, events[i:min(i+batch, len(events))]); err != nil {
-			return 0, err
+			return rates{}, err
 		}
 	}
+	acked := time.Since(start)
 	if err := s.Flush(ctx); err != nil {
-		return 0, err
+		return rates{}, err
 	}
-	el := time.Since(start)
-	return float64(len(events)) / el.Seconds(), s.Close(ctx)
+	durable := time.Since(start)
+	n := float64(len(events))
+	return rates{n / acked.Seconds(), n / durable.Seconds()}, s.Close(ctx)
 }
 
-func launch(pluginPath, path string) (*audit.Client, func(), error) {
+func launch(pluginPath, path string, batch int) (*audit.Client, func(), error) {
 	m, err := audit.NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		return nil, nil, err
 	}
 	raw, c, err := plugintest.Launch(pluginPath, handshake.KindAuditSink,
-		audit.PluginForHost(audit.ClientOptions{Sink: "bench", Metrics: m, Logger: hclog.NewNullLogger()}))
+		audit.PluginForHost(audit.ClientOptions{Sink: "bench", Metrics: m, Logger: hclog.NewNullLogger(), MaxBatchEvents: batch}))
 	if err != nil {
 		if c != nil {
 			c.Kill()
@@ -215,10 +225,10 @@ func selfCPU() float64 {
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
-func throughPlugin(pluginPath, path string, events []audit.Event, batch int) (float64, error) {
-	client, stop, err := launch(pluginPath, path)
+func throughPlugin(pluginPath, path string, events []audit.Event, batch int) (rates, error) {
+	client, stop, err := launch(pluginPath, path, batch)
 	if err != nil {
-		return 0, err
+		return rates{}, err
 	}
 	defer stop()
 	ctx := context.Background()
@@ -228,15 +238,20 @@ func throughPlugin(pluginPath, path string, events []audit.Event, batch int) (fl
 		hostCPU.add(selfCPU() - h0)
 	}()
 	start := time.Now()
-	for i := 0; i < len(events); i += batch {
-		if err := client.EmitBatch(ctx, events[i:min(i+batch, len(events))]); err != nil {
-			return 0, err
+	// The host's bus hands the client up to four batches at a time, which
+	// it sends in flight together on one stream; do the same.
+	for i := 0; i < len(events); i += 4 * batch {
+		if err := client.EmitBatch(ctx, events[i:min(i+4*batch, len(events))]); err != nil {
+			return rates{}, err
 		}
 	}
+	acked := time.Since(start)
 	if err := client.Flush(ctx); err != nil {
-		return 0, err
+		return rates{}, err
 	}
-	return float64(len(events)) / time.Since(start).Seconds(), nil
+	durable := time.Since(start)
+	n := float64(len(events))
+	return rates{n / acked.Seconds(), n / durable.Seconds()}, nil
 }
 
 // rawFsync appends each event's line with one write and one fsync: the
@@ -263,7 +278,7 @@ func rawFsync(path string, events []audit.Event) ([]float64, error) {
 }
 
 func criticalThroughPlugin(pluginPath, path string, events []audit.Event) ([]float64, error) {
-	client, stop, err := launch(pluginPath, path)
+	client, stop, err := launch(pluginPath, path, 1)
 	if err != nil {
 		return nil, err
 	}

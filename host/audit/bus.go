@@ -80,6 +80,7 @@ type Bus struct {
 
 	mu       sync.Mutex // orders sealing with enqueueing
 	sealer   *chain.Sealer
+	state    *stateWriter
 	closed   bool
 	sinks    []*sinkWorker
 	waiters  map[uint64]*waiter
@@ -89,6 +90,8 @@ type Bus struct {
 }
 
 type waiter struct {
+	// state answers when the chain state holding the event is fsync'd.
+	state   <-chan error
 	need    int // sinks that must succeed
 	total   int
 	mu      sync.Mutex
@@ -150,7 +153,8 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bus{opts: opts, log: opts.Logger, m: m, store: store, sealer: sealer, waiters: map[uint64]*waiter{}, NewSegment: newSeg, stopTick: make(chan struct{})}
+	b := &Bus{opts: opts, log: opts.Logger, m: m, store: store, sealer: sealer, waiters: map[uint64]*waiter{}, NewSegment: newSeg, stopTick: make(chan struct{}),
+		state: newStateWriter(store)}
 	for _, c := range conns {
 		sp, err := openSpool(filepath.Join(opts.StateDir, "spool-"+c.Name()+".jsonl"))
 		if err != nil {
@@ -257,15 +261,22 @@ func (b *Bus) enqueue(e *audit.Event) (*waiter, error) {
 	b.sealer.Seal(e)
 	st := b.sealer.State()
 	critical := e.Severity == audit.Critical
-	if critical || st.Epoch != before || b.store.needsReservation(st.Seq) {
-		// fsync'd before a CRITICAL is acknowledged, before a new epoch's
-		// key is used, and before seqs past the reservation are handed out.
+	var stateDurable <-chan error
+	if st.Epoch != before || b.store.needsReservation(st.Seq) {
+		// fsync'd before a new epoch's key is used (the old one leaves the
+		// disk) and before seqs past the reservation are handed out.
 		if err := b.store.save(st, false, true); err != nil {
 			b.log.Error("could not persist the chain state", "seq", e.Seq, "error", err)
 			if critical {
 				return nil, fmt.Errorf("CRITICAL audit event %s (seq %d): persist chain state: %w", e.Type, e.Seq, err)
 			}
+		} else {
+			b.state.saved(st.Seq)
 		}
+	}
+	if critical {
+		// fsync'd before the CRITICAL emit returns, while the event travels.
+		stateDurable = b.state.persist(st)
 	}
 	b.m.events.WithLabelValues(string(e.Type), e.Severity.String()).Inc()
 	var w *waiter
@@ -274,7 +285,7 @@ func (b *Bus) enqueue(e *audit.Event) (*waiter, error) {
 		if b.opts.Require == "any" {
 			need = 1
 		}
-		w = &waiter{need: need, total: len(b.sinks), failed: map[string]error{}, settled: make(chan struct{})}
+		w = &waiter{state: stateDurable, need: need, total: len(b.sinks), failed: map[string]error{}, settled: make(chan struct{})}
 		b.waiters[e.Seq] = w
 	}
 	for _, s := range b.sinks {
@@ -312,6 +323,17 @@ func (b *Bus) awaitCritical(ctx context.Context, e audit.Event, w *waiter) error
 		cause = fmt.Errorf("timed out after %s", b.opts.CriticalTimeout)
 	case <-ctx.Done():
 		cause = ctx.Err()
+	}
+	var stateErr error
+	select {
+	case stateErr = <-w.state:
+	case <-timer.C:
+		stateErr = fmt.Errorf("chain state not fsync'd within %s", b.opts.CriticalTimeout)
+	case <-ctx.Done():
+		stateErr = ctx.Err()
+	}
+	if stateErr != nil {
+		return fmt.Errorf("CRITICAL audit event %s (seq %d): persist chain state: %w", e.Type, e.Seq, stateErr)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -465,10 +487,12 @@ func (b *Bus) Close(reason string) error {
 		}()
 	}
 	wg.Wait()
+	b.state.close()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.store.save(b.sealer.State(), true, true); err != nil {
 		errs = append(errs, err)
 	}
+	b.store.close()
 	return errors.Join(errs...)
 }

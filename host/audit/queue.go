@@ -27,7 +27,10 @@ type queue struct {
 	spool    *spool
 	spooling bool
 	closed   bool
-	onDepth  func(int)
+	// urgent is set by a CRITICAL event: its emitter is waiting, so the next
+	// delivery does not wait for the batch to fill.
+	urgent  bool
+	onDepth func(int)
 }
 
 func newQueue(capacity int, sp *spool, onDepth func(int)) *queue {
@@ -64,6 +67,9 @@ func (q *queue) push(e audit.Event) error {
 	} else {
 		q.mem = append(q.mem, e)
 	}
+	if e.Severity == audit.Critical {
+		q.urgent = true
+	}
 	q.report()
 	q.signal()
 	return nil
@@ -77,10 +83,11 @@ func (q *queue) next(max int, wait time.Duration, stop <-chan struct{}) ([]audit
 	for {
 		q.mu.Lock()
 		n := q.depth()
-		closed := q.closed
+		closed, urgent := q.closed, q.urgent
+		q.urgent = false
 		q.mu.Unlock()
 		switch {
-		case n >= max || (n > 0 && (closed || wait <= 0)):
+		case n >= max || (n > 0 && (closed || urgent || wait <= 0)):
 			return q.peek(max)
 		case n == 0 && closed:
 			return nil, nil

@@ -1,10 +1,15 @@
 package audit
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"strings"
+
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
 	"time"
@@ -20,6 +25,7 @@ const seqReservation = 4096
 // stateFile is the chain's persisted state, state_dir/chain.state.
 type stateFile struct {
 	Version      int       `json:"version"`
+	Gen          uint64    `json:"gen"` // which slot is newer
 	Epoch        uint64    `json:"epoch"`
 	Key          string    `json:"key"` // the current epoch's key only
 	Seq          uint64    `json:"seq"`
@@ -32,10 +38,63 @@ type stateFile struct {
 	Clean bool `json:"clean"`
 }
 
-// chainStore loads and saves the chain state.
+// chainStore keeps the chain state in two fixed-size slot files written
+// alternately (state_dir/chain.state.a and .b), each with a checksum: one
+// fdatasync per save, no rename and no directory sync, and a save torn by a
+// power cut leaves the other slot intact.
 type chainStore struct {
-	path     string
+	dir      string
 	reserved uint64
+	gen      uint64 // generation of the newest slot written
+	slots    [2]*os.File
+}
+
+// slotSize is the fixed size of a slot; the state is far smaller, and a
+// fixed size means a save never changes the file's length (no metadata to
+// flush).
+const slotSize = 1024
+
+func (cs *chainStore) slotPath(i int) string {
+	return filepath.Join(cs.dir, "chain.state."+string(rune('a'+i)))
+}
+
+// load reads both slots and returns the newest valid state.
+func (cs *chainStore) load() (stateFile, bool, error) {
+	var best stateFile
+	found := false
+	for i := 0; i < 2; i++ {
+		data, err := os.ReadFile(cs.slotPath(i))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return stateFile{}, false, fmt.Errorf("read chain state: %w", err)
+		}
+		sf, ok := decodeSlot(data)
+		if ok && (!found || sf.Gen > best.Gen) {
+			best, found = sf, true
+		}
+	}
+	if found {
+		cs.gen = best.Gen
+	}
+	return best, found, nil
+}
+
+func decodeSlot(data []byte) (stateFile, bool) {
+	body, sum, ok := strings.Cut(strings.TrimRight(string(data), " \n"), "\n")
+	if !ok {
+		return stateFile{}, false
+	}
+	want := sha256.Sum256([]byte(body))
+	if hex.EncodeToString(want[:]) != sum {
+		return stateFile{}, false
+	}
+	var sf stateFile
+	if json.Unmarshal([]byte(body), &sf) != nil || sf.Version != 1 {
+		return stateFile{}, false
+	}
+	return sf, true
 }
 
 // openChain loads the chain state from dir, or starts a chain (writing its
@@ -45,9 +104,15 @@ func openChain(dir, keyFile string, limits chain.Limits) (*chain.Sealer, *chainS
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, false, fmt.Errorf("state dir: %w", err)
 	}
-	cs := &chainStore{path: filepath.Join(dir, "chain.state")}
-	data, err := os.ReadFile(cs.path)
-	if errors.Is(err, os.ErrNotExist) {
+	cs := &chainStore{dir: dir}
+	sf, found, err := cs.load()
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if !found {
+		if _, err := os.Stat(cs.slotPath(0)); err == nil {
+			return nil, nil, false, fmt.Errorf("chain state in %s is unreadable (both slots fail their checksum); it is needed to continue the chain", dir)
+		}
 		k0, err := chain.NewKey()
 		if err != nil {
 			return nil, nil, false, err
@@ -58,20 +123,13 @@ func openChain(dir, keyFile string, limits chain.Limits) (*chain.Sealer, *chainS
 		s := chain.NewSealer(k0, limits)
 		return s, cs, false, cs.save(s.State(), false, true)
 	}
-	if err != nil {
-		return nil, nil, false, fmt.Errorf("read chain state: %w", err)
-	}
-	var sf stateFile
-	if err := json.Unmarshal(data, &sf); err != nil || sf.Version != 1 {
-		return nil, nil, false, fmt.Errorf("chain state %s is unreadable (%v); it is needed to continue the chain", cs.path, err)
-	}
 	key, err := chain.ParseKey(sf.Key)
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("chain state %s: %w", cs.path, err)
+		return nil, nil, false, fmt.Errorf("chain state in %s: %w", dir, err)
 	}
 	prev, err := hex.DecodeString(sf.Prev)
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("chain state %s: prev: %w", cs.path, err)
+		return nil, nil, false, fmt.Errorf("chain state in %s: prev: %w", dir, err)
 	}
 	st := chain.State{Key: key, Epoch: sf.Epoch, Seq: sf.Seq, Prev: prev, EpochStarted: sf.EpochStarted, EpochEvents: sf.EpochEvents}
 	newSegment := !sf.Clean
@@ -117,42 +175,60 @@ func writeNewKeyFile(path string, k chain.Key) error {
 // needsReservation reports whether seq is about to pass what is reserved.
 func (cs *chainStore) needsReservation(seq uint64) bool { return seq >= cs.reserved }
 
-// save writes the state through a temporary file and a rename. With sync it
-// is fsync'd (file and directory) before returning: used for CRITICAL
-// events, epoch changes, reservations and shutdown.
+// save writes the state into the older slot. With sync it is fdatasync'd
+// before returning: used for CRITICAL events, epoch changes, reservations
+// and shutdown.
 func (cs *chainStore) save(st chain.State, clean, sync bool) error {
 	if st.Seq >= cs.reserved {
 		cs.reserved = st.Seq + seqReservation
 		sync = true
 	}
+	cs.gen++
 	sf := stateFile{
-		Version: 1, Epoch: st.Epoch, Key: st.Key.String(), Seq: st.Seq, Reserved: cs.reserved,
+		Version: 1, Gen: cs.gen, Epoch: st.Epoch, Key: st.Key.String(), Seq: st.Seq, Reserved: cs.reserved,
 		Prev: hex.EncodeToString(st.Prev), EpochStarted: st.EpochStarted, EpochEvents: st.EpochEvents, Clean: clean,
 	}
-	data, err := json.Marshal(sf)
+	body, err := json.Marshal(sf)
 	if err != nil {
 		return err
 	}
-	tmp := cs.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	sum := sha256.Sum256(body)
+	data := fmt.Appendf(nil, "%s\n%x\n", body, sum)
+	if len(data) > slotSize {
+		return fmt.Errorf("save chain state: %d bytes exceed the slot", len(data))
+	}
+	data = append(data, bytes.Repeat([]byte{' '}, slotSize-len(data))...)
+	i := int(cs.gen % 2)
+	if cs.slots[i] == nil {
+		f, err := os.OpenFile(cs.slotPath(i), os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("save chain state: %w", err)
+		}
+		cs.slots[i] = f
+		if st, err := f.Stat(); err == nil && st.Size() != slotSize {
+			sync = true // a new slot file: its size and name must be durable too
+			defer syncDir(cs.dir)
+		}
+	}
+	if _, err := cs.slots[i].WriteAt(data, 0); err != nil {
 		return fmt.Errorf("save chain state: %w", err)
 	}
-	_, werr := f.Write(data)
-	var serr error
 	if sync {
-		serr = f.Sync()
-	}
-	if err := errors.Join(werr, serr, f.Close()); err != nil {
-		return fmt.Errorf("save chain state: %w", err)
-	}
-	if err := os.Rename(tmp, cs.path); err != nil {
-		return fmt.Errorf("save chain state: %w", err)
-	}
-	if sync {
-		return syncDir(filepath.Dir(cs.path))
+		if err := unix.Fdatasync(int(cs.slots[i].Fd())); err != nil {
+			return fmt.Errorf("save chain state: fdatasync: %w", err)
+		}
 	}
 	return nil
+}
+
+// close releases the slot files.
+func (cs *chainStore) close() {
+	for i, f := range cs.slots {
+		if f != nil {
+			f.Close()
+			cs.slots[i] = nil
+		}
+	}
 }
 
 func syncDir(dir string) error {

@@ -11,6 +11,10 @@ import (
 	"github.com/vramward/vramward/sdk/audit"
 )
 
+// batchesInFlight is how many batches of batch_size one delivery hands the
+// sink's client.
+const batchesInFlight = 4
+
 // rpcTimeout bounds one delivery RPC, so a hung plugin is noticed and
 // restarted instead of holding its queue forever.
 const rpcTimeout = 30 * time.Second
@@ -88,7 +92,9 @@ func (w *sinkWorker) launch() {
 func (w *sinkWorker) run() {
 	defer close(w.done)
 	for {
-		batch, err := w.q.next(w.b.opts.BatchSize, w.b.opts.BatchWait, w.stop)
+		// Up to batchesInFlight batches at a time: the sink's client sends
+		// them on one stream, the plugin writing one while the next travels.
+		batch, err := w.q.next(w.b.opts.BatchSize*batchesInFlight, w.b.opts.BatchWait, w.stop)
 		if err != nil {
 			w.b.log.Error("cannot read the sink's spool; retrying", "sink", w.conn.Name(), "error", err)
 			if !w.sleep(time.Second) {

@@ -76,6 +76,10 @@ type launched struct {
 }
 
 func launch(t *testing.T, bin string, config string, env ...string) *launched {
+	return launchWith(t, bin, config, 0, env...)
+}
+
+func launchWith(t *testing.T, bin string, config string, maxBatchBytes int, env ...string) *launched {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	m, err := audit.NewMetrics(reg)
@@ -83,7 +87,7 @@ func launch(t *testing.T, bin string, config string, env ...string) *launched {
 		t.Fatal(err)
 	}
 	raw, c := plugintest.Binary(t, bin, handshake.KindAuditSink,
-		audit.PluginForHost(audit.ClientOptions{Sink: "file", Metrics: m, Logger: hclog.NewNullLogger()}), env...)
+		audit.PluginForHost(audit.ClientOptions{Sink: "file", Metrics: m, Logger: hclog.NewNullLogger(), MaxBatchBytes: maxBatchBytes}), env...)
 	l := &launched{client: raw.(*audit.Client), reg: reg, pid: c.ReattachConfig().Pid, config: []byte(config)}
 	if err := l.client.Configure(context.Background(), l.config); err != nil {
 		t.Fatal(err)
@@ -97,6 +101,7 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	total := 0.0 // summed over every series with the given labels
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -112,10 +117,10 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...stri
 					continue next
 				}
 			}
-			return m.GetCounter().GetValue()
+			total += m.GetCounter().GetValue()
 		}
 	}
-	return 0
+	return total
 }
 
 // TestBinaryFailureCountersMove makes the real plugin's disk writes fail
@@ -172,6 +177,48 @@ func TestBinaryFailureCountersMove(t *testing.T) {
 	if got := len(readBack(t, l.config)); got != 30 {
 		t.Fatalf("trail holds %d events, want 30", got)
 	}
+}
+
+// TestBinaryStreamStopsAtTheFirstFailure: a batch split over a stream
+// fails part way (the disk fills); what was acknowledged is in the trail in
+// order, nothing after the failed part is, and exactly the rest is counted.
+func TestBinaryStreamStopsAtTheFirstFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := launchWith(t, pluginBin, fmt.Sprintf(`{"path": %q}`, path), 8<<10)
+	events := nonCriticalEvents(400)
+	line := len(events[0].AppendJSON(nil)) + 1
+	limit := uint64(150 * line) // room for about 150 events
+	if err := unix.Prlimit(l.pid, unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: limit, Max: unix.RLIM_INFINITY}, nil); err != nil {
+		t.Skipf("cannot set the plugin's RLIMIT_FSIZE: %v", err)
+	}
+	err := l.client.EmitBatch(context.Background(), events)
+	var se *audit.Error
+	if !errors.As(err, &se) || se.Errno != "EFBIG" {
+		t.Fatalf("want a write failure with EFBIG, got %v", err)
+	}
+	got := readBack(t, l.config)
+	if len(got) == 0 || len(got) >= 160 {
+		t.Fatalf("%d events written before the disk filled", len(got))
+	}
+	for i, e := range got {
+		if e.Seq != events[i].Seq {
+			t.Fatalf("record %d has seq %d, want %d: order broken", i, e.Seq, events[i].Seq)
+		}
+	}
+	failed := counter(t, l.reg, "vramward_audit_emit_failures_total", "sink", "file")
+	if int(failed) != len(events)-len(got) {
+		t.Errorf("emit_failures_total = %v, want the %d events not written", failed, len(events)-len(got))
+	}
+}
+
+func nonCriticalEvents(n int) []audit.Event {
+	var out []audit.Event
+	for _, e := range audittest.Events(2 * n) {
+		if e.Severity != audit.Critical && len(out) < n {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // TestBinaryCriticalWaitsForFlush runs a build whose fsync always fails: a

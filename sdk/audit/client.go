@@ -2,11 +2,13 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/protobuf/proto"
 
 	auditv1 "github.com/vramward/vramward/sdk/proto/audit/v1"
 	"github.com/vramward/vramward/sdk/schema"
@@ -22,6 +24,9 @@ type ClientOptions struct {
 	// MaxBatchBytes splits a batch into several RPCs below gRPC's message
 	// limit. Default 3 MiB.
 	MaxBatchBytes int
+	// MaxBatchEvents caps the events of one RPC; a larger EmitBatch is sent
+	// as several batches in flight on one stream. Default 512.
+	MaxBatchEvents int
 }
 
 // Client is the host's handle on one audit sink. Every failed emit, batch
@@ -33,6 +38,7 @@ type Client struct {
 	m    *Metrics
 	log  hclog.Logger
 	max  int
+	maxN int
 }
 
 func newClient(opts ClientOptions, rpc auditv1.AuditSinkClient) (*Client, error) {
@@ -48,8 +54,11 @@ func newClient(opts ClientOptions, rpc auditv1.AuditSinkClient) (*Client, error)
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = 3 << 20
 	}
+	if opts.MaxBatchEvents <= 0 {
+		opts.MaxBatchEvents = 512
+	}
 	opts.Metrics.initSink(opts.Sink)
-	return &Client{rpc: rpc, sink: opts.Sink, m: opts.Metrics, log: opts.Logger, max: opts.MaxBatchBytes}, nil
+	return &Client{rpc: rpc, sink: opts.Sink, m: opts.Metrics, log: opts.Logger, max: opts.MaxBatchBytes, maxN: opts.MaxBatchEvents}, nil
 }
 
 // Sink returns the sink name the client is bound to.
@@ -93,13 +102,16 @@ func (c *Client) Emit(ctx context.Context, e Event) error {
 }
 
 // EmitBatch sends events in order, in as few RPCs as the size limit allows.
-// On error, the events of the failed RPC and of every RPC after it are
-// counted as failed and none of them should be considered delivered.
+// Several such batches go over one stream with up to streamWindow of them in
+// flight, so the sink writes one while the next travels. On error, the events
+// of the failed batch and of every batch after it are counted as failed and
+// none of them should be considered delivered.
 func (c *Client) EmitBatch(ctx context.Context, events []Event) error {
-	for len(events) > 0 {
-		n, req, top := c.nextBatch(events)
+	n, req, top := c.nextBatch(events)
+	if n == len(events) {
 		start := time.Now()
 		resp, err := c.rpc.EmitBatch(ctx, req)
+		c.release(req)
 		c.m.emitDuration.WithLabelValues(c.sink, top.String()).Observe(time.Since(start).Seconds())
 		if err != nil {
 			return c.fail(fromStatus("emit_batch", err), events)
@@ -107,26 +119,103 @@ func (c *Client) EmitBatch(ctx context.Context, events []Event) error {
 		if top == Critical && !resp.GetDurable() {
 			return c.fail(&Error{Op: "emit_batch", Reason: ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush"}, events)
 		}
-		events = events[n:]
+		return nil
+	}
+	c.release(req)
+	return c.emitStream(ctx, events)
+}
+
+// streamWindow is how many batches may be in flight on one stream.
+const streamWindow = 4
+
+type sentBatch struct {
+	n     int
+	top   Severity
+	start time.Time
+}
+
+func (c *Client) emitStream(ctx context.Context, events []Event) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.rpc.EmitStream(ctx)
+	if err != nil {
+		return c.fail(fromStatus("emit_batch", err), events)
+	}
+	inflight := make(chan sentBatch, streamWindow)
+	sendErr := make(chan error, 1)
+	go func() {
+		defer close(inflight)
+		for rest := events; len(rest) > 0; {
+			n, req, top := c.nextBatch(rest)
+			sb := sentBatch{n: n, top: top, start: time.Now()}
+			select {
+			case inflight <- sb:
+			case <-ctx.Done():
+				c.release(req)
+				return
+			}
+			err := stream.Send(req)
+			c.release(req)
+			if err != nil {
+				sendErr <- err
+				return
+			}
+			rest = rest[n:]
+		}
+		sendErr <- stream.CloseSend()
+	}()
+	done := 0
+	for sb := range inflight {
+		resp, err := stream.Recv()
+		if err != nil {
+			cancel()
+			return c.fail(fromStatus("emit_batch", err), events[done:])
+		}
+		c.m.emitDuration.WithLabelValues(c.sink, sb.top.String()).Observe(time.Since(sb.start).Seconds())
+		if sb.top == Critical && !resp.GetDurable() {
+			cancel()
+			return c.fail(&Error{Op: "emit_batch", Reason: ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush"}, events[done:])
+		}
+		done += sb.n
+	}
+	if err := <-sendErr; err != nil && done < len(events) {
+		return c.fail(fromStatus("emit_batch", err), events[done:])
+	}
+	// Every batch is acknowledged; let the stream end cleanly.
+	if _, err := stream.Recv(); err != nil && !errors.Is(err, io.EOF) {
+		c.log.Debug("audit stream did not end cleanly after every batch was acknowledged", "sink", c.sink, "error", err)
 	}
 	return nil
 }
 
-// nextBatch takes events from the front up to the byte limit (at least one).
+func (c *Client) release(req *auditv1.EmitBatchRequest) {
+	recs := req.Records[:0]
+	recordBufs.Put(&recs)
+}
+
+// recordBufs recycles the record buffers of batches.
+var recordBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
+
+// nextBatch takes events from the front up to the byte limit (at least
+// one), as canonical records.
 func (c *Client) nextBatch(events []Event) (int, *auditv1.EmitBatchRequest, Severity) {
-	req := &auditv1.EmitBatchRequest{}
-	size, top := 0, Severity(0)
+	recs := (*recordBufs.Get().(*[]byte))[:0]
+	top := Severity(0)
+	n := 0
 	for i := range events {
-		p := eventToProto(&events[i])
-		sz := proto.Size(p) + 8
-		if i > 0 && size+sz > c.max {
+		if i == c.maxN {
 			break
 		}
-		size += sz
-		req.Events = append(req.Events, p)
+		before := len(recs)
+		recs = append(events[i].AppendJSON(recs), '\n')
+		if i > 0 && len(recs) > c.max {
+			recs = recs[:before]
+			break
+		}
 		top = max(top, events[i].Severity)
+		n++
 	}
-	return len(req.Events), req, top
+	return n, &auditv1.EmitBatchRequest{Records: recs}, top
 }
 
 // Flush asks the sink to make everything it accepted durable.

@@ -44,3 +44,28 @@ func FuzzEmitBatchPayload(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseCanonical: the fast parser accepts exactly the canonical records
+// the general one accepts, and agrees with it on their content.
+func FuzzParseCanonical(f *testing.F) {
+	for _, e := range benchEvents(2) {
+		f.Add(e.AppendJSON(nil))
+	}
+	e := goldenEvent()
+	f.Add(e.AppendJSON(nil))
+	f.Add([]byte(`{"seq":1,"id":"","time":"2026-01-01T00:00:00.000000000Z","type":"X","severity":"INFO","service_id":"\u2028\\","actor":{"worker_id":"","source_ip":"","correlation_id":""},"fields":{"a":-9223372036854775808,"b":true},"chain":{"epoch":0,"prev":"","mac":""}}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		fast, ferr := ParseCanonical(line)
+		slow, serr := ParseJSON(line)
+		canonical := serr == nil && slow.IsCanonical(line)
+		if (ferr == nil) != canonical {
+			t.Fatalf("fast parser: %v; general parser: %v, canonical %v\n%s", ferr, serr, canonical, line)
+		}
+		if ferr == nil && string(fast.AppendJSON(nil)) != string(slow.AppendJSON(nil)) {
+			t.Fatalf("parsers disagree on\n%s", line)
+		}
+		if ferr == nil && string(fast.AppendRecord(nil)) != string(fast.AppendJSON(nil)) {
+			t.Fatalf("the kept record differs from the encoding of\n%s", line)
+		}
+	})
+}

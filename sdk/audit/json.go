@@ -24,6 +24,17 @@ const TimeFormat = "2006-01-02T15:04:05.000000000Z"
 // keeps the JSON meaning, is detected.
 func (e *Event) AppendJSON(dst []byte) []byte { return e.appendJSON(dst, true) }
 
+// AppendRecord appends the event's canonical JSON line like AppendJSON,
+// copying the bytes it was received as when it came from ParseCanonical.
+// Sinks use it: the events a sink receives are read-only, so those bytes are
+// still exactly AppendJSON's.
+func (e *Event) AppendRecord(dst []byte) []byte {
+	if e.record != "" {
+		return append(dst, e.record...)
+	}
+	return e.AppendJSON(dst)
+}
+
 // AppendCanonical appends the bytes the chain MAC covers: the JSON line with
 // chain.mac left out.
 func (e *Event) AppendCanonical(dst []byte) []byte { return e.appendJSON(dst, false) }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc"
+	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,25 +132,81 @@ func (s *server) Emit(ctx context.Context, req *auditv1.EmitRequest) (*auditv1.E
 }
 
 func (s *server) EmitBatch(ctx context.Context, req *auditv1.EmitBatchRequest) (*auditv1.EmitBatchResponse, error) {
-	events := make([]Event, len(req.GetEvents()))
-	// One backing array for every event's fields: one allocation a batch.
-	nf := 0
-	for _, p := range req.GetEvents() {
-		nf += len(p.GetFields())
-	}
-	fields := make([]Field, 0, nf)
-	for i, p := range req.GetEvents() {
-		e, err := eventFromProtoInto(p, &fields)
-		if err != nil {
-			return nil, (&Error{Op: "emit_batch", Reason: ReasonInvalidEvent, Msg: fmt.Sprintf("event %d: %v", i, err)}).toStatus()
-		}
-		events[i] = e
+	events, err := batchEvents(req)
+	if err != nil {
+		return nil, (&Error{Op: "emit_batch", Reason: ReasonInvalidEvent, Msg: err.Error()}).toStatus()
 	}
 	durable, serr := s.write(ctx, "emit_batch", events)
 	if serr != nil {
 		return nil, serr.toStatus()
 	}
 	return &auditv1.EmitBatchResponse{Durable: durable}, nil
+}
+
+func (s *server) EmitStream(stream grpc.BidiStreamingServer[auditv1.EmitBatchRequest, auditv1.EmitBatchResponse]) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		events, err := batchEvents(req)
+		if err != nil {
+			return (&Error{Op: "emit_batch", Reason: ReasonInvalidEvent, Msg: err.Error()}).toStatus()
+		}
+		durable, serr := s.write(stream.Context(), "emit_batch", events)
+		if serr != nil {
+			// Ending the stream here is what keeps order: nothing sent after
+			// a failed batch is written.
+			return serr.toStatus()
+		}
+		if err := stream.Send(&auditv1.EmitBatchResponse{Durable: durable}); err != nil {
+			return err
+		}
+	}
+}
+
+// batchEvents decodes and validates a batch, from its canonical records or
+// its event messages. Every event's fields share one backing array.
+func batchEvents(req *auditv1.EmitBatchRequest) ([]Event, error) {
+	if len(req.GetRecords()) > 0 {
+		if len(req.GetEvents()) > 0 {
+			return nil, fmt.Errorf("a batch carries records or events, not both")
+		}
+		recs := string(req.GetRecords()) // one copy a batch; events slice it
+		if recs[len(recs)-1] != '\n' {
+			return nil, fmt.Errorf("the last record does not end in a newline")
+		}
+		n := strings.Count(recs, "\n")
+		events := make([]Event, 0, n)
+		fields := make([]Field, 0, n*8)
+		for i := 0; len(recs) > 0; i++ {
+			j := strings.IndexByte(recs, '\n')
+			e, err := parseCanonicalInto(recs[:j], &fields)
+			if err != nil {
+				return nil, fmt.Errorf("record %d: %w", i, err)
+			}
+			events = append(events, e)
+			recs = recs[j+1:]
+		}
+		return events, nil
+	}
+	nf := 0
+	for _, p := range req.GetEvents() {
+		nf += len(p.GetFields())
+	}
+	events := make([]Event, len(req.GetEvents()))
+	fields := make([]Field, 0, nf)
+	for i, p := range req.GetEvents() {
+		e, err := eventFromProtoInto(p, &fields)
+		if err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		events[i] = e
+	}
+	return events, nil
 }
 
 // write hands events to the sink and, if any is CRITICAL, flushes before

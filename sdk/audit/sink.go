@@ -21,7 +21,8 @@ type Sink interface {
 	// schema.Errors) so the host can point at it in the config file.
 	Configure(ctx context.Context, cfg schema.Values) error
 
-	// Write accepts events in order, all or none. When it returns nil the
+	// Write accepts events in order, all or none. The events are read-only:
+	// a sink that stores JSON writes e.AppendRecord, the exact record bytes. When it returns nil the
 	// events must survive a crash of this process (written to the kernel or
 	// to the transport); they need not be durable yet. An event whose Seq
 	// the sink already holds with the same MAC is a re-send after a restart

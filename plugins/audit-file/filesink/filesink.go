@@ -268,7 +268,7 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 			s.log.Debug("skipped a re-sent event already in the trail", "seq", e.Seq)
 			continue
 		}
-		s.buf = e.AppendJSON(s.buf)
+		s.buf = e.AppendRecord(s.buf)
 		s.buf = append(s.buf, '\n')
 		s.added = append(s.added, i)
 	}

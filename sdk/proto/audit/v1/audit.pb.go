@@ -733,8 +733,13 @@ func (x *EmitResponse) GetDurable() bool {
 }
 
 type EmitBatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// The same events as their canonical JSON records, one a line, each
+	// ending in a newline: exactly the bytes the chain MAC covers, plus the
+	// MAC. Set instead of `events` (never both): one field to decode rather
+	// than a message tree per event, which is what makes batches cheap.
+	Records       []byte `protobuf:"bytes,2,opt,name=records,proto3" json:"records,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -772,6 +777,13 @@ func (*EmitBatchRequest) Descriptor() ([]byte, []int) {
 func (x *EmitBatchRequest) GetEvents() []*Event {
 	if x != nil {
 		return x.Events
+	}
+	return nil
+}
+
+func (x *EmitBatchRequest) GetRecords() []byte {
+	if x != nil {
+		return x.Records
 	}
 	return nil
 }
@@ -1081,9 +1093,10 @@ const file_audit_v1_audit_proto_rawDesc = "" +
 	"\vEmitRequest\x12.\n" +
 	"\x05event\x18\x01 \x01(\v2\x18.vramward.audit.v1.EventR\x05event\"(\n" +
 	"\fEmitResponse\x12\x18\n" +
-	"\adurable\x18\x01 \x01(\bR\adurable\"D\n" +
+	"\adurable\x18\x01 \x01(\bR\adurable\"^\n" +
 	"\x10EmitBatchRequest\x120\n" +
-	"\x06events\x18\x01 \x03(\v2\x18.vramward.audit.v1.EventR\x06events\"-\n" +
+	"\x06events\x18\x01 \x03(\v2\x18.vramward.audit.v1.EventR\x06events\x12\x18\n" +
+	"\arecords\x18\x02 \x01(\fR\arecords\"-\n" +
 	"\x11EmitBatchResponse\x12\x18\n" +
 	"\adurable\x18\x01 \x01(\bR\adurable\"\x0e\n" +
 	"\fFlushRequest\"\x0f\n" +
@@ -1104,12 +1117,14 @@ const file_audit_v1_audit_proto_rawDesc = "" +
 	"\vKIND_STRING\x10\x01\x12\f\n" +
 	"\bKIND_INT\x10\x02\x12\r\n" +
 	"\tKIND_UINT\x10\x03\x12\r\n" +
-	"\tKIND_BOOL\x10\x042\xbd\x04\n" +
+	"\tKIND_BOOL\x10\x042\x9a\x05\n" +
 	"\tAuditSink\x12G\n" +
 	"\x04Info\x12\x1e.vramward.audit.v1.InfoRequest\x1a\x1f.vramward.audit.v1.InfoResponse\x12V\n" +
 	"\tConfigure\x12#.vramward.audit.v1.ConfigureRequest\x1a$.vramward.audit.v1.ConfigureResponse\x12G\n" +
 	"\x04Emit\x12\x1e.vramward.audit.v1.EmitRequest\x1a\x1f.vramward.audit.v1.EmitResponse\x12V\n" +
-	"\tEmitBatch\x12#.vramward.audit.v1.EmitBatchRequest\x1a$.vramward.audit.v1.EmitBatchResponse\x12J\n" +
+	"\tEmitBatch\x12#.vramward.audit.v1.EmitBatchRequest\x1a$.vramward.audit.v1.EmitBatchResponse\x12[\n" +
+	"\n" +
+	"EmitStream\x12#.vramward.audit.v1.EmitBatchRequest\x1a$.vramward.audit.v1.EmitBatchResponse(\x010\x01\x12J\n" +
 	"\x05Flush\x12\x1f.vramward.audit.v1.FlushRequest\x1a .vramward.audit.v1.FlushResponse\x12M\n" +
 	"\x06Reopen\x12 .vramward.audit.v1.ReopenRequest\x1a!.vramward.audit.v1.ReopenResponse\x12S\n" +
 	"\bShutdown\x12\".vramward.audit.v1.ShutdownRequest\x1a#.vramward.audit.v1.ShutdownResponseB9Z7github.com/vramward/vramward/sdk/proto/audit/v1;auditv1b\x06proto3"
@@ -1164,18 +1179,20 @@ var file_audit_v1_audit_proto_depIdxs = []int32{
 	8,  // 9: vramward.audit.v1.AuditSink.Configure:input_type -> vramward.audit.v1.ConfigureRequest
 	10, // 10: vramward.audit.v1.AuditSink.Emit:input_type -> vramward.audit.v1.EmitRequest
 	12, // 11: vramward.audit.v1.AuditSink.EmitBatch:input_type -> vramward.audit.v1.EmitBatchRequest
-	14, // 12: vramward.audit.v1.AuditSink.Flush:input_type -> vramward.audit.v1.FlushRequest
-	16, // 13: vramward.audit.v1.AuditSink.Reopen:input_type -> vramward.audit.v1.ReopenRequest
-	18, // 14: vramward.audit.v1.AuditSink.Shutdown:input_type -> vramward.audit.v1.ShutdownRequest
-	7,  // 15: vramward.audit.v1.AuditSink.Info:output_type -> vramward.audit.v1.InfoResponse
-	9,  // 16: vramward.audit.v1.AuditSink.Configure:output_type -> vramward.audit.v1.ConfigureResponse
-	11, // 17: vramward.audit.v1.AuditSink.Emit:output_type -> vramward.audit.v1.EmitResponse
-	13, // 18: vramward.audit.v1.AuditSink.EmitBatch:output_type -> vramward.audit.v1.EmitBatchResponse
-	15, // 19: vramward.audit.v1.AuditSink.Flush:output_type -> vramward.audit.v1.FlushResponse
-	17, // 20: vramward.audit.v1.AuditSink.Reopen:output_type -> vramward.audit.v1.ReopenResponse
-	19, // 21: vramward.audit.v1.AuditSink.Shutdown:output_type -> vramward.audit.v1.ShutdownResponse
-	15, // [15:22] is the sub-list for method output_type
-	8,  // [8:15] is the sub-list for method input_type
+	12, // 12: vramward.audit.v1.AuditSink.EmitStream:input_type -> vramward.audit.v1.EmitBatchRequest
+	14, // 13: vramward.audit.v1.AuditSink.Flush:input_type -> vramward.audit.v1.FlushRequest
+	16, // 14: vramward.audit.v1.AuditSink.Reopen:input_type -> vramward.audit.v1.ReopenRequest
+	18, // 15: vramward.audit.v1.AuditSink.Shutdown:input_type -> vramward.audit.v1.ShutdownRequest
+	7,  // 16: vramward.audit.v1.AuditSink.Info:output_type -> vramward.audit.v1.InfoResponse
+	9,  // 17: vramward.audit.v1.AuditSink.Configure:output_type -> vramward.audit.v1.ConfigureResponse
+	11, // 18: vramward.audit.v1.AuditSink.Emit:output_type -> vramward.audit.v1.EmitResponse
+	13, // 19: vramward.audit.v1.AuditSink.EmitBatch:output_type -> vramward.audit.v1.EmitBatchResponse
+	13, // 20: vramward.audit.v1.AuditSink.EmitStream:output_type -> vramward.audit.v1.EmitBatchResponse
+	15, // 21: vramward.audit.v1.AuditSink.Flush:output_type -> vramward.audit.v1.FlushResponse
+	17, // 22: vramward.audit.v1.AuditSink.Reopen:output_type -> vramward.audit.v1.ReopenResponse
+	19, // 23: vramward.audit.v1.AuditSink.Shutdown:output_type -> vramward.audit.v1.ShutdownResponse
+	16, // [16:24] is the sub-list for method output_type
+	8,  // [8:16] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
 	8,  // [8:8] is the sub-list for extension extendee
 	0,  // [0:8] is the sub-list for field type_name

@@ -23,13 +23,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AuditSink_Info_FullMethodName      = "/vramward.audit.v1.AuditSink/Info"
-	AuditSink_Configure_FullMethodName = "/vramward.audit.v1.AuditSink/Configure"
-	AuditSink_Emit_FullMethodName      = "/vramward.audit.v1.AuditSink/Emit"
-	AuditSink_EmitBatch_FullMethodName = "/vramward.audit.v1.AuditSink/EmitBatch"
-	AuditSink_Flush_FullMethodName     = "/vramward.audit.v1.AuditSink/Flush"
-	AuditSink_Reopen_FullMethodName    = "/vramward.audit.v1.AuditSink/Reopen"
-	AuditSink_Shutdown_FullMethodName  = "/vramward.audit.v1.AuditSink/Shutdown"
+	AuditSink_Info_FullMethodName       = "/vramward.audit.v1.AuditSink/Info"
+	AuditSink_Configure_FullMethodName  = "/vramward.audit.v1.AuditSink/Configure"
+	AuditSink_Emit_FullMethodName       = "/vramward.audit.v1.AuditSink/Emit"
+	AuditSink_EmitBatch_FullMethodName  = "/vramward.audit.v1.AuditSink/EmitBatch"
+	AuditSink_EmitStream_FullMethodName = "/vramward.audit.v1.AuditSink/EmitStream"
+	AuditSink_Flush_FullMethodName      = "/vramward.audit.v1.AuditSink/Flush"
+	AuditSink_Reopen_FullMethodName     = "/vramward.audit.v1.AuditSink/Reopen"
+	AuditSink_Shutdown_FullMethodName   = "/vramward.audit.v1.AuditSink/Shutdown"
 )
 
 // AuditSinkClient is the client API for AuditSink service.
@@ -48,6 +49,11 @@ type AuditSinkClient interface {
 	// EmitBatch persists many events in order, all or none. If any of them is
 	// CRITICAL the batch is flushed before the answer.
 	EmitBatch(ctx context.Context, in *EmitBatchRequest, opts ...grpc.CallOption) (*EmitBatchResponse, error)
+	// EmitStream is EmitBatch for many batches in a row: the batches are
+	// written in the order sent, each answered in turn, so the host can send
+	// the next while the sink writes the last. The first failure ends the
+	// stream with its status; nothing sent after the failed batch is written.
+	EmitStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[EmitBatchRequest, EmitBatchResponse], error)
 	// Flush makes everything accepted so far durable.
 	Flush(ctx context.Context, in *FlushRequest, opts ...grpc.CallOption) (*FlushResponse, error)
 	// Reopen closes and reopens the sink's outputs (after an external log
@@ -106,6 +112,19 @@ func (c *auditSinkClient) EmitBatch(ctx context.Context, in *EmitBatchRequest, o
 	return out, nil
 }
 
+func (c *auditSinkClient) EmitStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[EmitBatchRequest, EmitBatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AuditSink_ServiceDesc.Streams[0], AuditSink_EmitStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[EmitBatchRequest, EmitBatchResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuditSink_EmitStreamClient = grpc.BidiStreamingClient[EmitBatchRequest, EmitBatchResponse]
+
 func (c *auditSinkClient) Flush(ctx context.Context, in *FlushRequest, opts ...grpc.CallOption) (*FlushResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(FlushResponse)
@@ -152,6 +171,11 @@ type AuditSinkServer interface {
 	// EmitBatch persists many events in order, all or none. If any of them is
 	// CRITICAL the batch is flushed before the answer.
 	EmitBatch(context.Context, *EmitBatchRequest) (*EmitBatchResponse, error)
+	// EmitStream is EmitBatch for many batches in a row: the batches are
+	// written in the order sent, each answered in turn, so the host can send
+	// the next while the sink writes the last. The first failure ends the
+	// stream with its status; nothing sent after the failed batch is written.
+	EmitStream(grpc.BidiStreamingServer[EmitBatchRequest, EmitBatchResponse]) error
 	// Flush makes everything accepted so far durable.
 	Flush(context.Context, *FlushRequest) (*FlushResponse, error)
 	// Reopen closes and reopens the sink's outputs (after an external log
@@ -181,6 +205,9 @@ func (UnimplementedAuditSinkServer) Emit(context.Context, *EmitRequest) (*EmitRe
 }
 func (UnimplementedAuditSinkServer) EmitBatch(context.Context, *EmitBatchRequest) (*EmitBatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EmitBatch not implemented")
+}
+func (UnimplementedAuditSinkServer) EmitStream(grpc.BidiStreamingServer[EmitBatchRequest, EmitBatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method EmitStream not implemented")
 }
 func (UnimplementedAuditSinkServer) Flush(context.Context, *FlushRequest) (*FlushResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Flush not implemented")
@@ -284,6 +311,13 @@ func _AuditSink_EmitBatch_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditSink_EmitStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AuditSinkServer).EmitStream(&grpc.GenericServerStream[EmitBatchRequest, EmitBatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuditSink_EmitStreamServer = grpc.BidiStreamingServer[EmitBatchRequest, EmitBatchResponse]
+
 func _AuditSink_Flush_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(FlushRequest)
 	if err := dec(in); err != nil {
@@ -374,6 +408,13 @@ var AuditSink_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AuditSink_Shutdown_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "EmitStream",
+			Handler:       _AuditSink_EmitStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "audit/v1/audit.proto",
 }

@@ -1,0 +1,311 @@
+package audit
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// ParseCanonical parses a record that must be in the exact canonical form
+// AppendJSON writes, and validates it. It is several times faster than
+// ParseJSON, which accepts any JSON spelling, and is what a sink uses on the
+// records the host sends it.
+func ParseCanonical(line []byte) (Event, error) {
+	var fields []Field
+	return parseCanonicalInto(string(line), &fields)
+}
+
+// errNotCanonical is wrapped by every ParseCanonical error about the form.
+var errNotCanonical = errors.New("not a canonical record")
+
+type cparser struct {
+	s   string // the whole record; escape-free strings are slices of it
+	pos int
+}
+
+func (p *cparser) fail(what string) error {
+	return fmt.Errorf("%w: %s at byte %d", errNotCanonical, what, p.pos)
+}
+
+func (p *cparser) lit(want string) bool {
+	if len(p.s)-p.pos < len(want) || p.s[p.pos:p.pos+len(want)] != want {
+		return false
+	}
+	p.pos += len(want)
+	return true
+}
+
+func (p *cparser) uint() (uint64, bool) {
+	start := p.pos
+	for p.pos < len(p.s) && p.s[p.pos] >= '0' && p.s[p.pos] <= '9' {
+		p.pos++
+	}
+	if p.pos == start || (p.s[start] == '0' && p.pos-start > 1) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(p.s[start:p.pos], 10, 64)
+	return n, err == nil
+}
+
+// str parses a JSON string as AppendJSON writes it: a string without
+// escapes is returned as a slice of the record; one with escapes is decoded
+// and must re-encode to the same bytes.
+func (p *cparser) str() (string, bool) {
+	if !p.lit(`"`) {
+		return "", false
+	}
+	start := p.pos
+	ascii := true
+	for p.pos < len(p.s) {
+		c := p.s[p.pos]
+		switch {
+		case c == '"':
+			raw := p.s[start:p.pos]
+			p.pos++
+			// AppendJSON escapes U+2028, U+2029 and invalid UTF-8, so a
+			// canonical unescaped string holds none of them.
+			if !ascii && (!utf8.ValidString(raw) || strings.Contains(raw, "\u2028") || strings.Contains(raw, "\u2029")) {
+				return "", false
+			}
+			return raw, true
+		case c >= utf8.RuneSelf:
+			ascii = false
+		case c == '\\':
+			return p.escaped(start)
+		case c < 0x20:
+			return "", false
+		}
+		p.pos++
+	}
+	return "", false
+}
+
+func (p *cparser) escaped(start int) (string, bool) {
+	buf := []byte(p.s[start:p.pos])
+	for p.pos < len(p.s) {
+		c := p.s[p.pos]
+		switch {
+		case c == '"':
+			p.pos++
+			out := string(buf)
+			// Only AppendJSON's spelling is canonical.
+			if string(appendString(nil, out)) != p.s[start-1:p.pos] {
+				return "", false
+			}
+			return out, true
+		case c < 0x20:
+			return "", false
+		case c != '\\':
+			buf = append(buf, c)
+			p.pos++
+			continue
+		}
+		if p.pos+1 >= len(p.s) {
+			return "", false
+		}
+		e := p.s[p.pos+1]
+		p.pos += 2
+		switch e {
+		case '"', '\\':
+			buf = append(buf, e)
+		case 'u':
+			r, ok := p.hex4()
+			if !ok || utf16.IsSurrogate(r) {
+				return "", false // AppendJSON writes no surrogate escapes
+			}
+			buf = utf8.AppendRune(buf, r)
+		default:
+			return "", false // \n, \t, \/ and friends are never written
+		}
+	}
+	return "", false
+}
+
+func (p *cparser) hex4() (rune, bool) {
+	if len(p.s)-p.pos < 4 {
+		return 0, false
+	}
+	var r rune
+	for i := 0; i < 4; i++ {
+		c := p.s[p.pos+i]
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		default:
+			return 0, false
+		}
+	}
+	p.pos += 4
+	return r, true
+}
+
+// macs parses prev and mac (lower-case hex or empty) into one allocation.
+func (p *cparser) macs() (prev, mac []byte, ok bool) {
+	var raw [2]string
+	for i, key := range []string{`,"prev":"`, `","mac":"`} {
+		if !p.lit(key) {
+			return nil, nil, false
+		}
+		end := strings.IndexByte(p.s[p.pos:], '"')
+		if end != 0 && end != 64 {
+			return nil, nil, false
+		}
+		raw[i] = p.s[p.pos : p.pos+end]
+		p.pos += end
+	}
+	buf := make([]byte, 64)
+	for i, h := range raw {
+		if h == "" {
+			continue
+		}
+		for j := 0; j < 64; j++ {
+			if c := h[j]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return nil, nil, false
+			}
+		}
+		if _, err := hex.Decode(buf[i*32:i*32+32], []byte(h)); err != nil {
+			return nil, nil, false
+		}
+		if i == 0 {
+			prev = buf[0:32:32]
+		} else {
+			mac = buf[32:64:64]
+		}
+	}
+	return prev, mac, true
+}
+
+func (p *cparser) value() (Value, bool) {
+	if p.pos >= len(p.s) {
+		return Value{}, false
+	}
+	switch c := p.s[p.pos]; {
+	case c == '"':
+		s, ok := p.str()
+		return Value{kind: KindString, str: s}, ok
+	case c == 't':
+		return Bool("", true).Value, p.lit("true")
+	case c == 'f':
+		return Bool("", false).Value, p.lit("false")
+	case c == '-':
+		p.pos++
+		n, ok := p.uint()
+		if !ok || n == 0 || n > 1<<63 {
+			return Value{}, false
+		}
+		return Value{kind: KindInt, num: uint64(-int64(n-1) - 1)}, true
+	default:
+		n, ok := p.uint()
+		return Value{kind: KindUint, num: n}, ok
+	}
+}
+
+// parseCanonicalInto parses one record held in line (a slice of a batch's
+// records, so the strings of its events share one allocation).
+func parseCanonicalInto(line string, fields *[]Field) (Event, error) {
+	if len(line) > MaxLineBytes {
+		return Event{}, fmt.Errorf("record of %d bytes exceeds %d", len(line), MaxLineBytes)
+	}
+	p := &cparser{s: line}
+	var e Event
+	var ts, typ, sev string
+	ok := p.lit(`{"seq":`)
+	if ok {
+		e.Seq, ok = p.uint()
+	}
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{
+		{`,"id":`, &e.ID}, {`,"time":`, &ts}, {`,"type":`, &typ}, {`,"severity":`, &sev}, {`,"service_id":`, &e.ServiceID},
+		{`,"actor":{"worker_id":`, &e.Actor.WorkerID}, {`,"source_ip":`, &e.Actor.SourceIP}, {`,"correlation_id":`, &e.Actor.CorrelationID},
+	} {
+		if ok = ok && p.lit(f.key); ok {
+			*f.dst, ok = p.str()
+		}
+	}
+	ok = ok && p.lit(`},"fields":{`)
+	start := len(*fields)
+	for i := 0; ok && p.pos < len(p.s) && p.s[p.pos] != '}'; i++ {
+		if i >= MaxFields {
+			return Event{}, fmt.Errorf("seq %d: more than %d fields", e.Seq, MaxFields)
+		}
+		if i > 0 && !p.lit(",") {
+			ok = false
+			break
+		}
+		var f Field
+		if f.Key, ok = p.str(); ok && p.lit(":") {
+			f.Value, ok = p.value()
+		} else {
+			ok = false
+		}
+		*fields = append(*fields, f)
+	}
+	if ok = ok && p.lit(`},"chain":{"epoch":`); ok {
+		e.Chain.Epoch, ok = p.uint()
+	}
+	if ok {
+		e.Chain.Prev, e.Chain.MAC, ok = p.macs()
+	}
+	ok = ok && p.lit(`"}}`) && p.pos == len(p.s)
+	if !ok {
+		return Event{}, p.fail("unexpected bytes")
+	}
+	e.Fields = (*fields)[start:len(*fields):len(*fields)]
+	e.Type = Type(typ)
+	var err error
+	if e.Severity, err = ParseSeverity(sev); err != nil {
+		return Event{}, fmt.Errorf("seq %d: %w", e.Seq, err)
+	}
+	if e.Time, ok = parseRecordTime(ts); !ok {
+		return Event{}, fmt.Errorf("%w: seq %d: time %q is not in the record format %s", errNotCanonical, e.Seq, Sanitize(ts), TimeFormat)
+	}
+	if err := e.Validate(); err != nil {
+		return Event{}, err
+	}
+	e.record = p.s
+	return e, nil
+}
+
+// parseRecordTime reads TimeFormat ("2006-01-02T15:04:05.000000000Z")
+// without time.Parse's generality, refusing any value that would not format
+// back to the same text.
+func parseRecordTime(s string) (time.Time, bool) {
+	if len(s) != len(TimeFormat) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' || s[29] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(from, to int) (int, bool) {
+		n := 0
+		for i := from; i < to; i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	var v [7]int
+	for i, r := range [7][2]int{{0, 4}, {5, 7}, {8, 10}, {11, 13}, {14, 16}, {17, 19}, {20, 29}} {
+		n, ok := num(r[0], r[1])
+		if !ok {
+			return time.Time{}, false
+		}
+		v[i] = n
+	}
+	t := time.Date(v[0], time.Month(v[1]), v[2], v[3], v[4], v[5], v[6], time.UTC)
+	// time.Date normalises 2026-02-30 to March 2nd; such a text is not a time.
+	if t.Year() != v[0] || int(t.Month()) != v[1] || t.Day() != v[2] || t.Hour() != v[3] || t.Minute() != v[4] || t.Second() != v[5] {
+		return time.Time{}, false
+	}
+	return t, true
+}
