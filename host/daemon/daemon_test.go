@@ -107,16 +107,7 @@ func verifyTrail(t *testing.T, e *env, files ...string) chain.Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var srcs []chain.Source
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer fh.Close()
-		srcs = append(srcs, chain.Source{Name: f, R: fh})
-	}
-	rep, err := chain.Verify(&key, srcs...)
+	rep, err := chain.VerifyFiles(&key, files...)
 	if err != nil {
 		t.Fatalf("trail does not verify: %v", err)
 	}

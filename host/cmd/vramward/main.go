@@ -179,17 +179,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vramward: %v\n", err)
 		return 1
 	}
-	var srcs []chain.Source
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			fmt.Fprintf(stderr, "vramward: %v\n", err)
-			return 1
-		}
-		defer fh.Close()
-		srcs = append(srcs, chain.Source{Name: f, R: fh})
-	}
-	rep, err := chain.Verify(key, srcs...)
+	rep, err := chain.VerifyFiles(key, files...)
 	if err != nil {
 		var ve *chain.Error
 		if errors.As(err, &ve) {

@@ -160,17 +160,8 @@ func TestRotationKeepsTheChainVerifiable(t *testing.T) {
 	if len(files) != 4 || files[0] != path+".3" || files[3] != path {
 		t.Fatalf("files %v, want path.3 path.2 path.1 path", files)
 	}
-	var srcs []chain.Source
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer fh.Close()
-		srcs = append(srcs, chain.Source{Name: f, R: fh})
-	}
 	key := audittest.Key
-	rep, err := chain.Verify(&key, srcs...)
+	rep, err := chain.VerifyFiles(&key, files...)
 	if err != nil {
 		t.Fatalf("verify across rotated files: %v", err)
 	}

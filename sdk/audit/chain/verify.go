@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/vramward/vramward/sdk/audit"
 )
@@ -279,3 +280,18 @@ func (v *Verifier) Close() error {
 
 // Report returns what has been verified so far.
 func (v *Verifier) Report() Report { return v.rep }
+
+// VerifyFiles verifies the trail held in the files at paths, in the order
+// given (oldest first).
+func VerifyFiles(k0 *Key, paths ...string) (Report, error) {
+	var srcs []Source
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return Report{}, err
+		}
+		defer f.Close()
+		srcs = append(srcs, Source{Name: p, R: f})
+	}
+	return Verify(k0, srcs...)
+}
