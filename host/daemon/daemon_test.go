@@ -164,7 +164,7 @@ func TestKill9PluginDuringStream(t *testing.T) {
 	if newPid == pid {
 		t.Fatal("plugin was not restarted")
 	}
-	if n := gathered(t, d, "vramward_plugin_restarts_total"); n != 1 {
+	if n := audittest.MetricSum(t, d.reg, "vramward_plugin_restarts_total"); n != 1 {
 		t.Errorf("plugin_restarts_total = %v, want 1", n)
 	}
 	if err := d.Shutdown("test done"); err != nil {
@@ -332,21 +332,4 @@ func TestHealthzAndMetrics(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
-}
-
-func gathered(t *testing.T, d *Daemon, name string) float64 {
-	t.Helper()
-	mfs, err := d.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			}
-		}
-	}
-	return total
 }

@@ -95,34 +95,6 @@ func launchWith(t *testing.T, bin string, config string, maxBatchBytes int, env 
 	return l
 }
 
-func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := 0.0 // summed over every series with the given labels
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue next
-				}
-			}
-			total += m.GetCounter().GetValue()
-		}
-	}
-	return total
-}
-
 // TestBinaryFailureCountersMove makes the real plugin's disk writes fail
 // (RLIMIT_FSIZE, so the kernel stops a write part way) and checks that the
 // host-side counters moved, the error names the errno, and no partial line
@@ -154,11 +126,11 @@ func TestBinaryFailureCountersMove(t *testing.T) {
 		bySeverity[e.Severity]++
 	}
 	for sev, n := range bySeverity {
-		if got := counter(t, l.reg, "vramward_audit_emit_failures_total", "sink", "file", "severity", sev.String()); got != n {
+		if got := audittest.MetricSum(t, l.reg, "vramward_audit_emit_failures_total", "sink", "file", "severity", sev.String()); got != n {
 			t.Errorf("emit_failures_total{severity=%s} = %v, want %v", sev, got, n)
 		}
 	}
-	if got := counter(t, l.reg, "vramward_audit_critical_emit_failures_total", "sink", "file"); got != bySeverity[audit.Critical] {
+	if got := audittest.MetricSum(t, l.reg, "vramward_audit_critical_emit_failures_total", "sink", "file"); got != bySeverity[audit.Critical] {
 		t.Errorf("critical_emit_failures_total = %v, want %v", got, bySeverity[audit.Critical])
 	}
 	if got := len(readBack(t, l.config)); got != 10 {
@@ -205,7 +177,7 @@ func TestBinaryStreamStopsAtTheFirstFailure(t *testing.T) {
 			t.Fatalf("record %d has seq %d, want %d: order broken", i, e.Seq, events[i].Seq)
 		}
 	}
-	failed := counter(t, l.reg, "vramward_audit_emit_failures_total", "sink", "file")
+	failed := audittest.MetricSum(t, l.reg, "vramward_audit_emit_failures_total", "sink", "file")
 	if int(failed) != len(events)-len(got) {
 		t.Errorf("emit_failures_total = %v, want the %d events not written", failed, len(events)-len(got))
 	}
@@ -246,16 +218,16 @@ func TestBinaryCriticalWaitsForFlush(t *testing.T) {
 	if !errors.As(err, &se) || se.Reason != audit.ReasonFlushFailed || se.Errno != "EIO" {
 		t.Fatalf("CRITICAL emit: want FLUSH_FAILED with errno EIO, got %v", err)
 	}
-	if got := counter(t, l.reg, "vramward_audit_critical_emit_failures_total", "sink", "file"); got != 1 {
+	if got := audittest.MetricSum(t, l.reg, "vramward_audit_critical_emit_failures_total", "sink", "file"); got != 1 {
 		t.Errorf("critical_emit_failures_total = %v, want 1", got)
 	}
-	if got := counter(t, l.reg, "vramward_audit_emit_failures_total", "sink", "file", "severity", "INFO"); got != 0 {
+	if got := audittest.MetricSum(t, l.reg, "vramward_audit_emit_failures_total", "sink", "file", "severity", "INFO"); got != 0 {
 		t.Errorf("the INFO emit was counted as failed: %v", got)
 	}
 	if err := l.client.Flush(ctx); err == nil {
 		t.Fatal("explicit Flush succeeded with a failing fsync")
 	}
-	if got := counter(t, l.reg, "vramward_audit_flush_failures_total", "sink", "file"); got != 1 {
+	if got := audittest.MetricSum(t, l.reg, "vramward_audit_flush_failures_total", "sink", "file"); got != 1 {
 		t.Errorf("flush_failures_total = %v, want 1", got)
 	}
 }

@@ -232,7 +232,7 @@ func checkEmitBeforeConfigure(t *testing.T, connect connector, _ *options) {
 	if err := tg.client.Emit(ctx(t), Events(1)[0]); !errors.Is(err, audit.ErrNotConfigured) {
 		t.Fatalf("emit before Configure: want %v, got %v", audit.ErrNotConfigured, err)
 	}
-	if got := failures(tg.reg, "vramward_audit_emit_failures_total"); got != 1 {
+	if got := MetricSum(t, tg.reg, "vramward_audit_emit_failures_total"); got != 1 {
 		t.Errorf("emit_failures_total = %v, want 1", got)
 	}
 }
@@ -327,7 +327,7 @@ func checkCriticalFlush(t *testing.T, connect connector, o *options) {
 		if !errors.As(err, &se) || se.Reason != audit.ReasonFlushFailed {
 			t.Fatalf("CRITICAL emit with a failing flush: want %s, got %v", audit.ReasonFlushFailed, err)
 		}
-		if got := failures(tg.reg, "vramward_audit_critical_emit_failures_total"); got != 1 {
+		if got := MetricSum(t, tg.reg, "vramward_audit_critical_emit_failures_total"); got != 1 {
 			t.Errorf("critical_emit_failures_total = %v, want 1", got)
 		}
 		tg.spy.failFlush(false)
@@ -553,18 +553,31 @@ func assertSame(t *testing.T, want, got []audit.Event) {
 	}
 }
 
-func failures(reg *prometheus.Registry, name string) float64 {
+// MetricSum sums the counter and gauge values of every series of the metric
+// called name in reg whose labels include the given name/value pairs.
+func MetricSum(t testing.TB, reg prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
-		return -1
+		t.Fatal(err)
 	}
 	total := 0.0
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
 		}
+	next:
 		for _, m := range mf.GetMetric() {
-			total += m.GetCounter().GetValue()
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue next
+				}
+			}
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
 	return total
