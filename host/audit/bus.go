@@ -412,9 +412,7 @@ func (b *Bus) emitInternal(t audit.Type, fields ...audit.Field) {
 func (b *Bus) Depth() map[string]int {
 	out := map[string]int{}
 	for _, s := range b.sinks {
-		s.q.mu.Lock()
-		out[s.conn.Name()] = s.q.depth()
-		s.q.mu.Unlock()
+		out[s.conn.Name()] = s.q.size()
 	}
 	return out
 }
@@ -454,9 +452,7 @@ func (b *Bus) Close(reason string) error {
 	}
 	undelivered := 0
 	for _, s := range b.sinks {
-		s.q.mu.Lock()
-		undelivered = max(undelivered, s.q.depth())
-		s.q.mu.Unlock()
+		undelivered = max(undelivered, s.q.size())
 	}
 	var errs []error
 	last, err := audit.New(audit.HostStopped, audit.Actor{}, audit.Str("reason", reason), audit.Uint("undelivered", uint64(undelivered)))

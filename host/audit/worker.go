@@ -141,7 +141,7 @@ func (w *sinkWorker) deliver(batch []audit.Event) bool {
 			w.mu.Unlock()
 			if recovered {
 				w.b.log.Info("audit sink recovered", "sink", name)
-				w.b.emitInternal(audit.AuditSinkRecovered, audit.Str("sink", name), audit.Str("reason", "delivery resumed"), audit.Uint("undelivered", uint64(w.depth())))
+				w.b.emitInternal(audit.AuditSinkRecovered, audit.Str("sink", name), audit.Str("reason", "delivery resumed"), audit.Uint("undelivered", uint64(w.q.size())))
 			}
 			return true
 		}
@@ -155,16 +155,13 @@ func (w *sinkWorker) deliver(batch []audit.Event) bool {
 		if first {
 			w.b.failPending(name, err)
 			w.b.log.Error("audit sink failed; holding its events", "sink", name, "error", err)
-			w.b.emitInternal(audit.AuditSinkFailed, audit.Str("sink", name), audit.Str("reason", err.Error()), audit.Uint("undelivered", uint64(w.depth())))
+			w.b.emitInternal(audit.AuditSinkFailed, audit.Str("sink", name), audit.Str("reason", err.Error()), audit.Uint("undelivered", uint64(w.q.size())))
 		}
 		var se *audit.Error
 		if errors.As(err, &se) && se.Reason == audit.ReasonInvalidEvent {
 			// Only a bug can make the host send an invalid event: find it,
 			// keep it visible in the log, and let the rest through.
-			if !w.deliverOneByOne(batch) {
-				return false
-			}
-			return true
+			return w.deliverOneByOne(batch)
 		}
 		if !w.sleep(w.backoff.Next()) {
 			return false
@@ -185,12 +182,6 @@ func (w *sinkWorker) send(batch []audit.Event) error {
 	ctx, cancel := context.WithTimeout(w.ctx, rpcTimeout)
 	defer cancel()
 	return client.EmitBatch(ctx, batch)
-}
-
-func (w *sinkWorker) depth() int {
-	w.q.mu.Lock()
-	defer w.q.mu.Unlock()
-	return w.q.depth()
 }
 
 // needsRestart: the plugin process is gone, unreachable or shut down; a
