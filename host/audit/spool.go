@@ -19,6 +19,9 @@ type spool struct {
 	pending int   // events after the read position
 	readOff int64 // byte offset of the read position
 	f       *os.File
+	// peeked/peekedBytes: the events the last peek returned and the bytes
+	// they take, so consume need not read them again.
+	peeked, peekedBytes int
 }
 
 func openSpool(path string) (*spool, error) {
@@ -90,6 +93,7 @@ func (s *spool) peek(max int) ([]audit.Event, error) {
 	}
 	br := bufio.NewReaderSize(f, 1<<20)
 	var out []audit.Event
+	bytes := 0
 	for len(out) < max {
 		line, err := br.ReadBytes('\n')
 		if err != nil {
@@ -100,12 +104,29 @@ func (s *spool) peek(max int) ([]audit.Event, error) {
 			return nil, fmt.Errorf("spool %s: %w", s.path, perr)
 		}
 		out = append(out, e)
+		bytes += len(line)
 	}
+	s.peeked, s.peekedBytes = len(out), bytes
 	return out, nil
 }
 
 // consume moves the read position past n events.
 func (s *spool) consume(n int) error {
+	if n == s.peeked {
+		s.readOff += int64(s.peekedBytes)
+	} else if err := s.skip(n); err != nil {
+		return err
+	}
+	s.peeked, s.peekedBytes = 0, 0
+	s.pending -= n
+	if s.pending == 0 {
+		return s.reset()
+	}
+	return os.WriteFile(s.path+".pos", []byte(strconv.FormatInt(s.readOff, 10)), 0o600)
+}
+
+// skip reads past n events from the read position.
+func (s *spool) skip(n int) error {
 	f, err := os.Open(s.path)
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
@@ -122,11 +143,7 @@ func (s *spool) consume(n int) error {
 		}
 		s.readOff += int64(len(line))
 	}
-	s.pending -= n
-	if s.pending == 0 {
-		return s.reset()
-	}
-	return os.WriteFile(s.path+".pos", []byte(strconv.FormatInt(s.readOff, 10)), 0o600)
+	return nil
 }
 
 // reset empties a fully delivered spool.
@@ -135,7 +152,7 @@ func (s *spool) reset() error {
 		s.f.Close()
 		s.f = nil
 	}
-	s.readOff = 0
+	s.readOff, s.peeked, s.peekedBytes = 0, 0, 0
 	err := errors.Join(ignoreMissing(os.Remove(s.path)), ignoreMissing(os.Remove(s.path+".pos")))
 	if err != nil {
 		return fmt.Errorf("spool: reset: %w", err)
