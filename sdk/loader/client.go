@@ -1,0 +1,65 @@
+package loader
+
+import (
+	"context"
+
+	"github.com/hashicorp/go-hclog"
+
+	loaderv1 "github.com/vramward/vramward/sdk/proto/loader/v1"
+	"github.com/vramward/vramward/sdk/schema"
+)
+
+// Client is the host's side of one loader plugin. Every failure it returns
+// is a *Rejection; transport failures and crashes are ReasonUnavailable.
+type Client struct {
+	rpc loaderv1.ModelLoaderClient
+	log hclog.Logger
+}
+
+// NewClient wraps a connection's ModelLoader client.
+func NewClient(rpc loaderv1.ModelLoaderClient, logger hclog.Logger) *Client {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &Client{rpc: rpc, log: logger}
+}
+
+// Info asks the plugin for its name, version, formats and config schema.
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	resp, err := c.rpc.Info(ctx, &loaderv1.InfoRequest{})
+	if err != nil {
+		return Info{}, fromStatus("info", err)
+	}
+	sch, err := schema.FromProto(resp.GetConfigSchema())
+	if err != nil {
+		return Info{}, &Rejection{Op: "info", Reason: ReasonUnavailable, Msg: "the plugin's config schema is unreadable: " + err.Error(), Offset: -1}
+	}
+	return Info{Name: resp.GetName(), Version: resp.GetVersion(), Schema: sch, Formats: resp.GetFormats()}, nil
+}
+
+// Configure sends the decoded config block as JSON.
+func (c *Client) Configure(ctx context.Context, configJSON []byte) error {
+	if _, err := c.rpc.Configure(ctx, &loaderv1.ConfigureRequest{ConfigJson: configJSON}); err != nil {
+		return fromStatus("configure", err)
+	}
+	return nil
+}
+
+// Validate confines, hashes and validates the model at path.
+func (c *Client) Validate(ctx context.Context, path, expectedSHA256 string) (*Model, error) {
+	resp, err := c.rpc.Validate(ctx, &loaderv1.ValidateRequest{Path: path, ExpectedSha256: expectedSHA256})
+	if err != nil {
+		return nil, fromStatus("validate", err)
+	}
+	return &Model{SHA256: resp.GetSha256(), Summary: summaryFromProto(resp.GetSummary())}, nil
+}
+
+// Inspect confines and validates the model at path without hashing it.
+func (c *Client) Inspect(ctx context.Context, path string) (*Summary, error) {
+	resp, err := c.rpc.Inspect(ctx, &loaderv1.InspectRequest{Path: path})
+	if err != nil {
+		return nil, fromStatus("inspect", err)
+	}
+	s := summaryFromProto(resp.GetSummary())
+	return &s, nil
+}

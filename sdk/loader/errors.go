@@ -1,0 +1,200 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+
+	loaderv1 "github.com/vramward/vramward/sdk/proto/loader/v1"
+	"github.com/vramward/vramward/sdk/schema"
+)
+
+// Reason says why a loader refused a model or failed. It crosses the RPC
+// boundary as the reason of a google.rpc.ErrorInfo and in a Rejection
+// detail, so the host branches on it, never on text.
+type Reason string
+
+const (
+	// ReasonPathTraversal: the path leaves the allowed roots, lexically or
+	// through a symlink. The host records PathTraversalAttempt (CRITICAL).
+	ReasonPathTraversal Reason = "PATH_TRAVERSAL"
+	// ReasonNotRegularFile: a directory, FIFO, socket or device.
+	ReasonNotRegularFile   Reason = "NOT_REGULAR_FILE"
+	ReasonNotFound         Reason = "NOT_FOUND"
+	ReasonPermissionDenied Reason = "PERMISSION_DENIED"
+	// ReasonTooLarge: the file is over max_file_bytes.
+	ReasonTooLarge Reason = "TOO_LARGE"
+	// ReasonIntegrityViolation: the SHA-256 of the file is not the
+	// expected one. The host records IntegrityViolation (CRITICAL).
+	ReasonIntegrityViolation Reason = "INTEGRITY_VIOLATION"
+	// ReasonMalformedModel: the format is broken or hostile. The host
+	// records MalformedModelRejected (HIGH).
+	ReasonMalformedModel Reason = "MALFORMED_MODEL"
+	// ReasonInvalidArgument: the request itself is wrong (an expected
+	// digest that is not 64 hex digits, an empty path).
+	ReasonInvalidArgument Reason = "INVALID_ARGUMENT"
+	ReasonInvalidConfig   Reason = "INVALID_CONFIG"
+	ReasonNotConfigured   Reason = "LOADER_NOT_CONFIGURED"
+	ReasonConfigured      Reason = "LOADER_ALREADY_CONFIGURED"
+	// ReasonIOError: reading the file failed (EIO, the file shrank).
+	ReasonIOError  Reason = "IO_ERROR"
+	ReasonCanceled Reason = "CANCELED"
+	// ReasonUnavailable: the plugin could not be reached or answered
+	// without a reason (a crash). Only the client raises it.
+	ReasonUnavailable Reason = "LOADER_UNAVAILABLE"
+)
+
+// ErrorDomain is the google.rpc.ErrorInfo domain of loader errors.
+const ErrorDomain = "loader.vramward"
+
+var reasonCodes = map[Reason]codes.Code{
+	ReasonPathTraversal:      codes.PermissionDenied,
+	ReasonNotRegularFile:     codes.FailedPrecondition,
+	ReasonNotFound:           codes.NotFound,
+	ReasonPermissionDenied:   codes.PermissionDenied,
+	ReasonTooLarge:           codes.ResourceExhausted,
+	ReasonIntegrityViolation: codes.DataLoss,
+	ReasonMalformedModel:     codes.InvalidArgument,
+	ReasonInvalidArgument:    codes.InvalidArgument,
+	ReasonInvalidConfig:      codes.InvalidArgument,
+	ReasonNotConfigured:      codes.FailedPrecondition,
+	ReasonConfigured:         codes.FailedPrecondition,
+	ReasonIOError:            codes.Unavailable,
+	ReasonCanceled:           codes.Canceled,
+	ReasonUnavailable:        codes.Unavailable,
+}
+
+// Rejection is a typed loader outcome other than success, on both sides of
+// the RPC boundary. The fields past Msg are set where the reason has them.
+type Rejection struct {
+	Op     string
+	Reason Reason
+	Msg    string
+
+	Path         string
+	AllowedRoots []string
+	// INTEGRITY_VIOLATION, lower-case hex.
+	ExpectedSHA256, ActualSHA256 string
+	// MALFORMED_MODEL: the format's reason and the byte offset at fault
+	// (-1 when the format names none).
+	FormatReason string
+	Offset       int64
+	// TOO_LARGE
+	Limit, Actual uint64
+	// INVALID_CONFIG
+	Fields []*schema.FieldError
+}
+
+func (r *Rejection) Error() string {
+	msg := "model loader"
+	if r.Op != "" {
+		msg += " " + r.Op
+	}
+	msg += ": " + string(r.Reason)
+	if r.Path != "" {
+		msg += fmt.Sprintf(" (%s)", r.Path)
+	}
+	if r.Msg != "" {
+		msg += ": " + r.Msg
+	}
+	return msg
+}
+
+// Is matches another *Rejection with the same Reason.
+func (r *Rejection) Is(target error) bool {
+	t, ok := target.(*Rejection)
+	return ok && t.Reason == r.Reason
+}
+
+// Sentinels for errors.Is.
+var (
+	ErrPathTraversal      = &Rejection{Reason: ReasonPathTraversal}
+	ErrIntegrityViolation = &Rejection{Reason: ReasonIntegrityViolation}
+	ErrMalformedModel     = &Rejection{Reason: ReasonMalformedModel}
+	ErrTooLarge           = &Rejection{Reason: ReasonTooLarge}
+	ErrNotFound           = &Rejection{Reason: ReasonNotFound}
+	ErrUnavailable        = &Rejection{Reason: ReasonUnavailable}
+)
+
+// Reject makes a *Rejection a Loader returns.
+func Reject(reason Reason, path string, format string, args ...any) *Rejection {
+	return &Rejection{Reason: reason, Path: path, Msg: fmt.Sprintf(format, args...), Offset: -1}
+}
+
+// asRejection turns whatever a Loader returned into a *Rejection for op.
+func asRejection(op string, def Reason, err error) *Rejection {
+	var r *Rejection
+	if errors.As(err, &r) {
+		out := *r
+		out.Op = op
+		return &out
+	}
+	out := &Rejection{Op: op, Reason: def, Msg: err.Error(), Offset: -1}
+	if fe := schema.FieldErrors(err); fe != nil {
+		out.Reason, out.Fields = ReasonInvalidConfig, fe
+	}
+	return out
+}
+
+func (r *Rejection) toStatus() error {
+	code, ok := reasonCodes[r.Reason]
+	if !ok {
+		code = codes.Unknown
+	}
+	st := status.New(code, r.Error())
+	details := []protoadapt.MessageV1{
+		&errdetails.ErrorInfo{Reason: string(r.Reason), Domain: ErrorDomain, Metadata: map[string]string{"op": r.Op}},
+		&loaderv1.Rejection{
+			Reason: string(r.Reason), Message: r.Msg, Path: r.Path, AllowedRoots: r.AllowedRoots,
+			ExpectedSha256: r.ExpectedSHA256, ActualSha256: r.ActualSHA256,
+			FormatReason: r.FormatReason, Offset: r.Offset, Limit: r.Limit, Actual: r.Actual,
+		},
+	}
+	if len(r.Fields) > 0 {
+		br := &errdetails.BadRequest{}
+		for _, f := range r.Fields {
+			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: f.Field, Description: f.Msg})
+		}
+		details = append(details, br)
+	}
+	if with, err := st.WithDetails(details...); err == nil {
+		st = with
+	}
+	return st.Err()
+}
+
+// fromStatus decodes an RPC error into a *Rejection. An error without our
+// ErrorInfo is a transport failure or a crash: ReasonUnavailable.
+func fromStatus(op string, err error) *Rejection {
+	out := &Rejection{Op: op, Reason: ReasonUnavailable, Msg: err.Error(), Offset: -1}
+	st, ok := status.FromError(err)
+	if !ok {
+		return out
+	}
+	out.Msg = st.Message()
+	if st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded {
+		out.Reason = ReasonCanceled
+	}
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			if d.GetDomain() == ErrorDomain {
+				out.Reason = Reason(d.GetReason())
+			}
+		case *loaderv1.Rejection:
+			out.Msg, out.Path, out.AllowedRoots = d.GetMessage(), d.GetPath(), d.GetAllowedRoots()
+			out.ExpectedSHA256, out.ActualSHA256 = d.GetExpectedSha256(), d.GetActualSha256()
+			out.FormatReason, out.Offset = d.GetFormatReason(), d.GetOffset()
+			out.Limit, out.Actual = d.GetLimit(), d.GetActual()
+		case *errdetails.BadRequest:
+			for _, v := range d.GetFieldViolations() {
+				out.Fields = append(out.Fields, &schema.FieldError{Field: v.GetField(), Msg: v.GetDescription()})
+			}
+		}
+	}
+	return out
+}
