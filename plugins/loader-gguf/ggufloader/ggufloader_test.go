@@ -1,0 +1,90 @@
+package ggufloader
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/vramward/vramward/sdk/gguftest"
+	"github.com/vramward/vramward/sdk/loader"
+	"github.com/vramward/vramward/sdk/schema"
+)
+
+func configured(t *testing.T, root string) *Loader {
+	t.Helper()
+	vals, err := Schema.Decode([]byte(`{"allowed_roots": ["` + root + `"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(nil)
+	if err := l.Configure(context.Background(), vals); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestSummaryOfSmall(t *testing.T) {
+	root := t.TempDir()
+	path, err := gguftest.Small().Write(filepath.Join(root, "m.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	sum := sha256.Sum256(b)
+	m, err := configured(t, root).Validate(context.Background(), path, hex.EncodeToString(sum[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.Summary
+	if s.Architecture != "llama" || s.Name != "tiny-test" || s.FileType != "MOSTLY_Q8_0" || s.ContextLength != 4096 {
+		t.Fatalf("arch %q name %q file type %q context %d", s.Architecture, s.Name, s.FileType, s.ContextLength)
+	}
+	if s.FormatVersion != 3 || s.TensorCount != 4 || s.KVCount != 12 || s.ParameterCount != 1088 || s.FileBytes != uint64(len(b)) {
+		t.Fatalf("%+v", s)
+	}
+	want := []loader.TypeCount{{Type: "F16", Count: 1}, {Type: "F32", Count: 1}, {Type: "Q4_K", Count: 1}, {Type: "Q8_0", Count: 1}}
+	if len(s.TensorTypes) != len(want) {
+		t.Fatalf("tensor types %v", s.TensorTypes)
+	}
+	for i := range want {
+		if s.TensorTypes[i] != want[i] {
+			t.Fatalf("tensor types %v, want %v", s.TensorTypes, want)
+		}
+	}
+	if !s.ChatTemplatePresent || s.ChatTemplateBytes != 50 {
+		t.Fatalf("chat template %v %d", s.ChatTemplatePresent, s.ChatTemplateBytes)
+	}
+	byKey := map[string]loader.Metadata{}
+	for _, md := range s.Metadata {
+		byKey[md.Key] = md
+	}
+	for key, want := range map[string]loader.Metadata{
+		"tokenizer.ggml.tokens":        {Type: "array[string]", Value: "[4 x string]", Length: 4},
+		"llama.rope.freq_base":         {Type: "f32", Value: "10000"},
+		"tokenizer.ggml.add_bos_token": {Type: "bool", Value: "true"},
+		"tokenizer.chat_template":      {Type: "string", Value: "(chat template, 50 bytes, not shown)", Length: 50},
+	} {
+		want.Key = key
+		if byKey[key] != want {
+			t.Errorf("%s = %+v, want %+v", key, byKey[key], want)
+		}
+	}
+}
+
+func TestConfigureNamesBadFields(t *testing.T) {
+	vals, err := Schema.Decode([]byte(`{"allowed_roots": ["/"], "max_tensors": 0, "max_file_bytes": -1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = New(nil).Configure(context.Background(), vals)
+	fields := map[string]bool{}
+	for _, fe := range schema.FieldErrors(err) {
+		fields[fe.Field] = true
+	}
+	if !fields["max_tensors"] || !fields["max_file_bytes"] {
+		t.Fatalf("%v", err)
+	}
+}
