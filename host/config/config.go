@@ -37,8 +37,10 @@ type Config struct {
 	Metrics Metrics
 	Plugins []*Plugin
 	Audit   Audit
-	Models  []*Model
-	Verify  Verify
+	// Loader is nil when the config has no loader block (and no models).
+	Loader *Loader
+	Models []*Model
+	Verify Verify
 }
 
 // Worker identifies this host.
@@ -91,8 +93,12 @@ type Audit struct {
 	Sinks         []*Sink
 }
 
-// Sink is one audit sink: a plugin of kind audit_sink and its config block.
-type Sink struct {
+// PluginUse is a block that runs a plugin with its own config block: an
+// audit sink, or the model loader.
+type PluginUse struct {
+	// Role is "sink" or "loader"; Name is the sink's label ("" for the
+	// loader).
+	Role   string
 	Name   string
 	Plugin string
 	// Body is the raw `config {}` block (nil when absent), decoded by
@@ -100,6 +106,21 @@ type Sink struct {
 	Body       hcl.Body
 	ConfigJSON []byte
 	DeclRange  hcl.Range
+}
+
+// Sink is one audit sink: a plugin of kind audit_sink and its config block.
+type Sink = PluginUse
+
+// Loader is the model loader: a plugin of kind model_loader and its config
+// block (allowed_roots, max_file_bytes and the loader's own keys).
+type Loader = PluginUse
+
+// label names the block in messages.
+func (u *PluginUse) label() string {
+	if u.Role == "sink" {
+		return fmt.Sprintf("sink %q, plugin %q", u.Name, u.Plugin)
+	}
+	return fmt.Sprintf("%s, plugin %q", u.Role, u.Plugin)
 }
 
 // Model is a model the worker loads, seals and keeps verifying.
@@ -147,6 +168,7 @@ var Keys = map[string][]string{
 	"audit": {"require", "queue_size", "batch_size", "batch_wait", "critical_timeout", "shutdown_timeout",
 		"chain_key_file", "epoch_events", "epoch_duration"},
 	"sink":   {"plugin", "config"},
+	"loader": {"plugin", "config"},
 	"model":  {"path", "sha256", "device", "shard_id"},
 	"verify": {"interval", "on_failure"},
 }
@@ -154,7 +176,7 @@ var Keys = map[string][]string{
 var rootSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "worker"}, {Type: "metrics"}, {Type: "plugin", LabelNames: []string{"name"}},
-		{Type: "audit"}, {Type: "model", LabelNames: []string{"name"}}, {Type: "verify"},
+		{Type: "audit"}, {Type: "loader"}, {Type: "model", LabelNames: []string{"name"}}, {Type: "verify"},
 	},
 }
 
@@ -209,12 +231,20 @@ func Parse(filename string, src []byte) (*Config, map[string]*hcl.File, hcl.Diag
 	if b := single(blocks["audit"], "audit", true, fileRange, &diags); b != nil {
 		c.Audit = decodeAudit(b, ctx, dir, c, &diags)
 	}
+	if b := single(blocks["loader"], "loader", false, fileRange, &diags); b != nil {
+		c.Loader = decodeUse(b, "loader", handshake.KindModelLoader, "", ctx, c, &diags)
+	}
 	seen = map[string]hcl.Range{}
 	seenShards := map[string]hcl.Range{}
 	for _, b := range blocks["model"] {
 		if m := decodeModel(b, ctx, dir, seen, seenShards, &diags); m != nil {
 			c.Models = append(c.Models, m)
 		}
+	}
+	if len(c.Models) > 0 && c.Loader == nil && len(blocks["loader"]) == 0 {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing loader block",
+			Detail:  "Models are declared but no loader block says which plugin checks them: add loader { plugin = ..., config { allowed_roots = [...] } }.",
+			Subject: c.Models[0].DeclRange.Ptr()})
 	}
 	c.Verify = Verify{Interval: DefaultVerifyInterval, OnFailure: "release"}
 	if b := single(blocks["verify"], "verify", false, fileRange, &diags); b != nil {
@@ -427,33 +457,44 @@ func decodeAudit(b *hcl.Block, ctx *hcl.EvalContext, dir string, c *Config, diag
 
 func decodeSink(b *hcl.Block, ctx *hcl.EvalContext, c *Config, seen map[string]hcl.Range, diags *hcl.Diagnostics) *Sink {
 	name, ok := checkName(b, seen, diags)
-	content, _ := blockContent(b, Keys["sink"][:1], []hcl.BlockHeaderSchema{{Type: "config"}}, diags)
+	s := decodeUse(b, "sink", handshake.KindAuditSink, name, ctx, c, diags)
+	if !ok {
+		return nil
+	}
+	return s
+}
+
+// decodeUse reads a block holding `plugin` (a declared plugin of kind) and
+// at most one config block.
+func decodeUse(b *hcl.Block, role, kind, name string, ctx *hcl.EvalContext, c *Config, diags *hcl.Diagnostics) *PluginUse {
+	content, _ := blockContent(b, Keys[role][:1], []hcl.BlockHeaderSchema{{Type: "config"}}, diags)
 	a := attrs{m: content.Attributes, ctx: ctx, diags: diags}
 	required(a, "plugin", b)
-	s := &Sink{Name: name, Plugin: a.nonEmpty("plugin", ""), DeclRange: b.DefRange}
-	if s.Plugin != "" {
-		switch p := c.Plugin(s.Plugin); {
+	u := &PluginUse{Role: role, Name: name, Plugin: a.nonEmpty("plugin", ""), DeclRange: b.DefRange}
+	ok := true
+	if u.Plugin != "" {
+		switch p := c.Plugin(u.Plugin); {
 		case p == nil:
 			a.errorf(a.rangeOf("plugin", b.DefRange), "Reference to an undeclared plugin",
-				"No plugin block is named %q; declare it with plugin %q { kind = %q, path = ... }.", s.Plugin, s.Plugin, handshake.KindAuditSink)
+				"No plugin block is named %q; declare it with plugin %q { kind = %q, path = ... }.", u.Plugin, u.Plugin, kind)
 			ok = false
-		case p.Kind != "" && p.Kind != handshake.KindAuditSink:
+		case p.Kind != "" && p.Kind != kind:
 			a.errorf(a.rangeOf("plugin", b.DefRange), "Plugin of the wrong kind",
-				"Plugin %q is of kind %q; a sink needs one of kind %q.", s.Plugin, p.Kind, handshake.KindAuditSink)
+				"Plugin %q is of kind %q; a %s needs one of kind %q.", u.Plugin, p.Kind, role, kind)
 			ok = false
 		}
 	}
 	for i, cb := range content.Blocks {
 		if i > 0 {
-			a.errorf(cb.DefRange, "Duplicate config block", "A sink has at most one config block; the first is at %s.", pos(content.Blocks[0].DefRange))
+			a.errorf(cb.DefRange, "Duplicate config block", "A %s has at most one config block; the first is at %s.", role, pos(content.Blocks[0].DefRange))
 			continue
 		}
-		s.Body = cb.Body
+		u.Body = cb.Body
 	}
 	if !ok {
 		return nil
 	}
-	return s
+	return u
 }
 
 func decodeModel(b *hcl.Block, ctx *hcl.EvalContext, dir string, seen, seenShards map[string]hcl.Range, diags *hcl.Diagnostics) *Model {

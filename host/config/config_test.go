@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vramward/vramward/sdk/loader"
 	"github.com/vramward/vramward/sdk/plugintest"
 	"github.com/vramward/vramward/sdk/schema"
 )
@@ -22,6 +23,10 @@ var fileSchema = schema.Schema{
 	{Name: "flush_interval", Type: schema.Duration, Default: time.Second},
 }
 
+// schemas are the published schemas of the plugins the test configs use
+// (a loader's is at least the standard one).
+var schemas = map[string]schema.Schema{"audit-file": fileSchema, "loader-gguf": loader.StandardSchema}
+
 // TestDiagnosticsGolden: every problem of each file is reported at once,
 // at its file:line:col.
 func TestDiagnosticsGolden(t *testing.T) {
@@ -31,7 +36,7 @@ func TestDiagnosticsGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c, _, diags := Load(f)
 			if c != nil && !diags.HasErrors() {
-				diags = append(diags, c.DecodePluginConfigs(map[string]schema.Schema{"audit-file": fileSchema})...)
+				diags = append(diags, c.DecodePluginConfigs(schemas)...)
 			}
 			got := Format(diags)
 			plugintest.Golden(t, strings.TrimSuffix(f, ".hcl")+".golden", []byte(got), *update)
@@ -44,7 +49,7 @@ func TestGoodConfig(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(Format(diags))
 	}
-	if d := c.DecodePluginConfigs(map[string]schema.Schema{"audit-file": fileSchema}); d.HasErrors() {
+	if d := c.DecodePluginConfigs(schemas); d.HasErrors() {
 		t.Fatal(Format(d))
 	}
 	dir, _ := filepath.Abs("testdata/diags")
@@ -61,6 +66,9 @@ func TestGoodConfig(t *testing.T) {
 	want := `{"flush_interval":"2s","max_bytes":104857600,"max_files":10,"path":"` + filepath.Join(dir, "var/audit.log") + `"}`
 	if got := string(a.Sinks[0].ConfigJSON); got != want {
 		t.Errorf("sink config\n got %s\nwant %s", got, want)
+	}
+	if c.Loader == nil || c.Loader.Plugin != "loader-gguf" || string(c.Loader.ConfigJSON) != `{"allowed_roots":["`+filepath.Join(dir, "models")+`"],"max_file_bytes":1099511627776}` {
+		t.Errorf("loader: %+v", c.Loader)
 	}
 	m := c.Models[0]
 	if m.SHA256 != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" || m.ShardID != "llama" || m.Device != 0 {

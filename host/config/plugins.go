@@ -9,28 +9,39 @@ import (
 	"github.com/vramward/vramward/sdk/schema"
 )
 
-// DecodePluginConfigs decodes each sink's config block against the schema
-// its plugin published (keyed by plugin name), filling Sink.ConfigJSON. A
-// wrong key or type is reported at its position, like a host key.
+// Uses lists every block that runs a plugin with a config block: the
+// sinks, then the loader.
+func (c *Config) Uses() []*PluginUse {
+	uses := append([]*PluginUse(nil), c.Audit.Sinks...)
+	if c.Loader != nil {
+		uses = append(uses, c.Loader)
+	}
+	return uses
+}
+
+// DecodePluginConfigs decodes each sink's and the loader's config block
+// against the schema its plugin published (keyed by plugin name), filling
+// ConfigJSON. A wrong key or type is reported at its position, like a host
+// key.
 func (c *Config) DecodePluginConfigs(schemas map[string]schema.Schema) hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	for _, s := range c.Audit.Sinks {
-		if sch, ok := schemas[s.Plugin]; ok {
-			diags = append(diags, c.DecodeSinkConfig(s, sch)...)
+	for _, u := range c.Uses() {
+		if sch, ok := schemas[u.Plugin]; ok {
+			diags = append(diags, c.DecodeUseConfig(u, sch)...)
 		}
 	}
 	sortDiags(diags)
 	return diags
 }
 
-// DecodeSinkConfig decodes one sink's config block against sch.
-func (c *Config) DecodeSinkConfig(s *Sink, sch schema.Schema) hcl.Diagnostics {
+// DecodeUseConfig decodes one block's config block against sch.
+func (c *Config) DecodeUseConfig(s *PluginUse, sch schema.Schema) hcl.Diagnostics {
 	vals, diags := sch.DecodeHCL(s.Body, evalContext(c.Dir))
 	for _, diag := range diags {
 		if diag.Subject == nil {
 			diag.Subject = s.DeclRange.Ptr()
 		}
-		diag.Detail = fmt.Sprintf("%s (sink %q, plugin %q)", diag.Detail, s.Name, s.Plugin)
+		diag.Detail = fmt.Sprintf("%s (%s)", diag.Detail, s.label())
 	}
 	if !diags.HasErrors() {
 		s.ConfigJSON = vals.JSON()
@@ -39,8 +50,8 @@ func (c *Config) DecodeSinkConfig(s *Sink, sch schema.Schema) hcl.Diagnostics {
 }
 
 // FieldDiagnostics turns the field errors a plugin returned from Configure
-// into diagnostics at the attributes' positions in the sink's config block.
-func (s *Sink) FieldDiagnostics(fields []*schema.FieldError) hcl.Diagnostics {
+// into diagnostics at the attributes' positions in the block's config block.
+func (s *PluginUse) FieldDiagnostics(fields []*schema.FieldError) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	for _, f := range fields {
 		rng := s.DeclRange
@@ -52,7 +63,7 @@ func (s *Sink) FieldDiagnostics(fields []*schema.FieldError) hcl.Diagnostics {
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  fmt.Sprintf("Invalid value for %q", f.Field),
-			Detail:   fmt.Sprintf("%s (sink %q, plugin %q)", f.Msg, s.Name, s.Plugin),
+			Detail:   fmt.Sprintf("%s (%s)", f.Msg, s.label()),
 			Subject:  rng.Ptr(),
 		})
 	}

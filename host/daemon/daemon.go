@@ -20,6 +20,7 @@ import (
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/host/metrics"
 	"github.com/vramward/vramward/host/pluginhost"
+	"github.com/vramward/vramward/host/worker"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/chain"
 )
@@ -43,14 +44,19 @@ type Options struct {
 
 // Daemon is a running host.
 type Daemon struct {
-	cfg     *config.Config
-	log     hclog.Logger
-	reg     *prometheus.Registry
-	bus     *hostaudit.Bus
-	conns   []*sinkConn
-	metrics *metrics.Server
-	token   []byte
-	version string
+	cfg   *config.Config
+	log   hclog.Logger
+	reg   *prometheus.Registry
+	bus   *hostaudit.Bus
+	conns []*sinkConn
+	// launcher starts every plugin; loader is the model loader's process
+	// (nil without a loader block), models the outcome of each model.
+	launcher *pluginhost.Launcher
+	loader   *pluginhost.Process
+	models   []worker.Result
+	metrics  *metrics.Server
+	token    []byte
+	version  string
 }
 
 // Start brings the host up: it reads the worker token, opens the audit
@@ -87,6 +93,7 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	launcher := &pluginhost.Launcher{Logger: log.Named("plugin"), Metrics: pluginMetrics, LogLevel: opts.LogLevel}
+	d.launcher = launcher
 
 	var conns []hostaudit.SinkConn
 	for _, s := range cfg.Audit.Sinks {
@@ -147,16 +154,23 @@ func (d *Daemon) start(ctx context.Context) error {
 			log.Error("audit sink did not start; retrying with backoff", "sink", name, "error", err)
 		}
 	}
+	if cfg.Loader != nil {
+		if err := d.startLoader(ctx); err != nil {
+			d.shutdownAfterFailedStart()
+			return err
+		}
+	}
 	d.metrics, err = metrics.Serve(cfg.Metrics.Listen, d.reg, d.ready, log.Named("metrics"))
 	if err != nil {
 		d.shutdownAfterFailedStart()
 		return err
 	}
-	log.Info("vramward started", "worker", cfg.Worker.ID, "metrics", d.metrics.Addr(), "sinks", len(d.conns), "version", d.version)
+	log.Info("vramward started", "worker", cfg.Worker.ID, "metrics", d.metrics.Addr(), "sinks", len(d.conns), "models", len(d.models), "version", d.version)
 	return nil
 }
 
 func (d *Daemon) shutdownAfterFailedStart() {
+	d.stopLoader()
 	if err := d.bus.Close("start failed"); err != nil {
 		d.log.Error("shutdown after a failed start", "error", err)
 	}
@@ -197,6 +211,14 @@ func (d *Daemon) ready() (bool, string) {
 	return true, ""
 }
 
+// stopLoader ends the loader process: it holds nothing to flush.
+func (d *Daemon) stopLoader() {
+	if d.loader != nil {
+		d.loader.Stop()
+		d.loader = nil
+	}
+}
+
 // Bus is the audit bus, for the worker.
 func (d *Daemon) Bus() *hostaudit.Bus { return d.bus }
 
@@ -212,6 +234,7 @@ func (d *Daemon) Reopen(ctx context.Context) { d.bus.Reopen(ctx) }
 // spooled or a sink did not close cleanly.
 func (d *Daemon) Shutdown(reason string) error {
 	d.log.Info("shutting down", "reason", reason)
+	d.stopLoader()
 	err := d.bus.Close(reason)
 	// Every plugin client is managed: make sure no process outlives us,
 	// whatever happened above.

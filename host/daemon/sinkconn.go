@@ -68,7 +68,7 @@ func (c *sinkConn) Start(ctx context.Context) (*audit.Client, error) {
 		return nil, fmt.Errorf("sink %s: plugin info: %w", c.sink.Name, err)
 	}
 	if c.sink.ConfigJSON == nil {
-		if diags := c.cfg.DecodeSinkConfig(c.sink, info.Schema); diags.HasErrors() {
+		if diags := c.cfg.DecodeUseConfig(c.sink, info.Schema); diags.HasErrors() {
 			proc.Stop()
 			return nil, &ConfigError{Diags: diags}
 		}
@@ -96,15 +96,23 @@ func (c *sinkConn) Start(ctx context.Context) (*audit.Client, error) {
 }
 
 func (c *sinkConn) emitMismatch(ce *pluginhost.ChecksumError) {
+	if ev, ok := mismatchEvent(ce, c.log); ok {
+		c.emit(ev)
+	}
+}
+
+// mismatchEvent logs a refused plugin binary and makes its
+// PluginChecksumMismatch event.
+func mismatchEvent(ce *pluginhost.ChecksumError, log hclog.Logger) (audit.Event, bool) {
 	ev, err := audit.New(audit.PluginChecksumMismatch, audit.Actor{},
 		audit.Str("plugin", ce.Plugin), audit.Str("path", ce.Path),
 		audit.Str("expected_sha256", ce.Expected), audit.Str("actual_sha256", ce.Actual))
 	if err != nil {
-		c.log.Error("could not make the PluginChecksumMismatch event", "error", err)
-		return
+		log.Error("could not make the PluginChecksumMismatch event", "error", err)
+		return audit.Event{}, false
 	}
-	c.log.Error("plugin binary refused: checksum mismatch", "plugin", ce.Plugin, "path", ce.Path, "expected", ce.Expected, "actual", ce.Actual)
-	c.emit(ev)
+	log.Error("plugin binary refused: checksum mismatch", "plugin", ce.Plugin, "path", ce.Path, "expected", ce.Expected, "actual", ce.Actual)
+	return ev, true
 }
 
 // Crash reports a plugin process that exited on its own.

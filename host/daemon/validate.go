@@ -6,22 +6,25 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/host/pluginhost"
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/handshake"
+	"github.com/vramward/vramward/sdk/loader"
 	"github.com/vramward/vramward/sdk/schema"
 )
 
-// CheckPluginConfigs asks every plugin a sink uses for its config schema
+// CheckPluginConfigs asks every plugin a sink or the loader uses for its config schema
 // (the Info RPC only: nothing is configured, opened or written) and decodes
 // each sink's config block against it.
 func CheckPluginConfigs(cfg *config.Config, log hclog.Logger) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	launcher := &pluginhost.Launcher{Logger: log.Named("plugin"), LogLevel: "warn"}
 	schemas := map[string]schema.Schema{}
-	for _, s := range cfg.Audit.Sinks {
+	for _, s := range cfg.Uses() {
 		if _, done := schemas[s.Plugin]; done {
 			continue
 		}
@@ -37,22 +40,38 @@ func CheckPluginConfigs(cfg *config.Config, log hclog.Logger) hcl.Diagnostics {
 	return append(diags, cfg.DecodePluginConfigs(schemas)...)
 }
 
+// fetchSchema launches p and asks it for its config schema (Info only).
 func fetchSchema(l *pluginhost.Launcher, p *config.Plugin) (schema.Schema, error) {
-	m, err := audit.NewMetrics(nopRegisterer{})
-	if err != nil {
-		return nil, err
+	spec := pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256, StartTimeout: p.StartTimeout}
+	var half plugin.Plugin
+	switch p.Kind {
+	case handshake.KindModelLoader:
+		half = loader.PluginForHost(nil)
+	default:
+		m, err := audit.NewMetrics(nopRegisterer{})
+		if err != nil {
+			return nil, err
+		}
+		half = audit.PluginForHost(audit.ClientOptions{Sink: p.Name, Metrics: m})
 	}
-	proc, err := l.Launch(pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256, StartTimeout: p.StartTimeout},
-		audit.PluginForHost(audit.ClientOptions{Sink: p.Name, Metrics: m}))
+	proc, err := l.Launch(spec, half)
 	if err != nil {
 		return nil, err
 	}
 	defer proc.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info, err := proc.Raw.(*audit.Client).Info(ctx)
+	var sch schema.Schema
+	switch c := proc.Raw.(type) {
+	case *loader.Client:
+		info, ierr := c.Info(ctx)
+		sch, err = info.Schema, ierr
+	case *audit.Client:
+		info, ierr := c.Info(ctx)
+		sch, err = info.Schema, ierr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: info: %w", p.Name, err)
 	}
-	return info.Schema, nil
+	return sch, nil
 }

@@ -63,43 +63,43 @@ type Loader interface {
 
 // Model is a validated model file.
 type Model struct {
-	SHA256  string // lower-case hex
-	Summary Summary
+	SHA256  string  `json:"sha256"` // lower-case hex
+	Summary Summary `json:"summary"`
 }
 
 // Summary describes a model file that passed the format checks.
 type Summary struct {
-	Path           string
-	Format         string
-	FormatVersion  uint32
-	FileBytes      uint64
-	Architecture   string
-	Name           string
-	FileType       string
-	TensorCount    uint64
-	ParameterCount uint64
-	TensorBytes    uint64
-	ContextLength  uint64
-	KVCount        uint64
-	Alignment      uint64
-	DataOffset     uint64
-	TensorTypes    []TypeCount
+	Path           string      `json:"path"`
+	Format         string      `json:"format"`
+	FormatVersion  uint32      `json:"format_version"`
+	FileBytes      uint64      `json:"file_bytes"`
+	Architecture   string      `json:"architecture"`
+	Name           string      `json:"name"`
+	FileType       string      `json:"file_type"`
+	TensorCount    uint64      `json:"tensor_count"`
+	ParameterCount uint64      `json:"parameter_count"`
+	TensorBytes    uint64      `json:"tensor_bytes"`
+	ContextLength  uint64      `json:"context_length"`
+	KVCount        uint64      `json:"kv_count"`
+	Alignment      uint64      `json:"alignment"`
+	DataOffset     uint64      `json:"data_offset"`
+	TensorTypes    []TypeCount `json:"tensor_types"`
 	// The chat template is code; only its presence and size are reported.
-	ChatTemplatePresent bool
-	ChatTemplateBytes   uint64
-	Metadata            []Metadata
+	ChatTemplatePresent bool       `json:"chat_template_present"`
+	ChatTemplateBytes   uint64     `json:"chat_template_bytes"`
+	Metadata            []Metadata `json:"metadata"`
 }
 
 // TypeCount is how many tensors have one type.
 type TypeCount struct {
-	Type  string
-	Count uint64
+	Type  string `json:"type"`
+	Count uint64 `json:"count"`
 }
 
 // Metadata is one metadata pair rendered as sanitised text.
 type Metadata struct {
-	Key    string
-	Type   string
-	Value  string
-	Length uint64
+	Key    string `json:"key"`
+	Type   string `json:"type"`
+	Value  string `json:"value"`
+	Length uint64 `json:"length"`
 }

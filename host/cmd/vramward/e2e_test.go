@@ -27,8 +27,9 @@ import (
 
 var (
 	update  = flag.Bool("update", false, "rewrite golden files")
-	hostBin string
-	sinkBin string
+	hostBin   string
+	sinkBin   string
+	loaderBin string
 )
 
 func TestMain(m *testing.M) {
@@ -37,7 +38,10 @@ func TestMain(m *testing.M) {
 		if hostBin, err = plugintest.Build(dir, ".", "vramward"); err != nil {
 			return err
 		}
-		sinkBin, err = plugintest.Build(dir, "../../../plugins/audit-file", "vramward-plugin-audit-file")
+		if sinkBin, err = plugintest.Build(dir, "../../../plugins/audit-file", "vramward-plugin-audit-file"); err != nil {
+			return err
+		}
+		loaderBin, err = plugintest.Build(dir, "../../../plugins/loader-gguf", "vramward-plugin-loader-gguf")
 		return err
 	})
 }
@@ -338,6 +342,9 @@ func TestUsage(t *testing.T) {
 		{[]string{"audit", "verify", "-help"}, 0, "-key-file"},
 		{[]string{"audit", "verify"}, 2, "usage:"},
 		{[]string{"version"}, 0, "plugin protocol 1"},
+		{[]string{"gguf"}, 2, "usage: vramward gguf inspect"},
+		{[]string{"gguf", "inspect", "-help"}, 0, "-json"},
+		{[]string{"gguf", "inspect"}, 2, "usage:"},
 	} {
 		var out bytes.Buffer
 		code := run(tc.args, &out, &out)

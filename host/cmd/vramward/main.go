@@ -3,6 +3,7 @@
 //	vramward run      -config FILE       run the host until SIGTERM/SIGINT
 //	vramward validate -config FILE       check a config, plugin config blocks included
 //	vramward audit verify [-key-file K] FILE...
+//	vramward gguf inspect [-json] [-config FILE | -plugin PATH] MODEL
 //	vramward version
 package main
 
@@ -34,6 +35,7 @@ Usage:
   vramward run      -config FILE [-log-level LEVEL]   run the host until SIGTERM or SIGINT
   vramward validate -config FILE                      check a config, plugin config blocks included
   vramward audit verify [-key-file FILE] TRAIL...     verify an audit trail (files in any order)
+  vramward gguf inspect [-json] MODEL                 check a GGUF file and print what it holds
   vramward version                                    print versions
 
 Run "vramward COMMAND -help" for a command's flags.
@@ -57,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return daemon.ExitUsage
 		}
 		return cmdVerify(args[2:], stdout, stderr)
+	case "gguf":
+		return cmdGGUF(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "vramward %s (plugin SDK %s, plugin protocol %d)\n", version.Version, version.SDK, handshake.ProtocolVersion)
 		return 0

@@ -35,6 +35,16 @@ const (
 	ReasonTensorOverlap      Reason = "TENSOR_OVERLAP"
 )
 
+// Reasons lists every reason the reader gives, for documentation checks.
+func Reasons() []Reason {
+	return []Reason{ReasonBadMagic, ReasonUnsupportedVersion, ReasonByteSwapped, ReasonTruncated, ReasonMetadataTooLarge,
+		ReasonTooManyTensors, ReasonTooManyKV, ReasonStringTooLong, ReasonArrayTooLong, ReasonArrayTooDeep,
+		ReasonUnknownValueType, ReasonBadBool, ReasonEmptyKey, ReasonDuplicateKey, ReasonInvalidUTF8, ReasonBadAlignment,
+		ReasonBadTensorName, ReasonTensorNameTooLong, ReasonDuplicateTensor, ReasonBadDims, ReasonUnknownTensorType,
+		ReasonRemovedTensorType, ReasonBlockMisaligned, ReasonSizeOverflow, ReasonOffsetMisaligned,
+		ReasonTensorOutOfBounds, ReasonTensorOverlap}
+}
+
 // Error is a refusal: what is wrong and the byte offset of the field at
 // fault.
 type Error struct {

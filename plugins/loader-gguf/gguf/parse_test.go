@@ -346,3 +346,16 @@ func TestErrorIs(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// Every reason the reader can give has a malformed file that earns it.
+func TestEveryReasonHasAFile(t *testing.T) {
+	seen := map[Reason]bool{}
+	for _, m := range malformedFiles() {
+		seen[m.reason] = true
+	}
+	for _, r := range Reasons() {
+		if !seen[r] {
+			t.Errorf("no malformed file is refused with %s", r)
+		}
+	}
+}

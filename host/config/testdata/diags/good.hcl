@@ -26,6 +26,18 @@ audit {
   }
 }
 
+plugin "loader-gguf" {
+  kind = "model_loader"
+  path = "../bin/vramward-plugin-loader-gguf"
+}
+
+loader {
+  plugin = "loader-gguf"
+  config {
+    allowed_roots = [abspath("models")]
+  }
+}
+
 model "llama" {
   path   = "/models/llama.gguf"
   sha256 = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"

@@ -42,6 +42,10 @@ audit {
   }
 }
 
+loader {
+  plugin = "no-such-loader"
+}
+
 model "m" {
   path   = "/models/m.gguf"
   device = 1.5

@@ -30,3 +30,16 @@ audit {
     plugin = "audit-file"
   }
 }
+
+plugin "loader-gguf" {
+  kind = "model_loader"
+  path = "bin/vramward-plugin-loader-gguf"
+}
+
+loader {
+  plugin = "loader-gguf"
+  config {
+    allowed_roots  = "/models"
+    max_file_byte  = 1
+  }
+}

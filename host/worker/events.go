@@ -1,0 +1,60 @@
+// Package worker is the host's main job for each configured model: have the
+// loader plugin confine, hash and validate the file, and record the outcome
+// as an audit event. The host, not the plugin, makes the event, so a faulty
+// loader cannot skip or forge the record of its own refusal.
+package worker
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/vramward/vramward/host/config"
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/loader"
+)
+
+// ActionRefused is the action_taken of every refused model: it is not
+// loaded.
+const ActionRefused = "load_refused"
+
+// ModelEvent is the audit event for the outcome of validating m: ModelLoaded
+// on success, the security event for a refusal, and no event (ok false) for
+// an operational failure (missing file, unreachable plugin) that says
+// nothing about the model; those are logged and counted by the caller.
+func ModelEvent(m *config.Model, model *loader.Model, err error) (audit.Event, bool, error) {
+	if err == nil {
+		s := model.Summary
+		e, err := audit.New(audit.ModelLoaded, audit.Actor{},
+			audit.Str("model_ref", m.Name), audit.Str("sha256", model.SHA256), audit.Str("architecture", s.Architecture),
+			audit.Uint("tensor_count", s.TensorCount), audit.Uint("file_bytes", s.FileBytes))
+		return e, true, err
+	}
+	var r *loader.Rejection
+	if !errors.As(err, &r) {
+		return audit.Event{}, false, nil
+	}
+	var (
+		t      audit.Type
+		fields []audit.Field
+	)
+	switch r.Reason {
+	case loader.ReasonPathTraversal:
+		t = audit.PathTraversalAttempt
+		fields = []audit.Field{audit.Str("attempted_path", m.Path), audit.Str("allowed_roots", strings.Join(r.AllowedRoots, ", "))}
+	case loader.ReasonIntegrityViolation:
+		t = audit.IntegrityViolation
+		fields = []audit.Field{audit.Str("resource_type", "model_file"), audit.Str("resource_id", m.Name+" ("+m.Path+")"),
+			audit.Str("expected_hash", r.ExpectedSHA256), audit.Str("actual_hash", r.ActualSHA256), audit.Str("action_taken", ActionRefused)}
+	case loader.ReasonMalformedModel, loader.ReasonNotRegularFile:
+		t = audit.MalformedModelRejected
+		fields = []audit.Field{audit.Str("model_ref", m.Name), audit.Str("validation_error", string(r.Reason)+": "+r.Msg), audit.Str("action_taken", ActionRefused)}
+	case loader.ReasonTooLarge:
+		t = audit.ResourceLimitViolation
+		fields = []audit.Field{audit.Str("resource_type", "model_file"), audit.Str("limit_type", loader.KeyMaxFileBytes),
+			audit.Uint("limit_value", r.Limit), audit.Uint("actual_value", r.Actual), audit.Str("action_taken", ActionRefused)}
+	default:
+		return audit.Event{}, false, nil
+	}
+	e, err := audit.New(t, audit.Actor{}, fields...)
+	return e, true, err
+}
