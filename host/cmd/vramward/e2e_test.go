@@ -26,7 +26,7 @@ import (
 )
 
 var (
-	update  = flag.Bool("update", false, "rewrite golden files")
+	update    = flag.Bool("update", false, "rewrite golden files")
 	hostBin   string
 	sinkBin   string
 	loaderBin string
