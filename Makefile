@@ -37,6 +37,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./host/...
 	$(GO) run ./bench/audit
 	$(GO) run ./bench/host
+	$(GO) run ./bench/loader
 
 # Each fuzz target runs for FUZZTIME; the corpus lives in each package's testdata/fuzz/.
 fuzz:

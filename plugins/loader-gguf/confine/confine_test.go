@@ -32,7 +32,7 @@ type tree struct {
 	roots         *Roots
 }
 
-func newTree(t *testing.T) tree {
+func newTree(t testing.TB) tree {
 	t.Helper()
 	base := t.TempDir()
 	tr := tree{root: filepath.Join(base, "models"), outside: filepath.Join(base, "outside")}

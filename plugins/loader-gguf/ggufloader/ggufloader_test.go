@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/vramward/vramward/sdk/gguftest"
@@ -86,5 +89,40 @@ func TestConfigureNamesBadFields(t *testing.T) {
 	}
 	if !fields["max_tensors"] || !fields["max_file_bytes"] {
 		t.Fatalf("%v", err)
+	}
+}
+
+// Validating a model costs the read-ahead buffers and the metadata, never
+// the file: 256 MiB are checked with a fixed, small amount of memory.
+func TestValidateDoesNotHoldTheFile(t *testing.T) {
+	root := t.TempDir()
+	f := &gguftest.File{
+		KV:      []gguftest.KV{{Key: "general.architecture", Value: gguftest.Str("big")}},
+		Tensors: []gguftest.Tensor{{Name: "w", Dims: []uint64{64 << 20}, Type: gguftest.GGMLF32}},
+	}
+	path, err := f.Write(filepath.Join(root, "big.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := configured(t, root)
+	digest := func() string {
+		// The first Validate reports the digest in its rejection.
+		_, err := l.Validate(context.Background(), path, strings.Repeat("0", 64))
+		var r *loader.Rejection
+		if !errors.As(err, &r) || r.ActualSHA256 == "" {
+			t.Fatalf("%v", err)
+		}
+		return r.ActualSHA256
+	}()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if _, err := l.Validate(context.Background(), path, digest); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	// Three 4 MiB read-ahead buffers, the reader's 64 KiB, the summary.
+	if got := after.TotalAlloc - before.TotalAlloc; got > 14<<20 {
+		t.Fatalf("validating a 256 MiB file allocated %d MiB", got>>20)
 	}
 }
