@@ -17,6 +17,11 @@ plugin "audit-file" {
   # sha256 = "..."  # pin the binary in production: `sha256sum bin/vramward-plugin-audit-file`
 }
 
+plugin "loader-gguf" {
+  kind = "model_loader"
+  path = "../bin/vramward-plugin-loader-gguf"
+}
+
 audit {
   require          = "all" # a CRITICAL event must be durable on every sink
   shutdown_timeout = "10s"
@@ -30,4 +35,20 @@ audit {
       flush_interval = "1s"
     }
   }
+}
+
+# The loader confines, hashes and validates every model at start; the trail
+# records ModelLoaded (or why a model was refused).
+loader {
+  plugin = "loader-gguf"
+  config {
+    allowed_roots = [abspath("models")]
+  }
+}
+
+# A tiny spec-exact GGUF file (sdk/gguftest's Small model), so that the
+# example runs on any machine.
+model "tiny" {
+  path   = "models/tiny.gguf"
+  sha256 = "3b5d8c83f41adc60f4e50d2743a14bc5a315d9436bb8ed883dc4bcc371d83b46"
 }

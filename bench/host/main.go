@@ -33,6 +33,8 @@ func main() {
 func run(hostBin, pluginBin string, runs int) error {
 	hostBin, _ = filepath.Abs(hostBin)
 	pluginBin, _ = filepath.Abs(pluginBin)
+	loaderBin, _ := filepath.Abs(filepath.Join(filepath.Dir(pluginBin), "vramward-plugin-loader-gguf"))
+	models, _ := filepath.Abs("examples/models")
 	dir, err := os.MkdirTemp("", "vramward-bench-host-")
 	if err != nil {
 		return err
@@ -63,6 +65,9 @@ func run(hostBin, pluginBin string, runs int) error {
 			`"../bin/vramward-plugin-audit-file"`, fmt.Sprintf("%q", pluginBin),
 			`abspath("../var/audit/audit.log")`, `abspath("audit/audit.log")`,
 			`"127.0.0.1:9464"`, fmt.Sprintf(`"127.0.0.1:%d"`, port),
+			`"../bin/vramward-plugin-loader-gguf"`, fmt.Sprintf("%q", loaderBin),
+			`abspath("models")`, fmt.Sprintf("%q", models),
+			`"models/tiny.gguf"`, fmt.Sprintf("%q", filepath.Join(models, "tiny.gguf")),
 		).Replace(string(example))
 		cfgPath := filepath.Join(dir, "config.hcl")
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
