@@ -2,9 +2,6 @@ package audit
 
 import (
 	"context"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -12,7 +9,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/vramward/vramward/sdk/handshake"
-	"github.com/vramward/vramward/sdk/internal/parentwatch"
+	"github.com/vramward/vramward/sdk/internal/serving"
 )
 
 // MaxMessageBytes is the largest RPC message a sink accepts; the host's
@@ -26,14 +23,7 @@ const shutdownGrace = 10 * time.Second
 // NewLogger is the logger a plugin should use: JSON lines on stderr, which
 // the host forwards into its own log under the plugin's name. Its level comes
 // from VRAMWARD_PLUGIN_LOG_LEVEL (default info).
-func NewLogger(name string) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{
-		Name:       name,
-		Level:      hclog.LevelFromString(os.Getenv("VRAMWARD_PLUGIN_LOG_LEVEL")),
-		Output:     os.Stderr,
-		JSONFormat: true,
-	})
-}
+func NewLogger(name string) hclog.Logger { return serving.NewLogger(name) }
 
 // Serve runs sink as a plugin process and returns when the host is done with
 // it. Call it from main and return. Whichever way the process is asked to end
@@ -55,24 +45,7 @@ func Serve(sink Sink) {
 		}
 	}
 
-	// go-plugin ignores SIGINT (the host's terminal sends it to the whole
-	// group; the host decides) and leaves SIGTERM at its default, which
-	// would drop what the sink holds.
-	// Once the host is gone, a log line to its stderr pipe must fail with
-	// EPIPE, not kill the process with SIGPIPE before the sink is flushed.
-	signal.Ignore(syscall.SIGPIPE)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM)
-	go func() {
-		<-sigs
-		final("SIGTERM")
-		os.Exit(0)
-	}()
-	// go-plugin leaves orphans when the host is killed; flush and go.
-	parentwatch.OnExit(func() {
-		final("host process exited")
-		os.Exit(0)
-	}, logger)
+	serving.OnEnd(final, logger)
 
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  handshake.Config,

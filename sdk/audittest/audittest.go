@@ -124,11 +124,7 @@ func run(t *testing.T, connect connector, opts []Option) {
 	}
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return c
-}
+func ctx(t *testing.T) context.Context { return plugintest.Context(t) }
 
 func configured(t *testing.T, connect connector) *target {
 	t.Helper()

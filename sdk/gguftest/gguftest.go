@@ -355,30 +355,15 @@ type Buf struct {
 }
 
 func (b *Buf) U8(v uint8) *Buf { b.B = append(b.B, v); return b }
-func (b *Buf) U16(v uint16) *Buf {
+func (b *Buf) order() binary.AppendByteOrder {
 	if b.big {
-		b.B = binary.BigEndian.AppendUint16(b.B, v)
-	} else {
-		b.B = binary.LittleEndian.AppendUint16(b.B, v)
+		return binary.BigEndian
 	}
-	return b
+	return binary.LittleEndian
 }
-func (b *Buf) U32(v uint32) *Buf {
-	if b.big {
-		b.B = binary.BigEndian.AppendUint32(b.B, v)
-	} else {
-		b.B = binary.LittleEndian.AppendUint32(b.B, v)
-	}
-	return b
-}
-func (b *Buf) U64(v uint64) *Buf {
-	if b.big {
-		b.B = binary.BigEndian.AppendUint64(b.B, v)
-	} else {
-		b.B = binary.LittleEndian.AppendUint64(b.B, v)
-	}
-	return b
-}
+func (b *Buf) U16(v uint16) *Buf   { b.B = b.order().AppendUint16(b.B, v); return b }
+func (b *Buf) U32(v uint32) *Buf   { b.B = b.order().AppendUint32(b.B, v); return b }
+func (b *Buf) U64(v uint64) *Buf   { b.B = b.order().AppendUint64(b.B, v); return b }
 func (b *Buf) Str(s string) *Buf   { b.U64(uint64(len(s))); b.B = append(b.B, s...); return b }
 func (b *Buf) Bytes(p []byte) *Buf { b.B = append(b.B, p...); return b }
 

@@ -3,16 +3,13 @@ package loader
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	"github.com/vramward/vramward/sdk/handshake"
-	"github.com/vramward/vramward/sdk/internal/parentwatch"
+	"github.com/vramward/vramward/sdk/internal/serving"
 	loaderv1 "github.com/vramward/vramward/sdk/proto/loader/v1"
 )
 
@@ -67,12 +64,7 @@ func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *g
 // NewLogger is the logger a loader plugin should use: JSON lines on stderr,
 // forwarded by the host under the plugin's name; level from
 // VRAMWARD_PLUGIN_LOG_LEVEL.
-func NewLogger(name string) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{
-		Name: name, Level: hclog.LevelFromString(os.Getenv("VRAMWARD_PLUGIN_LOG_LEVEL")),
-		Output: os.Stderr, JSONFormat: true,
-	})
-}
+func NewLogger(name string) hclog.Logger { return serving.NewLogger(name) }
 
 // Serve runs l as a plugin process until the host is done with it. Call it
 // from main and return. A loader holds no data to flush, but it is closed
@@ -86,18 +78,7 @@ func Serve(l Loader) {
 			logger.Error("close failed", "why", why, "error", err)
 		}
 	}
-	signal.Ignore(syscall.SIGPIPE)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM)
-	go func() {
-		<-sigs
-		final("SIGTERM")
-		os.Exit(0)
-	}()
-	parentwatch.OnExit(func() {
-		final("host process exited")
-		os.Exit(0)
-	}, logger)
+	serving.OnEnd(final, logger)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  handshake.Config,
 		VersionedPlugins: map[int]plugin.PluginSet{handshake.ProtocolVersion: {handshake.KindModelLoader: p}},

@@ -138,11 +138,7 @@ func run(t *testing.T, connect connector, opts []Option) {
 	}
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return c
-}
+func ctx(t *testing.T) context.Context { return plugintest.Context(t) }
 
 // env is a configured loader with one root holding the valid fixture.
 type env struct {

@@ -5,6 +5,7 @@
 package plugintest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -120,6 +121,15 @@ func WaitExited(t testing.TB, pid int) {
 		}
 	}
 	t.Fatalf("process %d is still running", pid)
+}
+
+// Context is a context for one RPC of a test: it ends after 30 seconds,
+// so that a hung plugin fails the test instead of stalling it, and with
+// the test.
+func Context(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
 }
 
 // Main is a TestMain for packages whose tests run built binaries: build

@@ -1,0 +1,47 @@
+// Package serving holds what every plugin process does the same way,
+// whatever its kind: log JSON lines to stderr for the host to forward, and
+// end through one final function whichever way the process is asked to end.
+package serving
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/vramward/vramward/sdk/internal/parentwatch"
+)
+
+// NewLogger is a plugin's logger: JSON lines on stderr, which the host
+// forwards into its own log under the plugin's name. Its level comes from
+// VRAMWARD_PLUGIN_LOG_LEVEL (default info).
+func NewLogger(name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       name,
+		Level:      hclog.LevelFromString(os.Getenv("VRAMWARD_PLUGIN_LOG_LEVEL")),
+		Output:     os.Stderr,
+		JSONFormat: true,
+	})
+}
+
+// OnEnd runs final and exits when the process gets SIGTERM or the host
+// process dies. go-plugin ignores SIGINT (the host's terminal sends it to
+// the whole group; the host decides) and leaves SIGTERM at its default,
+// which would skip final; and it leaves orphans when the host is killed.
+// Once the host is gone, a log line to its stderr pipe must fail with
+// EPIPE, not kill the process with SIGPIPE before final ran.
+func OnEnd(final func(why string), logger hclog.Logger) {
+	signal.Ignore(syscall.SIGPIPE)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		final("SIGTERM")
+		os.Exit(0)
+	}()
+	parentwatch.OnExit(func() {
+		final("host process exited")
+		os.Exit(0)
+	}, logger)
+}
