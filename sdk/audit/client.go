@@ -85,6 +85,13 @@ func (c *Client) Configure(ctx context.Context, configJSON []byte) error {
 	return nil
 }
 
+func (c *Client) countShortened(n uint64) {
+	if n > 0 {
+		c.m.shortened.WithLabelValues(c.sink).Add(float64(n))
+		c.log.Warn("the sink stored events shortened: they exceed its size limit", "sink", c.sink, "events", n)
+	}
+}
+
 // Emit sends one event. For a CRITICAL event it returns nil only when the
 // sink flushed it.
 func (c *Client) Emit(ctx context.Context, e Event) error {
@@ -95,6 +102,7 @@ func (c *Client) Emit(ctx context.Context, e Event) error {
 	if err != nil {
 		return c.fail(fromStatus("emit", err), one)
 	}
+	c.countShortened(resp.GetShortened())
 	if e.Severity == Critical && !resp.GetDurable() {
 		return c.fail(&Error{Op: "emit", Reason: ReasonNotDurable, Msg: "CRITICAL event acknowledged without a flush"}, one)
 	}
@@ -116,6 +124,7 @@ func (c *Client) EmitBatch(ctx context.Context, events []Event) error {
 		if err != nil {
 			return c.fail(fromStatus("emit_batch", err), events)
 		}
+		c.countShortened(resp.GetShortened())
 		if top == Critical && !resp.GetDurable() {
 			return c.fail(&Error{Op: "emit_batch", Reason: ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush"}, events)
 		}
@@ -172,6 +181,7 @@ func (c *Client) emitStream(ctx context.Context, events []Event) error {
 			return c.fail(fromStatus("emit_batch", err), events[done:])
 		}
 		c.m.emitDuration.WithLabelValues(c.sink, sb.top.String()).Observe(time.Since(sb.start).Seconds())
+		c.countShortened(resp.GetShortened())
 		if sb.top == Critical && !resp.GetDurable() {
 			cancel()
 			return c.fail(&Error{Op: "emit_batch", Reason: ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush"}, events[done:])

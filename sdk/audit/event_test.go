@@ -181,3 +181,17 @@ func FuzzParseJSON(f *testing.F) {
 		}
 	})
 }
+
+func TestResendWindowEvictsOldest(t *testing.T) {
+	w := NewResendWindow(2)
+	w.Add(1, []byte{1})
+	w.Add(2, []byte{2})
+	w.Add(3, []byte{3})
+	if w.Has(1, []byte{1}) || !w.Has(2, []byte{2}) || !w.Has(3, []byte{3}) || w.Has(3, []byte{9}) {
+		t.Fatal("window does not keep exactly the last two seqs with their MACs")
+	}
+	w.Add(4, nil) // no MAC: not remembered
+	if w.Has(4, nil) {
+		t.Fatal("remembered an event without a MAC")
+	}
+}

@@ -13,6 +13,7 @@ type Metrics struct {
 	emitFailures         *prometheus.CounterVec
 	criticalEmitFailures *prometheus.CounterVec
 	flushFailures        *prometheus.CounterVec
+	shortened            *prometheus.CounterVec
 	emitDuration         *prometheus.HistogramVec
 }
 
@@ -32,6 +33,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "vramward_audit_flush_failures_total",
 			Help: "Failed flushes (including the flush of a shutdown) by sink.",
 		}, []string{"sink"}),
+		shortened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vramward_audit_shortened_events_total",
+			Help: "Audit events a sink stored shortened (envelope kept, fields left out, marked as such) because they exceeded its output's size limit.",
+		}, []string{"sink"}),
 		emitDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "vramward_audit_emit_duration_seconds",
 			Help:    "Time of one emit RPC (single event or batch) to a sink, labelled with the highest severity it carried.",
@@ -46,6 +51,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return nil, err
 	}
 	if m.flushFailures, err = register(reg, m.flushFailures); err != nil {
+		return nil, err
+	}
+	if m.shortened, err = register(reg, m.shortened); err != nil {
 		return nil, err
 	}
 	if m.emitDuration, err = register(reg, m.emitDuration); err != nil {
@@ -75,4 +83,5 @@ func (m *Metrics) initSink(sink string) {
 	}
 	m.criticalEmitFailures.WithLabelValues(sink)
 	m.flushFailures.WithLabelValues(sink)
+	m.shortened.WithLabelValues(sink)
 }

@@ -35,6 +35,8 @@ type server struct {
 	// writes or flushes so it is counted by the host, not only logged here.
 	bgFlushErr error
 	stopTicker chan struct{}
+	// shortened is the sink's Shortened() after the last write.
+	shortened uint64
 }
 
 func newServer(sink Sink, logger hclog.Logger) *server {
@@ -124,11 +126,11 @@ func (s *server) Emit(ctx context.Context, req *auditv1.EmitRequest) (*auditv1.E
 	if err != nil {
 		return nil, (&Error{Op: "emit", Reason: ReasonInvalidEvent, Msg: err.Error()}).toStatus()
 	}
-	durable, serr := s.write(ctx, "emit", []Event{e})
+	durable, short, serr := s.write(ctx, "emit", []Event{e})
 	if serr != nil {
 		return nil, serr.toStatus()
 	}
-	return &auditv1.EmitResponse{Durable: durable}, nil
+	return &auditv1.EmitResponse{Durable: durable, Shortened: short}, nil
 }
 
 func (s *server) EmitBatch(ctx context.Context, req *auditv1.EmitBatchRequest) (*auditv1.EmitBatchResponse, error) {
@@ -136,11 +138,11 @@ func (s *server) EmitBatch(ctx context.Context, req *auditv1.EmitBatchRequest) (
 	if err != nil {
 		return nil, (&Error{Op: "emit_batch", Reason: ReasonInvalidEvent, Msg: err.Error()}).toStatus()
 	}
-	durable, serr := s.write(ctx, "emit_batch", events)
+	durable, short, serr := s.write(ctx, "emit_batch", events)
 	if serr != nil {
 		return nil, serr.toStatus()
 	}
-	return &auditv1.EmitBatchResponse{Durable: durable}, nil
+	return &auditv1.EmitBatchResponse{Durable: durable, Shortened: short}, nil
 }
 
 func (s *server) EmitStream(stream grpc.BidiStreamingServer[auditv1.EmitBatchRequest, auditv1.EmitBatchResponse]) error {
@@ -156,13 +158,13 @@ func (s *server) EmitStream(stream grpc.BidiStreamingServer[auditv1.EmitBatchReq
 		if err != nil {
 			return (&Error{Op: "emit_batch", Reason: ReasonInvalidEvent, Msg: err.Error()}).toStatus()
 		}
-		durable, serr := s.write(stream.Context(), "emit_batch", events)
+		durable, short, serr := s.write(stream.Context(), "emit_batch", events)
 		if serr != nil {
 			// Ending the stream here is what keeps order: nothing sent after
 			// a failed batch is written.
 			return serr.toStatus()
 		}
-		if err := stream.Send(&auditv1.EmitBatchResponse{Durable: durable}); err != nil {
+		if err := stream.Send(&auditv1.EmitBatchResponse{Durable: durable, Shortened: short}); err != nil {
 			return err
 		}
 	}
@@ -210,28 +212,36 @@ func batchEvents(req *auditv1.EmitBatchRequest) ([]Event, error) {
 }
 
 // write hands events to the sink and, if any is CRITICAL, flushes before
-// answering. durable is true only after a successful flush.
-func (s *server) write(ctx context.Context, op string, events []Event) (durable bool, _ *Error) {
+// answering. durable is true only after a successful flush; shortened is
+// how many of the events the sink stored shortened.
+func (s *server) write(ctx context.Context, op string, events []Event) (durable bool, shortened uint64, _ *Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.ready(op); err != nil {
-		return false, err
+		return false, 0, err
 	}
 	if len(events) == 0 {
-		return false, nil
+		return false, 0, nil
 	}
-	if err := s.sink.Write(ctx, events); err != nil {
-		return false, asError(op, ReasonWriteFailed, err)
+	err := s.sink.Write(ctx, events)
+	if sh, ok := s.sink.(Shortener); ok {
+		// Counted even when the write failed: what was shortened and
+		// then stored stays shortened.
+		now := sh.Shortened()
+		shortened, s.shortened = now-s.shortened, now
+	}
+	if err != nil {
+		return false, shortened, asError(op, ReasonWriteFailed, err)
 	}
 	for i := range events {
 		if events[i].Severity == Critical {
 			if err := s.sink.Flush(ctx); err != nil {
-				return false, asError(op, ReasonFlushFailed, err)
+				return false, shortened, asError(op, ReasonFlushFailed, err)
 			}
-			return true, nil
+			return true, shortened, nil
 		}
 	}
-	return false, nil
+	return false, shortened, nil
 }
 
 func (s *server) Flush(ctx context.Context, _ *auditv1.FlushRequest) (*auditv1.FlushResponse, error) {

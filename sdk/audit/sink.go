@@ -58,3 +58,12 @@ type Reopener interface {
 type PeriodicFlusher interface {
 	FlushInterval() time.Duration
 }
+
+// Shortener is implemented by sinks whose output has a size limit and that
+// store an event that does not fit in a shortened form (saying so in the
+// stored record) rather than refuse it. Shortened is the running count of
+// such events; Serve reports each Write's share to the host, which counts
+// it in vramward_audit_shortened_events_total.
+type Shortener interface {
+	Shortened() uint64
+}

@@ -70,7 +70,7 @@ type Sink struct {
 	dirtyTail bool
 	unsynced  bool
 
-	seen  window
+	seen  *audit.ResendWindow
 	buf   []byte
 	added []int // indexes of the events of the current write that are new
 }
@@ -80,7 +80,7 @@ func New(logger hclog.Logger) *Sink {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Sink{log: logger, seen: newWindow(dedupeWindow)}
+	return &Sink{log: logger, seen: audit.NewResendWindow(dedupeWindow)}
 }
 
 // Info implements audit.Sink.
@@ -219,7 +219,7 @@ func (s *Sink) readTail() error {
 		if err != nil {
 			continue // not ours to judge here; `vramward audit verify` will
 		}
-		s.seen.add(e.Seq, e.Chain.MAC)
+		s.seen.Add(e.Seq, e.Chain.MAC)
 	}
 	return nil
 }
@@ -264,7 +264,7 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 	s.added = s.added[:0]
 	for i := range events {
 		e := &events[i]
-		if len(e.Chain.MAC) > 0 && s.seen.has(e.Seq, e.Chain.MAC) {
+		if len(e.Chain.MAC) > 0 && s.seen.Has(e.Seq, e.Chain.MAC) {
 			s.log.Debug("skipped a re-sent event already in the trail", "seq", e.Seq)
 			continue
 		}
@@ -293,7 +293,7 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 	s.size += int64(n)
 	s.unsynced = true
 	for _, i := range s.added {
-		s.seen.add(events[i].Seq, events[i].Chain.MAC)
+		s.seen.Add(events[i].Seq, events[i].Chain.MAC)
 	}
 	return nil
 }

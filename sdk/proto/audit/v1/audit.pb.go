@@ -690,7 +690,10 @@ func (x *EmitRequest) GetEvent() *Event {
 type EmitResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// True when the event was flushed to durable storage before this answer.
-	Durable       bool `protobuf:"varint,1,opt,name=durable,proto3" json:"durable,omitempty"`
+	Durable bool `protobuf:"varint,1,opt,name=durable,proto3" json:"durable,omitempty"`
+	// Events of this request the sink stored shortened, because they did not
+	// fit its output's size limit (a syslog message); the client counts them.
+	Shortened     uint64 `protobuf:"varint,2,opt,name=shortened,proto3" json:"shortened,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -730,6 +733,13 @@ func (x *EmitResponse) GetDurable() bool {
 		return x.Durable
 	}
 	return false
+}
+
+func (x *EmitResponse) GetShortened() uint64 {
+	if x != nil {
+		return x.Shortened
+	}
+	return 0
 }
 
 type EmitBatchRequest struct {
@@ -791,6 +801,7 @@ func (x *EmitBatchRequest) GetRecords() []byte {
 type EmitBatchResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Durable       bool                   `protobuf:"varint,1,opt,name=durable,proto3" json:"durable,omitempty"`
+	Shortened     uint64                 `protobuf:"varint,2,opt,name=shortened,proto3" json:"shortened,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -830,6 +841,13 @@ func (x *EmitBatchResponse) GetDurable() bool {
 		return x.Durable
 	}
 	return false
+}
+
+func (x *EmitBatchResponse) GetShortened() uint64 {
+	if x != nil {
+		return x.Shortened
+	}
+	return 0
 }
 
 type FlushRequest struct {
@@ -1091,14 +1109,16 @@ const file_audit_v1_audit_proto_rawDesc = "" +
 	"configJson\"\x13\n" +
 	"\x11ConfigureResponse\"=\n" +
 	"\vEmitRequest\x12.\n" +
-	"\x05event\x18\x01 \x01(\v2\x18.vramward.audit.v1.EventR\x05event\"(\n" +
+	"\x05event\x18\x01 \x01(\v2\x18.vramward.audit.v1.EventR\x05event\"F\n" +
 	"\fEmitResponse\x12\x18\n" +
-	"\adurable\x18\x01 \x01(\bR\adurable\"^\n" +
+	"\adurable\x18\x01 \x01(\bR\adurable\x12\x1c\n" +
+	"\tshortened\x18\x02 \x01(\x04R\tshortened\"^\n" +
 	"\x10EmitBatchRequest\x120\n" +
 	"\x06events\x18\x01 \x03(\v2\x18.vramward.audit.v1.EventR\x06events\x12\x18\n" +
-	"\arecords\x18\x02 \x01(\fR\arecords\"-\n" +
+	"\arecords\x18\x02 \x01(\fR\arecords\"K\n" +
 	"\x11EmitBatchResponse\x12\x18\n" +
-	"\adurable\x18\x01 \x01(\bR\adurable\"\x0e\n" +
+	"\adurable\x18\x01 \x01(\bR\adurable\x12\x1c\n" +
+	"\tshortened\x18\x02 \x01(\x04R\tshortened\"\x0e\n" +
 	"\fFlushRequest\"\x0f\n" +
 	"\rFlushResponse\"\x0f\n" +
 	"\rReopenRequest\"\x10\n" +
