@@ -62,13 +62,18 @@ type Header struct {
 	SDID string
 }
 
+// FieldError names the config field a header value came from.
+type FieldError struct{ Field, Msg string }
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
 // NewHeader checks the configured header fields: printable US-ASCII without
 // spaces, within the RFC's lengths; the SD-ID must be name@number.
 func NewHeader(facility, hostname, appName, procID, sdID string) (Header, error) {
 	h := Header{Hostname: hostname, AppName: appName, ProcID: procID, SDID: sdID}
 	f, ok := Facilities[facility]
 	if !ok {
-		return h, fmt.Errorf("unknown facility %q", facility)
+		return h, &FieldError{"facility", fmt.Sprintf("unknown facility %q", facility)}
 	}
 	h.Facility = f
 	for _, c := range []struct {
@@ -76,12 +81,12 @@ func NewHeader(facility, hostname, appName, procID, sdID string) (Header, error)
 		max     int
 	}{{"hostname", hostname, MaxHostname}, {"app_name", appName, MaxAppName}, {"proc_id", procID, MaxProcID}} {
 		if c.v == "" || len(c.v) > c.max || !printASCII(c.v) {
-			return h, fmt.Errorf("%s %q must be 1 to %d printable ASCII characters without spaces", c.name, c.v, c.max)
+			return h, &FieldError{c.name, fmt.Sprintf("%q must be 1 to %d printable ASCII characters without spaces", c.v, c.max)}
 		}
 	}
 	name, pen, found := strings.Cut(sdID, "@")
 	if !found || name == "" || len(sdID) > MaxSDName || !sdName(sdID) || pen == "" || strings.Trim(pen, "0123456789.") != "" {
-		return h, fmt.Errorf("sd_id %q must be name@PEN (a private enterprise number), at most %d characters, without '=', ']', '\"' or spaces", sdID, MaxSDName)
+		return h, &FieldError{"sd_id", fmt.Sprintf("%q must be name@PEN (a private enterprise number), at most %d characters, without '=', ']', '\"' or spaces", sdID, MaxSDName)}
 	}
 	return h, nil
 }
