@@ -13,7 +13,7 @@ import (
 	parser "github.com/leodido/go-syslog/v4/rfc5424"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vramward/vramward/plugins/audit-syslog/rsyslogd"
+	"github.com/vramward/vramward/sdk/audittest/rsyslogd"
 	"github.com/vramward/vramward/plugins/audit-syslog/syslogsink"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audittest"

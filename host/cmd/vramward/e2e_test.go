@@ -30,6 +30,7 @@ var (
 	hostBin   string
 	sinkBin   string
 	loaderBin string
+	syslogBin string
 )
 
 func TestMain(m *testing.M) {
@@ -41,7 +42,10 @@ func TestMain(m *testing.M) {
 		if sinkBin, err = plugintest.Build(dir, "../../../plugins/audit-file", "vramward-plugin-audit-file"); err != nil {
 			return err
 		}
-		loaderBin, err = plugintest.Build(dir, "../../../plugins/loader-gguf", "vramward-plugin-loader-gguf")
+		if loaderBin, err = plugintest.Build(dir, "../../../plugins/loader-gguf", "vramward-plugin-loader-gguf"); err != nil {
+			return err
+		}
+		syslogBin, err = plugintest.Build(dir, "../../../plugins/audit-syslog", "vramward-plugin-audit-syslog")
 		return err
 	})
 }

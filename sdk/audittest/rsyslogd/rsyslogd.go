@@ -1,8 +1,9 @@
-// Package rsyslogd runs a real rsyslogd for the audit-syslog tests and
-// benchmark: one input on loopback (or a socket in a temporary directory),
-// a generated config, and every message it receives written raw, one a
-// line, to a file the test reads. The tests start and stop it themselves
-// and never touch a system instance.
+// Package rsyslogd runs a real rsyslogd for the tests of syslog sinks (the
+// audit-syslog plugin's, the host's end-to-end ones, a third party's): one
+// input on loopback (or a socket in a temporary directory), a generated
+// config, and every message it receives written raw, one a line, to a file
+// the test reads. Tests start and stop it themselves and never touch a
+// system instance.
 package rsyslogd
 
 import (

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audittest/rsyslogd"
+)
+
+// TestSyslogReceiverLateGetsEveryRecord: the host runs with a file sink and
+// a syslog sink whose receiver is down at start. The file gets everything
+// at once and records the syslog sink's failure; once the receiver is up,
+// the host delivers every record to it too, so at shutdown both copies hold
+// the same records, byte for byte.
+func TestSyslogReceiverLateGetsEveryRecord(t *testing.T) {
+	srv := rsyslogd.Start(t, rsyslogd.TCP)
+	srv.Stop(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`
+worker {
+  id         = "e2e"
+  token_file = "token"
+  state_dir  = "state"
+}
+metrics {
+  listen = "127.0.0.1:0"
+}
+plugin "audit-file" {
+  kind = "audit_sink"
+  path = %q
+}
+plugin "audit-syslog" {
+  kind = "audit_sink"
+  path = %q
+}
+audit {
+  require = "any"
+  sink "local" {
+    plugin = "audit-file"
+    config {
+      path = abspath("trail/audit.log")
+    }
+  }
+  sink "siem" {
+    plugin = "audit-syslog"
+    config {
+      transport      = "tcp"
+      address        = %q
+      flush_interval = "100ms"
+    }
+  }
+}
+`, sinkBin, syslogBin, srv.Addr())
+	if err := os.WriteFile(filepath.Join(dir, "vramward.hcl"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startHost(t, dir)
+	h.waitStarted()
+	trail := filepath.Join(dir, "trail", "audit.log")
+	waitFor(t, func() bool {
+		for _, e := range trailEvents(t, trail) {
+			if e.Type == audit.AuditSinkFailed {
+				return true
+			}
+		}
+		return false
+	})
+	srv.Restart(t)
+	waitFor(t, func() bool {
+		for _, e := range trailEvents(t, trail) {
+			if e.Type == audit.AuditSinkRecovered {
+				return true
+			}
+		}
+		return false
+	})
+	h.signal(syscall.SIGTERM)
+	if code := h.wait(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	file := trailEvents(t, trail)
+	lines := srv.WaitLines(t, len(file), 10*time.Second)
+	if len(lines) != len(file) {
+		t.Fatalf("syslog received %d records, the file holds %d", len(lines), len(file))
+	}
+	for i, l := range lines {
+		_, msg, ok := strings.Cut(l, "] \xef\xbb\xbf")
+		if !ok || msg != string(file[i].AppendRecord(nil)) {
+			t.Fatalf("syslog record %d differs from the file's:\n%s\n%s", i, msg, file[i].AppendRecord(nil))
+		}
+	}
+	if file[len(file)-1].Type != audit.HostStopped {
+		t.Fatalf("last record %s", file[len(file)-1].Type)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
