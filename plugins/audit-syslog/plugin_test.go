@@ -13,10 +13,10 @@ import (
 	parser "github.com/leodido/go-syslog/v4/rfc5424"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vramward/vramward/sdk/audittest/rsyslogd"
 	"github.com/vramward/vramward/plugins/audit-syslog/syslogsink"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audittest"
+	"github.com/vramward/vramward/sdk/audittest/rsyslogd"
 	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/plugintest"
 )

@@ -13,9 +13,9 @@ import (
 
 	parser "github.com/leodido/go-syslog/v4/rfc5424"
 
-	"github.com/vramward/vramward/sdk/audittest/rsyslogd"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audittest"
+	"github.com/vramward/vramward/sdk/audittest/rsyslogd"
 	"github.com/vramward/vramward/sdk/schema"
 )
 
