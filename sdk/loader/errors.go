@@ -4,11 +4,9 @@ import (
 	"errors"
 	"fmt"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/protoadapt"
 
+	"github.com/vramward/vramward/sdk/internal/rpcerr"
 	loaderv1 "github.com/vramward/vramward/sdk/proto/loader/v1"
 	"github.com/vramward/vramward/sdk/schema"
 )
@@ -145,55 +143,30 @@ func (r *Rejection) toStatus() error {
 	if !ok {
 		code = codes.Unknown
 	}
-	st := status.New(code, r.Error())
-	details := []protoadapt.MessageV1{
-		&errdetails.ErrorInfo{Reason: string(r.Reason), Domain: ErrorDomain, Metadata: map[string]string{"op": r.Op}},
-		&loaderv1.Rejection{
-			Reason: string(r.Reason), Message: r.Msg, Path: r.Path, AllowedRoots: r.AllowedRoots,
-			ExpectedSha256: r.ExpectedSHA256, ActualSha256: r.ActualSHA256,
-			FormatReason: r.FormatReason, Offset: r.Offset, Limit: r.Limit, Actual: r.Actual,
-		},
-	}
-	if len(r.Fields) > 0 {
-		br := &errdetails.BadRequest{}
-		for _, f := range r.Fields {
-			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: f.Field, Description: f.Msg})
-		}
-		details = append(details, br)
-	}
-	if with, err := st.WithDetails(details...); err == nil {
-		st = with
-	}
-	return st.Err()
+	return rpcerr.Status(code, r.Error(), ErrorDomain, string(r.Reason), r.Op, r.Fields, &loaderv1.Rejection{
+		Reason: string(r.Reason), Message: r.Msg, Path: r.Path, AllowedRoots: r.AllowedRoots,
+		ExpectedSha256: r.ExpectedSHA256, ActualSha256: r.ActualSHA256,
+		FormatReason: r.FormatReason, Offset: r.Offset, Limit: r.Limit, Actual: r.Actual,
+	})
 }
 
 // fromStatus decodes an RPC error into a *Rejection. An error without our
 // ErrorInfo is a transport failure or a crash: ReasonUnavailable.
 func fromStatus(op string, err error) *Rejection {
-	out := &Rejection{Op: op, Reason: ReasonUnavailable, Msg: err.Error(), Offset: -1}
-	st, ok := status.FromError(err)
-	if !ok {
-		return out
-	}
-	out.Msg = st.Message()
-	if st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded {
+	d := rpcerr.Decode(err, ErrorDomain)
+	out := &Rejection{Op: op, Reason: ReasonUnavailable, Msg: d.Message, Offset: -1, Fields: d.Fields}
+	switch {
+	case d.Typed:
+		out.Reason = Reason(d.Reason)
+	case d.Canceled():
 		out.Reason = ReasonCanceled
 	}
-	for _, d := range st.Details() {
-		switch d := d.(type) {
-		case *errdetails.ErrorInfo:
-			if d.GetDomain() == ErrorDomain {
-				out.Reason = Reason(d.GetReason())
-			}
-		case *loaderv1.Rejection:
-			out.Msg, out.Path, out.AllowedRoots = d.GetMessage(), d.GetPath(), d.GetAllowedRoots()
-			out.ExpectedSHA256, out.ActualSHA256 = d.GetExpectedSha256(), d.GetActualSha256()
-			out.FormatReason, out.Offset = d.GetFormatReason(), d.GetOffset()
-			out.Limit, out.Actual = d.GetLimit(), d.GetActual()
-		case *errdetails.BadRequest:
-			for _, v := range d.GetFieldViolations() {
-				out.Fields = append(out.Fields, &schema.FieldError{Field: v.GetField(), Msg: v.GetDescription()})
-			}
+	for _, det := range d.Details {
+		if r, ok := det.(*loaderv1.Rejection); ok {
+			out.Msg, out.Path, out.AllowedRoots = r.GetMessage(), r.GetPath(), r.GetAllowedRoots()
+			out.ExpectedSHA256, out.ActualSHA256 = r.GetExpectedSha256(), r.GetActualSha256()
+			out.FormatReason, out.Offset = r.GetFormatReason(), r.GetOffset()
+			out.Limit, out.Actual = r.GetLimit(), r.GetActual()
 		}
 	}
 	return out

@@ -2,14 +2,13 @@ package loader
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/vramward/vramward/sdk/internal/hexdigest"
 	loaderv1 "github.com/vramward/vramward/sdk/proto/loader/v1"
 	"github.com/vramward/vramward/sdk/schema"
 	"github.com/vramward/vramward/sdk/version"
@@ -93,16 +92,7 @@ func (s *server) ready(op string) (func(), *Rejection) {
 }
 
 // NormalizeSHA256 checks a hex SHA-256 and returns it in lower case.
-func NormalizeSHA256(hexDigest string) (string, error) {
-	d := strings.ToLower(strings.TrimSpace(hexDigest))
-	if len(d) != 64 {
-		return "", fmt.Errorf("expected SHA-256 must be 64 hex digits, got %d characters", len(d))
-	}
-	if _, err := hex.DecodeString(d); err != nil {
-		return "", fmt.Errorf("expected SHA-256 %q is not hex", hexDigest)
-	}
-	return d, nil
-}
+func NormalizeSHA256(hexDigest string) (string, error) { return hexdigest.Normalize(hexDigest) }
 
 func (s *server) Validate(ctx context.Context, req *loaderv1.ValidateRequest) (*loaderv1.ValidateResponse, error) {
 	done, rej := s.ready("validate")

@@ -1,0 +1,236 @@
+package vram
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/vramward/vramward/sdk/internal/hexdigest"
+	vramv1 "github.com/vramward/vramward/sdk/proto/vram/v1"
+	"github.com/vramward/vramward/sdk/schema"
+	"github.com/vramward/vramward/sdk/version"
+)
+
+// server turns VramBackend RPCs into Backend primitives and owns the seal:
+// the SHA-256 check (and the free on a mismatch), the signature, the
+// signature check before a verify, the constant-time digest compare.
+type server struct {
+	vramv1.UnimplementedVramBackendServer
+
+	b      Backend
+	info   Info
+	logger hclog.Logger
+	now    func() time.Time
+
+	mu         sync.RWMutex
+	configured bool
+	closed     bool
+	sealKey    []byte
+	backend    string
+}
+
+func newServer(b Backend, logger hclog.Logger) *server {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	info := b.Info()
+	if err := info.Schema.Check(); err != nil {
+		panic(fmt.Sprintf("vram backend %q: %v", info.Name, err))
+	}
+	return &server{b: b, info: info, logger: logger, now: time.Now}
+}
+
+func (s *server) Info(context.Context, *vramv1.InfoRequest) (*vramv1.InfoResponse, error) {
+	return &vramv1.InfoResponse{Name: s.info.Name, Version: s.info.Version, ConfigSchema: schema.ToProto(s.info.Schema), SdkVersion: version.SDK}, nil
+}
+
+func (s *server) Configure(ctx context.Context, req *vramv1.ConfigureRequest) (*vramv1.ConfigureResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.configured {
+		return nil, (&Failure{Op: "configure", Reason: ReasonConfigured, Msg: "Configure is called once"}).toStatus()
+	}
+	if len(req.GetSealKey()) != 32 {
+		return nil, (&Failure{Op: "configure", Reason: ReasonInvalidArgument, Msg: fmt.Sprintf("seal key is %d bytes, want 32", len(req.GetSealKey()))}).toStatus()
+	}
+	vals, err := s.info.Schema.Decode(req.GetConfigJson())
+	backend := ""
+	if err == nil {
+		backend, err = s.b.Configure(ctx, vals)
+	}
+	if err != nil {
+		f := asFailure("configure", ReasonInvalidConfig, err)
+		s.logger.Error("configure failed", "error", f)
+		return nil, f.toStatus()
+	}
+	if backend != BackendCUDA && backend != BackendEmulated {
+		return nil, (&Failure{Op: "configure", Reason: ReasonBackendUnavailable, Msg: fmt.Sprintf("backend reported %q, want cuda or emulated", backend)}).toStatus()
+	}
+	s.configured, s.backend = true, backend
+	s.sealKey = append([]byte(nil), req.GetSealKey()...)
+	return &vramv1.ConfigureResponse{Backend: backend}, nil
+}
+
+func (s *server) ready(op string) (func(), *Failure) {
+	s.mu.RLock()
+	if !s.configured || s.closed {
+		s.mu.RUnlock()
+		return nil, &Failure{Op: op, Reason: ReasonNotConfigured, Msg: "Configure was not called, or the backend is closed"}
+	}
+	return s.mu.RUnlock, nil
+}
+
+func (s *server) Devices(ctx context.Context, _ *vramv1.DevicesRequest) (*vramv1.DevicesResponse, error) {
+	done, f := s.ready("devices")
+	if f != nil {
+		return nil, f.toStatus()
+	}
+	defer done()
+	devs, err := s.b.Devices(ctx)
+	if err != nil {
+		return nil, asFailure("devices", ReasonIOError, err).toStatus()
+	}
+	out := &vramv1.DevicesResponse{}
+	for _, d := range devs {
+		out.Devices = append(out.Devices, deviceToProto(d))
+	}
+	return out, nil
+}
+
+func (s *server) LoadAndSeal(ctx context.Context, req *vramv1.LoadAndSealRequest) (*vramv1.LoadAndSealResponse, error) {
+	done, f := s.ready("load_and_seal")
+	if f != nil {
+		return nil, f.toStatus()
+	}
+	defer done()
+	id, dev := req.GetShardId(), req.GetDevice()
+	fail := func(f *Failure) error {
+		f.Op, f.ShardID, f.Device = "load_and_seal", id, dev
+		s.logger.Warn("load refused", "shard", id, "device", dev, "reason", f.Reason, "error", f.Msg)
+		return f.toStatus()
+	}
+	if err := CheckShardID(id); err != nil {
+		return nil, fail(&Failure{Reason: ReasonInvalidShardID, Msg: err.Error()})
+	}
+	want, err := hexdigest.Normalize(req.GetExpectedSha256())
+	if err != nil {
+		return nil, fail(&Failure{Reason: ReasonInvalidArgument, Msg: err.Error()})
+	}
+	wantRaw, _ := hex.DecodeString(want)
+	res, err := s.b.Load(ctx, req.GetPath(), id, dev)
+	if err != nil {
+		return nil, fail(asFailure("load_and_seal", ReasonIOError, err))
+	}
+	if subtle.ConstantTimeCompare(res.FileSHA256[:], wantRaw) != 1 {
+		s.release(ctx, id, "the copied bytes do not match the expected SHA-256")
+		got := hex.EncodeToString(res.FileSHA256[:])
+		return nil, fail(&Failure{Reason: ReasonIntegrityViolation, ExpectedSHA256: want, ActualSHA256: got,
+			Msg: fmt.Sprintf("the bytes copied to the device hash to %s, expected %s; the memory was freed", got, want)})
+	}
+	digest, err := s.b.Digest(ctx, id)
+	if err != nil {
+		s.release(ctx, id, "the read-back failed")
+		return nil, fail(asFailure("load_and_seal", ReasonIOError, err))
+	}
+	shard := &SealedShard{ShardID: id, Device: dev, DeviceUUID: res.DeviceUUID, Backend: res.Backend, Bytes: res.Bytes,
+		Digest: digest, LeafBytes: LeafBytes, FileSHA256: res.FileSHA256, SealedAt: s.now().UTC()}
+	if shard.Backend != s.backend {
+		s.release(ctx, id, "the backend labelled the shard wrongly")
+		return nil, fail(&Failure{Reason: ReasonBackendUnavailable, Msg: fmt.Sprintf("shard labelled %q by a %q backend", shard.Backend, s.backend)})
+	}
+	if shard.Signature, err = Sign(s.sealKey, shard); err != nil {
+		s.release(ctx, id, "signing failed")
+		return nil, fail(asFailure("load_and_seal", ReasonIOError, err))
+	}
+	return &vramv1.LoadAndSealResponse{Shard: shardToProto(shard), AllocatedBytes: res.Bytes, FreeBytes: res.FreeBytes, UsedBytes: res.UsedBytes}, nil
+}
+
+// release frees a shard that must not stay, and says so if it cannot.
+func (s *server) release(ctx context.Context, id, why string) {
+	if _, _, err := s.b.Release(ctx, id); err != nil {
+		s.logger.Error("could not free a refused shard", "shard", id, "why", why, "error", err)
+	}
+}
+
+func (s *server) Verify(ctx context.Context, req *vramv1.VerifyRequest) (*vramv1.VerifyResponse, error) {
+	done, f := s.ready("verify")
+	if f != nil {
+		return nil, f.toStatus()
+	}
+	defer done()
+	start := s.now()
+	shard, err := shardFromProto(req.GetShard())
+	if err != nil {
+		return nil, (&Failure{Op: "verify", Reason: ReasonInvalidArgument, Msg: err.Error()}).toStatus()
+	}
+	resp := &vramv1.VerifyResponse{ExpectedDigest: shard.Digest[:]}
+	// The signature first: a forged seal is reported as such, and the
+	// device memory it names is not even read.
+	if !SignatureValid(s.sealKey, shard) {
+		resp.Result = vramv1.VerifyResult_VERIFY_RESULT_SIGNATURE_INVALID
+		return resp, nil
+	}
+	actual, err := s.b.Digest(ctx, shard.ShardID)
+	switch {
+	case errors.Is(err, ErrNotResident):
+		resp.Result = vramv1.VerifyResult_VERIFY_RESULT_NOT_RESIDENT
+	case err != nil:
+		return nil, asFailure("verify", ReasonIOError, err).toStatus()
+	case subtle.ConstantTimeCompare(actual[:], shard.Digest[:]) == 1:
+		resp.Result, resp.ActualDigest = vramv1.VerifyResult_VERIFY_RESULT_OK, actual[:]
+	default:
+		resp.Result, resp.ActualDigest = vramv1.VerifyResult_VERIFY_RESULT_DIGEST_MISMATCH, actual[:]
+	}
+	resp.DurationNanos = int64(s.now().Sub(start))
+	return resp, nil
+}
+
+func (s *server) Release(ctx context.Context, req *vramv1.ReleaseRequest) (*vramv1.ReleaseResponse, error) {
+	done, f := s.ready("release")
+	if f != nil {
+		return nil, f.toStatus()
+	}
+	defer done()
+	if err := CheckShardID(req.GetShardId()); err != nil {
+		return nil, (&Failure{Op: "release", Reason: ReasonInvalidShardID, Msg: err.Error()}).toStatus()
+	}
+	freed, used, err := s.b.Release(ctx, req.GetShardId())
+	if err != nil {
+		return nil, asFailure("release", ReasonIOError, err).toStatus()
+	}
+	return &vramv1.ReleaseResponse{FreedBytes: freed, UsedBytes: used}, nil
+}
+
+func (s *server) Stats(ctx context.Context, _ *vramv1.StatsRequest) (*vramv1.StatsResponse, error) {
+	done, f := s.ready("stats")
+	if f != nil {
+		return nil, f.toStatus()
+	}
+	defer done()
+	st, err := s.b.Stats(ctx)
+	if err != nil {
+		return nil, asFailure("stats", ReasonIOError, err).toStatus()
+	}
+	out := &vramv1.StatsResponse{}
+	for _, d := range st {
+		out.Devices = append(out.Devices, &vramv1.DeviceStats{Device: deviceToProto(d.Device), UsedBytes: d.UsedBytes, SealedBytes: d.SealedBytes, Shards: d.Shards})
+	}
+	return out, nil
+}
+
+func (s *server) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	clear(s.sealKey)
+	return s.b.Close()
+}
