@@ -52,8 +52,10 @@ type emulatedDevice struct {
 	next Ptr
 }
 
-func (d *emulatedDevice) Index() int   { return d.index }
-func (d *emulatedDevice) Name() string { return fmt.Sprintf("emulated device %d (host memory)", d.index) }
+func (d *emulatedDevice) Index() int { return d.index }
+func (d *emulatedDevice) Name() string {
+	return fmt.Sprintf("emulated device %d (host memory)", d.index)
+}
 func (d *emulatedDevice) UUID() string { return fmt.Sprintf("EMULATED-%d", d.index) }
 
 func (d *emulatedDevice) MemInfo() (uint64, uint64, error) {
