@@ -22,6 +22,11 @@ plugin "loader-gguf" {
   path = "../bin/vramward-plugin-loader-gguf"
 }
 
+plugin "vram-cuda" {
+  kind = "vram_backend"
+  path = "../bin/vramward-plugin-vram-cuda"
+}
+
 audit {
   require          = "all" # a CRITICAL event must be durable on every sink
   shutdown_timeout = "10s"
@@ -51,4 +56,19 @@ loader {
 model "tiny" {
   path   = "models/tiny.gguf"
   sha256 = "3b5d8c83f41adc60f4e50d2743a14bc5a315d9436bb8ed883dc4bcc371d83b46"
+}
+
+# The VRAM backend loads, seals and keeps verifying each model. "emulated"
+# keeps shards in host memory so the example runs without a GPU; every seal,
+# event and metric says "emulated". Production configs use backend = "cuda".
+vram {
+  plugin = "vram-cuda"
+  config {
+    backend               = "emulated"
+    emulated_device_bytes = 1073741824
+  }
+}
+
+verify {
+  interval = "10s"
 }

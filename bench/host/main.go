@@ -34,6 +34,7 @@ func run(hostBin, pluginBin string, runs int) error {
 	hostBin, _ = filepath.Abs(hostBin)
 	pluginBin, _ = filepath.Abs(pluginBin)
 	loaderBin, _ := filepath.Abs(filepath.Join(filepath.Dir(pluginBin), "vramward-plugin-loader-gguf"))
+	vramBin, _ := filepath.Abs(filepath.Join(filepath.Dir(pluginBin), "vramward-plugin-vram-cuda"))
 	models, _ := filepath.Abs("examples/models")
 	dir, err := os.MkdirTemp("", "vramward-bench-host-")
 	if err != nil {
@@ -66,6 +67,7 @@ func run(hostBin, pluginBin string, runs int) error {
 			`abspath("../var/audit/audit.log")`, `abspath("audit/audit.log")`,
 			`"127.0.0.1:9464"`, fmt.Sprintf(`"127.0.0.1:%d"`, port),
 			`"../bin/vramward-plugin-loader-gguf"`, fmt.Sprintf("%q", loaderBin),
+			`"../bin/vramward-plugin-vram-cuda"`, fmt.Sprintf("%q", vramBin),
 			`abspath("models")`, fmt.Sprintf("%q", models),
 			`"models/tiny.gguf"`, fmt.Sprintf("%q", filepath.Join(models, "tiny.gguf")),
 		).Replace(string(example))

@@ -39,6 +39,9 @@ type Config struct {
 	Audit   Audit
 	// Loader is nil when the config has no loader block (and no models).
 	Loader *Loader
+	// Vram is nil when the config has no vram block: models are then
+	// checked but not loaded.
+	Vram   *Vram
 	Models []*Model
 	Verify Verify
 }
@@ -96,8 +99,8 @@ type Audit struct {
 // PluginUse is a block that runs a plugin with its own config block: an
 // audit sink, or the model loader.
 type PluginUse struct {
-	// Role is "sink" or "loader"; Name is the sink's label ("" for the
-	// loader).
+	// Role is "sink", "loader" or "vram"; Name is the sink's label ("" for
+	// the others).
 	Role   string
 	Name   string
 	Plugin string
@@ -114,6 +117,10 @@ type Sink = PluginUse
 // Loader is the model loader: a plugin of kind model_loader and its config
 // block (allowed_roots, max_file_bytes and the loader's own keys).
 type Loader = PluginUse
+
+// Vram is the VRAM backend: a plugin of kind vram_backend and its config
+// block.
+type Vram = PluginUse
 
 // label names the block in messages.
 func (u *PluginUse) label() string {
@@ -169,6 +176,7 @@ var Keys = map[string][]string{
 		"chain_key_file", "epoch_events", "epoch_duration"},
 	"sink":   {"plugin", "config"},
 	"loader": {"plugin", "config"},
+	"vram":   {"plugin", "config"},
 	"model":  {"path", "sha256", "device", "shard_id"},
 	"verify": {"interval", "on_failure"},
 }
@@ -176,7 +184,7 @@ var Keys = map[string][]string{
 var rootSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "worker"}, {Type: "metrics"}, {Type: "plugin", LabelNames: []string{"name"}},
-		{Type: "audit"}, {Type: "loader"}, {Type: "model", LabelNames: []string{"name"}}, {Type: "verify"},
+		{Type: "audit"}, {Type: "loader"}, {Type: "vram"}, {Type: "model", LabelNames: []string{"name"}}, {Type: "verify"},
 	},
 }
 
@@ -233,6 +241,9 @@ func Parse(filename string, src []byte) (*Config, map[string]*hcl.File, hcl.Diag
 	}
 	if b := single(blocks["loader"], "loader", false, fileRange, &diags); b != nil {
 		c.Loader = decodeUse(b, "loader", handshake.KindModelLoader, "", ctx, c, &diags)
+	}
+	if b := single(blocks["vram"], "vram", false, fileRange, &diags); b != nil {
+		c.Vram = decodeUse(b, "vram", handshake.KindVramBackend, "", ctx, c, &diags)
 	}
 	seen = map[string]hcl.Range{}
 	seenShards := map[string]hcl.Range{}

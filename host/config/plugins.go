@@ -10,11 +10,14 @@ import (
 )
 
 // Uses lists every block that runs a plugin with a config block: the
-// sinks, then the loader.
+// sinks, the loader, the VRAM backend.
 func (c *Config) Uses() []*PluginUse {
 	uses := append([]*PluginUse(nil), c.Audit.Sinks...)
 	if c.Loader != nil {
 		uses = append(uses, c.Loader)
+	}
+	if c.Vram != nil {
+		uses = append(uses, c.Vram)
 	}
 	return uses
 }

@@ -54,9 +54,15 @@ type Daemon struct {
 	launcher *pluginhost.Launcher
 	loader   *pluginhost.Process
 	models   []worker.Result
-	metrics  *metrics.Server
-	token    []byte
-	version  string
+	// vram is the VRAM backend's process and shards what it holds (both
+	// nil without a vram block); stopVerify ends the verify loop.
+	vram          *pluginhost.Process
+	shards        *worker.Shards
+	workerMetrics *worker.Metrics
+	stopVerify    func()
+	metrics       *metrics.Server
+	token         []byte
+	version       string
 }
 
 // Start brings the host up: it reads the worker token, opens the audit
@@ -94,6 +100,9 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 	launcher := &pluginhost.Launcher{Logger: log.Named("plugin"), Metrics: pluginMetrics, LogLevel: opts.LogLevel}
 	d.launcher = launcher
+	if d.workerMetrics, err = worker.NewMetrics(d.reg); err != nil {
+		return nil, err
+	}
 
 	var conns []hostaudit.SinkConn
 	for _, s := range cfg.Audit.Sinks {
@@ -160,6 +169,12 @@ func (d *Daemon) start(ctx context.Context) error {
 			return err
 		}
 	}
+	if cfg.Vram != nil {
+		if err := d.startVram(ctx); err != nil {
+			d.shutdownAfterFailedStart()
+			return err
+		}
+	}
 	d.metrics, err = metrics.Serve(cfg.Metrics.Listen, d.reg, d.ready, log.Named("metrics"))
 	if err != nil {
 		d.shutdownAfterFailedStart()
@@ -170,6 +185,7 @@ func (d *Daemon) start(ctx context.Context) error {
 }
 
 func (d *Daemon) shutdownAfterFailedStart() {
+	d.stopVram()
 	d.stopLoader()
 	if err := d.bus.Close("start failed"); err != nil {
 		d.log.Error("shutdown after a failed start", "error", err)
@@ -234,6 +250,7 @@ func (d *Daemon) Reopen(ctx context.Context) { d.bus.Reopen(ctx) }
 // spooled or a sink did not close cleanly.
 func (d *Daemon) Shutdown(reason string) error {
 	d.log.Info("shutting down", "reason", reason)
+	d.stopVram()
 	d.stopLoader()
 	err := d.bus.Close(reason)
 	// Every plugin client is managed: make sure no process outlives us,

@@ -15,6 +15,7 @@ import (
 	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/loader"
 	"github.com/vramward/vramward/sdk/schema"
+	"github.com/vramward/vramward/sdk/vram"
 )
 
 // CheckPluginConfigs asks every plugin a sink or the loader uses for its config schema
@@ -47,6 +48,8 @@ func fetchSchema(l *pluginhost.Launcher, p *config.Plugin) (schema.Schema, error
 	switch p.Kind {
 	case handshake.KindModelLoader:
 		half = loader.PluginForHost(nil)
+	case handshake.KindVramBackend:
+		half = vram.PluginForHost(nil)
 	default:
 		m, err := audit.NewMetrics(nopRegisterer{})
 		if err != nil {
@@ -67,6 +70,9 @@ func fetchSchema(l *pluginhost.Launcher, p *config.Plugin) (schema.Schema, error
 		info, ierr := c.Info(ctx)
 		sch, err = info.Schema, ierr
 	case *audit.Client:
+		info, ierr := c.Info(ctx)
+		sch, err = info.Schema, ierr
+	case *vram.Client:
 		info, ierr := c.Info(ctx)
 		sch, err = info.Schema, ierr
 	}

@@ -15,6 +15,8 @@ import (
 
 var model = &config.Model{Name: "m", Path: "/models/m.gguf", SHA256: "aa"}
 
+var loader0 = loader.Model{SHA256: "aa"}
+
 func field(t *testing.T, e audit.Event, k string) string {
 	t.Helper()
 	v, ok := e.Field(k)

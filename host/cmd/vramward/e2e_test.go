@@ -31,6 +31,7 @@ var (
 	sinkBin   string
 	loaderBin string
 	syslogBin string
+	vramBin   string // built with the vramward_tamper tag: tests corrupt shards
 )
 
 func TestMain(m *testing.M) {
@@ -45,7 +46,10 @@ func TestMain(m *testing.M) {
 		if loaderBin, err = plugintest.Build(dir, "../../../plugins/loader-gguf", "vramward-plugin-loader-gguf"); err != nil {
 			return err
 		}
-		syslogBin, err = plugintest.Build(dir, "../../../plugins/audit-syslog", "vramward-plugin-audit-syslog")
+		if syslogBin, err = plugintest.Build(dir, "../../../plugins/audit-syslog", "vramward-plugin-audit-syslog"); err != nil {
+			return err
+		}
+		vramBin, err = plugintest.Build(dir, "../../../plugins/vram-cuda", "vramward-plugin-vram-cuda", "vramward_tamper")
 		return err
 	})
 }

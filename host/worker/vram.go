@@ -1,0 +1,239 @@
+package worker
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/vramward/vramward/host/config"
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/vram"
+)
+
+// VramBackend is the part of a VRAM backend client the worker needs.
+type VramBackend interface {
+	LoadAndSeal(ctx context.Context, path, expectedSHA256, shardID string, device uint32) (*vram.Loaded, error)
+	Verify(ctx context.Context, shard vram.SealedShard) (vram.Verification, error)
+	Release(ctx context.Context, shardID string) (freed, used uint64, err error)
+	Stats(ctx context.Context) ([]vram.DeviceStats, error)
+}
+
+// Actions taken after a failed seal verification (verify.on_failure).
+const (
+	ActionReleased = "shard_released"
+	ActionKept     = "shard_kept"
+)
+
+// Shards holds the sealed shards and keeps verifying them.
+type Shards struct {
+	vb        VramBackend
+	em        Emitter
+	log       hclog.Logger
+	m         *Metrics
+	onFailure string // "release" or "keep"
+
+	mu     sync.Mutex
+	sealed map[string]vram.SealedShard
+}
+
+// NewShards makes the set; onFailure is verify.on_failure.
+func NewShards(vb VramBackend, em Emitter, m *Metrics, onFailure string, log hclog.Logger) *Shards {
+	return &Shards{vb: vb, em: em, m: m, onFailure: onFailure, log: log, sealed: map[string]vram.SealedShard{}}
+}
+
+// Sealed returns the shards held now, sorted by id.
+func (s *Shards) Sealed() []vram.SealedShard {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]vram.SealedShard, 0, len(s.sealed))
+	for _, sh := range s.sealed {
+		out = append(out, sh)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ShardID < out[j].ShardID })
+	return out
+}
+
+func (s *Shards) emit(ctx context.Context, t audit.Type, fields ...audit.Field) error {
+	e, err := audit.New(t, audit.Actor{}, fields...)
+	if err != nil {
+		return err
+	}
+	if err := s.em.Emit(ctx, e); err != nil {
+		return fmt.Errorf("record %s: %w", t, err)
+	}
+	return nil
+}
+
+// Load loads and seals every model the loader accepted, recording each
+// step. A refused model is recorded and skipped; an event that cannot be
+// recorded is an error (the caller fails closed).
+func (s *Shards) Load(ctx context.Context, checked []Result) error {
+	var errs []error
+	for _, r := range checked {
+		if r.Loaded == nil {
+			continue
+		}
+		if err := s.loadOne(ctx, r.Model, r.Loaded.SHA256); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.refreshStats(ctx)
+	return errors.Join(errs...)
+}
+
+func (s *Shards) loadOne(ctx context.Context, m *config.Model, sha string) error {
+	dev := uint32(m.Device)
+	l, err := s.vb.LoadAndSeal(ctx, m.Path, sha, m.ShardID, dev)
+	if err != nil {
+		s.log.Error("model not loaded", "model", m.Name, "shard", m.ShardID, "device", dev, "error", err)
+		return s.recordLoadFailure(ctx, m, err)
+	}
+	sh := l.Shard
+	s.log.Info("shard sealed", "shard", sh.ShardID, "device", sh.Device, "backend", sh.Backend, "bytes", sh.Bytes, "digest", hex.EncodeToString(sh.Digest[:]))
+	if sh.Backend == vram.BackendEmulated {
+		s.log.Warn("the shard is EMULATED (host memory): its seal proves no GPU residency", "shard", sh.ShardID)
+	}
+	s.mu.Lock()
+	s.sealed[sh.ShardID] = sh
+	s.mu.Unlock()
+	gpuDev := uint64(sh.Device)
+	if err := s.emit(ctx, audit.VramAllocated, audit.Uint("requested_bytes", sh.Bytes), audit.Uint("allocated_bytes", l.AllocatedBytes),
+		audit.Uint("available_bytes", l.FreeBytes), audit.Uint("used_bytes", l.UsedBytes), audit.Uint("gpu_device", gpuDev)); err != nil {
+		return err
+	}
+	return s.emit(ctx, audit.VramSealed, audit.Str("shard_id", sh.ShardID), audit.Uint("gpu_device", gpuDev),
+		audit.Uint("vram_bytes", sh.Bytes), audit.Str("digest", hex.EncodeToString(sh.Digest[:])), audit.Str("backend", sh.Backend))
+}
+
+// recordLoadFailure records what a refused load calls for.
+func (s *Shards) recordLoadFailure(ctx context.Context, m *config.Model, err error) error {
+	var f *vram.Failure
+	if !errors.As(err, &f) {
+		return nil
+	}
+	switch f.Reason {
+	case vram.ReasonAllocationFailed:
+		return s.emit(ctx, audit.VramAllocationFailed, audit.Uint("requested_bytes", f.RequestedBytes),
+			audit.Uint("available_bytes", f.AvailableBytes), audit.Str("reason", f.Msg), audit.Uint("gpu_device", uint64(m.Device)))
+	case vram.ReasonPolicyViolation:
+		return s.emit(ctx, audit.PolicyViolation, audit.Str("policy", f.Policy), audit.Str("violation", f.Violation),
+			audit.Str("details", fmt.Sprintf("shard %s on device %d: %s", m.ShardID, m.Device, f.Msg)), audit.Str("action_taken", "allocation_freed"))
+	case vram.ReasonIntegrityViolation:
+		return s.emit(ctx, audit.IntegrityViolation, audit.Str("resource_type", "vram_copy"),
+			audit.Str("resource_id", m.ShardID+" ("+m.Path+")"), audit.Str("expected_hash", f.ExpectedSHA256),
+			audit.Str("actual_hash", f.ActualSHA256), audit.Str("action_taken", "allocation_freed"))
+	}
+	return nil
+}
+
+// VerifyAll checks every seal once, recording each outcome; a failed seal
+// is released or kept as verify.on_failure says.
+func (s *Shards) VerifyAll(ctx context.Context) error {
+	var errs []error
+	for _, sh := range s.Sealed() {
+		v, err := s.vb.Verify(ctx, sh)
+		if err != nil {
+			s.count("ERROR", 0)
+			s.log.Error("seal verification did not run", "shard", sh.ShardID, "error", err)
+			continue
+		}
+		s.count(v.Result.String(), v.Duration)
+		if v.Result == vram.VerifyOK {
+			if err := s.emit(ctx, audit.SealVerified, audit.Str("shard_id", sh.ShardID), audit.Uint("gpu_device", uint64(sh.Device))); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		errs = append(errs, s.failed(ctx, sh, v))
+	}
+	s.refreshStats(ctx)
+	return errors.Join(errs...)
+}
+
+func (s *Shards) count(result string, d time.Duration) {
+	if s.m == nil {
+		return
+	}
+	s.m.verifications.WithLabelValues(result).Inc()
+	if d > 0 {
+		s.m.verifyTime.Observe(d.Seconds())
+	}
+}
+
+func (s *Shards) failed(ctx context.Context, sh vram.SealedShard, v vram.Verification) error {
+	action := ActionKept
+	if s.onFailure == "release" && v.Result != vram.VerifyNotResident {
+		action = ActionReleased
+	}
+	actual := ""
+	if v.Result == vram.VerifyDigestMismatch {
+		actual = hex.EncodeToString(v.Actual[:])
+	}
+	s.log.Error("SEAL VERIFICATION FAILED", "shard", sh.ShardID, "result", v.Result, "action", action)
+	err := s.emit(ctx, audit.SealVerificationFailed, audit.Str("shard_id", sh.ShardID), audit.Str("reason", v.Result.String()),
+		audit.Str("expected_digest", hex.EncodeToString(sh.Digest[:])), audit.Str("actual_digest", actual), audit.Str("action_taken", action))
+	if v.Result == vram.VerifyNotResident {
+		s.mu.Lock()
+		delete(s.sealed, sh.ShardID)
+		s.mu.Unlock()
+		return err
+	}
+	if action == ActionReleased {
+		return errors.Join(err, s.release(ctx, sh))
+	}
+	return err
+}
+
+func (s *Shards) release(ctx context.Context, sh vram.SealedShard) error {
+	freed, used, err := s.vb.Release(ctx, sh.ShardID)
+	s.mu.Lock()
+	delete(s.sealed, sh.ShardID)
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Error("release failed", "shard", sh.ShardID, "error", err)
+		return nil
+	}
+	return s.emit(ctx, audit.VramDeallocated, audit.Str("shard_id", sh.ShardID), audit.Uint("freed_bytes", freed),
+		audit.Uint("remaining_used", used), audit.Uint("gpu_device", uint64(sh.Device)))
+}
+
+// ReleaseAll frees every shard (at shutdown), recording each.
+func (s *Shards) ReleaseAll(ctx context.Context) error {
+	var errs []error
+	for _, sh := range s.Sealed() {
+		errs = append(errs, s.release(ctx, sh))
+	}
+	s.refreshStats(ctx)
+	return errors.Join(errs...)
+}
+
+func (s *Shards) refreshStats(ctx context.Context) {
+	st, err := s.vb.Stats(ctx)
+	if err != nil {
+		s.log.Warn("device stats unavailable", "error", err)
+		return
+	}
+	s.m.devices(st)
+}
+
+// Run verifies every interval until ctx ends.
+func (s *Shards) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.VerifyAll(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("seal verification round: an event was not recorded", "error", err)
+			}
+		}
+	}
+}
