@@ -13,10 +13,12 @@ import (
 	"os"
 	"sync"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
 	"github.com/vramward/vramward/plugins/vram-cuda/gpu"
+	"github.com/vramward/vramward/plugins/vram-cuda/telemetry"
 	"github.com/vramward/vramward/sdk/schema"
 	"github.com/vramward/vramward/sdk/version"
 	"github.com/vramward/vramward/sdk/vram"
@@ -40,6 +42,9 @@ var Schema = schema.Schema{
 // OpenCUDA opens the CUDA driver; tests replace it.
 var OpenCUDA = gpu.OpenCUDA
 
+// OpenNVML opens NVML for device telemetry; tests replace it.
+var OpenNVML = func() *telemetry.NVML { return telemetry.Open(nvml.New()) }
+
 type shard struct {
 	dev   gpu.Device
 	ptr   gpu.Ptr
@@ -53,6 +58,9 @@ type shard struct {
 type Core struct {
 	log hclog.Logger
 	drv gpu.Driver
+	// nvml, for a GPU backend, gives device-wide memory figures (other
+	// processes included); nil or unavailable means the driver's own.
+	nvml *telemetry.NVML
 
 	mu     sync.Mutex
 	shards map[string]*shard
@@ -107,6 +115,12 @@ func (c *Core) Configure(_ context.Context, cfg schema.Values) (string, error) {
 	default:
 		return "", &schema.FieldError{Field: "backend", Msg: fmt.Sprintf("want cuda, emulated or auto, got %q", b)}
 	}
+	if c.drv.Backend() == vram.BackendCUDA {
+		c.nvml = OpenNVML()
+		if !c.nvml.Available() {
+			c.log.Warn("NVML unavailable: device telemetry comes from the CUDA driver only", "why", c.nvml.Unavailable)
+		}
+	}
 	c.log.Info("configured", "backend", c.drv.Backend(), "devices", len(c.drv.Devices()))
 	return c.drv.Backend(), nil
 }
@@ -121,7 +135,14 @@ func (c *Core) device(index uint32) (gpu.Device, error) {
 
 func (c *Core) describe(d gpu.Device) (vram.Device, error) {
 	free, total, err := d.MemInfo()
-	return vram.Device{Index: uint32(d.Index()), Name: d.Name(), UUID: d.UUID(), TotalBytes: total, FreeBytes: free, Backend: c.drv.Backend()}, err
+	v := vram.Device{Index: uint32(d.Index()), Name: d.Name(), UUID: d.UUID(), TotalBytes: total, FreeBytes: free, Backend: c.drv.Backend()}
+	if c.nvml != nil && c.nvml.Available() {
+		if t, ok := c.nvml.ByUUID(d.UUID()); ok {
+			v.Name, v.TotalBytes, v.FreeBytes = t.Name, t.TotalBytes, t.Free
+			err = nil
+		}
+	}
+	return v, err
 }
 
 // Devices implements vram.Backend.
@@ -469,6 +490,9 @@ func (c *Core) Close() error {
 		if _, _, err := c.Release(context.Background(), id); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.nvml != nil {
+		c.nvml.Close()
 	}
 	return errors.Join(append(errs, c.drv.Close())...)
 }

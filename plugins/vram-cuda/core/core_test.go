@@ -9,7 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
+
 	"github.com/vramward/vramward/plugins/vram-cuda/gpu"
+	"github.com/vramward/vramward/plugins/vram-cuda/telemetry"
 	"github.com/vramward/vramward/sdk/vram"
 	"github.com/vramward/vramward/sdk/vramtest"
 )
@@ -198,5 +202,22 @@ func TestCopyReadBackEqualsView(t *testing.T) {
 	}
 	if got != vram.TreeDigest(data, vram.LeafBytes) {
 		t.Fatal("the copied read-back hashes differently")
+	}
+}
+
+// With NVML, device figures are NVML's (device-wide, other processes
+// included), matched by UUID, not by index.
+func TestStatsPreferNVML(t *testing.T) {
+	srv := dgxh100.New()
+	srv.Devices[5].(*server.Device).UUID = "EMULATED-0"
+	em := gpu.NewEmulated(1, 1<<20)
+	c := &Core{log: New(nil).log, drv: em, shards: map[string]*shard{}, nvml: telemetry.Open(srv)}
+	st, err := c.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := c.nvml.ByUUID("EMULATED-0")
+	if st[0].Device.TotalBytes != want.TotalBytes || st[0].Device.Name != want.Name || st[0].Device.TotalBytes == 1<<20 {
+		t.Fatalf("stats %+v, NVML says %+v", st[0], want)
 	}
 }
