@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
+
+	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/host/pluginhost"
 	"github.com/vramward/vramward/host/worker"
 	"github.com/vramward/vramward/sdk/audit"
@@ -19,19 +23,9 @@ import (
 // be made durable, does.
 func (d *Daemon) startLoader(ctx context.Context) error {
 	u := d.cfg.Loader
-	p := d.cfg.Plugin(u.Plugin)
-	spec := pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256, StartTimeout: p.StartTimeout}
 	log := d.log.Named("loader")
-	proc, err := d.launcher.Launch(spec, loader.PluginForHost(log))
+	proc, p, err := d.launchUse(ctx, u, loader.PluginForHost(log), log)
 	if err != nil {
-		var ce *pluginhost.ChecksumError
-		if errors.As(err, &ce) {
-			if ev, ok := mismatchEvent(ce, log); ok {
-				if eerr := d.bus.Emit(ctx, ev); eerr != nil {
-					log.Error("PluginChecksumMismatch not recorded", "error", eerr)
-				}
-			}
-		}
 		return err
 	}
 	d.loader = proc
@@ -60,6 +54,24 @@ func (d *Daemon) startLoader(ctx context.Context) error {
 	results, err := worker.CheckModels(ctx, client, d.cfg.Models, d.bus, log)
 	d.models = results
 	return err
+}
+
+// launchUse starts the plugin a loader or vram block names. A binary that
+// differs from its pinned sha256 is never run, and PluginChecksumMismatch
+// (CRITICAL) is recorded.
+func (d *Daemon) launchUse(ctx context.Context, u *config.PluginUse, half plugin.Plugin, log hclog.Logger) (*pluginhost.Process, *config.Plugin, error) {
+	p := d.cfg.Plugin(u.Plugin)
+	spec := pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256, StartTimeout: p.StartTimeout}
+	proc, err := d.launcher.Launch(spec, half)
+	var ce *pluginhost.ChecksumError
+	if errors.As(err, &ce) {
+		if ev, ok := mismatchEvent(ce, log); ok {
+			if eerr := d.bus.Emit(ctx, ev); eerr != nil {
+				log.Error("PluginChecksumMismatch not recorded", "error", eerr)
+			}
+		}
+	}
+	return proc, p, err
 }
 
 // Models is the outcome of each configured model's check at start.

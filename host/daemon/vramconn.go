@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/vramward/vramward/host/pluginhost"
 	"github.com/vramward/vramward/host/worker"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/handshake"
@@ -18,19 +17,9 @@ import (
 // every model the loader accepted, and starts the verify loop.
 func (d *Daemon) startVram(ctx context.Context) error {
 	u := d.cfg.Vram
-	p := d.cfg.Plugin(u.Plugin)
-	spec := pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256, StartTimeout: p.StartTimeout}
 	log := d.log.Named("vram")
-	proc, err := d.launcher.Launch(spec, vram.PluginForHost(log))
+	proc, p, err := d.launchUse(ctx, u, vram.PluginForHost(log), log)
 	if err != nil {
-		var ce *pluginhost.ChecksumError
-		if errors.As(err, &ce) {
-			if ev, ok := mismatchEvent(ce, log); ok {
-				if eerr := d.bus.Emit(ctx, ev); eerr != nil {
-					log.Error("PluginChecksumMismatch not recorded", "error", eerr)
-				}
-			}
-		}
 		return err
 	}
 	d.vram = proc

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	"github.com/vramward/vramward/sdk/handshake"
@@ -45,17 +44,9 @@ func Serve(sink Sink) {
 		}
 	}
 
-	serving.OnEnd(final, logger)
-
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig:  handshake.Config,
-		VersionedPlugins: map[int]plugin.PluginSet{handshake.ProtocolVersion: {handshake.KindAuditSink: p}},
-		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes))...)
-		},
-		Logger: logger,
+	// When the host closed the plugin (go-plugin's Kill), with or without
+	// a Shutdown RPC first, the final shutdown closes the sink either way.
+	serving.Serve(handshake.KindAuditSink, p, final, logger, func(opts []grpc.ServerOption) *grpc.Server {
+		return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes))...)
 	})
-	// The host closed the plugin (go-plugin's Kill) with or without a
-	// Shutdown RPC first; make sure the sink is closed either way.
-	final("plugin server stopped")
 }

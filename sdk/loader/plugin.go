@@ -78,12 +78,5 @@ func Serve(l Loader) {
 			logger.Error("close failed", "why", why, "error", err)
 		}
 	}
-	serving.OnEnd(final, logger)
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig:  handshake.Config,
-		VersionedPlugins: map[int]plugin.PluginSet{handshake.ProtocolVersion: {handshake.KindModelLoader: p}},
-		GRPCServer:       plugin.DefaultGRPCServer,
-		Logger:           logger,
-	})
-	final("plugin server stopped")
+	serving.Serve(handshake.KindModelLoader, p, final, logger, nil)
 }

@@ -71,12 +71,5 @@ func Serve(b Backend) {
 			logger.Error("close failed", "why", why, "error", err)
 		}
 	}
-	serving.OnEnd(final, logger)
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig:  handshake.Config,
-		VersionedPlugins: map[int]plugin.PluginSet{handshake.ProtocolVersion: {handshake.KindVramBackend: p}},
-		GRPCServer:       plugin.DefaultGRPCServer,
-		Logger:           logger,
-	})
-	final("plugin server stopped")
+	serving.Serve(handshake.KindVramBackend, p, final, logger, nil)
 }

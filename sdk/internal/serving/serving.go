@@ -9,9 +9,30 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
+	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/internal/parentwatch"
 )
+
+// Serve serves p as the plugin of kind until the host is done with it,
+// with final run once whichever way the process ends (the host closing
+// the plugin, SIGTERM, the host dying). server may add gRPC options; nil
+// keeps go-plugin's.
+func Serve(kind string, p plugin.Plugin, final func(why string), logger hclog.Logger, server func([]grpc.ServerOption) *grpc.Server) {
+	OnEnd(final, logger)
+	if server == nil {
+		server = plugin.DefaultGRPCServer
+	}
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig:  handshake.Config,
+		VersionedPlugins: map[int]plugin.PluginSet{handshake.ProtocolVersion: {kind: p}},
+		GRPCServer:       server,
+		Logger:           logger,
+	})
+	final("plugin server stopped")
+}
 
 // NewLogger is a plugin's logger: JSON lines on stderr, which the host
 // forwards into its own log under the plugin's name. Its level comes from
