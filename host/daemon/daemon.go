@@ -60,6 +60,7 @@ type Daemon struct {
 	shards        *worker.Shards
 	workerMetrics *worker.Metrics
 	stopVerify    func()
+	vramVersion   string
 	metrics       *metrics.Server
 	token         []byte
 	version       string

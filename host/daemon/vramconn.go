@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vramward/vramward/host/pluginhost"
 	"github.com/vramward/vramward/host/worker"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/handshake"
@@ -16,45 +17,11 @@ import (
 // derived from the worker token (the token stays here), loads and seals
 // every model the loader accepted, and starts the verify loop.
 func (d *Daemon) startVram(ctx context.Context) error {
-	u := d.cfg.Vram
-	log := d.log.Named("vram")
-	proc, p, err := d.launchUse(ctx, u, vram.PluginForHost(log), log)
+	client, err := d.connectVram(ctx)
 	if err != nil {
 		return err
 	}
-	d.vram = proc
-	client := proc.Raw.(*vram.Client)
-	info, err := client.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("vram %s: plugin info: %w", p.Name, err)
-	}
-	if u.ConfigJSON == nil {
-		if diags := d.cfg.DecodeUseConfig(u, info.Schema); diags.HasErrors() {
-			return &ConfigError{Diags: diags}
-		}
-	}
-	key, err := vram.DeriveSealKey(d.token)
-	if err != nil {
-		return err
-	}
-	backend, err := client.Configure(ctx, u.ConfigJSON, key)
-	clear(key)
-	if err != nil {
-		var f *vram.Failure
-		if errors.As(err, &f) && len(f.Fields) > 0 {
-			return &ConfigError{Diags: u.FieldDiagnostics(f.Fields)}
-		}
-		return fmt.Errorf("vram %s: configure: %w", p.Name, err)
-	}
-	if backend == vram.BackendEmulated {
-		log.Warn("the VRAM backend is EMULATED: shards live in host memory and prove no GPU residency")
-	}
-	if ev, err := audit.New(audit.PluginStarted, audit.Actor{},
-		audit.Str("plugin", p.Name), audit.Str("kind", handshake.KindVramBackend),
-		audit.Str("version", info.Version), audit.Uint("pid", uint64(proc.Pid))); err == nil {
-		d.emitAsync(ev)
-	}
-	d.shards = worker.NewShards(client, d.bus, d.workerMetrics, d.cfg.Verify.OnFailure, log)
+	d.shards = worker.NewShards(client, d.bus, d.workerMetrics, d.cfg.Verify.OnFailure, d.log.Named("vram"))
 	if err := d.shards.Load(ctx, d.models); err != nil {
 		return err
 	}
@@ -62,10 +29,116 @@ func (d *Daemon) startVram(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		d.shards.Run(loopCtx, d.cfg.Verify.Interval)
+		d.runVram(loopCtx)
 	}()
 	d.stopVerify = func() { cancel(); <-done }
 	return nil
+}
+
+// connectVram launches and configures the backend plugin and records
+// PluginStarted.
+func (d *Daemon) connectVram(ctx context.Context) (*vram.Client, error) {
+	u := d.cfg.Vram
+	log := d.log.Named("vram")
+	proc, p, err := d.launchUse(ctx, u, vram.PluginForHost(log), log)
+	if err != nil {
+		return nil, err
+	}
+	d.vram = proc
+	client := proc.Raw.(*vram.Client)
+	info, err := client.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("vram %s: plugin info: %w", p.Name, err)
+	}
+	if u.ConfigJSON == nil {
+		if diags := d.cfg.DecodeUseConfig(u, info.Schema); diags.HasErrors() {
+			return nil, &ConfigError{Diags: diags}
+		}
+	}
+	key, err := vram.DeriveSealKey(d.token)
+	if err != nil {
+		return nil, err
+	}
+	backend, err := client.Configure(ctx, u.ConfigJSON, key)
+	clear(key)
+	if err != nil {
+		var f *vram.Failure
+		if errors.As(err, &f) && len(f.Fields) > 0 {
+			return nil, &ConfigError{Diags: u.FieldDiagnostics(f.Fields)}
+		}
+		return nil, fmt.Errorf("vram %s: configure: %w", p.Name, err)
+	}
+	if backend == vram.BackendEmulated {
+		log.Warn("the VRAM backend is EMULATED: shards live in host memory and prove no GPU residency")
+	}
+	d.vramVersion = info.Version
+	if ev, err := audit.New(audit.PluginStarted, audit.Actor{},
+		audit.Str("plugin", p.Name), audit.Str("kind", handshake.KindVramBackend),
+		audit.Str("version", info.Version), audit.Uint("pid", uint64(proc.Pid))); err == nil {
+		d.emitAsync(ev)
+	}
+	return client, nil
+}
+
+// runVram verifies every seal each verify.interval. When the backend's
+// process has died, its device memory died with it: the crash is recorded,
+// the plugin restarted with backoff, and every model loaded and sealed
+// again, so nothing is left unsealed or silently dropped.
+func (d *Daemon) runVram(ctx context.Context) {
+	t := time.NewTicker(d.cfg.Verify.Interval)
+	defer t.Stop()
+	backoff := pluginhost.Backoff{Min: 200 * time.Millisecond, Max: 30 * time.Second}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if d.vram != nil && d.vram.Crashed() {
+			d.recoverVram(ctx, &backoff)
+			continue
+		}
+		if err := d.shards.VerifyAll(ctx); err != nil && ctx.Err() == nil {
+			d.log.Error("seal verification round: an event was not recorded", "error", err)
+		}
+	}
+}
+
+func (d *Daemon) recoverVram(ctx context.Context, backoff *pluginhost.Backoff) {
+	proc := d.vram
+	log := d.log.Named("vram")
+	log.Error("the VRAM backend crashed; its shards are gone with it", "pid", proc.Pid, "exit", proc.ExitReason())
+	if ev, err := audit.New(audit.PluginCrashed, audit.Actor{},
+		audit.Str("plugin", proc.Spec.Name), audit.Str("kind", handshake.KindVramBackend), audit.Str("version", d.vramVersion),
+		audit.Uint("pid", uint64(proc.Pid)), audit.Str("exit_reason", proc.ExitReason())); err == nil {
+		if err := d.bus.Emit(ctx, ev); err != nil {
+			log.Error("PluginCrashed not recorded", "error", err)
+		}
+	}
+	proc.MarkCrashed()
+	d.vram = nil
+	for ctx.Err() == nil {
+		client, err := d.connectVram(ctx)
+		if err == nil {
+			d.launcher.Metrics.CountRestart(proc.Spec.Name)
+			backoff.Reset()
+			d.shards.Reset(client)
+			if err := d.shards.Load(ctx, d.models); err != nil {
+				log.Error("reloading the models after the restart: an event was not recorded", "error", err)
+			}
+			return
+		}
+		if d.vram != nil {
+			d.vram.Stop()
+			d.vram = nil
+		}
+		wait := backoff.Next()
+		log.Error("VRAM backend restart failed; retrying", "in", wait, "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
 }
 
 // stopVram ends the verify loop, releases every shard (recording each) and

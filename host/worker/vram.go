@@ -47,6 +47,15 @@ func NewShards(vb VramBackend, em Emitter, m *Metrics, onFailure string, log hcl
 	return &Shards{vb: vb, em: em, m: m, onFailure: onFailure, log: log, sealed: map[string]vram.SealedShard{}}
 }
 
+// Reset points the set at a new backend (its plugin restarted) and forgets
+// the shards: they died with the old process.
+func (s *Shards) Reset(vb VramBackend) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.vb = vb
+	s.sealed = map[string]vram.SealedShard{}
+}
+
 // Sealed returns the shards held now, sorted by id.
 func (s *Shards) Sealed() []vram.SealedShard {
 	s.mu.Lock()
@@ -220,20 +229,4 @@ func (s *Shards) refreshStats(ctx context.Context) {
 		return
 	}
 	s.m.devices(st)
-}
-
-// Run verifies every interval until ctx ends.
-func (s *Shards) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.VerifyAll(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("seal verification round: an event was not recorded", "error", err)
-			}
-		}
-	}
 }

@@ -101,3 +101,89 @@ verify {
 		t.Fatalf("verify: %s", out)
 	}
 }
+
+// TestVramBackendCrashReloadsTheModels: the backend process is killed; the
+// host records PluginCrashed, restarts it, loads and seals the model again,
+// and goes on verifying.
+func TestVramBackendCrashReloadsTheModels(t *testing.T) {
+	dir := t.TempDir()
+	sum := writeModel(t, gguftest.Small(), filepath.Join(dir, "models", "m.gguf"))
+	writeConfig(t, dir, fmt.Sprintf(`
+plugin "loader-gguf" {
+  kind = "model_loader"
+  path = %q
+}
+plugin "vram" {
+  kind = "vram_backend"
+  path = %q
+}
+loader {
+  plugin = "loader-gguf"
+  config {
+    allowed_roots = [abspath("models")]
+  }
+}
+vram {
+  plugin = "vram"
+  config {
+    backend = "emulated"
+  }
+}
+model "m" {
+  path   = "models/m.gguf"
+  sha256 = %q
+}
+verify {
+  interval = "1s"
+}
+`, loaderBin, vramBin, sum))
+	h := startHost(t, dir)
+	h.waitStarted()
+	trail := filepath.Join(dir, "trail", "audit.log")
+	count := func(typ audit.Type) (n int, last audit.Event) {
+		for _, e := range trailEvents(t, trail) {
+			if e.Type == typ {
+				n, last = n+1, e
+			}
+		}
+		return n, last
+	}
+	var pid int
+	waitFor(t, func() bool {
+		for _, e := range trailEvents(t, trail) {
+			if k, _ := e.Field("kind"); e.Type == audit.PluginStarted && k.String() == "vram_backend" {
+				p, _ := e.Field("pid")
+				pid = int(p.Uint())
+			}
+		}
+		n, _ := count(audit.VramSealed)
+		return pid != 0 && n == 1
+	})
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { n, _ := count(audit.VramSealed); return n == 2 })
+	sealedAgain := len(trailEvents(t, trail))
+	waitFor(t, func() bool {
+		for _, e := range trailEvents(t, trail)[sealedAgain:] {
+			if e.Type == audit.SealVerified {
+				return true
+			}
+		}
+		return false
+	})
+	h.signal(syscall.SIGTERM)
+	if code := h.wait(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	n, crashed := count(audit.PluginCrashed)
+	if n != 1 || crashed.Severity != audit.High {
+		t.Fatalf("%d PluginCrashed, last %+v", n, crashed)
+	}
+	if reason, _ := crashed.Field("exit_reason"); !strings.Contains(reason.String(), "killed") {
+		t.Errorf("exit_reason %q", reason.String())
+	}
+	if p, _ := crashed.Field("pid"); int(p.Uint()) != pid {
+		t.Errorf("crashed pid %d, killed %d", p.Uint(), pid)
+	}
+}
