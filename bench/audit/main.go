@@ -102,13 +102,21 @@ func run(pluginPath, dir string, n, batch, runs, criticals int) error {
 	if err != nil {
 		return fmt.Errorf("info: %w", err)
 	}
-	sort.Float64s(raw)
-	sort.Float64s(crit)
-	sort.Float64s(rtt)
+	iRaw, iCrit, err := interleaved(pluginPath, filepath.Join(work, "i-raw.log"), filepath.Join(work, "i-critical.log"), critEvents)
+	if err != nil {
+		return fmt.Errorf("interleaved: %w", err)
+	}
+	for _, v := range [][]float64{raw, crit, rtt, iRaw, iCrit} {
+		sort.Float64s(v)
+	}
 	fmt.Printf("CRITICAL emit latency, %d emits\n", criticals)
-	fmt.Printf("  raw write+fsync (baseline)  p50 %.3f ms  p99 %.3f ms\n", pct(raw, 50), pct(raw, 99))
-	fmt.Printf("  through the plugin process  p50 %.3f ms  p99 %.3f ms  p50 ratio %.2f  goal <=2.00: %s\n",
-		pct(crit, 50), pct(crit, 99), pct(crit, 50)/pct(raw, 50), verdict(pct(crit, 50) <= 2*pct(raw, 50)))
+	fmt.Printf("  interleaved, one raw write+fsync after each plugin emit, so both meet the disk alike:\n")
+	fmt.Printf("    raw write+fsync (baseline)  p50 %.3f ms  p99 %.3f ms\n", pct(iRaw, 50), pct(iRaw, 99))
+	fmt.Printf("    through the plugin process  p50 %.3f ms  p99 %.3f ms  p50 ratio %.2f  goal <=2.00: %s\n",
+		pct(iCrit, 50), pct(iCrit, 99), pct(iCrit, 50)/pct(iRaw, 50), verdict(pct(iCrit, 50) <= 2*pct(iRaw, 50)))
+	fmt.Printf("  back to back, each alone (a raw fsync right after the last is cheaper than one after a pause):\n")
+	fmt.Printf("    raw write+fsync             p50 %.3f ms  p99 %.3f ms\n", pct(raw, 50), pct(raw, 99))
+	fmt.Printf("    through the plugin process  p50 %.3f ms  p99 %.3f ms  p50 ratio %.2f\n", pct(crit, 50), pct(crit, 99), pct(crit, 50)/pct(raw, 50))
 	fmt.Printf("  for reference, an INFO emit (no fsync): p50 %.3f ms  p99 %.3f ms\n", pct(rtt, 50), pct(rtt, 99))
 	return nil
 }
@@ -275,6 +283,42 @@ func rawFsync(path string, events []audit.Event) ([]float64, error) {
 		out = append(out, float64(time.Since(start).Microseconds())/1000)
 	}
 	return out, nil
+}
+
+// interleaved alternates a CRITICAL emit through the plugin with a raw
+// write+fsync of the same bytes on the same disk. A raw fsync issued right
+// after the previous one finds the journal warm and costs about half of
+// one issued after a pause (measured here: 0.15 against 0.22 ms after
+// 0.2 ms idle, 0.29 ms after 1 ms); the plugin's fsyncs always come after
+// a round trip, so a fair floor is measured with the same rhythm.
+func interleaved(pluginPath, rawPath, critPath string, events []audit.Event) (raw, crit []float64, err error) {
+	client, stop, err := launch(pluginPath, critPath, 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer stop()
+	f, err := os.OpenFile(rawPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	for _, e := range events {
+		start := time.Now()
+		if err := client.Emit(context.Background(), e); err != nil {
+			return nil, nil, err
+		}
+		crit = append(crit, float64(time.Since(start).Microseconds())/1000)
+		line := append(e.AppendJSON(nil), '\n')
+		start = time.Now()
+		if _, err := f.Write(line); err != nil {
+			return nil, nil, err
+		}
+		if err := f.Sync(); err != nil {
+			return nil, nil, err
+		}
+		raw = append(raw, float64(time.Since(start).Microseconds())/1000)
+	}
+	return raw, crit, nil
 }
 
 func criticalThroughPlugin(pluginPath, path string, events []audit.Event) ([]float64, error) {
