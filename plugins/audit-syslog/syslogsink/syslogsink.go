@@ -28,7 +28,7 @@ import (
 // Transports as the config names them.
 var transports = map[string]string{
 	"unix": transport.UnixDgram, "unix-stream": transport.UnixStream,
-	"udp": transport.UDP, "tcp": transport.TCP, "tls": transport.TLS,
+	"udp": transport.UDP, "tcp": transport.TCP, "tls": transport.TLS, "relp": transport.RELP,
 }
 
 // Defaults of the config schema.
@@ -52,7 +52,7 @@ const (
 // Schema is the plugin's config block.
 var Schema = schema.Schema{
 	{Name: "transport", Type: schema.String, Default: DefaultTransport,
-		Description: "unix (datagram), unix-stream, udp, tcp or tls"},
+		Description: "unix (datagram), unix-stream, udp, tcp, tls or relp"},
 	{Name: "address", Type: schema.String, Default: "",
 		Description: "socket path (unix, unix-stream; default /dev/log) or host:port"},
 	{Name: "framing", Type: schema.String, Default: transport.OctetCounting,
@@ -131,7 +131,7 @@ func (s *Sink) Configure(_ context.Context, cfg schema.Values) error {
 	}
 	network, ok := transports[cfg.String("transport")]
 	if !ok {
-		bad("transport", "want unix, unix-stream, udp, tcp or tls, got %q", cfg.String("transport"))
+		bad("transport", "want unix, unix-stream, udp, tcp, tls or relp, got %q", cfg.String("transport"))
 	}
 	addr := cfg.String("address")
 	if addr == "" {

@@ -36,6 +36,8 @@ func configFor(t testing.TB, s *rsyslogd.Server, extra map[string]any) []byte {
 		cfg["transport"], cfg["address"], cfg["max_message_bytes"] = "udp", s.Addr(), 65000
 	case rsyslogd.TCP:
 		cfg["transport"], cfg["address"] = "tcp", s.Addr()
+	case rsyslogd.RELP:
+		cfg["transport"], cfg["address"] = "relp", s.Addr()
 	case rsyslogd.TLS, rsyslogd.MTLS:
 		cfg["transport"], cfg["address"], cfg["tls_ca_file"], cfg["tls_server_name"] = "tls", s.Addr(), s.CA, "localhost"
 		if s.Kind == rsyslogd.MTLS {
@@ -148,6 +150,7 @@ func TestEveryTransportFieldByField(t *testing.T) {
 		{rsyslogd.TCP, map[string]any{"framing": "non-transparent"}},
 		{rsyslogd.TLS, nil},
 		{rsyslogd.MTLS, nil},
+		{rsyslogd.RELP, nil},
 	} {
 		name := c.kind
 		if c.extra != nil {
@@ -236,7 +239,7 @@ func TestMutualTLSNeedsTheClientCertificate(t *testing.T) {
 // away is held, fails the write (the host counts it and keeps its copy),
 // and goes out, in order and once, when the receiver is back.
 func TestReceiverRestart(t *testing.T) {
-	for _, kind := range []string{rsyslogd.TCP, rsyslogd.TLS, rsyslogd.UnixStream, rsyslogd.UnixDgram} {
+	for _, kind := range []string{rsyslogd.TCP, rsyslogd.TLS, rsyslogd.UnixStream, rsyslogd.UnixDgram, rsyslogd.RELP} {
 		t.Run(kind, func(t *testing.T) { receiverRestart(t, kind) })
 	}
 }

@@ -1,7 +1,8 @@
 // Package transport carries syslog messages to a receiver: datagrams over
-// a unix socket or UDP (one message a datagram), or a stream over a unix
+// a unix socket or UDP (one message a datagram), a stream over a unix
 // socket, TCP or TLS with octet-counting framing (RFC 6587 3.4.1, RFC 5425)
-// or, as an option, non-transparent framing (a newline after each message).
+// or, as an option, non-transparent framing (a newline after each message),
+// or RELP, where the receiver acknowledges each message.
 package transport
 
 import (
@@ -55,9 +56,10 @@ func (c Config) Stream() bool {
 
 // Conn is one connection to the receiver.
 type Conn struct {
-	cfg Config
-	c   net.Conn
-	w   *bufio.Writer // streams only
+	cfg  Config
+	c    net.Conn
+	w    *bufio.Writer // streams only
+	relp *relpConn     // relp only
 }
 
 // Dial connects.
@@ -68,6 +70,12 @@ func Dial(cfg Config) (*Conn, error) {
 		err error
 	)
 	switch cfg.Network {
+	case RELP:
+		r, c, err := dialRELP(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &Conn{cfg: cfg, c: c, relp: r}, nil
 	case TLS:
 		c, err = tls.DialWithDialer(&d, "tcp", cfg.Address, cfg.TLS)
 	case UnixDgram, UnixStream, UDP, TCP:
@@ -94,6 +102,9 @@ var ErrClosedByPeer = errors.New("the receiver closed the connection")
 // have been cut: the caller closes it and sends that message again on a
 // new one.
 func (c *Conn) Send(msgs [][]byte) (int, error) {
+	if c.relp != nil {
+		return c.relp.send(msgs, c.cfg.WriteTimeout)
+	}
 	if c.cfg.WriteTimeout > 0 {
 		if err := c.c.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout)); err != nil {
 			return 0, err
@@ -192,4 +203,9 @@ func (c *Conn) peerClosed() error {
 }
 
 // Close closes the connection.
-func (c *Conn) Close() error { return c.c.Close() }
+func (c *Conn) Close() error {
+	if c.relp != nil {
+		return c.relp.close()
+	}
+	return c.c.Close()
+}

@@ -35,6 +35,7 @@ const (
 	MTLS       = "mtls"    // tls that requires a client certificate
 	UnixDgram  = "unix"    // imuxsock on a temporary socket
 	UnixStream = "ustream" // imptcp on a temporary socket
+	RELP       = "relp"    // imrelp (package rsyslog-relp)
 )
 
 // ProbeTag marks the readiness probes, which Lines leaves out.
@@ -106,6 +107,13 @@ func StartWith(t testing.TB, kind string, config func(s *Server) string) *Server
 	if kind == TLS || kind == MTLS {
 		s.makeCerts(t)
 	}
+	if kind == RELP {
+		if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so"); err != nil && os.Getenv("VRAMWARD_CI") == "" {
+			if matches, _ := filepath.Glob("/usr/lib/*/rsyslog/imrelp.so"); len(matches) == 0 {
+				t.Skip("rsyslog's imrelp is not installed (package rsyslog-relp)")
+			}
+		}
+	}
 	s.conf = filepath.Join(dir, "rsyslog.conf")
 	text := s.config()
 	if config != nil {
@@ -143,6 +151,8 @@ func (s *Server) config() string {
 		fmt.Fprintf(&b, "module(load=\"imuxsock\" sysSock.use=\"off\")\ninput(type=\"imuxsock\" socket=%q)\n", s.Socket)
 	case UnixStream:
 		fmt.Fprintf(&b, "module(load=\"imptcp\")\ninput(type=\"imptcp\" path=%q unlink=\"on\")\n", s.Socket)
+	case RELP:
+		fmt.Fprintf(&b, "module(load=\"imrelp\")\ninput(type=\"imrelp\" address=\"127.0.0.1\" port=\"%d\" maxDataSize=\"2000000\")\n", s.Port)
 	}
 	fmt.Fprintf(&b, "template(name=\"raw\" type=\"string\" string=\"%%rawmsg%%\\n\")\n")
 	fmt.Fprintf(&b, "action(type=\"omfile\" file=%q template=\"raw\" flushOnTXEnd=\"on\")\n", s.Out)
@@ -204,6 +214,25 @@ func (s *Server) probe() {
 	case TLS, MTLS:
 		c, err = s.DialTLS()
 		msg = strconv.Itoa(len(msg)) + " " + msg
+	case RELP:
+		c, err = net.Dial("tcp", s.Addr())
+		open := "relp_version=0\nrelp_software=probe\ncommands=syslog"
+		msg = fmt.Sprintf("1 open %d %s\n2 syslog %d %s\n", len(open), open, len(msg), msg)
+		if err == nil {
+			// The session must stay open until the message is taken.
+			_, _ = c.Write([]byte(msg))
+			buf := make([]byte, 512)
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			for got := ""; !strings.Contains(got, "2 rsp"); {
+				n, rerr := c.Read(buf)
+				got += string(buf[:n])
+				if rerr != nil {
+					break
+				}
+			}
+			c.Close()
+			return
+		}
 	}
 	if err != nil {
 		return
