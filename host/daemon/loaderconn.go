@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
@@ -22,9 +23,32 @@ import (
 // its event says why); a loader that cannot start, or an event that cannot
 // be made durable, does.
 func (d *Daemon) startLoader(ctx context.Context) error {
-	u := d.cfg.Loader
-	log := d.log.Named("loader")
-	proc, p, err := d.launchUse(ctx, u, loader.PluginForHost(log), log)
+	sup := &loaderSupervisor{d: d, log: d.log.Named("loader")}
+	if err := sup.connect(ctx); err != nil {
+		return err
+	}
+	results, err := worker.CheckModels(ctx, sup, d.cfg.Models, d.bus, sup.log)
+	d.models = results
+	return err
+}
+
+// loaderSupervisor is the Validator the worker uses: when the loader's
+// process dies during a check (a file that crashes its parser, say), the
+// crash is recorded, the plugin restarted and the check tried again, at
+// most maxLoaderRestarts times for one model, so a file that crashes the
+// loader every time is refused instead of looping.
+type loaderSupervisor struct {
+	d       *Daemon
+	log     hclog.Logger
+	client  *loader.Client
+	version string
+}
+
+const maxLoaderRestarts = 2
+
+func (s *loaderSupervisor) connect(ctx context.Context) error {
+	d, u := s.d, s.d.cfg.Loader
+	proc, p, err := d.launchUse(ctx, u, loader.PluginForHost(s.log), s.log)
 	if err != nil {
 		return err
 	}
@@ -46,14 +70,57 @@ func (d *Daemon) startLoader(ctx context.Context) error {
 		}
 		return fmt.Errorf("loader %s: configure: %w", p.Name, err)
 	}
+	s.client, s.version = client, info.Version
 	if ev, err := audit.New(audit.PluginStarted, audit.Actor{},
 		audit.Str("plugin", p.Name), audit.Str("kind", handshake.KindModelLoader),
 		audit.Str("version", info.Version), audit.Uint("pid", uint64(proc.Pid))); err == nil {
 		d.emitAsync(ev)
 	}
-	results, err := worker.CheckModels(ctx, client, d.cfg.Models, d.bus, log)
-	d.models = results
-	return err
+	return nil
+}
+
+// Validate implements worker.Validator.
+func (s *loaderSupervisor) Validate(ctx context.Context, path, sha string) (*loader.Model, error) {
+	for restarts := 0; ; restarts++ {
+		m, err := s.client.Validate(ctx, path, sha)
+		proc := s.d.loader
+		if !errors.Is(err, loader.ErrUnavailable) || proc == nil || !s.crashed(proc) {
+			return m, err
+		}
+		s.log.Error("the loader crashed while checking a model", "path", path, "pid", proc.Pid, "exit", proc.ExitReason())
+		if ev, eerr := audit.New(audit.PluginCrashed, audit.Actor{},
+			audit.Str("plugin", proc.Spec.Name), audit.Str("kind", handshake.KindModelLoader), audit.Str("version", s.version),
+			audit.Uint("pid", uint64(proc.Pid)), audit.Str("exit_reason", proc.ExitReason())); eerr == nil {
+			if eerr := s.d.bus.Emit(ctx, ev); eerr != nil {
+				return nil, fmt.Errorf("record PluginCrashed: %w", eerr)
+			}
+		}
+		proc.MarkCrashed()
+		s.d.loader = nil
+		if restarts == maxLoaderRestarts {
+			// Leave a loader running for the next model.
+			if cerr := s.connect(ctx); cerr != nil {
+				return nil, errors.Join(err, cerr)
+			}
+			return nil, fmt.Errorf("%s crashed the loader %d times; not loaded: %w", path, restarts+1, err)
+		}
+		if cerr := s.connect(ctx); cerr != nil {
+			return nil, errors.Join(err, cerr)
+		}
+		s.d.launcher.Metrics.CountRestart(proc.Spec.Name)
+	}
+}
+
+// crashed waits a moment for go-plugin to notice the exit: the RPC can
+// fail a little before the process is reaped.
+func (s *loaderSupervisor) crashed(proc *pluginhost.Process) bool {
+	for i := 0; i < 50; i++ {
+		if proc.Crashed() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
 }
 
 // launchUse starts the plugin a loader or vram block names. A binary that

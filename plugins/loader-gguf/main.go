@@ -10,5 +10,5 @@ import (
 )
 
 func main() {
-	loader.Serve(ggufloader.New(loader.NewLogger("loader-gguf")))
+	loader.Serve(withFaults(ggufloader.New(loader.NewLogger("loader-gguf"))))
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/vramward/vramward/plugins/loader-gguf/ggufloader"
@@ -31,5 +33,16 @@ func TestConformanceBinary(t *testing.T) {
 func TestBinaryExists(t *testing.T) {
 	if _, err := os.Stat(filepath.Clean(binary)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The release build carries no fault hook.
+func TestReleaseBuildHasNoFaultHook(t *testing.T) {
+	out, err := exec.Command("go", "tool", "nm", binary).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "main.crashing") {
+		t.Fatal("the release binary contains the test-only fault hook")
 	}
 }

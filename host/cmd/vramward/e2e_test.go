@@ -32,6 +32,8 @@ var (
 	loaderBin string
 	syslogBin string
 	vramBin   string // built with the vramward_tamper tag: tests corrupt shards
+	// faultyLoaderBin is built with vramward_faults: it dies on "crash-me".
+	faultyLoaderBin string
 )
 
 func TestMain(m *testing.M) {
@@ -49,7 +51,10 @@ func TestMain(m *testing.M) {
 		if syslogBin, err = plugintest.Build(dir, "../../../plugins/audit-syslog", "vramward-plugin-audit-syslog"); err != nil {
 			return err
 		}
-		vramBin, err = plugintest.Build(dir, "../../../plugins/vram-cuda", "vramward-plugin-vram-cuda", "vramward_tamper")
+		if vramBin, err = plugintest.Build(dir, "../../../plugins/vram-cuda", "vramward-plugin-vram-cuda", "vramward_tamper"); err != nil {
+			return err
+		}
+		faultyLoaderBin, err = plugintest.Build(filepath.Join(dir, "faulty"), "../../../plugins/loader-gguf", "vramward-plugin-loader-gguf", "vramward_faults")
 		return err
 	})
 }

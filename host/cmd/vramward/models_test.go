@@ -160,3 +160,59 @@ func TestGGUFInspect(t *testing.T) {
 		t.Fatalf("stderr %q does not say why", stderr)
 	}
 }
+
+// TestModelThatCrashesTheLoader: a file that kills the loader's process
+// (here a test build that exits on it, as a parser bug would) is recorded
+// as a crash each time, retried a bounded number of times, and refused;
+// the host starts, and the next model is checked by a fresh loader.
+func TestModelThatCrashesTheLoader(t *testing.T) {
+	dir := t.TempDir()
+	models := filepath.Join(dir, "models")
+	bad := writeModel(t, gguftest.Small(), filepath.Join(models, "crash-me.gguf"))
+	good := writeModel(t, gguftest.Small(), filepath.Join(models, "good.gguf"))
+	writeConfig(t, dir, fmt.Sprintf(`
+plugin "loader-gguf" {
+  kind = "model_loader"
+  path = %q
+}
+loader {
+  plugin = "loader-gguf"
+  config {
+    allowed_roots = [abspath("models")]
+  }
+}
+model "crash" {
+  path   = "models/crash-me.gguf"
+  sha256 = %q
+}
+model "good" {
+  path   = "models/good.gguf"
+  sha256 = %q
+}
+`, faultyLoaderBin, bad, good))
+	h := startHost(t, dir)
+	h.waitStarted()
+	h.signal(syscall.SIGTERM)
+	if code := h.wait(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	crashes, loaded := 0, []string{}
+	for _, e := range trailEvents(t, filepath.Join(dir, "trail", "audit.log")) {
+		switch e.Type {
+		case audit.PluginCrashed:
+			crashes++
+			if r, _ := e.Field("exit_reason"); !strings.Contains(r.String(), "exit status 3") {
+				t.Errorf("exit_reason %q", r.String())
+			}
+		case audit.ModelLoaded:
+			ref, _ := e.Field("model_ref")
+			loaded = append(loaded, ref.String())
+		}
+	}
+	if crashes != 3 {
+		t.Fatalf("%d PluginCrashed records, want 3 (the first try and two restarts)", crashes)
+	}
+	if len(loaded) != 1 || loaded[0] != "good" {
+		t.Fatalf("models loaded: %v", loaded)
+	}
+}
