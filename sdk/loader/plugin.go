@@ -1,9 +1,6 @@
 package loader
 
 import (
-	"context"
-	"fmt"
-
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -14,29 +11,35 @@ import (
 )
 
 // GRPCPlugin is the go-plugin glue for the ModelLoader service: the plugin
-// process holds the server half (PluginForLoader), the host the client half
-// (PluginForHost); an in-process test holds both.
+// process holds the server half, the host the client half; an in-process
+// test holds both.
 type GRPCPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	srv    *server
-	client bool
-	log    hclog.Logger
+	serving.Glue
+	srv *server
+	log hclog.Logger
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
 
 // PluginForLoader serves l.
 func PluginForLoader(l Loader, logger hclog.Logger) *GRPCPlugin {
-	return &GRPCPlugin{srv: newServer(l, logger), log: logger}
+	srv := newServer(l, logger)
+	p := &GRPCPlugin{srv: srv, log: logger}
+	p.Service, p.Register = "ModelLoader", func(s *grpc.Server) { loaderv1.RegisterModelLoaderServer(s, srv) }
+	return p
 }
 
 // PluginForHost dispenses a *Client.
 func PluginForHost(logger hclog.Logger) *GRPCPlugin {
-	return &GRPCPlugin{client: true, log: logger}
+	return (&GRPCPlugin{log: logger}).WithClient()
 }
 
-// WithClient adds the host half to a server-side plugin, for in-process tests.
-func (p *GRPCPlugin) WithClient() *GRPCPlugin { p.client = true; return p }
+// WithClient adds the host half, for in-process tests.
+func (p *GRPCPlugin) WithClient() *GRPCPlugin {
+	p.Service = "ModelLoader"
+	p.Dial = func(c *grpc.ClientConn) any { return NewClient(loaderv1.NewModelLoaderClient(c), p.log) }
+	return p
+}
 
 // Close closes the served loader (in-process tests; Serve does it itself).
 func (p *GRPCPlugin) Close() error {
@@ -44,21 +47,6 @@ func (p *GRPCPlugin) Close() error {
 		return nil
 	}
 	return p.srv.close()
-}
-
-func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	if p.srv == nil {
-		return fmt.Errorf("loader plugin: no loader to serve")
-	}
-	loaderv1.RegisterModelLoaderServer(s, p.srv)
-	return nil
-}
-
-func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
-	if !p.client {
-		return nil, fmt.Errorf("loader plugin: not a host-side plugin")
-	}
-	return NewClient(loaderv1.NewModelLoaderClient(conn), p.log), nil
 }
 
 // NewLogger is the logger a loader plugin should use: JSON lines on stderr,

@@ -1,9 +1,6 @@
 package vram
 
 import (
-	"context"
-	"fmt"
-
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -13,26 +10,36 @@ import (
 	vramv1 "github.com/vramward/vramward/sdk/proto/vram/v1"
 )
 
-// GRPCPlugin is the go-plugin glue for the VramBackend service.
+// GRPCPlugin is the go-plugin glue for the VramBackend service: the plugin
+// process holds the server half, the host the client half; an in-process
+// test holds both.
 type GRPCPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	srv    *server
-	client bool
-	log    hclog.Logger
+	serving.Glue
+	srv *server
+	log hclog.Logger
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
 
 // PluginForBackend serves b.
 func PluginForBackend(b Backend, logger hclog.Logger) *GRPCPlugin {
-	return &GRPCPlugin{srv: newServer(b, logger), log: logger}
+	srv := newServer(b, logger)
+	p := &GRPCPlugin{srv: srv, log: logger}
+	p.Service, p.Register = "VramBackend", func(s *grpc.Server) { vramv1.RegisterVramBackendServer(s, srv) }
+	return p
 }
 
 // PluginForHost dispenses a *Client.
-func PluginForHost(logger hclog.Logger) *GRPCPlugin { return &GRPCPlugin{client: true, log: logger} }
+func PluginForHost(logger hclog.Logger) *GRPCPlugin {
+	return (&GRPCPlugin{log: logger}).WithClient()
+}
 
 // WithClient adds the host half, for in-process tests.
-func (p *GRPCPlugin) WithClient() *GRPCPlugin { p.client = true; return p }
+func (p *GRPCPlugin) WithClient() *GRPCPlugin {
+	p.Service = "VramBackend"
+	p.Dial = func(c *grpc.ClientConn) any { return NewClient(vramv1.NewVramBackendClient(c), p.log) }
+	return p
+}
 
 // Close closes the served backend (in-process tests; Serve does it itself).
 func (p *GRPCPlugin) Close() error {
@@ -40,21 +47,6 @@ func (p *GRPCPlugin) Close() error {
 		return nil
 	}
 	return p.srv.close()
-}
-
-func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	if p.srv == nil {
-		return fmt.Errorf("vram plugin: no backend to serve")
-	}
-	vramv1.RegisterVramBackendServer(s, p.srv)
-	return nil
-}
-
-func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
-	if !p.client {
-		return nil, fmt.Errorf("vram plugin: not a host-side plugin")
-	}
-	return NewClient(vramv1.NewVramBackendClient(conn), p.log), nil
 }
 
 // NewLogger is the logger a backend plugin should use (JSON on stderr).

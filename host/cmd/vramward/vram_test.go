@@ -21,37 +21,8 @@ func TestSealVerifyLoopCatchesTampering(t *testing.T) {
 	sum := writeModel(t, gguftest.Small(), filepath.Join(dir, "models", "m.gguf"))
 	ctl := filepath.Join(dir, "tamper")
 	t.Setenv("VRAMWARD_TAMPER_FILE", ctl) // inherited by the host, then by its plugins
-	writeConfig(t, dir, fmt.Sprintf(`
-plugin "loader-gguf" {
-  kind = "model_loader"
-  path = %q
-}
-plugin "vram" {
-  kind = "vram_backend"
-  path = %q
-}
-loader {
-  plugin = "loader-gguf"
-  config {
-    allowed_roots = [abspath("models")]
-  }
-}
-vram {
-  plugin = "vram"
-  config {
-    backend               = "emulated"
-    emulated_device_bytes = 16777216
-  }
-}
-model "m" {
-  path     = "models/m.gguf"
-  sha256   = %q
-  shard_id = "m:0"
-}
-verify {
-  interval = "1s"
-}
-`, loaderBin, vramBin, sum))
+	writeConfig(t, dir, modelConfig(sum, `backend = "emulated"
+    emulated_device_bytes = 16777216`, `shard_id = "m:0"`))
 	h := startHost(t, dir)
 	h.waitStarted()
 	trail := filepath.Join(dir, "trail", "audit.log")
@@ -108,35 +79,7 @@ verify {
 func TestVramBackendCrashReloadsTheModels(t *testing.T) {
 	dir := t.TempDir()
 	sum := writeModel(t, gguftest.Small(), filepath.Join(dir, "models", "m.gguf"))
-	writeConfig(t, dir, fmt.Sprintf(`
-plugin "loader-gguf" {
-  kind = "model_loader"
-  path = %q
-}
-plugin "vram" {
-  kind = "vram_backend"
-  path = %q
-}
-loader {
-  plugin = "loader-gguf"
-  config {
-    allowed_roots = [abspath("models")]
-  }
-}
-vram {
-  plugin = "vram"
-  config {
-    backend = "emulated"
-  }
-}
-model "m" {
-  path   = "models/m.gguf"
-  sha256 = %q
-}
-verify {
-  interval = "1s"
-}
-`, loaderBin, vramBin, sum))
+	writeConfig(t, dir, modelConfig(sum, `backend = "emulated"`, ""))
 	h := startHost(t, dir)
 	h.waitStarted()
 	trail := filepath.Join(dir, "trail", "audit.log")
@@ -186,4 +129,39 @@ verify {
 	if p, _ := crashed.Field("pid"); int(p.Uint()) != pid {
 		t.Errorf("crashed pid %d, killed %d", p.Uint(), pid)
 	}
+}
+
+// modelConfig declares the loader and the (tamper-build) VRAM backend, one
+// model m at models/m.gguf with its digest, and a one-second verify.
+func modelConfig(sum, vramConfig, modelExtra string) string {
+	return fmt.Sprintf(`
+plugin "loader-gguf" {
+  kind = "model_loader"
+  path = %q
+}
+plugin "vram" {
+  kind = "vram_backend"
+  path = %q
+}
+loader {
+  plugin = "loader-gguf"
+  config {
+    allowed_roots = [abspath("models")]
+  }
+}
+vram {
+  plugin = "vram"
+  config {
+    %s
+  }
+}
+model "m" {
+  path   = "models/m.gguf"
+  sha256 = %q
+  %s
+}
+verify {
+  interval = "1s"
+}
+`, loaderBin, vramBin, vramConfig, sum, modelExtra)
 }

@@ -4,6 +4,8 @@
 package serving
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -65,4 +67,29 @@ func OnEnd(final func(why string), logger hclog.Logger) {
 		final("host process exited")
 		os.Exit(0)
 	}, logger)
+}
+
+// Glue is the go-plugin glue of one gRPC service: Register serves the
+// plugin's half, Dial makes the host's. A plugin process sets Register, the
+// host Dial, an in-process test both.
+type Glue struct {
+	plugin.NetRPCUnsupportedPlugin
+	Service  string // named in errors
+	Register func(*grpc.Server)
+	Dial     func(*grpc.ClientConn) any
+}
+
+func (g *Glue) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	if g.Register == nil {
+		return fmt.Errorf("%s plugin: nothing to serve", g.Service)
+	}
+	g.Register(s)
+	return nil
+}
+
+func (g *Glue) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	if g.Dial == nil {
+		return nil, fmt.Errorf("%s plugin: not a host-side plugin", g.Service)
+	}
+	return g.Dial(conn), nil
 }
