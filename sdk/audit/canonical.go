@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -55,15 +54,54 @@ func (p *cparser) uint() (uint64, bool) {
 // str parses a JSON string as AppendJSON writes it: a string without
 // escapes is returned as a slice of the record; one with escapes is decoded
 // and must re-encode to the same bytes.
+// strStop marks the bytes a plain string scan stops at: the closing quote,
+// an escape, a control character, and the start of a multi-byte rune.
+var strStop = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c == '"' || c == '\\' || c < 0x20 || c >= utf8.RuneSelf
+	}
+	return t
+}()
+
+const (
+	lo8 = 0x0101010101010101
+	hi8 = 0x8080808080808080
+)
+
+func load8(s string, i int) uint64 {
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+}
+
+// stops8 says whether any of eight bytes is one strStop marks: a byte of
+// 0x80 or more, below 0x20, a quote or a backslash (the classic
+// has-zero-byte and has-less-than tests, exact as a yes or no).
+func stops8(x uint64) bool {
+	if x&hi8 != 0 {
+		return true
+	}
+	q, b := x^('"'*lo8), x^('\\'*lo8)
+	return ((x-0x20*lo8)&^x|(q-lo8)&^q|(b-lo8)&^b)&hi8 != 0
+}
+
 func (p *cparser) str() (string, bool) {
 	if !p.lit(`"`) {
 		return "", false
 	}
 	start := p.pos
 	ascii := true
-	for p.pos < len(p.s) {
-		c := p.s[p.pos]
-		switch {
+	for {
+		// Eight bytes at a time while none of them stops the scan.
+		for p.pos+8 <= len(p.s) && !stops8(load8(p.s, p.pos)) {
+			p.pos += 8
+		}
+		for p.pos < len(p.s) && !strStop[p.s[p.pos]] {
+			p.pos++
+		}
+		if p.pos >= len(p.s) {
+			return "", false
+		}
+		switch c := p.s[p.pos]; {
 		case c == '"':
 			raw := p.s[start:p.pos]
 			p.pos++
@@ -75,14 +113,13 @@ func (p *cparser) str() (string, bool) {
 			return raw, true
 		case c >= utf8.RuneSelf:
 			ascii = false
+			p.pos++
 		case c == '\\':
 			return p.escaped(start)
-		case c < 0x20:
+		default: // a control character
 			return "", false
 		}
-		p.pos++
 	}
-	return "", false
 }
 
 func (p *cparser) escaped(start int) (string, bool) {
@@ -148,6 +185,20 @@ func (p *cparser) hex4() (rune, bool) {
 }
 
 // macs parses prev and mac (lower-case hex or empty) into one allocation.
+// hexVal is a lower-case hex digit's value, -1 for any other byte.
+var hexVal = func() (t [256]int8) {
+	for c := range t {
+		t[c] = -1
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = int8(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = int8(c - 'a' + 10)
+	}
+	return t
+}()
+
 func (p *cparser) macs() (prev, mac []byte, ok bool) {
 	var raw [2]string
 	for i, key := range []string{`,"prev":"`, `","mac":"`} {
@@ -166,13 +217,14 @@ func (p *cparser) macs() (prev, mac []byte, ok bool) {
 		if h == "" {
 			continue
 		}
-		for j := 0; j < 64; j++ {
-			if c := h[j]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+		// Lower-case hex only: that is AppendJSON's spelling.
+		out := buf[i*32 : i*32+32]
+		for j := range out {
+			hi, lo := hexVal[h[2*j]], hexVal[h[2*j+1]]
+			if hi < 0 || lo < 0 {
 				return nil, nil, false
 			}
-		}
-		if _, err := hex.Decode(buf[i*32:i*32+32], []byte(h)); err != nil {
-			return nil, nil, false
+			out[j] = byte(hi<<4 | lo)
 		}
 		if i == 0 {
 			prev = buf[0:32:32]
