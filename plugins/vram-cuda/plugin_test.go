@@ -32,22 +32,28 @@ const emulated = `{"backend": "emulated", "emulated_device_bytes": 67108864}`
 func TestConformanceBinary(t *testing.T) {
 	ctl := filepath.Join(t.TempDir(), "tamper")
 	vramtest.RunBinary(t, tamperBinary, []byte(emulated), []string{"VRAMWARD_TAMPER_FILE=" + ctl},
-		vramtest.WithCorrupt(func(t *testing.T, _ *vram.Client, id string) {
-			os.Remove(ctl + ".done")
-			if err := os.WriteFile(ctl, []byte(id+" 4242"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			defer os.Remove(ctl)
-			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-				if b, err := os.ReadFile(ctl + ".done"); err == nil {
-					if string(b) != "done" {
-						t.Fatalf("tamper hook: %s", b)
-					}
-					return
+		vramtest.WithCorrupt(corruptVia(ctl)))
+}
+
+// corruptVia asks a tamper build, through its control file, to flip a byte
+// of a shard, and waits for its answer.
+func corruptVia(ctl string) func(t *testing.T, _ *vram.Client, id string) {
+	return func(t *testing.T, _ *vram.Client, id string) {
+		os.Remove(ctl + ".done")
+		if err := os.WriteFile(ctl, []byte(id+" 4242"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(ctl)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if b, err := os.ReadFile(ctl + ".done"); err == nil {
+				if string(b) != "done" {
+					t.Fatalf("tamper hook: %s", b)
 				}
+				return
 			}
-			t.Fatal("the tamper hook did not answer")
-		}))
+		}
+		t.Fatal("the tamper hook did not answer")
+	}
 }
 
 // The release build carries no way to change a resident shard.
