@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
@@ -61,5 +63,36 @@ func TestCUDAManagedMemoryRefused(t *testing.T) {
 	st, err := c.Stats(ctx)
 	if err != nil || st[0].UsedBytes != 0 || st[0].Shards != 0 {
 		t.Fatalf("after the refusal: %+v %v", st, err)
+	}
+}
+
+// TestCUDALargeShardPipelined: a shard of several staging pieces (and a
+// ragged end) goes through both pinned buffers in turn, both ways.
+func TestCUDALargeShardPipelined(t *testing.T) {
+	env := standInDriver(t)
+	raw, _ := plugintest.Binary(t, binary, handshake.KindVramBackend, vram.PluginForHost(nil), env...)
+	c := raw.(*vram.Client)
+	ctx := context.Background()
+	if _, err := c.Configure(ctx, []byte(`{"backend": "cuda"}`), vramtest.Key); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 21<<20+12345)
+	for i := range data {
+		data[i] = byte(i*131 + i>>13)
+	}
+	p := filepath.Join(t.TempDir(), "big.bin")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	l, err := c.LoadAndSeal(ctx, p, hex.EncodeToString(sum[:]), "big", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Shard.Digest != vram.TreeDigest(data, vram.LeafBytes) {
+		t.Fatal("the read-back digest differs from the file's tree digest")
+	}
+	if v, err := c.Verify(ctx, l.Shard); err != nil || v.Result != vram.VerifyOK {
+		t.Fatalf("verify: %v %+v", err, v)
 	}
 }

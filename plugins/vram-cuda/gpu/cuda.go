@@ -17,6 +17,8 @@ typedef int CUresult;
 typedef int CUdevice;
 typedef void *CUcontext;
 typedef unsigned long long CUdeviceptr;
+typedef void *CUstream;
+typedef void *CUevent;
 
 static void *vw_lib;
 static CUresult (*vw_cuInit)(unsigned int);
@@ -36,6 +38,15 @@ static CUresult (*vw_cuPointerGetAttribute)(void *, int, CUdeviceptr);
 static CUresult (*vw_cuMemHostAlloc)(void **, size_t, unsigned int);
 static CUresult (*vw_cuMemFreeHost)(void *);
 static CUresult (*vw_cuGetErrorName)(CUresult, const char **);
+static CUresult (*vw_cuStreamCreate)(CUstream *, unsigned int);
+static CUresult (*vw_cuStreamSynchronize)(CUstream);
+static CUresult (*vw_cuStreamDestroy)(CUstream);
+static CUresult (*vw_cuEventCreate)(CUevent *, unsigned int);
+static CUresult (*vw_cuEventRecord)(CUevent, CUstream);
+static CUresult (*vw_cuEventSynchronize)(CUevent);
+static CUresult (*vw_cuEventDestroy)(CUevent);
+static CUresult (*vw_cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
+static CUresult (*vw_cuMemcpyDtoHAsync)(void *, CUdeviceptr, size_t, CUstream);
 
 #define VW_SYM(var, name) do { *(void **)(&var) = dlsym(vw_lib, name); if (!var) { return name; } } while (0)
 
@@ -62,6 +73,15 @@ static const char *vw_open(void) {
 	VW_SYM(vw_cuMemHostAlloc, "cuMemHostAlloc");
 	VW_SYM(vw_cuMemFreeHost, "cuMemFreeHost");
 	VW_SYM(vw_cuGetErrorName, "cuGetErrorName");
+	VW_SYM(vw_cuStreamCreate, "cuStreamCreate");
+	VW_SYM(vw_cuStreamSynchronize, "cuStreamSynchronize");
+	VW_SYM(vw_cuStreamDestroy, "cuStreamDestroy_v2");
+	VW_SYM(vw_cuEventCreate, "cuEventCreate");
+	VW_SYM(vw_cuEventRecord, "cuEventRecord");
+	VW_SYM(vw_cuEventSynchronize, "cuEventSynchronize");
+	VW_SYM(vw_cuEventDestroy, "cuEventDestroy_v2");
+	VW_SYM(vw_cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2");
+	VW_SYM(vw_cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2");
 	return NULL;
 }
 
@@ -101,28 +121,77 @@ static CUresult vw_free(CUcontext ctx, CUdeviceptr p) {
 	CUresult r = vw_cuCtxSetCurrent(ctx);
 	return r ? r : vw_cuMemFree(p);
 }
-static CUresult vw_host_alloc(CUcontext ctx, void **p, size_t n) {
-	CUresult r = vw_cuCtxSetCurrent(ctx);
-	return r ? r : vw_cuMemHostAlloc(p, n, 0);
-}
-static CUresult vw_host_free(CUcontext ctx, void *p) {
-	CUresult r = vw_cuCtxSetCurrent(ctx);
-	return r ? r : vw_cuMemFreeHost(p);
-}
-// Copies go through a pinned staging buffer: the driver copies pinned
-// memory by DMA, pageable memory through a bounce buffer of its own.
-static CUresult vw_htod(CUcontext ctx, CUdeviceptr dst, void *staging, const void *src, size_t n) {
-	CUresult r = vw_cuCtxSetCurrent(ctx);
-	if (r) return r;
-	memcpy(staging, src, n);
-	return vw_cuMemcpyHtoD(dst, staging, n);
-}
-static CUresult vw_dtoh(CUcontext ctx, void *dst, void *staging, CUdeviceptr src, size_t n) {
+// Copies go through two pinned staging buffers on one stream: the driver
+// copies pinned memory by DMA (pageable memory only through a bounce
+// buffer of its own), and while one piece moves by DMA the next is copied
+// into the other buffer.
+typedef struct {
+	CUcontext ctx;
+	CUstream stream;
+	CUevent done[2];
+	void *staging[2];
+	size_t piece;
+} vw_pipe;
+
+static CUresult vw_pipe_open(CUcontext ctx, vw_pipe *p, size_t piece) {
 	CUresult r = vw_cuCtxSetCurrent(ctx);
 	if (r) return r;
-	r = vw_cuMemcpyDtoH(staging, src, n);
-	if (r == 0) memcpy(dst, staging, n);
-	return r;
+	memset(p, 0, sizeof *p);
+	p->ctx = ctx;
+	p->piece = piece;
+	if ((r = vw_cuStreamCreate(&p->stream, 1))) return r; // CU_STREAM_NON_BLOCKING
+	for (int i = 0; i < 2; i++) {
+		if ((r = vw_cuEventCreate(&p->done[i], 2))) return r; // CU_EVENT_DISABLE_TIMING
+		if ((r = vw_cuMemHostAlloc(&p->staging[i], piece, 0))) return r;
+	}
+	return 0;
+}
+
+static void vw_pipe_close(vw_pipe *p) {
+	if (vw_cuCtxSetCurrent(p->ctx)) return;
+	for (int i = 0; i < 2; i++) {
+		if (p->staging[i]) vw_cuMemFreeHost(p->staging[i]);
+		if (p->done[i]) vw_cuEventDestroy(p->done[i]);
+	}
+	if (p->stream) vw_cuStreamDestroy(p->stream);
+}
+
+// vw_htod copies n bytes of host memory to dst, piece by piece, through
+// the staging buffers; it returns when the last piece has arrived.
+static CUresult vw_htod(vw_pipe *p, CUdeviceptr dst, const void *src, size_t n) {
+	CUresult r = vw_cuCtxSetCurrent(p->ctx);
+	if (r) return r;
+	int used[2] = {0, 0};
+	for (size_t off = 0, i = 0; off < n; off += p->piece, i ^= 1) {
+		size_t k = n - off < p->piece ? n - off : p->piece;
+		if (used[i] && (r = vw_cuEventSynchronize(p->done[i]))) return r; // the buffer's last DMA is done
+		memcpy(p->staging[i], (const char *)src + off, k);
+		if ((r = vw_cuMemcpyHtoDAsync(dst + off, p->staging[i], k, p->stream))) return r;
+		if ((r = vw_cuEventRecord(p->done[i], p->stream))) return r;
+		used[i] = 1;
+	}
+	return vw_cuStreamSynchronize(p->stream);
+}
+
+// vw_dtoh copies n bytes from src to host memory: the DMA of the next
+// piece runs while the previous one is copied out of its staging buffer.
+static CUresult vw_dtoh(vw_pipe *p, void *dst, CUdeviceptr src, size_t n) {
+	CUresult r = vw_cuCtxSetCurrent(p->ctx);
+	if (r) return r;
+	size_t pieces = (n + p->piece - 1) / p->piece;
+	for (size_t i = 0; i < pieces + 1; i++) {
+		if (i < pieces) { // start piece i
+			size_t off = i * p->piece, k = n - off < p->piece ? n - off : p->piece;
+			if ((r = vw_cuMemcpyDtoHAsync(p->staging[i & 1], src + off, k, p->stream))) return r;
+			if ((r = vw_cuEventRecord(p->done[i & 1], p->stream))) return r;
+		}
+		if (i > 0) { // finish piece i-1
+			size_t j = i - 1, off = j * p->piece, k = n - off < p->piece ? n - off : p->piece;
+			if ((r = vw_cuEventSynchronize(p->done[j & 1]))) return r;
+			memcpy((char *)dst + off, p->staging[j & 1], k);
+		}
+	}
+	return 0;
 }
 // Attributes 2 (MEMORY_TYPE), 8 (IS_MANAGED), 9 (DEVICE_ORDINAL).
 static CUresult vw_pointer(CUcontext ctx, CUdeviceptr p, unsigned int *type, int *managed, int *ordinal) {
@@ -143,9 +212,13 @@ import (
 	"unsafe"
 )
 
-// cudaChunk is the staging buffer (and copy) size: large enough to reach
-// the link's bandwidth, small enough to pipeline with hashing.
-const cudaChunk = 64 << 20
+// cudaChunk is the copy size the backend works in, large enough to keep
+// the link busy and small enough to pipeline with hashing; each copy moves
+// in stagingPiece pieces through two pinned buffers.
+const (
+	cudaChunk    = 64 << 20
+	stagingPiece = 8 << 20
+)
 
 // CUDA is the driver over the CUDA driver API.
 type CUDA struct {
@@ -159,8 +232,9 @@ type cudaDevice struct {
 	name  string
 	uuid  string
 
-	mu      sync.Mutex // one copy at a time through the staging buffer
-	staging unsafe.Pointer
+	mu   sync.Mutex // one copy at a time through the staging buffers
+	pipe C.vw_pipe
+	open bool
 }
 
 func cudaErr(what string, r C.CUresult) error {
@@ -196,12 +270,12 @@ func OpenCUDA() (Driver, error) {
 		d.name = C.GoString(&name[0])
 		u := C.GoBytes(unsafe.Pointer(&uuid[0]), 16)
 		d.uuid = fmt.Sprintf("GPU-%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
-		if err := cudaErr("cuMemHostAlloc", C.vw_host_alloc(d.ctx, &d.staging, cudaChunk)); err != nil {
-			C.vw_release(d.dev)
+		c.devs = append(c.devs, d)
+		if err := cudaErr("staging buffers and stream", C.vw_pipe_open(d.ctx, &d.pipe, stagingPiece)); err != nil {
 			c.Close()
 			return nil, err
 		}
-		c.devs = append(c.devs, d)
+		d.open = true
 	}
 	return c, nil
 }
@@ -219,10 +293,10 @@ func (c *CUDA) Devices() []Device {
 
 func (c *CUDA) Close() error {
 	for _, d := range c.devs {
-		if d.staging != nil {
-			C.vw_host_free(d.ctx, d.staging)
-			d.staging = nil
-		}
+		d.mu.Lock()
+		C.vw_pipe_close(&d.pipe)
+		d.open = false
+		d.mu.Unlock()
 		C.vw_release(d.dev)
 	}
 	c.devs = nil
@@ -253,30 +327,22 @@ func (d *cudaDevice) Free(p Ptr) error {
 	return cudaErr("cuMemFree", C.vw_free(d.ctx, C.CUdeviceptr(p)))
 }
 
-// copies splits a copy into staging-sized pieces.
-func (d *cudaDevice) copies(buf []byte, fn func(piece []byte, at uint64) C.CUresult) error {
+func (d *cudaDevice) CopyHtoD(p Ptr, off uint64, buf []byte) error {
+	if len(buf) == 0 {
+		return nil
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for done := 0; done < len(buf); {
-		n := min(len(buf)-done, cudaChunk)
-		if r := fn(buf[done:done+n], uint64(done)); r != 0 {
-			return cudaErr("copy", r)
-		}
-		done += n
-	}
-	return nil
-}
-
-func (d *cudaDevice) CopyHtoD(p Ptr, off uint64, buf []byte) error {
-	return d.copies(buf, func(piece []byte, at uint64) C.CUresult {
-		return C.vw_htod(d.ctx, C.CUdeviceptr(uint64(p)+off+at), d.staging, unsafe.Pointer(&piece[0]), C.size_t(len(piece)))
-	})
+	return cudaErr("copy to the device", C.vw_htod(&d.pipe, C.CUdeviceptr(uint64(p)+off), unsafe.Pointer(&buf[0]), C.size_t(len(buf))))
 }
 
 func (d *cudaDevice) CopyDtoH(buf []byte, p Ptr, off uint64) error {
-	return d.copies(buf, func(piece []byte, at uint64) C.CUresult {
-		return C.vw_dtoh(d.ctx, unsafe.Pointer(&piece[0]), d.staging, C.CUdeviceptr(uint64(p)+off+at), C.size_t(len(piece)))
-	})
+	if len(buf) == 0 {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return cudaErr("copy from the device", C.vw_dtoh(&d.pipe, unsafe.Pointer(&buf[0]), C.CUdeviceptr(uint64(p)+off), C.size_t(len(buf))))
 }
 
 func (d *cudaDevice) Pointer(p Ptr) (PointerInfo, error) {

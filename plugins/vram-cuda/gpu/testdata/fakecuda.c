@@ -109,6 +109,26 @@ CUresult cuPointerGetAttribute(void *data, int attr, CUdeviceptr p) {
 CUresult cuMemHostAlloc(void **p, size_t n, unsigned int flags) { (void)flags; *p = malloc(n); return *p ? 0 : 2; }
 CUresult cuMemFreeHost(void *p) { free(p); return 0; }
 
+/* Streams and events: the stand-in copies at once, so they only have to
+ * exist; the pipelined code's order of calls still runs. */
+static int stream_token, event_tokens[64];
+static int events;
+CUresult cuStreamCreate(void **s, unsigned int flags) { (void)flags; *s = &stream_token; return 0; }
+CUresult cuStreamSynchronize(void *s) { return s == &stream_token ? 0 : 400; }
+CUresult cuStreamDestroy_v2(void *s) { return s == &stream_token ? 0 : 400; }
+CUresult cuEventCreate(void **e, unsigned int flags) { (void)flags; *e = &event_tokens[events++ % 64]; return 0; }
+CUresult cuEventRecord(void *e, void *s) { return e && s == &stream_token ? 0 : 400; }
+CUresult cuEventSynchronize(void *e) { return e ? 0 : 400; }
+CUresult cuEventDestroy_v2(void *e) { return e ? 0 : 400; }
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t n, void *s) {
+	if (s != &stream_token) return 400;
+	return cuMemcpyHtoD_v2(dst, src, n);
+}
+CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t n, void *s) {
+	if (s != &stream_token) return 400;
+	return cuMemcpyDtoH_v2(dst, src, n);
+}
+
 CUresult cuGetErrorName(CUresult r, const char **s) {
 	switch (r) {
 	case 1: *s = "CUDA_ERROR_INVALID_VALUE"; return 0;
@@ -116,6 +136,7 @@ CUresult cuGetErrorName(CUresult r, const char **s) {
 	case 3: *s = "CUDA_ERROR_NOT_INITIALIZED"; return 0;
 	case 101: *s = "CUDA_ERROR_INVALID_DEVICE"; return 0;
 	case 201: *s = "CUDA_ERROR_INVALID_CONTEXT"; return 0;
+	case 400: *s = "CUDA_ERROR_INVALID_HANDLE"; return 0;
 	}
 	*s = "CUDA_ERROR_UNKNOWN";
 	return 0;
