@@ -10,7 +10,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 FUZZTIME  ?= 60s
 
-.PHONY: all build run test bench fuzz lint proto clean
+.PHONY: all build run test bench bench-gpu fuzz lint proto clean
 
 all: build
 
@@ -38,6 +38,20 @@ bench: build
 	$(GO) run ./bench/audit
 	$(GO) run ./bench/host
 	$(GO) run ./bench/loader
+	$(GO) run ./bench/vram -backend emulated -sizes-gib 1
+
+# Builds what a GPU node without Go needs into bin/gpu/: the plugin, its
+# tamper-hook test build, its package tests as a binary, and the benchmark
+# driver. There, from the plugin's directory (the tests read testdata/):
+#   VRAMWARD_TEST_CUDA=1 VRAMWARD_VRAM_PLUGIN=<abs>/bin/gpu/vramward-plugin-vram-cuda \
+#   VRAMWARD_VRAM_PLUGIN_TAMPER=<abs>/bin/gpu/vramward-plugin-vram-cuda-tamper <abs>/bin/gpu/vram-cuda.test -test.v
+#   bin/gpu/bench-vram -plugin bin/gpu/vramward-plugin-vram-cuda -backend cuda -sizes-gib 1,8
+bench-gpu:
+	@mkdir -p $(BIN)/gpu
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/gpu/vramward-plugin-vram-cuda ./plugins/vram-cuda
+	$(GO) build -tags vramward_tamper -o $(BIN)/gpu/vramward-plugin-vram-cuda-tamper ./plugins/vram-cuda
+	$(GO) test -c -o $(BIN)/gpu/vram-cuda.test ./plugins/vram-cuda
+	$(GO) build -o $(BIN)/gpu/bench-vram ./bench/vram
 
 # Each fuzz target runs for FUZZTIME; the corpus lives in each package's testdata/fuzz/.
 fuzz:

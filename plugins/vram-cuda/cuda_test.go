@@ -96,3 +96,13 @@ func TestCUDALargeShardPipelined(t *testing.T) {
 		t.Fatalf("verify: %v %+v", err, v)
 	}
 }
+
+// TestConformanceRealCUDA runs the harness with backend = "cuda" on a real
+// GPU, where there is one: set VRAMWARD_TEST_CUDA=1 on a GPU node.
+func TestConformanceRealCUDA(t *testing.T) {
+	if os.Getenv("VRAMWARD_TEST_CUDA") != "1" {
+		t.Skip("set VRAMWARD_TEST_CUDA=1 on a machine with an NVIDIA GPU")
+	}
+	ctl := filepath.Join(t.TempDir(), "tamper")
+	vramtest.RunBinary(t, tamperBinary, []byte(`{"backend": "cuda"}`), []string{"VRAMWARD_TAMPER_FILE=" + ctl}, vramtest.WithCorrupt(corruptVia(ctl)))
+}
