@@ -39,6 +39,13 @@ type Client struct {
 	log  hclog.Logger
 	max  int
 	maxN int
+
+	// single is a long-lived EmitStream for one-event emits: a message on
+	// an open stream costs about half a unary call's round trip, and the
+	// CRITICAL path is made of single emits. smu serialises its users.
+	smu    sync.Mutex
+	single auditv1.AuditSink_EmitStreamClient
+	cancel context.CancelFunc
 }
 
 func newClient(opts ClientOptions, rpc auditv1.AuditSinkClient) (*Client, error) {
@@ -96,7 +103,7 @@ func (c *Client) countShortened(n uint64) {
 // sink flushed it.
 func (c *Client) Emit(ctx context.Context, e Event) error {
 	start := time.Now()
-	resp, err := c.rpc.Emit(ctx, &auditv1.EmitRequest{Event: eventToProto(&e)})
+	resp, err := c.emitOne(ctx, &e)
 	c.m.emitDuration.WithLabelValues(c.sink, e.Severity.String()).Observe(time.Since(start).Seconds())
 	one := []Event{e}
 	if err != nil {
@@ -107,6 +114,68 @@ func (c *Client) Emit(ctx context.Context, e Event) error {
 		return c.fail(&Error{Op: "emit", Reason: ReasonNotDurable, Msg: "CRITICAL event acknowledged without a flush"}, one)
 	}
 	return nil
+}
+
+// emitOne sends one event on the long-lived stream, opening it when there
+// is none. The stream ends at its first failure (the server's rule), so a
+// failed emit drops it and the next one opens another.
+func (c *Client) emitOne(ctx context.Context, e *Event) (*auditv1.EmitBatchResponse, error) {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if c.single == nil {
+		sctx, cancel := context.WithCancel(context.Background())
+		st, err := c.rpc.EmitStream(sctx)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		c.single, c.cancel = st, cancel
+	}
+	st := c.single
+	// The stream outlives this call, so the call's deadline cannot be its
+	// context: when ctx ends first, the stream is cancelled (and dropped,
+	// so no later emit reads this event's answer as its own).
+	stop := context.AfterFunc(ctx, c.cancel)
+	req := &auditv1.EmitBatchRequest{Events: []*auditv1.Event{eventToProto(e)}}
+	var resp *auditv1.EmitBatchResponse
+	err := st.Send(req)
+	if err == nil {
+		resp, err = st.Recv()
+	} else if _, rerr := st.Recv(); rerr != nil && !errors.Is(rerr, io.EOF) {
+		err = rerr // the stream's own error says more than Send's EOF
+	}
+	if !stop() {
+		c.dropStream()
+		if err != nil {
+			return nil, ctx.Err()
+		}
+		return resp, nil
+	}
+	if err != nil {
+		c.dropStream()
+	}
+	return resp, err
+}
+
+func (c *Client) dropStream() {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.single, c.cancel = nil, nil
+}
+
+// closeStream ends the one-event stream cleanly, before a Shutdown.
+func (c *Client) closeStream() {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if c.single != nil {
+		_ = c.single.CloseSend()
+		_, _ = c.single.Recv() // io.EOF once the server has finished
+	}
+	c.dropStream()
 }
 
 // EmitBatch sends events in order, in as few RPCs as the size limit allows.
@@ -246,6 +315,7 @@ func (c *Client) Reopen(ctx context.Context) error {
 
 // Shutdown flushes and closes the sink. It is idempotent.
 func (c *Client) Shutdown(ctx context.Context) error {
+	c.closeStream()
 	if _, err := c.rpc.Shutdown(ctx, &auditv1.ShutdownRequest{}); err != nil {
 		return c.fail(fromStatus("shutdown", err), nil)
 	}
