@@ -101,6 +101,14 @@ audit {
 	if file[len(file)-1].Type != audit.HostStopped {
 		t.Fatalf("last record %s", file[len(file)-1].Type)
 	}
+	// The receiver's copy verifies with the chain key, as it is.
+	copyPath := filepath.Join(dir, "syslog-copy.log")
+	if err := os.WriteFile(copyPath, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := verifyCLI(t, dir, copyPath); !strings.HasPrefix(out, fmt.Sprintf("OK: %d records", len(file))) {
+		t.Fatalf("verify of the syslog copy: %s", out)
+	}
 }
 
 func waitFor(t *testing.T, cond func() bool) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -244,5 +245,32 @@ func TestNewSegmentAfterUncleanStop(t *testing.T) {
 	bad = append(bad, e2.AppendJSON(nil))
 	if _, err := verify(&testKey, join(bad)); err == nil {
 		t.Fatal("a segment start in the same epoch was accepted")
+	}
+}
+
+// A syslog receiver's copy (RFC 5424 lines whose MSG is the record, as the
+// audit-syslog sink sends them) verifies like the file; a record the sink
+// had to shorten is named as such.
+func TestVerifySyslogCopy(t *testing.T) {
+	lines := trail(t, 6)
+	syslog := make([][]byte, len(lines))
+	for i, l := range lines {
+		syslog[i] = append([]byte(`<38>1 2026-11-23T01:02:03.000000Z gpu-1 vramward 42 SealVerified [vramward@32473 seq="`+
+			strconv.Itoa(i+1)+`" mac="x\]y"] `+"\xef\xbb\xbf"), l...)
+	}
+	rep, err := verify(&testKey, join(syslog))
+	if err != nil || rep.Records != 6 || !rep.MACsChecked {
+		t.Fatalf("syslog copy: %+v %v", rep, err)
+	}
+	short := append([][]byte(nil), syslog...)
+	short[3] = []byte(strings.Replace(string(short[3]), `seq="4"`, `seq="4" shortened="9000"`, 1))
+	_, err = verify(&testKey, join(short))
+	var ve *Error
+	if !errors.As(err, &ve) || ve.Seq != 4 || !strings.Contains(ve.Detail, "shortened") {
+		t.Fatalf("shortened record: %v", err)
+	}
+	_, err = verify(&testKey, []byte("<14>1 - - other - - - not ours\n"))
+	if !errors.As(err, &ve) || ve.Problem != Malformed {
+		t.Fatalf("a foreign syslog line: %v", err)
 	}
 }

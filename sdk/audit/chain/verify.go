@@ -179,8 +179,35 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// Record checks one line, numbered lineNo in the current source.
+// syslogRecord finds the record in a line a syslog receiver stored: the
+// audit-syslog sink sends it as the MSG of an RFC 5424 message, after the
+// structured data and a UTF-8 byte order mark. shortened says the sink sent
+// it shortened (over its max_message_bytes).
+func syslogRecord(line []byte) (rec []byte, shortened, ok bool) {
+	i := bytes.Index(line, []byte("\xef\xbb\xbf{"))
+	if i < 0 {
+		return nil, false, false
+	}
+	return line[i+3:], bytes.Contains(line[:i], []byte(` shortened="`)), true
+}
+
+// Record checks one line, numbered lineNo in the current source. A line
+// that starts with '<' is taken for a syslog receiver's copy of a record.
 func (v *Verifier) Record(line []byte, lineNo int) error {
+	if len(line) > 0 && line[0] == '<' {
+		rec, shortened, ok := syslogRecord(line)
+		if !ok {
+			return v.fail(Malformed, lineNo, 0, "a syslog line that holds no audit record")
+		}
+		if shortened {
+			seq := uint64(0)
+			if e, err := audit.ParseJSON(rec); err == nil {
+				seq = e.Seq
+			}
+			return v.fail(Edited, lineNo, seq, "the syslog sink sent this record shortened (over its max_message_bytes): check this seq in a full copy")
+		}
+		line = rec
+	}
 	e, err := audit.ParseJSON(line)
 	if g := v.gap; g != nil {
 		if err == nil && e.Seq > v.rep.LastSeq && e.Seq < g.Seq {
