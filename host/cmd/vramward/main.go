@@ -2,13 +2,14 @@
 //
 //	vramward run      -config FILE       run the host until SIGTERM/SIGINT
 //	vramward validate -config FILE       check a config, plugin config blocks included
-//	vramward audit verify [-key-file K] FILE...
+//	vramward audit verify [-key-file K] [-copy FILE]... FILE...
 //	vramward gguf inspect [-json] [-config FILE | -plugin PATH] MODEL
 //	vramward version
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -34,7 +35,8 @@ const usage = `vramward: seal model weights in GPU memory and keep an audit trai
 Usage:
   vramward run      -config FILE [-log-level LEVEL]   run the host until SIGTERM or SIGINT
   vramward validate -config FILE                      check a config, plugin config blocks included
-  vramward audit verify [-key-file FILE] TRAIL...     verify an audit trail (files in any order)
+  vramward audit verify [-key-file FILE] [-copy FILE]... TRAIL...
+                                                    verify an audit trail (files in any order)
   vramward gguf inspect [-json] MODEL                 check a GGUF file and print what it holds
   vramward version                                    print versions
 
@@ -155,8 +157,10 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdVerify(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("audit verify", "vramward audit verify [-key-file FILE] TRAIL...", stderr)
+	fs := newFlags("audit verify", "vramward audit verify [-key-file FILE] [-copy FILE]... TRAIL...", stderr)
 	keyFile := fs.String("key-file", "", "the chain's verification key (audit.chain_key_file); without it only order and links are checked")
+	var copies fileList
+	fs.Var(&copies, "copy", "another sink's copy of the same trail (a file, or a syslog receiver's file), verified too and compared: a trail that ends before its copy had its tail cut; repeatable")
 	if code, stop := parseFlags(fs, args); stop {
 		return code
 	}
@@ -183,14 +187,8 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vramward: %v\n", err)
 		return 1
 	}
-	rep, err := chain.VerifyFiles(key, files...)
-	if err != nil {
-		var ve *chain.Error
-		if errors.As(err, &ve) {
-			fmt.Fprintf(stdout, "FAILED: %v\n", ve)
-		} else {
-			fmt.Fprintf(stderr, "vramward: %v\n", err)
-		}
+	rep, ok := verifyTrail(key, files, "", stdout, stderr)
+	if !ok {
 		return 1
 	}
 	checked := "MACs verified with the key"
@@ -206,10 +204,51 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 			s.Source, s.Line, s.StartSeq, s.AfterSeq+1, s.StartSeq-1)
 	}
 	if rep.Records > 0 && rep.LastType != audit.HostStopped {
-		fmt.Fprintf(stdout, "note: the last record is %s, not HostStopped: the host is running, was killed, or the tail was cut (compare another sink)\n", rep.LastType)
+		fmt.Fprintf(stdout, "note: the last record is %s, not HostStopped: the host is running, was killed, or the tail was cut (compare another sink with -copy)\n", rep.LastType)
 	}
-	return 0
+	code := 0
+	for _, c := range copies {
+		crep, ok := verifyTrail(key, []string{c}, "copy "+c+": ", stdout, stderr)
+		if !ok {
+			code = 1
+			continue
+		}
+		fmt.Fprintf(stdout, "copy %s: OK: %d records, seq %d to %d\n", c, crep.Records, crep.FirstSeq, crep.LastSeq)
+		switch {
+		case crep.LastSeq > rep.LastSeq:
+			fmt.Fprintf(stdout, "FAILED: the trail ends at seq %d but %s holds records up to seq %d: the trail's tail was cut (or it was read before the copy)\n", rep.LastSeq, c, crep.LastSeq)
+			code = 1
+		case crep.LastSeq < rep.LastSeq:
+			fmt.Fprintf(stdout, "note: %s ends at seq %d, before the trail (%d): that copy is behind\n", c, crep.LastSeq, rep.LastSeq)
+		case !bytes.Equal(crep.LastMAC, rep.LastMAC):
+			fmt.Fprintf(stdout, "FAILED: the trail and %s both end at seq %d with different MACs: they are not the same chain\n", c, rep.LastSeq)
+			code = 1
+		}
+	}
+	return code
 }
+
+// verifyTrail verifies files as one trail and prints a failure; prefix
+// names a copy.
+func verifyTrail(key *chain.Key, files []string, prefix string, stdout, stderr io.Writer) (chain.Report, bool) {
+	rep, err := chain.VerifyFiles(key, files...)
+	if err != nil {
+		var ve *chain.Error
+		if errors.As(err, &ve) {
+			fmt.Fprintf(stdout, "%sFAILED: %v\n", prefix, ve)
+		} else {
+			fmt.Fprintf(stderr, "vramward: %s%v\n", prefix, err)
+		}
+		return rep, false
+	}
+	return rep, true
+}
+
+// fileList collects a repeatable flag.
+type fileList []string
+
+func (f *fileList) String() string     { return strings.Join(*f, ",") }
+func (f *fileList) Set(v string) error { *f = append(*f, v); return nil }
 
 // orderTrail sorts trail files by the seq of their first record, so that
 // rotated files can be given in any order (a shell glob puts audit.log first).
@@ -228,7 +267,7 @@ func orderTrail(files []string) ([]string, error) {
 		line, _ := br.ReadString('\n')
 		fh.Close()
 		seq := ^uint64(0) // unreadable first lines sort last; the verifier reports them
-		if e, err := audit.ParseJSON([]byte(strings.TrimSuffix(line, "\n"))); err == nil {
+		if e, err := audit.ParseJSON(chain.RecordOf([]byte(strings.TrimSuffix(line, "\n")))); err == nil {
 			seq = e.Seq
 		}
 		out = append(out, f{name, seq})

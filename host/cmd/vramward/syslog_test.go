@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -108,6 +109,24 @@ audit {
 	}
 	if out := verifyCLI(t, dir, copyPath); !strings.HasPrefix(out, fmt.Sprintf("OK: %d records", len(file))) {
 		t.Fatalf("verify of the syslog copy: %s", out)
+	}
+	// Compared with the copy, the trail checks out; cut its tail and the
+	// copy shows it.
+	if out := verifyCLI(t, dir, "-copy", copyPath, trail); !strings.Contains(out, "copy "+copyPath+": OK") || strings.Contains(out, "FAILED") {
+		t.Fatalf("verify with -copy: %s", out)
+	}
+	b, err := os.ReadFile(trail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := strings.SplitAfter(string(b), "\n")
+	cut := filepath.Join(dir, "cut.log")
+	if err := os.WriteFile(cut, []byte(strings.Join(recs[:len(recs)-3], "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(hostBin, "audit", "verify", "-key-file", filepath.Join(dir, "state", "audit-verify.key"), "-copy", copyPath, cut).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "tail was cut") {
+		t.Fatalf("a cut trail passed against its copy (%v):\n%s", err, out)
 	}
 }
 

@@ -53,7 +53,8 @@ func TestVerifyGoodTrail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Report{Records: 10, FirstSeq: 1, LastSeq: 10, FirstEpoch: 0, LastEpoch: 2, LastType: audit.SealVerified, MACsChecked: true}
+	last, _ := audit.ParseJSON(lines[9])
+	want := Report{Records: 10, FirstSeq: 1, LastSeq: 10, FirstEpoch: 0, LastEpoch: 2, LastType: audit.SealVerified, LastMAC: last.Chain.MAC, MACsChecked: true}
 	if !reflect.DeepEqual(rep, want) {
 		t.Fatalf("report %+v, want %+v", rep, want)
 	}

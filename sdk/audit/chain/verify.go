@@ -56,6 +56,9 @@ type Report struct {
 	// cleanly ends with HostStopped. A chain alone cannot reveal records cut
 	// from the end; compare LastSeq with another sink's copy.
 	LastType audit.Type
+	// LastMAC is the last record's MAC: two copies that end at the same seq
+	// hold the same chain only if their last MACs are equal.
+	LastMAC []byte
 	// MACsChecked is false when no key was given and only the structure
 	// (seq order and prev links) was checked.
 	MACsChecked bool
@@ -179,6 +182,17 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
+// RecordOf returns the audit record a trail line holds: the line itself, or
+// the record inside a syslog receiver's line (see Verifier.Record).
+func RecordOf(line []byte) []byte {
+	if len(line) > 0 && line[0] == '<' {
+		if rec, _, ok := syslogRecord(line); ok {
+			return rec
+		}
+	}
+	return line
+}
+
 // syslogRecord finds the record in a line a syslog receiver stored: the
 // audit-syslog sink sends it as the MSG of an RFC 5424 message, after the
 // structured data and a UTF-8 byte order mark. shortened says the sink sent
@@ -279,7 +293,7 @@ func (v *Verifier) Record(line []byte, lineNo int) error {
 		}
 	}
 	v.rep.Records++
-	v.rep.LastSeq, v.rep.LastEpoch, v.rep.LastType = e.Seq, e.Chain.Epoch, e.Type
+	v.rep.LastSeq, v.rep.LastEpoch, v.rep.LastType, v.rep.LastMAC = e.Seq, e.Chain.Epoch, e.Type, e.Chain.MAC
 	v.prev = e.Chain.MAC
 	return nil
 }
