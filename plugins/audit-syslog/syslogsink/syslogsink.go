@@ -89,8 +89,11 @@ type Sink struct {
 	maxBuf   int
 	interval time.Duration
 
-	conn      *transport.Conn
-	pend      []pending
+	conn *transport.Conn
+	pend []pending
+	// pendSeq indexes pend by seq (to its MAC), so a re-sent batch is
+	// checked against what is held without scanning it.
+	pendSeq   map[uint64]string
 	pendBytes int
 	sent      *audit.ResendWindow
 	shortened uint64
@@ -106,7 +109,7 @@ func New(logger hclog.Logger) *Sink {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Sink{log: logger, sent: audit.NewResendWindow(dedupeWindow)}
+	return &Sink{log: logger, sent: audit.NewResendWindow(dedupeWindow), pendSeq: map[uint64]string{}}
 }
 
 // Info implements audit.Sink.
@@ -243,22 +246,24 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 		}
 		size += len(msg)
 		if size > s.maxBuf {
+			for _, p := range s.pend[start:] {
+				delete(s.pendSeq, p.seq)
+			}
 			s.pend = s.pend[:start]
 			return fmt.Errorf("the buffer for the receiver is full (%d bytes held, buffer_bytes %d): %w", s.pendBytes, s.maxBuf, s.disconnected())
 		}
 		s.pend = append(s.pend, pending{seq: e.Seq, mac: e.Chain.MAC, msg: msg})
+		if len(e.Chain.MAC) > 0 {
+			s.pendSeq[e.Seq] = string(e.Chain.MAC)
+		}
 	}
 	s.pendBytes = size
 	return s.drain()
 }
 
 func (s *Sink) held(seq uint64, mac []byte) bool {
-	for i := len(s.pend) - 1; i >= 0; i-- {
-		if s.pend[i].seq == seq && string(s.pend[i].mac) == string(mac) && len(mac) > 0 {
-			return true
-		}
-	}
-	return false
+	m, ok := s.pendSeq[seq]
+	return ok && len(mac) > 0 && m == string(mac)
 }
 
 // Flush implements audit.Sink: it returns when every held message is
@@ -291,6 +296,7 @@ func (s *Sink) drain() error {
 	for _, p := range s.pend[:n] {
 		s.sent.Add(p.seq, p.mac)
 		s.pendBytes -= len(p.msg)
+		delete(s.pendSeq, p.seq)
 	}
 	s.pend = append(s.pend[:0], s.pend[n:]...)
 	if err != nil {
