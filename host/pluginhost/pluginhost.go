@@ -5,9 +5,6 @@
 package pluginhost
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,7 +15,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 
 	"github.com/vramward/vramward/sdk/handshake"
 )
@@ -83,7 +82,7 @@ type Process struct {
 	Raw     any // the dispensed client half
 	Pid     int
 	client  *plugin.Client
-	cmd     *exec.Cmd
+	run     *groupRunner
 	metrics *Metrics
 	// stopping is set when the host ends the process itself, so that its
 	// exit is not reported as a crash.
@@ -91,44 +90,72 @@ type Process struct {
 	once     sync.Once
 }
 
-// Launch starts spec's binary and dispenses kind through p (the client half
-// of that plugin kind). On a pinned checksum mismatch it returns a
-// *ChecksumError without executing the binary.
-func (l *Launcher) Launch(spec Spec, p plugin.Plugin) (*Process, error) {
-	var secure *plugin.SecureConfig
-	if spec.SHA256 != "" {
-		want, err := hex.DecodeString(spec.SHA256)
-		if err != nil {
-			return nil, fmt.Errorf("plugin %s: sha256: %w", spec.Name, err)
+// pluginEnv lists the host's environment variables a plugin may see: what
+// the Go runtime, the C library and the CUDA driver read, and the test hook
+// of vram-cuda's tamper build (a release build has no reader for it).
+// Everything else, the worker token above all, stays in the host.
+var pluginEnv = []string{
+	"PATH", "TMPDIR", "TZ", "LANG", "LC_ALL", "LC_CTYPE",
+	"GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GOTRACEBACK", "GODEBUG", "GOCOVERDIR",
+	"LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "NVIDIA_VISIBLE_DEVICES",
+	"VRAMWARD_TAMPER_FILE",
+}
+
+// Environ is the environment a plugin starts with: the allowed variables
+// the host has, and the plugin log level.
+func (l *Launcher) Environ() []string {
+	var env []string
+	for _, k := range pluginEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
 		}
-		secure = &plugin.SecureConfig{Checksum: want, Hash: sha256.New()}
 	}
-	cmd := exec.Command(spec.Path)
-	cmd.Env = append(os.Environ(), "VRAMWARD_PLUGIN_LOG_LEVEL="+l.LogLevel)
+	return append(env, "VRAMWARD_PLUGIN_LOG_LEVEL="+l.LogLevel)
+}
+
+// Launch starts spec's binary and dispenses kind through p (the client half
+// of that plugin kind). The binary is opened once, hashed through that
+// descriptor when pinned, and executed through it; on a mismatch Launch
+// returns a *ChecksumError without executing anything. Start is bounded by
+// spec.StartTimeout even when the plugin or its children keep their pipes
+// open, and nothing of a plugin that failed to start is left running.
+func (l *Launcher) Launch(spec Spec, p plugin.Plugin) (*Process, error) {
+	bin, err := openBinary(spec)
+	if err != nil {
+		return nil, err
+	}
 	timeout := spec.StartTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
+	var run *groupRunner
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  handshake.Config,
 		VersionedPlugins: map[int]plugin.PluginSet{handshake.ProtocolVersion: {spec.Kind: p}},
-		Cmd:              cmd,
-		SecureConfig:     secure,
+		RunnerFunc: func(log hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
+			cmd.Env = append(l.Environ(), cmd.Env...)
+			run = newGroupRunner(log, spec, bin, cmd)
+			return run, nil
+		},
+		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Managed:          true,
 		StartTimeout:     timeout,
 		Logger:           l.Logger.Named(spec.Name),
+		// go-plugin lets a plugin send the host messages of up to 2 GiB;
+		// a hostile plugin could make the host allocate that much.
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxRecvBytes))},
 		// Plugins log through hclog on stderr; anything on stdout after the
 		// handshake is noise and must not block the plugin.
 		SyncStdout: io.Discard,
 	})
 	rpc, err := client.Client()
+	if run == nil {
+		bin.Close() // go-plugin failed before it asked for a runner
+	}
 	if err != nil {
 		client.Kill()
-		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
-			return nil, &ChecksumError{Plugin: spec.Name, Path: spec.Path, Expected: spec.SHA256, Actual: fileSHA256(spec.Path)}
-		}
 		return nil, fmt.Errorf("start plugin %s (%s): %w", spec.Name, spec.Path, err)
 	}
 	raw, err := rpc.Dispense(spec.Kind)
@@ -136,16 +163,16 @@ func (l *Launcher) Launch(spec Spec, p plugin.Plugin) (*Process, error) {
 		client.Kill()
 		return nil, fmt.Errorf("plugin %s: dispense %s: %w", spec.Name, spec.Kind, err)
 	}
-	proc := &Process{Spec: spec, Raw: raw, client: client, cmd: cmd, metrics: l.Metrics}
-	if rc := client.ReattachConfig(); rc != nil {
-		proc.Pid = rc.Pid
-	}
+	proc := &Process{Spec: spec, Raw: raw, Pid: run.pid, client: client, run: run, metrics: l.Metrics}
 	if l.Metrics != nil {
 		l.Metrics.up.WithLabelValues(spec.Name, spec.Kind).Set(1)
 		l.Metrics.restarts.WithLabelValues(spec.Name)
 	}
 	return proc, nil
 }
+
+// MaxRecvBytes caps one gRPC message a plugin sends the host.
+const MaxRecvBytes = 16 << 20
 
 // CountRestart records a restart of the named plugin.
 func (m *Metrics) CountRestart(name string) {
@@ -173,8 +200,7 @@ func (p *Process) ExitReason() string {
 	if !p.client.Exited() {
 		return "running"
 	}
-	// go-plugin waited for cmd and set Exited after, under its lock.
-	if st := p.cmd.ProcessState; st != nil {
+	if st := p.run.ExitState(); st != nil {
 		return st.String()
 	}
 	return "exited"
@@ -195,19 +221,6 @@ func (p *Process) Stop() {
 func (p *Process) MarkCrashed() {
 	p.metrics.MarkDown(p.Spec)
 	p.client.Kill()
-}
-
-func fileSHA256(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "unreadable: " + err.Error()
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "unreadable: " + err.Error()
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Backoff is the capped exponential delay between restarts.

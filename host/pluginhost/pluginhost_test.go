@@ -1,10 +1,15 @@
 package pluginhost
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,5 +61,197 @@ func TestPinnedChecksumRefusesTheBinary(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("the refused binary ran")
+	}
+}
+
+func testLauncher(t *testing.T) (*Launcher, *audit.Metrics) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm, err := audit.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Launcher{Logger: hclog.NewNullLogger(), Metrics: m}, sm
+}
+
+func writeScript(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// alive reports whether pid is a process that still runs (a zombie left
+// for init to reap does not run).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+func readPids(t *testing.T, path string) []int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			t.Fatalf("pid file %s: %v", path, err)
+		}
+		pids = append(pids, n)
+	}
+	return pids
+}
+
+// TestMisbehavingBinariesCannotHangTheHost tries what an operator's typo or
+// a hostile plugin would: a binary that exits at once, one that never
+// answers, and scripts whose children keep stdout and stderr open. Launch
+// must fail within start_timeout plus a little, and leave nothing running.
+func TestMisbehavingBinariesCannotHangTheHost(t *testing.T) {
+	const startTimeout = time.Second
+	cases := map[string]string{
+		"exits at once":           "exit 0\n",
+		"never answers":           "echo $$ >> PIDS\nexec sleep 600\n",
+		"child holds the pipes":   "sleep 600 &\necho $! >> PIDS\nexit 0\n",
+		"both hang with the pipe": "sleep 600 &\necho $! $$ >> PIDS\nwait\n",
+		// A child in a session of its own is out of the group's reach (the
+		// README says so); it must still not hold the host up.
+		"child escapes the group": "setsid sleep 600 &\necho $! > PIDS.escaped\necho $$ >> PIDS\nexec sleep 600\n",
+		"writes junk to stdout":   "echo $$ >> PIDS\nwhile :; do echo junk; sleep 0.1; done\n",
+	}
+	for name, body := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			pids := filepath.Join(dir, "pids")
+			bin := writeScript(t, dir, "plugin.sh", strings.ReplaceAll(body, "PIDS", pids))
+			t.Cleanup(func() {
+				for _, pid := range readPids(t, pids+".escaped") {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			})
+			l, sm := testLauncher(t)
+			start := time.Now()
+			proc, err := l.Launch(Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: startTimeout},
+				audit.PluginForHost(audit.ClientOptions{Sink: "p", Metrics: sm}))
+			took := time.Since(start)
+			if err == nil {
+				proc.Stop()
+				t.Fatal("a binary that is no plugin was started")
+			}
+			if took > startTimeout+2*time.Second {
+				t.Fatalf("Launch took %s with start_timeout %s", took, startTimeout)
+			}
+			deadline := time.Now().Add(2 * time.Second)
+			for _, pid := range readPids(t, pids) {
+				for alive(pid) && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if alive(pid) {
+					t.Errorf("pid %d is still running after the failed start", pid)
+				}
+			}
+		})
+	}
+}
+
+// TestPinnedBinaryIsWhatRuns swaps a pinned plugin binary with another one
+// in a tight loop while the host launches it: the other binary must never
+// run, whichever side of each launch the swap lands on.
+func TestPinnedBinaryIsWhatRuns(t *testing.T) {
+	dir := t.TempDir()
+	ranGood, ranBad := filepath.Join(dir, "good-ran"), filepath.Join(dir, "bad-ran")
+	good := []byte("#!/bin/sh\necho x >> " + ranGood + "\n")
+	bad := []byte("#!/bin/sh\necho x >> " + ranBad + "\n")
+	sum := sha256.Sum256(good)
+	bin := filepath.Join(dir, "plugin")
+	for _, f := range []struct {
+		name string
+		b    []byte
+	}{{"good", good}, {"bad", bad}, {"plugin", good}} {
+		if err := os.WriteFile(filepath.Join(dir, f.name), f.b, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	swapped := make(chan int)
+	go func() {
+		n := 0
+		defer func() { swapped <- n }()
+		tmp := filepath.Join(dir, "swap")
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			src := []byte(good)
+			if i%2 == 0 {
+				src = bad
+			}
+			if os.WriteFile(tmp, src, 0o700) == nil && os.Rename(tmp, bin) == nil {
+				n++
+			}
+		}
+	}()
+	l, sm := testLauncher(t)
+	mismatches := 0
+	for i := 0; i < 200; i++ {
+		_, err := l.Launch(Spec{Name: "p", Kind: "audit_sink", Path: bin, SHA256: hex.EncodeToString(sum[:]), StartTimeout: time.Second},
+			audit.PluginForHost(audit.ClientOptions{Sink: "p", Metrics: sm}))
+		var ce *ChecksumError
+		if errors.As(err, &ce) {
+			mismatches++
+		}
+	}
+	close(stop)
+	swaps := <-swapped
+	if _, err := os.Stat(ranBad); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("the unpinned binary ran")
+	}
+	t.Logf("200 launches, %d swaps, %d refused as mismatches", swaps, mismatches)
+	if mismatches == 0 || mismatches == 200 {
+		t.Logf("note: the swap never landed on both sides of a launch")
+	}
+}
+
+// TestPluginEnvironmentIsAllowListed: a plugin sees only the allow-listed
+// variables of the host, never a secret the host holds in its environment.
+func TestPluginEnvironmentIsAllowListed(t *testing.T) {
+	t.Setenv("VRAMWARD_TOKEN", "s3cret-token-0123456789")
+	t.Setenv("GOMEMLIMIT", "300MiB")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "env")
+	bin := writeScript(t, dir, "plugin.sh", "env > "+out+"\n")
+	l, sm := testLauncher(t)
+	l.LogLevel = "warn"
+	if _, err := l.Launch(Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: time.Second},
+		audit.PluginForHost(audit.ClientOptions{Sink: "p", Metrics: sm})); err == nil {
+		t.Fatal("a script was started as a plugin")
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := string(b)
+	if strings.Contains(env, "s3cret-token") || strings.Contains(env, "VRAMWARD_TOKEN") {
+		t.Fatalf("the plugin saw the host's secret:\n%s", env)
+	}
+	for _, want := range []string{"GOMEMLIMIT=300MiB", "VRAMWARD_PLUGIN_LOG_LEVEL=warn", "PLUGIN_PROTOCOL_VERSIONS="} {
+		if !strings.Contains(env, want) {
+			t.Errorf("plugin environment lacks %s:\n%s", want, env)
+		}
 	}
 }

@@ -1,0 +1,219 @@
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin/runner"
+)
+
+// pipeGrace is how long the plugin's stdout and stderr stay open after its
+// process ended, so its last log lines are read. After that the host closes
+// its ends: a child that escaped the process group cannot hold them open,
+// and go-plugin, which waits for both pipes before it reaps the plugin,
+// cannot hang on them.
+const pipeGrace = 500 * time.Millisecond
+
+// binaryFD is the descriptor number the plugin binary has in the child
+// between fork and exec (cmd.ExtraFiles[0]); the child executes
+// /proc/self/fd/3, so what was hashed is what runs.
+const binaryFD = 3
+
+// groupRunner is go-plugin's runner for one plugin process. It differs from
+// go-plugin's own in three ways that keep a misbehaving plugin from hanging
+// or outliving the host:
+//   - the plugin runs in a process group of its own: a terminal's or a
+//     group's signal reaches only the host, and the host kills the whole
+//     group on a timeout, at Kill and once the plugin's own process ended;
+//   - the host owns the pipes and closes them pipeGrace after the plugin
+//     ended, whatever its children do;
+//   - the binary is opened once, hashed through that descriptor when it is
+//     pinned, and executed through the same descriptor.
+type groupRunner struct {
+	log    hclog.Logger
+	cmd    *exec.Cmd
+	bin    *os.File
+	name   string
+	stdout *os.File
+	stderr *os.File
+
+	pid     int
+	exited  chan struct{}
+	waitErr error
+	closeMu sync.Once
+}
+
+var _ runner.Runner = (*groupRunner)(nil)
+
+// openBinary opens spec's binary and checks its pin against the open
+// descriptor. On a mismatch it returns a *ChecksumError and the binary is
+// never executed.
+func openBinary(spec Spec) (*os.File, error) {
+	f, err := os.OpenFile(spec.Path, os.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: open binary: %w", spec.Name, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("plugin %s: stat binary: %w", spec.Name, err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("plugin %s: %s is not a regular file (%s)", spec.Name, spec.Path, st.Mode().Type())
+	}
+	if st.Mode().Perm()&0o111 == 0 {
+		f.Close()
+		return nil, fmt.Errorf("plugin %s: %s is not executable (mode %04o)", spec.Name, spec.Path, st.Mode().Perm())
+	}
+	if spec.SHA256 == "" {
+		return f, nil
+	}
+	want, err := hex.DecodeString(spec.SHA256)
+	if err != nil || len(want) != sha256.Size {
+		f.Close()
+		return nil, fmt.Errorf("plugin %s: sha256 %q is not 64 hex digits", spec.Name, spec.SHA256)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("plugin %s: hash binary: %w", spec.Name, err)
+	}
+	got := h.Sum(nil)
+	if subtle.ConstantTimeCompare(got, want) != 1 {
+		f.Close()
+		return nil, &ChecksumError{Plugin: spec.Name, Path: spec.Path, Expected: spec.SHA256, Actual: hex.EncodeToString(got)}
+	}
+	return f, nil
+}
+
+// newGroupRunner takes go-plugin's command (its environment) and runs bin.
+func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd) *groupRunner {
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/fd/" + strconv.Itoa(binaryFD),
+		Args:       []string{spec.Path},
+		Env:        pcmd.Env,
+		ExtraFiles: []*os.File{bin},
+		// Setpgid: a process group of the plugin's own, see groupRunner.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	return &groupRunner{log: log, cmd: cmd, bin: bin, name: spec.Path, exited: make(chan struct{})}
+}
+
+func (r *groupRunner) Start(_ context.Context) error {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return err
+	}
+	r.cmd.Stdout, r.cmd.Stderr = outW, errW
+	err = r.cmd.Start()
+	// The child has its own copies; ours would keep the pipes open.
+	outW.Close()
+	errW.Close()
+	r.bin.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return err
+	}
+	r.stdout, r.stderr = outR, errR
+	r.pid = r.cmd.Process.Pid
+	r.log.Debug("plugin started", "path", r.name, "pid", r.pid)
+	go r.reap()
+	return nil
+}
+
+// reap waits for the plugin's own process, then ends what is left of its
+// group and, after pipeGrace, closes the pipes.
+func (r *groupRunner) reap() {
+	r.waitErr = r.cmd.Wait()
+	r.killGroup()
+	close(r.exited)
+	time.AfterFunc(pipeGrace, r.closePipes)
+}
+
+func (r *groupRunner) closePipes() {
+	r.closeMu.Do(func() {
+		r.stdout.Close()
+		r.stderr.Close()
+	})
+}
+
+// killGroup sends SIGKILL to the plugin's process group. The group's id is
+// the plugin's pid, which the kernel does not hand out again while any
+// member of the group lives.
+func (r *groupRunner) killGroup() {
+	if r.pid > 0 {
+		if err := syscall.Kill(-r.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			r.log.Warn("could not kill the plugin's process group", "pid", r.pid, "error", err)
+		}
+	}
+}
+
+func (r *groupRunner) Wait(_ context.Context) error {
+	<-r.exited
+	return r.waitErr
+}
+
+func (r *groupRunner) Kill(_ context.Context) error {
+	r.killGroup()
+	return nil
+}
+
+// Exited reports whether the plugin's own process has ended.
+func (r *groupRunner) Exited() bool {
+	select {
+	case <-r.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// ExitState says how the process ended, once it has.
+func (r *groupRunner) ExitState() *os.ProcessState {
+	if !r.Exited() {
+		return nil
+	}
+	return r.cmd.ProcessState
+}
+
+func (r *groupRunner) Stdout() io.ReadCloser { return r.stdout }
+func (r *groupRunner) Stderr() io.ReadCloser { return r.stderr }
+func (r *groupRunner) Name() string          { return r.name }
+func (r *groupRunner) ID() string {
+	if r.pid == 0 {
+		return ""
+	}
+	return strconv.Itoa(r.pid)
+}
+
+func (r *groupRunner) Diagnose(context.Context) string {
+	return "the plugin did not answer go-plugin's handshake on stdout: is it a vramward plugin built for this machine, and does it log only to stderr?"
+}
+
+func (r *groupRunner) PluginToHost(network, addr string) (string, string, error) {
+	return network, addr, nil
+}
+
+func (r *groupRunner) HostToPlugin(network, addr string) (string, string, error) {
+	return network, addr, nil
+}
