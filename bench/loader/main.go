@@ -75,7 +75,7 @@ func run(pluginBin string, size uint64, runs int) error {
 	}
 
 	l := &pluginhost.Launcher{Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}), LogLevel: "warn"}
-	proc, err := l.Launch(pluginhost.Spec{Name: "loader-gguf", Kind: handshake.KindModelLoader, Path: pluginBin}, loader.PluginForHost(nil))
+	proc, err := l.Launch(context.Background(), pluginhost.Spec{Name: "loader-gguf", Kind: handshake.KindModelLoader, Path: pluginBin}, loader.PluginForHost(nil))
 	if err != nil {
 		return err
 	}

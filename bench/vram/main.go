@@ -53,7 +53,7 @@ func run(pluginBin, backend, sizes string, runs int, dir string) error {
 	}
 	defer os.RemoveAll(work)
 	l := &pluginhost.Launcher{Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}), LogLevel: "warn"}
-	proc, err := l.Launch(pluginhost.Spec{Name: "vram-cuda", Kind: handshake.KindVramBackend, Path: pluginBin}, vram.PluginForHost(nil))
+	proc, err := l.Launch(context.Background(), pluginhost.Spec{Name: "vram-cuda", Kind: handshake.KindVramBackend, Path: pluginBin}, vram.PluginForHost(nil))
 	if err != nil {
 		return err
 	}

@@ -51,6 +51,10 @@ type Options struct {
 	RestartMin, RestartMax time.Duration
 	Logger                 hclog.Logger
 	Registerer             prometheus.Registerer
+	// SinkMetrics are the failure counters the sinks' clients share; the
+	// bus counts in them the failures it decides itself. Made from
+	// Registerer when nil.
+	SinkMetrics *audit.Metrics
 }
 
 // ErrClosed is returned by Emit after shutdown began.
@@ -91,7 +95,11 @@ type Bus struct {
 
 type waiter struct {
 	// state answers when the chain state holding the event is fsync'd.
-	state   <-chan error
+	state <-chan error
+	// countFail counts a failure the bus decided (not one a client's RPC
+	// already counted).
+	countFail func(sink string)
+	sinks     []string
 	need    int // sinks that must succeed
 	total   int
 	mu      sync.Mutex
@@ -101,7 +109,10 @@ type waiter struct {
 	done    bool
 }
 
-func (w *waiter) report(sink string, err error) {
+// report records one sink's outcome. counted says whether the failure was
+// already counted (by the client whose RPC failed); otherwise the waiter
+// counts it, once per sink.
+func (w *waiter) report(sink string, err error, counted bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
@@ -114,6 +125,9 @@ func (w *waiter) report(sink string, err error) {
 		w.ok = append(w.ok, sink)
 	} else if _, seen := w.failed[sink]; !seen {
 		w.failed[sink] = err
+		if !counted {
+			w.countFail(sink)
+		}
 	}
 	if len(w.ok) >= w.need || w.total-len(w.failed) < w.need {
 		w.done = true
@@ -149,6 +163,11 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.SinkMetrics == nil {
+		if opts.SinkMetrics, err = audit.NewMetrics(opts.Registerer); err != nil {
+			return nil, err
+		}
+	}
 	sealer, store, newSeg, err := openChain(opts.StateDir, opts.ChainKeyFile, opts.Limits)
 	if err != nil {
 		return nil, err
@@ -161,6 +180,7 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 			return nil, err
 		}
 		name := c.Name()
+		opts.SinkMetrics.InitSink(name)
 		q := newQueue(opts.QueueSize, sp, func(n int) { m.queueDepth.WithLabelValues(name).Set(float64(n)) })
 		if sp.pending > 0 {
 			b.log.Info("replaying events spooled by the last run", "sink", name, "events", sp.pending)
@@ -172,7 +192,9 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 }
 
 // Start launches every sink's plugin and its delivery worker. It returns the
-// sinks that could not be started; their workers keep retrying.
+// sinks that could not be started; they count as failing (AuditSinkFailed
+// is recorded, CRITICAL emits waiting on them learn it at once) and their
+// workers keep retrying.
 func (b *Bus) Start(ctx context.Context) map[string]error {
 	failed := map[string]error{}
 	var mu sync.Mutex
@@ -185,12 +207,28 @@ func (b *Bus) Start(ctx context.Context) map[string]error {
 				mu.Lock()
 				failed[w.conn.Name()] = err
 				mu.Unlock()
+				w.markFailing(err)
 			}
 			w.launch()
 		}()
 	}
 	wg.Wait()
 	return failed
+}
+
+// RequireMet reports whether enough sinks are up for audit.require (all,
+// or any one), and which are not.
+func (b *Bus) RequireMet() (bool, []string) {
+	var down []string
+	for _, s := range b.sinks {
+		if !s.isUp() {
+			down = append(down, s.conn.Name())
+		}
+	}
+	if b.opts.Require == "any" {
+		return len(down) < len(b.sinks), down
+	}
+	return len(down) == 0, down
 }
 
 // tick ends chain epochs on time on an idle host, so a key does not outlive
@@ -285,24 +323,22 @@ func (b *Bus) enqueue(e *audit.Event) (*waiter, error) {
 		if b.opts.Require == "any" {
 			need = 1
 		}
-		w = &waiter{state: stateDurable, need: need, total: len(b.sinks), failed: map[string]error{}, settled: make(chan struct{})}
+		sev := e.Severity
+		w = &waiter{state: stateDurable, need: need, total: len(b.sinks), failed: map[string]error{}, settled: make(chan struct{}),
+			countFail: func(sink string) { b.opts.SinkMetrics.CountUndelivered(sink, sev, 1) }}
 		b.waiters[e.Seq] = w
 	}
 	for _, s := range b.sinks {
 		if err := s.q.push(*e); err != nil {
 			b.log.Error("could not queue an audit event for a sink", "sink", s.conn.Name(), "seq", e.Seq, "error", err)
-			if w != nil {
-				w.report(s.conn.Name(), err)
-			}
+			s.offeredWhileFailing(e, w, err)
 			continue
 		}
-		if w != nil {
-			// A sink that is failing will not make this event durable in
-			// time: say so now rather than at critical_timeout. The event
-			// stays queued for it.
-			if err := s.failure(); err != nil {
-				w.report(s.conn.Name(), err)
-			}
+		// A sink that is down or failing will not take this event in time:
+		// it counts as failed now (and, for a CRITICAL one, the emit learns
+		// it now rather than at critical_timeout). It stays queued.
+		if err := s.failure(); err != nil {
+			s.offeredWhileFailing(e, w, err)
 		}
 	}
 	return w, nil
@@ -349,6 +385,7 @@ func (b *Bus) awaitCritical(ctx context.Context, e audit.Event, w *waiter) error
 			n := s.conn.Name()
 			if _, ok := ce.Failures[n]; !ok && !contains(w.ok, n) {
 				ce.Failures[n] = cause
+				w.countFail(n) // the deadline passed: the host gave up on it
 			}
 		}
 	}
@@ -365,8 +402,8 @@ func contains(list []string, s string) bool {
 }
 
 // settle reports a sink's delivery result for the CRITICAL events among
-// events.
-func (b *Bus) settle(sink string, events []audit.Event, err error) {
+// events. counted says whether a failure was already counted.
+func (b *Bus) settle(sink string, events []audit.Event, err error, counted bool) {
 	b.mu.Lock()
 	var ws []*waiter
 	for i := range events {
@@ -378,7 +415,7 @@ func (b *Bus) settle(sink string, events []audit.Event, err error) {
 	}
 	b.mu.Unlock()
 	for _, w := range ws {
-		w.report(sink, err)
+		w.report(sink, err, counted)
 	}
 }
 
@@ -392,7 +429,7 @@ func (b *Bus) failPending(sink string, err error) {
 	}
 	b.mu.Unlock()
 	for _, w := range ws {
-		w.report(sink, err)
+		w.report(sink, err, false)
 	}
 }
 
@@ -444,7 +481,12 @@ func (b *Bus) Up() bool {
 // deadline, send Shutdown (flush + close) to every sink, end the plugins,
 // spool what was not delivered, and persist the chain state as clean.
 func (b *Bus) Close(reason string) error {
-	deadline := time.Now().Add(b.opts.ShutdownTimeout)
+	return b.CloseBy(reason, time.Now().Add(b.opts.ShutdownTimeout))
+}
+
+// CloseBy is Close with its own delivery deadline (a failed start does not
+// wait shutdown_timeout for sinks that never came up).
+func (b *Bus) CloseBy(reason string, deadline time.Time) error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()

@@ -110,6 +110,44 @@ func (s *spool) peek(max int) ([]audit.Event, error) {
 	return out, nil
 }
 
+// scan hands fn the pending events in order, a chunk at a time, without
+// moving the read position.
+func (s *spool) scan(fn func([]audit.Event)) error {
+	if s.pending == 0 {
+		return nil
+	}
+	f, err := os.Open(s.path)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(s.readOff, io.SeekStart); err != nil {
+		return err
+	}
+	br := bufio.NewReaderSize(f, 1<<20)
+	chunk := make([]audit.Event, 0, 1024)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 && line[len(line)-1] == '\n' {
+			e, perr := audit.ParseJSON(line[:len(line)-1])
+			if perr != nil {
+				return fmt.Errorf("spool %s: %w", s.path, perr)
+			}
+			if chunk = append(chunk, e); len(chunk) == cap(chunk) {
+				fn(chunk)
+				chunk = chunk[:0]
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if len(chunk) > 0 {
+		fn(chunk)
+	}
+	return nil
+}
+
 // consume moves the read position past n events.
 func (s *spool) consume(n int) error {
 	if n == s.peeked {

@@ -30,6 +30,9 @@ type sinkWorker struct {
 	client  *audit.Client
 	failing bool
 	lastErr error
+	// countedTo is the highest seq already counted as failed for this sink
+	// by the bus, so that what it spools at shutdown is not counted twice.
+	countedTo uint64
 
 	backoff pluginhost.Backoff
 	stop    chan struct{} // closed at the shutdown deadline
@@ -67,6 +70,66 @@ func (w *sinkWorker) failure() error {
 		return fmt.Errorf("sink is failing: %w", w.lastErr)
 	}
 	return nil
+}
+
+// offeredWhileFailing counts e as failed for this sink (it was offered while
+// the sink is down or failing, or could not be queued) and tells its
+// CRITICAL waiter, if any. The bus's lock is held.
+func (w *sinkWorker) offeredWhileFailing(e *audit.Event, wt *waiter, err error) {
+	w.mu.Lock()
+	w.countedTo = max(w.countedTo, e.Seq)
+	w.mu.Unlock()
+	if wt != nil {
+		wt.report(w.conn.Name(), err, false)
+	} else {
+		w.b.opts.SinkMetrics.CountUndelivered(w.conn.Name(), e.Severity, 1)
+	}
+}
+
+// countUndelivered counts the events of batch not counted yet as failed,
+// for a failure the host decided (no plugin running, shutdown deadline).
+func (w *sinkWorker) countUndelivered(batch []audit.Event) {
+	w.mu.Lock()
+	from := w.countedTo
+	for i := range batch {
+		w.countedTo = max(w.countedTo, batch[i].Seq)
+	}
+	w.mu.Unlock()
+	var per [audit.Critical + 1]int
+	for i := range batch {
+		if batch[i].Seq > from && batch[i].Severity.Valid() {
+			per[batch[i].Severity]++
+		}
+	}
+	for _, sev := range audit.Severities() {
+		w.b.opts.SinkMetrics.CountUndelivered(w.conn.Name(), sev, per[sev])
+	}
+}
+
+// markCounted notes that a client counted the failure of batch.
+func (w *sinkWorker) markCounted(batch []audit.Event) {
+	w.mu.Lock()
+	for i := range batch {
+		w.countedTo = max(w.countedTo, batch[i].Seq)
+	}
+	w.mu.Unlock()
+}
+
+// markFailing records that the sink stopped taking events: the first time,
+// every CRITICAL emit waiting on it learns it at once and AuditSinkFailed is
+// recorded (on the other sinks, and on this one once it is back).
+func (w *sinkWorker) markFailing(err error) {
+	name := w.conn.Name()
+	w.mu.Lock()
+	first := !w.failing
+	w.failing, w.lastErr = true, err
+	w.mu.Unlock()
+	if !first {
+		return
+	}
+	w.b.failPending(name, err)
+	w.b.log.Error("audit sink failed; holding its events", "sink", name, "error", err)
+	w.b.emitInternal(audit.AuditSinkFailed, audit.Str("sink", name), audit.Str("reason", err.Error()), audit.Uint("undelivered", uint64(w.q.size())))
 }
 
 func (w *sinkWorker) isUp() bool {
@@ -133,7 +196,7 @@ func (w *sinkWorker) deliver(batch []audit.Event) bool {
 			if cerr := w.q.commit(len(batch)); cerr != nil {
 				w.b.log.Error("delivered, but could not advance the spool position (events may be sent again; the file sink skips them)", "sink", name, "error", cerr)
 			}
-			w.b.settle(name, batch, nil)
+			w.b.settle(name, batch, nil, false)
 			w.backoff.Reset()
 			w.mu.Lock()
 			recovered := w.failing
@@ -145,18 +208,17 @@ func (w *sinkWorker) deliver(batch []audit.Event) bool {
 			}
 			return true
 		}
-		// CRITICAL events waiting on this sink learn of the failure now;
-		// they stay queued and are delivered when the sink is back.
-		w.mu.Lock()
-		first := !w.failing
-		w.failing, w.lastErr = true, err
-		w.mu.Unlock()
-		w.b.settle(name, batch, err)
-		if first {
-			w.b.failPending(name, err)
-			w.b.log.Error("audit sink failed; holding its events", "sink", name, "error", err)
-			w.b.emitInternal(audit.AuditSinkFailed, audit.Str("sink", name), audit.Str("reason", err.Error()), audit.Uint("undelivered", uint64(w.q.size())))
+		// The client counted a failed RPC; with no plugin running there
+		// was no RPC, and the bus counts. CRITICAL events waiting on this
+		// sink learn of the failure now; every event stays queued and is
+		// delivered when the sink is back.
+		if errors.Is(err, errNotRunning) {
+			w.countUndelivered(batch)
+		} else {
+			w.markCounted(batch)
 		}
+		w.b.settle(name, batch, err, true)
+		w.markFailing(err)
 		var se *audit.Error
 		if errors.As(err, &se) && se.Reason == audit.ReasonInvalidEvent {
 			// Only a bug can make the host send an invalid event: find it,
@@ -177,12 +239,15 @@ func (w *sinkWorker) deliver(batch []audit.Event) bool {
 func (w *sinkWorker) send(batch []audit.Event) error {
 	client := w.current()
 	if client == nil {
-		return &audit.Error{Op: "emit_batch", Reason: audit.ReasonUnavailable, Msg: "plugin not running"}
+		return errNotRunning
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, rpcTimeout)
 	defer cancel()
 	return client.EmitBatch(ctx, batch)
 }
+
+// errNotRunning is a delivery that found no plugin to send to.
+var errNotRunning = &audit.Error{Op: "emit_batch", Reason: audit.ReasonUnavailable, Msg: "plugin not running"}
 
 // needsRestart: the plugin process is gone, unreachable or shut down; a
 // sink-level failure (a full disk) is retried on the running plugin.
@@ -234,7 +299,7 @@ func (w *sinkWorker) deliverOneByOne(batch []audit.Event) bool {
 		default:
 			return w.deliver(batch[i:]) // back to the normal path for the rest
 		}
-		w.b.settle(w.conn.Name(), batch[i:i+1], err)
+		w.b.settle(w.conn.Name(), batch[i:i+1], err, true)
 		if cerr := w.q.commit(1); cerr != nil {
 			w.b.log.Error("could not advance the queue", "sink", w.conn.Name(), "error", cerr)
 		}
@@ -263,7 +328,13 @@ func (w *sinkWorker) finish(deadline time.Time) error {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("sink %s: spool %d undelivered events: %w", name, n, err))
 	} else if n > 0 {
+		// The host gave up on these for this run: they are failures of
+		// this run (counted once), and the run did not end complete.
+		if serr := w.q.spool.scan(w.countUndelivered); serr != nil {
+			w.b.log.Error("could not count the spooled events", "sink", name, "error", serr)
+		}
 		w.b.log.Warn("events not delivered before the shutdown deadline were spooled for the next start", "sink", name, "events", n)
+		errs = append(errs, fmt.Errorf("sink %s: %d events not delivered; spooled for the next start", name, n))
 	}
 	if err := w.q.spool.close(); err != nil {
 		errs = append(errs, err)

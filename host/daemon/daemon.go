@@ -129,6 +129,7 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 		ShutdownTimeout: a.ShutdownTimeout,
 		Logger:          log.Named("audit"),
 		Registerer:      d.reg,
+		SinkMetrics:     sinkMetrics,
 	}, conns)
 	if err != nil {
 		return nil, fmt.Errorf("audit bus: %w", err)
@@ -147,16 +148,27 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 	return d, nil
 }
 
-// start launches the sinks' plugins and serves metrics.
+// start serves metrics, launches the sinks' plugins and waits until
+// audit.require is met; only then does it start the loader and the VRAM
+// backend, whose work causes events. Whatever fails, it has shut down
+// through the one path before it returns.
 func (d *Daemon) start(ctx context.Context) error {
 	cfg, log := d.cfg, d.log
 	var err error
+	// Metrics first, so that a start that fails closed shows on a scrape.
+	d.metrics, err = metrics.Serve(cfg.Metrics.Listen, d.reg, d.ready, log.Named("metrics"))
+	if err != nil {
+		d.shutdownAfterFailedStart(err)
+		return err
+	}
+	log.Info("serving metrics", "metrics", d.metrics.Addr())
+	begun := time.Now()
 	for name, err := range d.bus.Start(ctx) {
 		var ce *ConfigError
 		var ce2 *pluginhost.ChecksumError
 		switch {
 		case errors.As(err, &ce), errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.EACCES):
-			d.shutdownAfterFailedStart()
+			d.shutdownAfterFailedStart(err)
 			return err
 		case errors.As(err, &ce2):
 			log.Error("audit sink refused to start; its events are held until its plugin matches the pinned sha256", "sink", name)
@@ -164,34 +176,89 @@ func (d *Daemon) start(ctx context.Context) error {
 			log.Error("audit sink did not start; retrying with backoff", "sink", name, "error", err)
 		}
 	}
+	if err := d.awaitRequiredSinks(ctx, begun); err != nil {
+		d.shutdownAfterFailedStart(err)
+		return err
+	}
 	if cfg.Loader != nil {
 		if err := d.startLoader(ctx); err != nil {
-			d.shutdownAfterFailedStart()
+			d.shutdownAfterFailedStart(err)
 			return err
 		}
 	}
 	if cfg.Vram != nil {
 		if err := d.startVram(ctx); err != nil {
-			d.shutdownAfterFailedStart()
+			d.shutdownAfterFailedStart(err)
 			return err
 		}
-	}
-	d.metrics, err = metrics.Serve(cfg.Metrics.Listen, d.reg, d.ready, log.Named("metrics"))
-	if err != nil {
-		d.shutdownAfterFailedStart()
-		return err
 	}
 	log.Info("vramward started", "worker", cfg.Worker.ID, "metrics", d.metrics.Addr(), "sinks", len(d.conns), "models", len(d.models), "version", d.version)
 	return nil
 }
 
-func (d *Daemon) shutdownAfterFailedStart() {
+// SinksDownError is a start that failed closed: the sinks audit.require
+// names were not up within their plugins' start_timeout, so nothing that
+// causes an event was done.
+type SinksDownError struct {
+	Require string
+	Down    []string
+	Waited  time.Duration
+}
+
+func (e *SinksDownError) Error() string {
+	return fmt.Sprintf("audit.require = %q is not met: sinks not up after %s: %s; nothing was loaded, and this start's events are spooled for the next",
+		e.Require, e.Waited.Round(time.Millisecond), strings.Join(e.Down, ", "))
+}
+
+// awaitRequiredSinks waits until audit.require is met, at most the longest
+// start_timeout of the sinks' plugins counted from begun.
+func (d *Daemon) awaitRequiredSinks(ctx context.Context, begun time.Time) error {
+	wait := time.Duration(0)
+	for _, c := range d.conns {
+		wait = max(wait, c.spec.StartTimeout)
+	}
+	if wait <= 0 {
+		wait = 5 * time.Second
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, down := d.bus.RequireMet()
+		if ok {
+			return nil
+		}
+		if time.Since(begun) >= wait {
+			return &SinksDownError{Require: d.cfg.Audit.Require, Down: down, Waited: time.Since(begun)}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// failedStartDrain bounds delivery when a start failed: the sinks that are
+// up get this long, the rest is spooled.
+const failedStartDrain = time.Second
+
+func (d *Daemon) shutdownAfterFailedStart(cause error) {
 	d.stopVram()
 	d.stopLoader()
-	if err := d.bus.Close("start failed"); err != nil {
+	deadline := time.Now().Add(min(d.cfg.Audit.ShutdownTimeout, failedStartDrain))
+	if err := d.bus.CloseBy("start failed: "+cause.Error(), deadline); err != nil {
 		d.log.Error("shutdown after a failed start", "error", err)
 	}
 	plugin.CleanupClients()
+	d.closeMetrics()
+}
+
+func (d *Daemon) closeMetrics() {
+	if d.metrics != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = d.metrics.Close(ctx)
+		cancel()
+	}
 }
 
 // emitAsync records a lifecycle event now and waits for a CRITICAL one
@@ -257,11 +324,7 @@ func (d *Daemon) Shutdown(reason string) error {
 	// Every plugin client is managed: make sure no process outlives us,
 	// whatever happened above.
 	plugin.CleanupClients()
-	if d.metrics != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = d.metrics.Close(ctx)
-		cancel()
-	}
+	d.closeMetrics()
 	if err != nil {
 		d.log.Error("shutdown incomplete", "error", err)
 	} else {
@@ -277,6 +340,11 @@ func Run(ctx context.Context, opts Options) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	// A closed stdout or stderr (`vramward run | head -1`, a pager quit)
+	// must not kill the host mid-flight: with SIGPIPE caught, writes to them
+	// fail instead, and the host goes on. Caught, not ignored, so that the
+	// plugins it starts get the default disposition back.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	d, err := Start(ctx, opts)
 	if err != nil {
 		var ce *ConfigError

@@ -129,7 +129,7 @@ func (s *loaderSupervisor) crashed(proc *pluginhost.Process) bool {
 func (d *Daemon) launchUse(ctx context.Context, u *config.PluginUse, half plugin.Plugin, log hclog.Logger) (*pluginhost.Process, *config.Plugin, error) {
 	p := d.cfg.Plugin(u.Plugin)
 	spec := pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256, StartTimeout: p.StartTimeout}
-	proc, err := d.launcher.Launch(spec, half)
+	proc, err := d.launcher.Launch(ctx, spec, half)
 	var ce *pluginhost.ChecksumError
 	if errors.As(err, &ce) {
 		if ev, ok := mismatchEvent(ce, log); ok {

@@ -50,7 +50,7 @@ func (c *sinkConn) Name() string { return c.sink.Name }
 func (c *sinkConn) Start(ctx context.Context) (*audit.Client, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	proc, err := c.launcher.Launch(c.spec, audit.PluginForHost(audit.ClientOptions{
+	proc, err := c.launcher.Launch(ctx, c.spec, audit.PluginForHost(audit.ClientOptions{
 		Sink: c.sink.Name, Metrics: c.metrics, Logger: c.log, MaxBatchEvents: c.cfg.Audit.BatchSize}))
 	if err != nil {
 		c.launcher.Metrics.MarkDown(c.spec)

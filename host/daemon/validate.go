@@ -57,7 +57,7 @@ func fetchSchema(l *pluginhost.Launcher, p *config.Plugin) (schema.Schema, error
 		}
 		half = audit.PluginForHost(audit.ClientOptions{Sink: p.Name, Metrics: m})
 	}
-	proc, err := l.Launch(spec, half)
+	proc, err := l.Launch(context.Background(), spec, half)
 	if err != nil {
 		return nil, err
 	}

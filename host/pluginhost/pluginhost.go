@@ -5,6 +5,7 @@
 package pluginhost
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -119,7 +120,8 @@ func (l *Launcher) Environ() []string {
 // returns a *ChecksumError without executing anything. Start is bounded by
 // spec.StartTimeout even when the plugin or its children keep their pipes
 // open, and nothing of a plugin that failed to start is left running.
-func (l *Launcher) Launch(spec Spec, p plugin.Plugin) (*Process, error) {
+// Ending ctx ends a start in progress.
+func (l *Launcher) Launch(ctx context.Context, spec Spec, p plugin.Plugin) (*Process, error) {
 	bin, err := openBinary(spec)
 	if err != nil {
 		return nil, err
@@ -128,14 +130,15 @@ func (l *Launcher) Launch(spec Spec, p plugin.Plugin) (*Process, error) {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	var run *groupRunner
+	var run atomic.Pointer[groupRunner]
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  handshake.Config,
 		VersionedPlugins: map[int]plugin.PluginSet{handshake.ProtocolVersion: {spec.Kind: p}},
 		RunnerFunc: func(log hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
 			cmd.Env = append(l.Environ(), cmd.Env...)
-			run = newGroupRunner(log, spec, bin, cmd)
-			return run, nil
+			r := newGroupRunner(log, spec, bin, cmd)
+			run.Store(r)
+			return r, nil
 		},
 		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
@@ -150,8 +153,8 @@ func (l *Launcher) Launch(spec Spec, p plugin.Plugin) (*Process, error) {
 		// handshake is noise and must not block the plugin.
 		SyncStdout: io.Discard,
 	})
-	rpc, err := client.Client()
-	if run == nil {
+	rpc, err := startClient(ctx, client, &run)
+	if run.Load() == nil {
 		bin.Close() // go-plugin failed before it asked for a runner
 	}
 	if err != nil {
@@ -163,12 +166,47 @@ func (l *Launcher) Launch(spec Spec, p plugin.Plugin) (*Process, error) {
 		client.Kill()
 		return nil, fmt.Errorf("plugin %s: dispense %s: %w", spec.Name, spec.Kind, err)
 	}
-	proc := &Process{Spec: spec, Raw: raw, Pid: run.pid, client: client, run: run, metrics: l.Metrics}
+	r := run.Load()
+	proc := &Process{Spec: spec, Raw: raw, Pid: r.pid, client: client, run: r, metrics: l.Metrics}
 	if l.Metrics != nil {
 		l.Metrics.up.WithLabelValues(spec.Name, spec.Kind).Set(1)
 		l.Metrics.restarts.WithLabelValues(spec.Name)
 	}
 	return proc, nil
+}
+
+// startClient runs go-plugin's start, which takes no context: when ctx ends
+// first, the plugin's group is killed, which ends the start at once.
+func startClient(ctx context.Context, client *plugin.Client, run *atomic.Pointer[groupRunner]) (plugin.ClientProtocol, error) {
+	type result struct {
+		rpc plugin.ClientProtocol
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rpc, err := client.Client()
+		done <- result{rpc, err}
+	}()
+	select {
+	case res := <-done:
+		return res.rpc, res.err
+	case <-ctx.Done():
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if r := run.Load(); r != nil {
+			r.killGroup()
+		}
+		select {
+		case res := <-done:
+			if res.err == nil {
+				client.Kill()
+			}
+			return nil, fmt.Errorf("plugin start abandoned: %w", context.Cause(ctx))
+		case <-tick.C: // go-plugin had not started the process yet
+		}
+	}
 }
 
 // MaxRecvBytes caps one gRPC message a plugin sends the host.

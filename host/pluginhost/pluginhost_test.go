@@ -1,6 +1,7 @@
 package pluginhost
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -54,7 +55,7 @@ func TestPinnedChecksumRefusesTheBinary(t *testing.T) {
 	sm, _ := audit.NewMetrics(reg)
 	l := &Launcher{Logger: hclog.NewNullLogger(), Metrics: m}
 	spec := Spec{Name: "p", Kind: "audit_sink", Path: bin, SHA256: strings.Repeat("ab", 32), StartTimeout: time.Second}
-	_, err = l.Launch(spec, audit.PluginForHost(audit.ClientOptions{Sink: "p", Metrics: sm}))
+	_, err = l.Launch(context.Background(), spec, audit.PluginForHost(audit.ClientOptions{Sink: "p", Metrics: sm}))
 	var ce *ChecksumError
 	if !errors.As(err, &ce) || ce.Expected != spec.SHA256 || len(ce.Actual) != 64 {
 		t.Fatalf("want a ChecksumError with both digests, got %v", err)
@@ -144,7 +145,7 @@ func TestMisbehavingBinariesCannotHangTheHost(t *testing.T) {
 			})
 			l, sm := testLauncher(t)
 			start := time.Now()
-			proc, err := l.Launch(Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: startTimeout},
+			proc, err := l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: startTimeout},
 				audit.PluginForHost(audit.ClientOptions{Sink: "p", Metrics: sm}))
 			took := time.Since(start)
 			if err == nil {
@@ -209,7 +210,7 @@ func TestPinnedBinaryIsWhatRuns(t *testing.T) {
 	l, sm := testLauncher(t)
 	mismatches := 0
 	for i := 0; i < 200; i++ {
-		_, err := l.Launch(Spec{Name: "p", Kind: "audit_sink", Path: bin, SHA256: hex.EncodeToString(sum[:]), StartTimeout: time.Second},
+		_, err := l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, SHA256: hex.EncodeToString(sum[:]), StartTimeout: time.Second},
 			audit.PluginForHost(audit.ClientOptions{Sink: "p", Metrics: sm}))
 		var ce *ChecksumError
 		if errors.As(err, &ce) {
@@ -237,7 +238,7 @@ func TestPluginEnvironmentIsAllowListed(t *testing.T) {
 	bin := writeScript(t, dir, "plugin.sh", "env > "+out+"\n")
 	l, sm := testLauncher(t)
 	l.LogLevel = "warn"
-	if _, err := l.Launch(Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: time.Second},
+	if _, err := l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: time.Second},
 		audit.PluginForHost(audit.ClientOptions{Sink: "p", Metrics: sm})); err == nil {
 		t.Fatal("a script was started as a plugin")
 	}

@@ -75,8 +75,24 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 	return c, nil
 }
 
-// initSink creates every series of a sink at zero, so that rates and alerts
-// see the sink before its first failure.
+// InitSink creates every series of a sink at zero, so that rates and alerts
+// see the sink from the first scrape, before its plugin ever started.
+func (m *Metrics) InitSink(sink string) { m.initSink(sink) }
+
+// CountUndelivered counts n events of severity sev that the host could not
+// deliver to sink for a reason it decided itself (the sink is down, never
+// started, failing or backlogged past a deadline, or the host gave up at
+// shutdown), in the same series as the failures a Client counts.
+func (m *Metrics) CountUndelivered(sink string, sev Severity, n int) {
+	if n <= 0 || !sev.Valid() {
+		return
+	}
+	m.emitFailures.WithLabelValues(sink, sev.String()).Add(float64(n))
+	if sev == Critical {
+		m.criticalEmitFailures.WithLabelValues(sink).Add(float64(n))
+	}
+}
+
 func (m *Metrics) initSink(sink string) {
 	for _, sev := range Severities() {
 		m.emitFailures.WithLabelValues(sink, sev.String())

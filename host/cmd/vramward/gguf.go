@@ -47,7 +47,7 @@ func cmdGGUF(args []string, stdout, stderr io.Writer) int {
 		return daemon.ExitStartup
 	}
 	launcher := &pluginhost.Launcher{Logger: newLogger("warn", stderr).Named("plugin"), LogLevel: "warn"}
-	proc, err := launcher.Launch(spec, loader.PluginForHost(nil))
+	proc, err := launcher.Launch(context.Background(), spec, loader.PluginForHost(nil))
 	if err != nil {
 		fmt.Fprintf(stderr, "vramward: %v\n", err)
 		return daemon.ExitStartup
