@@ -100,13 +100,13 @@ type waiter struct {
 	// already counted).
 	countFail func(sink string)
 	sinks     []string
-	need    int // sinks that must succeed
-	total   int
-	mu      sync.Mutex
-	ok      []string
-	failed  map[string]error
-	settled chan struct{}
-	done    bool
+	need      int // sinks that must succeed
+	total     int
+	mu        sync.Mutex
+	ok        []string
+	failed    map[string]error
+	settled   chan struct{}
+	done      bool
 }
 
 // report records one sink's outcome. counted says whether the failure was
