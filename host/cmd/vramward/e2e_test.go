@@ -341,7 +341,10 @@ func TestVerifyReportsTheFirstBadRecord(t *testing.T) {
 	}
 }
 
+// TestUsage: every bad command line exits 2 and says what is wrong; help
+// exits 0.
 func TestUsage(t *testing.T) {
+	cfg := writeConfig(t, t.TempDir(), "")
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -350,19 +353,57 @@ func TestUsage(t *testing.T) {
 		{nil, 2, "Usage:"},
 		{[]string{"nope"}, 2, `unknown command "nope"`},
 		{[]string{"run", "-help"}, 0, "-config"},
-		{[]string{"run"}, 1, "-config FILE is required"},
+		{[]string{"run"}, 2, "-config FILE is required"},
+		{[]string{"run", "-config", cfg, "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"run", "-config", cfg, "-log-level", "loud"}, 2, `-log-level "loud": want one of trace, debug, info, warn, error`},
+		{[]string{"run", "-nope"}, 2, "flag provided but not defined"},
 		{[]string{"validate", "-help"}, 0, "-config"},
+		{[]string{"validate"}, 2, "-config FILE is required"},
+		{[]string{"validate", "-config", cfg, "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"audit"}, 2, "want the subcommand verify"},
+		{[]string{"audit", "nope"}, 2, "want the subcommand verify"},
 		{[]string{"audit", "verify", "-help"}, 0, "-key-file"},
-		{[]string{"audit", "verify"}, 2, "usage:"},
+		{[]string{"audit", "verify", "-help"}, 0, "-copy"},
+		{[]string{"audit", "verify"}, 2, "no TRAIL file given"},
 		{[]string{"version"}, 0, "plugin protocol 1"},
+		{[]string{"version", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"gguf"}, 2, "usage: vramward gguf inspect"},
 		{[]string{"gguf", "inspect", "-help"}, 0, "-json"},
-		{[]string{"gguf", "inspect"}, 2, "usage:"},
+		{[]string{"gguf", "inspect"}, 2, "want one MODEL"},
+		{[]string{"gguf", "inspect", "a", "b"}, 2, "want one MODEL"},
+		{[]string{"-help"}, 0, "SIGHUP"},
 	} {
 		var out bytes.Buffer
 		code := run(tc.args, &out, &out)
 		if code != tc.code || !strings.Contains(out.String(), tc.out) {
 			t.Errorf("vramward %v: exit %d, output %q; want %d and %q", tc.args, code, out.String(), tc.code, tc.out)
 		}
+	}
+}
+
+// TestHelpTexts: each command's -help has its description, flags, examples
+// and every exit code, and the README's exit code table is the same.
+func TestHelpTexts(t *testing.T) {
+	for _, name := range commandOrder {
+		var out bytes.Buffer
+		args := append(strings.Fields(name), "-help")
+		if code := run(args, &out, &out); code != 0 {
+			t.Fatalf("%s -help: exit %d", name, code)
+		}
+		help := out.String()
+		for _, part := range []string{"usage: vramward " + name, "Examples:\n  vramward", "Exit codes:\n"} {
+			if !strings.Contains(help, part) {
+				t.Errorf("%s -help lacks %q:\n%s", name, part, help)
+			}
+		}
+		for _, ec := range commands[name].codes {
+			if !strings.Contains(help, fmt.Sprintf("  %d  %s\n", ec.code, ec.meaning)) {
+				t.Errorf("%s -help lacks exit code %d", name, ec.code)
+			}
+		}
+	}
+	doc := readme(t)
+	if !strings.Contains(doc, "| command | code | meaning |\n| --- | --- | --- |\n"+exitCodeTable()+"\n\n") {
+		t.Errorf("README's exit code table differs from the commands'; it should read:\n%s", exitCodeTable())
 	}
 }

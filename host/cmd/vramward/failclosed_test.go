@@ -282,3 +282,41 @@ func processRuns(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
+
+// TestExitsThreeWhenEventsWereSpooled: with require = "any", one sink up
+// and one that never starts, the host serves; at SIGTERM what the second
+// sink never took is spooled, the shutdown says so and run exits 3.
+func TestExitsThreeWhenEventsWereSpooled(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, `
+plugin "broken" {
+  kind          = "audit_sink"
+  path          = "/bin/true"
+  start_timeout = "1s"
+}
+`)
+	src, _ := os.ReadFile(cfg)
+	withAny := strings.Replace(string(src), "audit {\n", `audit {
+  require          = "any"
+  shutdown_timeout = "1s"
+  sink "never" {
+    plugin = "broken"
+  }
+`, 1)
+	if err := os.WriteFile(cfg, []byte(withAny), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startHost(t, dir)
+	h.waitStarted()
+	h.signal(syscall.SIGTERM)
+	if code := h.wait(); code != 3 {
+		t.Fatalf("exit %d, want 3", code)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "spool-never.jsonl")); err != nil {
+		t.Fatalf("no spool for the sink that never started: %v", err)
+	}
+	events := trailEvents(t, filepath.Join(dir, "trail", "audit.log"))
+	if last := events[len(events)-1]; last.Type != audit.HostStopped {
+		t.Errorf("the good sink's trail ends with %s", last.Type)
+	}
+}

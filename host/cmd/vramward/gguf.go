@@ -26,10 +26,9 @@ const ggufUsage = "vramward gguf inspect [-json] [-config FILE | -plugin PATH] M
 
 func cmdGGUF(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "inspect" {
-		fmt.Fprintf(stderr, "usage: %s\n", ggufUsage)
-		return daemon.ExitUsage
+		return usageError(stderr, "gguf inspect", "want the subcommand inspect")
 	}
-	fs := newFlags("gguf inspect", ggufUsage, stderr)
+	fs := newFlags("gguf inspect", stderr)
 	asJSON := fs.Bool("json", false, "print the summary (or the refusal) as JSON")
 	cfgPath := fs.String("config", "", "use the loader block of this config: its plugin and its allowed_roots and caps")
 	pluginPath := fs.String("plugin", "", "the loader plugin binary (default: "+loaderPluginName+" next to vramward); the model's directory is the allowed root")
@@ -37,8 +36,7 @@ func cmdGGUF(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return daemon.ExitUsage
+		return usageError(stderr, "gguf inspect", "want one MODEL, got %d arguments", fs.NArg())
 	}
 	model := fs.Arg(0)
 	spec, configJSON, err := inspectSetup(model, *cfgPath, *pluginPath, stderr)

@@ -33,8 +33,8 @@ import (
 const usage = `vramward: seal model weights in GPU memory and keep an audit trail of it.
 
 Usage:
-  vramward run      -config FILE [-log-level LEVEL]   run the host until SIGTERM or SIGINT
-  vramward validate -config FILE                      check a config, plugin config blocks included
+  vramward run      -config FILE [-log-level LEVEL]   run the host until SIGTERM or SIGINT; SIGHUP reopens sinks
+  vramward validate -config FILE                      every check run makes before it starts, without side effects
   vramward audit verify [-key-file FILE] [-copy FILE]... TRAIL...
                                                     verify an audit trail (files in any order)
   vramward gguf inspect [-json] MODEL                 check a GGUF file and print what it holds
@@ -57,13 +57,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "audit":
 		if len(args) < 2 || args[1] != "verify" {
-			fmt.Fprint(stderr, "usage: vramward audit verify [-key-file FILE] TRAIL...\n")
-			return daemon.ExitUsage
+			return usageError(stderr, "audit verify", "want the subcommand verify")
 		}
 		return cmdVerify(args[2:], stdout, stderr)
 	case "gguf":
 		return cmdGGUF(args[1:], stdout, stderr)
 	case "version":
+		fs := newFlags("version", stderr)
+		if code, stop := parseFlags(fs, args[1:]); stop {
+			return code
+		}
+		if fs.NArg() > 0 {
+			return usageError(stderr, "version", "unexpected argument %q", fs.Arg(0))
+		}
 		fmt.Fprintf(stdout, "vramward %s (plugin SDK %s, plugin protocol %d)\n", version.Version, version.SDK, handshake.ProtocolVersion)
 		return 0
 	case "-h", "-help", "--help", "help":
@@ -72,16 +78,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "vramward: unknown command %q\n\n%s", args[0], usage)
 	return daemon.ExitUsage
-}
-
-func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
 }
 
 // parseFlags returns an exit code when the command should stop (help or
@@ -107,11 +103,19 @@ func newLogger(level string, out io.Writer) hclog.Logger {
 	})
 }
 
-func loadConfig(path string, stderr io.Writer) (*config.Config, bool) {
+// configFlag checks the -config value and that no argument follows the
+// flags; it returns an exit code when the command line is bad.
+func configFlag(fs *flag.FlagSet, name, path string, stderr io.Writer) (int, bool) {
 	if path == "" {
-		fmt.Fprintln(stderr, "vramward: -config FILE is required")
-		return nil, false
+		return usageError(stderr, name, "-config FILE is required"), false
 	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, name, "unexpected argument %q", fs.Arg(0)), false
+	}
+	return 0, true
+}
+
+func loadConfig(path string, stderr io.Writer) (*config.Config, bool) {
 	cfg, _, diags := config.Load(path)
 	if len(diags) > 0 {
 		fmt.Fprint(stderr, config.Format(diags))
@@ -120,12 +124,19 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, bool) {
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
-	fs := newFlags("run", "vramward run -config FILE [-log-level LEVEL]", stderr)
-	cfgPath := fs.String("config", "", "the HCL config file")
-	level := fs.String("log-level", envOr("VRAMWARD_LOG_LEVEL", "info"), "trace, debug, info, warn or error (env VRAMWARD_LOG_LEVEL)")
+	fs := newFlags("run", stderr)
+	cfgPath := fs.String("config", "", "the HCL config `FILE`")
+	level := fs.String("log-level", envOr("VRAMWARD_LOG_LEVEL", "info"), "`LEVEL`: trace, debug, info, warn or error (env VRAMWARD_LOG_LEVEL)")
 	if code, stop := parseFlags(fs, args); stop {
 		return code
 	}
+	if code, ok := configFlag(fs, "run", *cfgPath, stderr); !ok {
+		return code
+	}
+	if !validLogLevel(*level) {
+		return usageError(stderr, "run", "-log-level %q: want one of %s", *level, strings.Join(logLevels, ", "))
+	}
+	*level = strings.ToLower(*level)
 	cfg, ok := loadConfig(*cfgPath, stderr)
 	if !ok {
 		return daemon.ExitStartup
@@ -136,9 +147,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("validate", "vramward validate -config FILE", stderr)
-	cfgPath := fs.String("config", "", "the HCL config file")
+	fs := newFlags("validate", stderr)
+	cfgPath := fs.String("config", "", "the HCL config `FILE`")
 	if code, stop := parseFlags(fs, args); stop {
+		return code
+	}
+	if code, ok := configFlag(fs, "validate", *cfgPath, stderr); !ok {
 		return code
 	}
 	cfg, ok := loadConfig(*cfgPath, stderr)
@@ -157,16 +171,15 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdVerify(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("audit verify", "vramward audit verify [-key-file FILE] [-copy FILE]... TRAIL...", stderr)
-	keyFile := fs.String("key-file", "", "the chain's verification key (audit.chain_key_file); without it only order and links are checked")
+	fs := newFlags("audit verify", stderr)
+	keyFile := fs.String("key-file", "", "the chain's verification key `FILE` (audit.chain_key_file); without it only order and links are checked")
 	var copies fileList
 	fs.Var(&copies, "copy", "another sink's copy of the same trail (a file, or a syslog receiver's file), verified too and compared: a trail that ends before its copy had its tail cut; repeatable")
 	if code, stop := parseFlags(fs, args); stop {
 		return code
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
-		return daemon.ExitUsage
+		return usageError(stderr, "audit verify", "no TRAIL file given")
 	}
 	var key *chain.Key
 	if *keyFile != "" {

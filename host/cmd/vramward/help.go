@@ -1,0 +1,156 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// exitCode is one documented exit status of a command.
+type exitCode struct {
+	code    int
+	meaning string
+}
+
+// command is what `vramward COMMAND -help` prints besides the flags; the
+// README's "Exit codes" table is checked against codes by a test.
+type command struct {
+	name, synopsis, description string
+	examples                    []string
+	codes                       []exitCode
+}
+
+var usageCodes = exitCode{2, "bad command line: an unknown flag or argument, a missing or invalid value"}
+
+var commands = map[string]command{
+	"run": {
+		name:     "run",
+		synopsis: "vramward run -config FILE [-log-level LEVEL]",
+		description: `Runs the host: starts the audit sinks and waits until audit.require is met
+(or fails closed after their start_timeout), checks, loads and seals every
+model, and keeps verifying the seals. SIGTERM or SIGINT shut it down in
+order (shards released, HostStopped last, every sink flushed and closed);
+SIGHUP asks every sink to reopen its output.`,
+		examples: []string{"vramward run -config /etc/vramward/vramward.hcl", "VRAMWARD_LOG_LEVEL=debug vramward run -config vramward.hcl"},
+		codes: []exitCode{
+			{0, "clean shutdown, every event delivered"},
+			{1, "the config, a plugin or the audit sinks prevented the start; nothing was loaded"},
+			usageCodes,
+			{3, "stopped, but events were spooled for the next start or a sink did not close cleanly"},
+		},
+	},
+	"validate": {
+		name:     "validate",
+		synopsis: "vramward validate -config FILE",
+		description: `Makes every check run makes before it launches anything: the config and
+each plugin's config block (plugins are started only to read their
+schema), the worker token (present, mode, length), the state directory,
+the plugin binaries (regular, executable, matching their pin) and the files
+the sinks' configs name. Nothing is configured, opened for writing or
+created. Every problem is printed at once as file:line:col.`,
+		examples: []string{"vramward validate -config /etc/vramward/vramward.hcl"},
+		codes: []exitCode{
+			{0, "the config is valid"},
+			{1, "the config has problems (printed)"},
+			usageCodes,
+		},
+	},
+	"audit verify": {
+		name:     "audit verify",
+		synopsis: "vramward audit verify [-key-file FILE] [-copy FILE]... TRAIL...",
+		description: `Verifies an audit trail: every record's chain link and, with -key-file,
+its MAC; rotated files may be given in any order, a syslog receiver's copy
+is read as it stored it. With -copy, another sink's copy is verified too
+and compared, so a cut tail shows.`,
+		examples: []string{"vramward audit verify -key-file audit-verify.key /var/log/vramward/audit.log*",
+			"vramward audit verify -copy /srv/syslog/node-1.log /var/log/vramward/audit.log"},
+		codes: []exitCode{
+			{0, "the trail verifies (notes may follow)"},
+			{1, "a record is edited, missing, reordered or duplicated, or a copy disagrees"},
+			usageCodes,
+		},
+	},
+	"gguf inspect": {
+		name:     "gguf inspect",
+		synopsis: ggufUsage,
+		description: `Checks a GGUF file through the loader plugin, out of process, without
+hashing it, and prints what it holds: format version, architecture,
+counts, tensor types and every metadata pair (sanitised; the chat template
+by size only).`,
+		examples: []string{"vramward gguf inspect /models/llama.gguf", "vramward gguf inspect -json -config vramward.hcl /models/llama.gguf"},
+		codes: []exitCode{
+			{0, "the file is valid"},
+			{1, "the file was refused (the reason, and for a malformed file the byte offset, printed)"},
+			usageCodes,
+		},
+	},
+	"version": {
+		name:        "version",
+		synopsis:    "vramward version",
+		description: "Prints the host's version, the plugin SDK's and the plugin protocol's.",
+		examples:    []string{"vramward version"},
+		codes:       []exitCode{{0, "printed"}, usageCodes},
+	},
+}
+
+// newFlags makes the flag set of a command whose -help prints the whole
+// help text.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	c := commands[name]
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { printHelp(stderr, c, fs) }
+	return fs
+}
+
+func printHelp(w io.Writer, c command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: %s\n\n%s\n", c.synopsis, c.description)
+	hasFlags := false
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if hasFlags {
+		fmt.Fprint(w, "\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fmt.Fprint(w, "\nExamples:\n")
+	for _, e := range c.examples {
+		fmt.Fprintf(w, "  %s\n", e)
+	}
+	fmt.Fprint(w, "\nExit codes:\n")
+	for _, ec := range c.codes {
+		fmt.Fprintf(w, "  %d  %s\n", ec.code, ec.meaning)
+	}
+}
+
+// usageError reports a bad command line the way flag does, with the
+// command's synopsis, and returns exit code 2.
+func usageError(stderr io.Writer, name, format string, args ...any) int {
+	fmt.Fprintf(stderr, "vramward %s: %s\nusage: %s\nRun \"vramward %s -help\" for more.\n", name, fmt.Sprintf(format, args...), commands[name].synopsis, name)
+	return usageCodes.code
+}
+
+// logLevels are the values -log-level takes.
+var logLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+func validLogLevel(l string) bool {
+	for _, v := range logLevels {
+		if strings.EqualFold(l, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// commandOrder is the order of the README's exit code table.
+var commandOrder = []string{"run", "validate", "audit verify", "gguf inspect", "version"}
+
+// exitCodeTable is the README's exit code table, made from commands.
+func exitCodeTable() string {
+	var b strings.Builder
+	for _, name := range commandOrder {
+		for _, ec := range commands[name].codes {
+			fmt.Fprintf(&b, "| `%s` | `%d` | %s |\n", name, ec.code, ec.meaning)
+		}
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
