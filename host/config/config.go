@@ -52,6 +52,8 @@ type Worker struct {
 	// The worker token is read from TokenFile or the environment variable
 	// TokenEnv, never written in the config itself.
 	TokenFile string
+	// DeclRange is the worker block's, for diagnostics about its values.
+	DeclRange hcl.Range
 	TokenEnv  string
 	StateDir  string
 }
@@ -392,6 +394,7 @@ func decodeWorker(b *hcl.Block, ctx *hcl.EvalContext, dir string, diags *hcl.Dia
 		TokenFile: a.nonEmpty("token_file", ""),
 		TokenEnv:  a.nonEmpty("token_env", ""),
 		StateDir:  a.nonEmpty("state_dir", ""),
+		DeclRange: b.DefRange,
 	}
 	required(a, "id", b)
 	required(a, "state_dir", b)

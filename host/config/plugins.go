@@ -46,9 +46,16 @@ func (c *Config) DecodeUseConfig(s *PluginUse, sch schema.Schema) hcl.Diagnostic
 		}
 		diag.Detail = fmt.Sprintf("%s (%s)", diag.Detail, s.label())
 	}
-	if !diags.HasErrors() {
-		s.ConfigJSON = vals.JSON()
+	if diags.HasErrors() {
+		return diags
 	}
+	// Files the plugin will write or read are checked here, before it is
+	// configured and by `vramward validate` alike: a directory where a
+	// trail file should be is refused at its position, not after retries.
+	if errs := sch.CheckPaths(vals); len(errs) > 0 {
+		return append(diags, s.FieldDiagnostics(errs)...)
+	}
+	s.ConfigJSON = vals.JSON()
 	return diags
 }
 

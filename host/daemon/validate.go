@@ -2,7 +2,10 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -17,6 +20,50 @@ import (
 	"github.com/vramward/vramward/sdk/schema"
 	"github.com/vramward/vramward/sdk/vram"
 )
+
+// Preflight makes the checks `run` makes before it launches anything: the
+// worker token (present, mode, length), the state directory, and every
+// plugin binary (regular, executable, matching its pin). It has no side
+// effects.
+func Preflight(cfg *config.Config) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	if _, err := readToken(cfg.Worker); err != nil {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Worker token refused",
+			Detail: err.Error(), Subject: cfg.Worker.DeclRange.Ptr()})
+	}
+	if err := checkStateDir(cfg.Worker.StateDir); err != nil {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid state_dir",
+			Detail: err.Error(), Subject: cfg.Worker.DeclRange.Ptr()})
+	}
+	for _, p := range cfg.Plugins {
+		spec := pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256}
+		if err := pluginhost.CheckBinary(spec); err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin binary refused",
+				Detail: err.Error(), Subject: p.DeclRange.Ptr()})
+		}
+	}
+	return diags
+}
+
+// checkStateDir: an existing state_dir must be a directory; a missing one
+// must be creatable under its nearest existing ancestor.
+func checkStateDir(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("%s is not a directory", d)
+			}
+			return nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if d == filepath.Dir(d) {
+			return fmt.Errorf("%s cannot be created", dir)
+		}
+	}
+}
 
 // CheckPluginConfigs asks every plugin a sink or the loader uses for its config schema
 // (the Info RPC only: nothing is configured, opened or written) and decodes

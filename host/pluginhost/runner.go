@@ -99,6 +99,16 @@ func openBinary(spec Spec) (*os.File, error) {
 	return f, nil
 }
 
+// CheckBinary makes the checks Launch makes before it executes spec's
+// binary (a regular, executable file matching its pin), executing nothing.
+func CheckBinary(spec Spec) error {
+	f, err := openBinary(spec)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
 // newGroupRunner takes go-plugin's command (its environment) and runs bin.
 func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd) *groupRunner {
 	cmd := &exec.Cmd{

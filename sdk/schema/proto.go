@@ -17,6 +17,7 @@ func ToProto(s Schema) *schemav1.Schema {
 			Type:        schemav1.Type(a.Type),
 			Required:    a.Required,
 			Description: a.Description,
+			Path:        schemav1.PathKind(a.Path),
 		}
 		if a.Default != nil {
 			d, err := a.Type.coerce(a.Default)
@@ -43,6 +44,7 @@ func FromProto(p *schemav1.Schema) (Schema, error) {
 			Type:        Type(pa.GetType()),
 			Required:    pa.GetRequired(),
 			Description: pa.GetDescription(),
+			Path:        PathKind(pa.GetPath()),
 		}
 		if pa.GetDefaultJson() != "" {
 			d, err := a.Type.decodeJSON(json.RawMessage(pa.GetDefaultJson()))

@@ -54,7 +54,24 @@ type Attribute struct {
 	// and the key is then absent from the decoded Values.
 	Default     any
 	Description string
+	// Path says that a String value names a file, so the host checks it
+	// before Configure and `vramward validate` checks it without starting
+	// anything: a directory where a file is written is refused at once.
+	Path PathKind
 }
+
+// PathKind says what a string attribute names on the file system.
+type PathKind int
+
+const (
+	NotAPath PathKind = iota
+	// WrittenFile is a file the plugin creates or appends to: absent, or
+	// a regular file (not a directory, not a symbolic link), in a
+	// directory that exists or can be made.
+	WrittenFile
+	// ReadFile is a file the plugin reads: it must be a regular file.
+	ReadFile
+)
 
 // Schema is a plugin's whole configuration block.
 type Schema []Attribute
@@ -75,6 +92,9 @@ func (s Schema) Check() error {
 		seen[a.Name] = true
 		if a.Type < String || a.Type > StringList {
 			return fmt.Errorf("schema: attribute %q has unknown type %d", a.Name, int(a.Type))
+		}
+		if a.Path < NotAPath || a.Path > ReadFile || (a.Path != NotAPath && a.Type != String) {
+			return fmt.Errorf("schema: attribute %q: path kind %d needs a string attribute", a.Name, int(a.Path))
 		}
 		if a.Default != nil {
 			if a.Required {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -318,5 +319,153 @@ plugin "broken" {
 	events := trailEvents(t, filepath.Join(dir, "trail", "audit.log"))
 	if last := events[len(events)-1]; last.Type != audit.HostStopped {
 		t.Errorf("the good sink's trail ends with %s", last.Type)
+	}
+}
+
+// TestValidateRefusesWhatRunRefuses: every config run refuses before it
+// does anything, validate refuses too, with the reason, and without
+// starting, creating or opening for writing anything.
+func TestValidateRefusesWhatRunRefuses(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, dir, cfg string)
+		want  string
+	}{
+		{"token file readable by others", func(t *testing.T, dir, _ string) {
+			must(t, os.Chmod(filepath.Join(dir, "token"), 0o644))
+		}, "readable by group or others"},
+		{"token file missing", func(t *testing.T, dir, _ string) {
+			must(t, os.Remove(filepath.Join(dir, "token")))
+		}, "no such file"},
+		{"token too short", func(t *testing.T, dir, _ string) {
+			must(t, os.WriteFile(filepath.Join(dir, "token"), []byte("8bytes!!"), 0o600))
+		}, "holds 8 bytes; use at least 16"},
+		{"sink path is a directory", func(t *testing.T, dir, _ string) {
+			must(t, os.MkdirAll(filepath.Join(dir, "trail", "audit.log"), 0o700))
+		}, "is a directory; want a file"},
+		{"state_dir is a file", func(t *testing.T, dir, _ string) {
+			must(t, os.WriteFile(filepath.Join(dir, "state"), nil, 0o600))
+		}, "state is not a directory"},
+		{"plugin pinned wrong", func(t *testing.T, _, cfg string) {
+			replaceInFile(t, cfg, "kind = \"audit_sink\"\n", "kind = \"audit_sink\"\n  sha256 = \""+strings.Repeat("1", 64)+"\"\n")
+		}, "the config pins " + strings.Repeat("1", 64)},
+		{"plugin not executable", func(t *testing.T, dir, cfg string) {
+			p := filepath.Join(dir, "plugin")
+			must(t, os.WriteFile(p, []byte("#!/bin/sh\n"), 0o600))
+			replaceInFile(t, cfg, "path = \""+sinkBin+"\"", "path = \""+p+"\"")
+		}, "is not executable"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := writeConfig(t, dir, "")
+			tc.setup(t, dir, cfg)
+			out, err := exec.Command(hostBin, "validate", "-config", cfg).CombinedOutput()
+			if code := exitOf(err); code != 1 || !strings.Contains(string(out), tc.want) {
+				t.Errorf("validate: exit %d, want 1 and %q in:\n%s", code, tc.want, out)
+			}
+			if !strings.Contains(string(out), "vramward.hcl:") {
+				t.Errorf("validate does not point into the config:\n%s", out)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "trail", "audit.log.1")); err == nil {
+				t.Error("validate wrote a trail")
+			}
+			start := time.Now()
+			res := runUntilExit(t, dir)
+			if res.code != 1 {
+				t.Errorf("run: exit %d, want 1:\n%s", res.code, res.logs)
+			}
+			if took := time.Since(start); took > 8*time.Second {
+				t.Errorf("run took %s to refuse", took)
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func replaceInFile(t *testing.T, path, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	must(t, err)
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s lacks %q", path, old)
+	}
+	must(t, os.WriteFile(path, []byte(strings.Replace(string(b), old, new, 1)), 0o600))
+}
+
+func exitOf(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+// TestGroupSignalAndClosedOutput runs the host as a terminal would, its
+// output piped into `head -1` (which exits after the first line), then
+// sends SIGTERM to the whole process group. The plugins, in groups of their
+// own, must not get it; the host must survive its closed output and shut
+// down in order: the shard released (VramDeallocated), HostStopped last,
+// exit 0.
+func TestGroupSignalAndClosedOutput(t *testing.T) {
+	dir := t.TempDir()
+	sum := writeModel(t, gguftest.Small(), filepath.Join(dir, "models", "m.gguf"))
+	cfg := writeConfig(t, dir, modelConfig(sum, `backend = "emulated"
+    emulated_device_bytes = 16777216`, ""))
+	codeFile := filepath.Join(dir, "code")
+	// The subshell's trap only waits: a handler (unlike an ignored signal)
+	// is not inherited by vramward.
+	script := fmt.Sprintf(`{ trap ':' TERM; %q run -config %q; echo $? > %q; } 2>&1 | head -1 >/dev/null; wait`, hostBin, cfg, codeFile)
+	cmd := exec.Command("bash", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	must(t, cmd.Start())
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	trail := filepath.Join(dir, "trail", "audit.log")
+	sealed := func() bool {
+		if _, err := os.Stat(trail); err != nil {
+			return false
+		}
+		for _, e := range trailEvents(t, trail) {
+			if e.Type == audit.SealVerified {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, sealed)
+	must(t, syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if b, err := os.ReadFile(codeFile); err == nil && len(b) > 0 {
+			if code := strings.TrimSpace(string(b)); code != "0" {
+				t.Fatalf("vramward exited %s", code)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("vramward did not exit after the group's SIGTERM")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	events := trailEvents(t, trail)
+	var types []string
+	for _, e := range events {
+		types = append(types, string(e.Type))
+	}
+	joined := strings.Join(types, " ")
+	if !strings.HasSuffix(joined, "VramDeallocated HostStopped") {
+		t.Fatalf("trail does not end with the shard released and HostStopped: %s", joined)
+	}
+	if strings.Contains(joined, "PluginCrashed") {
+		t.Errorf("a plugin got the group's signal: %s", joined)
 	}
 }

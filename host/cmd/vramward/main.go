@@ -159,7 +159,12 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
-	diags := daemon.CheckPluginConfigs(cfg, newLogger("warn", stderr))
+	diags := daemon.Preflight(cfg)
+	if !diags.HasErrors() {
+		// Plugins are started (to read their schemas) only when their
+		// binaries passed the checks run makes.
+		diags = append(diags, daemon.CheckPluginConfigs(cfg, newLogger("warn", stderr))...)
+	}
 	if len(diags) > 0 {
 		fmt.Fprint(stderr, config.Format(diags))
 	}

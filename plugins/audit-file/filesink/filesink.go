@@ -35,7 +35,7 @@ const (
 // Schema is the sink's config block; plugins/audit-file/README.md documents
 // it and a test parses the README's example against it.
 var Schema = schema.Schema{
-	{Name: "path", Type: schema.String, Required: true,
+	{Name: "path", Type: schema.String, Required: true, Path: schema.WrittenFile,
 		Description: "Absolute path of the trail file. Rotated files are path.1 (newest) to path.N."},
 	{Name: "max_bytes", Type: schema.Int, Default: int64(DefaultMaxBytes),
 		Description: "Rotate before a write would take the file past this size; 0 never rotates."},

@@ -68,9 +68,9 @@ var Schema = schema.Schema{
 	{Name: "flush_interval", Type: schema.Duration, Default: DefaultFlushInterval,
 		Description: "how often held messages are retried"},
 	{Name: "timeout", Type: schema.Duration, Default: DefaultTimeout, Description: "bound on a connect or a write"},
-	{Name: "tls_ca_file", Type: schema.String, Default: "", Description: "tls: PEM CA bundle that signs the receiver (default: the system's)"},
-	{Name: "tls_cert_file", Type: schema.String, Default: "", Description: "tls: client certificate (PEM)"},
-	{Name: "tls_key_file", Type: schema.String, Default: "", Description: "tls: client key (PEM)"},
+	{Name: "tls_ca_file", Type: schema.String, Default: "", Path: schema.ReadFile, Description: "tls: PEM CA bundle that signs the receiver (default: the system's)"},
+	{Name: "tls_cert_file", Type: schema.String, Default: "", Path: schema.ReadFile, Description: "tls: client certificate (PEM)"},
+	{Name: "tls_key_file", Type: schema.String, Default: "", Path: schema.ReadFile, Description: "tls: client key (PEM)"},
 	{Name: "tls_server_name", Type: schema.String, Default: "", Description: "tls: name the receiver's certificate must hold (default: the address's host)"},
 }
 

@@ -85,6 +85,56 @@ func (Type) EnumDescriptor() ([]byte, []int) {
 	return file_schema_v1_schema_proto_rawDescGZIP(), []int{0}
 }
 
+// PathKind says what a string attribute names on the file system.
+type PathKind int32
+
+const (
+	PathKind_PATH_KIND_UNSPECIFIED PathKind = 0 // not a path
+	PathKind_PATH_KIND_WRITTEN     PathKind = 1 // a file the plugin creates or appends to
+	PathKind_PATH_KIND_READ        PathKind = 2 // a file the plugin reads: it must exist
+)
+
+// Enum value maps for PathKind.
+var (
+	PathKind_name = map[int32]string{
+		0: "PATH_KIND_UNSPECIFIED",
+		1: "PATH_KIND_WRITTEN",
+		2: "PATH_KIND_READ",
+	}
+	PathKind_value = map[string]int32{
+		"PATH_KIND_UNSPECIFIED": 0,
+		"PATH_KIND_WRITTEN":     1,
+		"PATH_KIND_READ":        2,
+	}
+)
+
+func (x PathKind) Enum() *PathKind {
+	p := new(PathKind)
+	*p = x
+	return p
+}
+
+func (x PathKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PathKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_schema_v1_schema_proto_enumTypes[1].Descriptor()
+}
+
+func (PathKind) Type() protoreflect.EnumType {
+	return &file_schema_v1_schema_proto_enumTypes[1]
+}
+
+func (x PathKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PathKind.Descriptor instead.
+func (PathKind) EnumDescriptor() ([]byte, []int) {
+	return file_schema_v1_schema_proto_rawDescGZIP(), []int{1}
+}
+
 // Attribute describes one key of a plugin's configuration block.
 type Attribute struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -92,8 +142,11 @@ type Attribute struct {
 	Type     Type                   `protobuf:"varint,2,opt,name=type,proto3,enum=vramward.schema.v1.Type" json:"type,omitempty"`
 	Required bool                   `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
 	// JSON text of the default value; empty when the attribute has none.
-	DefaultJson   string `protobuf:"bytes,4,opt,name=default_json,json=defaultJson,proto3" json:"default_json,omitempty"`
-	Description   string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	DefaultJson string `protobuf:"bytes,4,opt,name=default_json,json=defaultJson,proto3" json:"default_json,omitempty"`
+	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	// What the value names on the file system, so the host can check it
+	// before Configure and in `vramward validate`.
+	Path          PathKind `protobuf:"varint,6,opt,name=path,proto3,enum=vramward.schema.v1.PathKind" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -163,6 +216,13 @@ func (x *Attribute) GetDescription() string {
 	return ""
 }
 
+func (x *Attribute) GetPath() PathKind {
+	if x != nil {
+		return x.Path
+	}
+	return PathKind_PATH_KIND_UNSPECIFIED
+}
+
 // Schema is the whole configuration block of a plugin.
 type Schema struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -212,13 +272,14 @@ var File_schema_v1_schema_proto protoreflect.FileDescriptor
 
 const file_schema_v1_schema_proto_rawDesc = "" +
 	"\n" +
-	"\x16schema/v1/schema.proto\x12\x12vramward.schema.v1\"\xae\x01\n" +
+	"\x16schema/v1/schema.proto\x12\x12vramward.schema.v1\"\xe0\x01\n" +
 	"\tAttribute\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x18.vramward.schema.v1.TypeR\x04type\x12\x1a\n" +
 	"\brequired\x18\x03 \x01(\bR\brequired\x12!\n" +
 	"\fdefault_json\x18\x04 \x01(\tR\vdefaultJson\x12 \n" +
-	"\vdescription\x18\x05 \x01(\tR\vdescription\"G\n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\x120\n" +
+	"\x04path\x18\x06 \x01(\x0e2\x1c.vramward.schema.v1.PathKindR\x04path\"G\n" +
 	"\x06Schema\x12=\n" +
 	"\n" +
 	"attributes\x18\x01 \x03(\v2\x1d.vramward.schema.v1.AttributeR\n" +
@@ -229,7 +290,11 @@ const file_schema_v1_schema_proto_rawDesc = "" +
 	"\bTYPE_INT\x10\x02\x12\r\n" +
 	"\tTYPE_BOOL\x10\x03\x12\x11\n" +
 	"\rTYPE_DURATION\x10\x04\x12\x14\n" +
-	"\x10TYPE_STRING_LIST\x10\x05B;Z9github.com/vramward/vramward/sdk/proto/schema/v1;schemav1b\x06proto3"
+	"\x10TYPE_STRING_LIST\x10\x05*P\n" +
+	"\bPathKind\x12\x19\n" +
+	"\x15PATH_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11PATH_KIND_WRITTEN\x10\x01\x12\x12\n" +
+	"\x0ePATH_KIND_READ\x10\x02B;Z9github.com/vramward/vramward/sdk/proto/schema/v1;schemav1b\x06proto3"
 
 var (
 	file_schema_v1_schema_proto_rawDescOnce sync.Once
@@ -243,21 +308,23 @@ func file_schema_v1_schema_proto_rawDescGZIP() []byte {
 	return file_schema_v1_schema_proto_rawDescData
 }
 
-var file_schema_v1_schema_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_schema_v1_schema_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_schema_v1_schema_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_schema_v1_schema_proto_goTypes = []any{
 	(Type)(0),         // 0: vramward.schema.v1.Type
-	(*Attribute)(nil), // 1: vramward.schema.v1.Attribute
-	(*Schema)(nil),    // 2: vramward.schema.v1.Schema
+	(PathKind)(0),     // 1: vramward.schema.v1.PathKind
+	(*Attribute)(nil), // 2: vramward.schema.v1.Attribute
+	(*Schema)(nil),    // 3: vramward.schema.v1.Schema
 }
 var file_schema_v1_schema_proto_depIdxs = []int32{
 	0, // 0: vramward.schema.v1.Attribute.type:type_name -> vramward.schema.v1.Type
-	1, // 1: vramward.schema.v1.Schema.attributes:type_name -> vramward.schema.v1.Attribute
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	1, // 1: vramward.schema.v1.Attribute.path:type_name -> vramward.schema.v1.PathKind
+	2, // 2: vramward.schema.v1.Schema.attributes:type_name -> vramward.schema.v1.Attribute
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_schema_v1_schema_proto_init() }
@@ -270,7 +337,7 @@ func file_schema_v1_schema_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_schema_v1_schema_proto_rawDesc), len(file_schema_v1_schema_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
