@@ -23,10 +23,12 @@ import (
 // memSink is a sink served over real gRPC in-process whose writes can be
 // made to fail or to block.
 type memSink struct {
-	mu     sync.Mutex
-	events []audit.Event
-	fail   error
-	gate   chan struct{} // when non-nil, Write waits for it to close
+	mu       sync.Mutex
+	events   []audit.Event
+	fail     error
+	gate     chan struct{} // when non-nil, Write waits for it to close
+	flushErr error         // returned by Flush
+	closed   bool          // Close ran (the Shutdown RPC reached the sink)
 }
 
 func (m *memSink) Info() audit.SinkInfo {
@@ -57,8 +59,22 @@ func (m *memSink) Write(ctx context.Context, events []audit.Event) error {
 	}
 	return nil
 }
-func (m *memSink) Flush(context.Context) error { return nil }
-func (m *memSink) Close(context.Context) error { return nil }
+func (m *memSink) Flush(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.flushErr
+}
+func (m *memSink) Close(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}
+func (m *memSink) isClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closed
+}
 
 func (m *memSink) set(fail error, gate chan struct{}) {
 	m.mu.Lock()
@@ -77,6 +93,10 @@ type memConn struct {
 	sink *memSink
 	t    *testing.T
 	m    *audit.Metrics
+	// stoppedOpen counts Stops of a plugin whose sink was not closed yet.
+	mu          sync.Mutex
+	stops       int
+	stoppedOpen int
 }
 
 func (c *memConn) Name() string { return c.name }
@@ -86,9 +106,23 @@ func (c *memConn) Start(context.Context) (*audit.Client, error) {
 	return client, client.Configure(context.Background(), nil)
 }
 func (c *memConn) Crash() (audit.Event, bool) { return audit.Event{}, false }
-func (c *memConn) Stop()                      {}
+func (c *memConn) Stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stops++
+	if !c.sink.isClosed() {
+		c.stoppedOpen++
+	}
+}
 
 func newBus(t *testing.T, dir string, opts Options, sinks ...*memSink) *Bus {
+	t.Helper()
+	b, _, _ := newBusWith(t, dir, opts, sinks...)
+	return b
+}
+
+// newBusWith also returns the registry and the conns.
+func newBusWith(t *testing.T, dir string, opts Options, sinks ...*memSink) (*Bus, *prometheus.Registry, []*memConn) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	m, err := audit.NewMetrics(reg)
@@ -96,8 +130,10 @@ func newBus(t *testing.T, dir string, opts Options, sinks ...*memSink) *Bus {
 		t.Fatal(err)
 	}
 	var conns []SinkConn
+	var mcs []*memConn
 	for i, s := range sinks {
-		conns = append(conns, &memConn{name: fmt.Sprintf("s%d", i), sink: s, t: t, m: m})
+		mc := &memConn{name: fmt.Sprintf("s%d", i), sink: s, t: t, m: m}
+		conns, mcs = append(conns, mc), append(mcs, mc)
 	}
 	opts.StateDir = dir
 	opts.ChainKeyFile = filepath.Join(dir, "verify.key")
@@ -117,7 +153,7 @@ func newBus(t *testing.T, dir string, opts Options, sinks ...*memSink) *Bus {
 	if failed := b.Start(context.Background()); len(failed) > 0 {
 		t.Fatal(failed)
 	}
-	return b
+	return b, reg, mcs
 }
 
 func critical(t *testing.T) audit.Event {

@@ -212,7 +212,9 @@ func (w *sinkWorker) deliver(batch []audit.Event) bool {
 		// was no RPC, and the bus counts. CRITICAL events waiting on this
 		// sink learn of the failure now; every event stays queued and is
 		// delivered when the sink is back.
-		if errors.Is(err, errNotRunning) {
+		// Identity, not errors.Is: audit.Error matches any error of
+		// its reason, and a failed RPC is UNAVAILABLE too.
+		if err == errNotRunning {
 			w.countUndelivered(batch)
 		} else {
 			w.markCounted(batch)

@@ -1,0 +1,201 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vramward/vramward/sdk/audit"
+)
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for _, l := range labels {
+				k, v, _ := strings.Cut(l, "=")
+				found := false
+				for _, lp := range m.GetLabel() {
+					found = found || (lp.GetName() == k && lp.GetValue() == v)
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// TestShutdownReachesEverySinkBeforeItsPluginStops: Close sends every sink
+// the Shutdown RPC (its Close runs: flushed and closed) before the plugin
+// is stopped, and a flush that fails at shutdown is counted and makes Close
+// fail (run exits 3).
+func TestShutdownReachesEverySinkBeforeItsPluginStops(t *testing.T) {
+	a, b2 := &memSink{}, &memSink{}
+	bus, reg, conns := newBusWith(t, t.TempDir(), Options{}, a, b2)
+	for i := 0; i < 10; i++ {
+		if err := bus.Emit(context.Background(), info(t, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b2.mu.Lock()
+	b2.flushErr = errors.New("EIO")
+	b2.mu.Unlock()
+	err := bus.Close("test")
+	if err == nil || !strings.Contains(err.Error(), "s1") {
+		t.Fatalf("a flush failure at shutdown did not fail Close: %v", err)
+	}
+	for i, c := range conns {
+		if c.stops == 0 || c.stoppedOpen > 0 {
+			t.Errorf("sink %d: plugin stopped %d times, %d of them before its Shutdown RPC", i, c.stops, c.stoppedOpen)
+		}
+	}
+	if !a.isClosed() {
+		t.Error("the healthy sink was not closed")
+	}
+	if n := counterValue(t, reg, "vramward_audit_flush_failures_total", "sink=s1"); n != 1 {
+		t.Errorf("flush failures at shutdown counted %v, want 1", n)
+	}
+	if n := counterValue(t, reg, "vramward_audit_flush_failures_total", "sink=s0"); n != 0 {
+		t.Errorf("the healthy sink counted %v flush failures", n)
+	}
+}
+
+// TestSpoolReplayedFirstAtTheNextStart: a sink that takes nothing before
+// the shutdown deadline leaves every event spooled (deterministically: its
+// writes are held), Close says so, each is counted as failed once, and the
+// next bus on the same state dir delivers them first, in seq order, before
+// anything new.
+func TestSpoolReplayedFirstAtTheNextStart(t *testing.T) {
+	dir := t.TempDir()
+	held := &memSink{}
+	held.set(nil, make(chan struct{})) // never opened: nothing is written
+	b, reg, _ := newBusWith(t, dir, Options{ShutdownTimeout: 200 * time.Millisecond, QueueSize: 50}, held)
+	const n = 300 // more than the queue: some overflow to the spool while running
+	for i := 0; i < n; i++ {
+		if err := b.Emit(context.Background(), info(t, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := b.Close("deadline")
+	if err == nil || !strings.Contains(err.Error(), "spooled") {
+		t.Fatalf("Close with everything undelivered returned %v", err)
+	}
+	spool := filepath.Join(dir, "spool-s0.jsonl")
+	if _, err := os.Stat(spool); err != nil {
+		t.Fatalf("no spool: %v", err)
+	}
+	// Every event of the run, HostStopped included: n + 1, each once.
+	if got := counterValue(t, reg, "vramward_audit_emit_failures_total", "sink=s0"); got != n+1 {
+		t.Errorf("emit failures counted %v, want %d (each spooled event once)", got, n+1)
+	}
+
+	fresh := &memSink{}
+	b2 := newBus(t, dir, Options{}, fresh)
+	if err := b2.Emit(context.Background(), info(t, 9999)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Close("done"); err != nil {
+		t.Fatal(err)
+	}
+	got := fresh.got()
+	if len(got) < n+3 {
+		t.Fatalf("the next start delivered %d events, want at least %d", len(got), n+3)
+	}
+	for i := 0; i < n+1; i++ {
+		if got[i].Seq != uint64(i+1) {
+			t.Fatalf("record %d of the next start has seq %d: the spool did not come first, in order", i, got[i].Seq)
+		}
+	}
+	if got[n].Type != audit.HostStopped {
+		t.Errorf("the spooled run ends with %s", got[n].Type)
+	}
+	if _, err := os.Stat(spool); !errors.Is(err, os.ErrNotExist) {
+		t.Error("spool left after it was delivered")
+	}
+}
+
+// TestChainStateDurableBeforeCriticalReturns: when a CRITICAL emit returns,
+// the chain state on disk already holds its seq (a crash right after must
+// not hand that seq out again).
+func TestChainStateDurableBeforeCriticalReturns(t *testing.T) {
+	dir := t.TempDir()
+	b := newBus(t, dir, Options{}, &memSink{})
+	defer b.Close("done")
+	for round := 0; round < 20; round++ {
+		for i := 0; i < 7; i++ {
+			if err := b.Emit(context.Background(), info(t, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Emit(context.Background(), critical(t)); err != nil {
+			t.Fatal(err)
+		}
+		b.mu.Lock()
+		seq := b.sealer.State().Seq
+		b.mu.Unlock()
+		st, ok, err := (&chainStore{dir: dir}).load()
+		if err != nil || !ok {
+			t.Fatalf("load state: %v %v", ok, err)
+		}
+		if st.Seq < seq {
+			t.Fatalf("round %d: CRITICAL seq %d returned, the state on disk holds seq %d", round, seq, st.Seq)
+		}
+	}
+}
+
+// TestHostDecidedCriticalFailuresAreCounted: a CRITICAL emit refused
+// because its sink is already failing, or because the deadline passed on a
+// sink that holds it, is counted in both failure series.
+func TestHostDecidedCriticalFailuresAreCounted(t *testing.T) {
+	s := &memSink{}
+	b, reg, _ := newBusWith(t, t.TempDir(), Options{CriticalTimeout: 300 * time.Millisecond}, s)
+	defer b.Close("done")
+	s.set(errors.New("ENOSPC"), nil)
+	if err := b.Emit(context.Background(), info(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the sink failing", func() bool { return b.sinks[0].failure() != nil })
+	const n = 5
+	for i := 0; i < n; i++ {
+		if err := b.Emit(context.Background(), critical(t)); err == nil {
+			t.Fatal("a CRITICAL emit on a failing sink returned nil")
+		}
+	}
+	if got := counterValue(t, reg, "vramward_audit_critical_emit_failures_total", "sink=s0"); got < n {
+		t.Errorf("critical_emit_failures_total %v after %d refused CRITICAL emits", got, n)
+	}
+	// A sink that holds writes (blackholed): the deadline decides.
+	s.set(nil, nil)
+	eventually(t, "the sink recovering", func() bool { return b.sinks[0].failure() == nil })
+	gate := make(chan struct{})
+	defer close(gate)
+	s.set(nil, gate)
+	before := counterValue(t, reg, "vramward_audit_critical_emit_failures_total", "sink=s0")
+	if err := b.Emit(context.Background(), critical(t)); err == nil {
+		t.Fatal("a CRITICAL emit on a blackholed sink returned nil")
+	}
+	if got := counterValue(t, reg, "vramward_audit_critical_emit_failures_total", "sink=s0"); got != before+1 {
+		t.Errorf("a CRITICAL emit that timed out counted %v, want %v", got, before+1)
+	}
+	if got := counterValue(t, reg, "vramward_audit_emit_failures_total", "sink=s0", "severity=CRITICAL"); got < n+1 {
+		t.Errorf("emit_failures_total{severity=CRITICAL} %v", got)
+	}
+}
