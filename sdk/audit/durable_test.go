@@ -12,8 +12,8 @@ import (
 
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/handshake"
-	auditv1 "github.com/vramward/vramward/sdk/proto/audit/v1"
 	"github.com/vramward/vramward/sdk/plugintest"
+	auditv1 "github.com/vramward/vramward/sdk/proto/audit/v1"
 )
 
 // liar is a sink server that acknowledges every emit without saying it
