@@ -30,6 +30,8 @@ type sinkWorker struct {
 	client  *audit.Client
 	failing bool
 	lastErr error
+	// reasons counts the AuditSinkFailed events of the current failure.
+	reasons int
 	// countedTo is the highest seq already counted as failed for this sink
 	// by the bus, so that what it spools at shutdown is not counted twice.
 	countedTo uint64
@@ -115,19 +117,32 @@ func (w *sinkWorker) markCounted(batch []audit.Event) {
 	w.mu.Unlock()
 }
 
+// maxFailureReasons caps the AuditSinkFailed events of one failure, so a
+// sink whose error text keeps changing cannot flood the trail.
+const maxFailureReasons = 10
+
 // markFailing records that the sink stopped taking events: the first time,
 // every CRITICAL emit waiting on it learns it at once and AuditSinkFailed is
-// recorded (on the other sinks, and on this one once it is back).
+// recorded (on the other sinks, and on this one once it is back); while it
+// fails, a failure for another reason is recorded too.
 func (w *sinkWorker) markFailing(err error) {
 	name := w.conn.Name()
 	w.mu.Lock()
 	first := !w.failing
+	news := !first && w.lastErr != nil && err.Error() != w.lastErr.Error() && w.reasons < maxFailureReasons
 	w.failing, w.lastErr = true, err
+	if first {
+		w.reasons = 1
+	} else if news {
+		w.reasons++
+	}
 	w.mu.Unlock()
-	if !first {
+	if !first && !news {
 		return
 	}
-	w.b.failPending(name, err)
+	if first {
+		w.b.failPending(name, err)
+	}
 	w.b.log.Error("audit sink failed; holding its events", "sink", name, "error", err)
 	w.b.emitInternal(audit.AuditSinkFailed, audit.Str("sink", name), audit.Str("reason", err.Error()), audit.Uint("undelivered", uint64(w.q.size())))
 }
@@ -193,10 +208,7 @@ func (w *sinkWorker) deliver(batch []audit.Event) bool {
 	for {
 		err := w.send(batch)
 		if err == nil {
-			if cerr := w.q.commit(len(batch)); cerr != nil {
-				w.b.log.Error("delivered, but could not advance the spool position (events may be sent again; the file sink skips them)", "sink", name, "error", cerr)
-			}
-			w.b.settle(name, batch, nil, false)
+			w.delivered(batch)
 			w.backoff.Reset()
 			w.mu.Lock()
 			recovered := w.failing
@@ -207,6 +219,17 @@ func (w *sinkWorker) deliver(batch []audit.Event) bool {
 				w.b.emitInternal(audit.AuditSinkRecovered, audit.Str("sink", name), audit.Str("reason", "delivery resumed"), audit.Uint("undelivered", uint64(w.q.size())))
 			}
 			return true
+		}
+		// What the sink stored before it failed is delivered: it leaves
+		// the queue now, so neither a retry nor a restart sends it twice.
+		var se *audit.Error
+		if errors.As(err, &se) && se.Written > 0 {
+			n := min(se.Written, len(batch))
+			w.delivered(batch[:n])
+			if batch = batch[n:]; len(batch) == 0 {
+				w.markFailing(err)
+				return true
+			}
 		}
 		// The client counted a failed RPC; with no plugin running there
 		// was no RPC, and the bus counts. CRITICAL events waiting on this
@@ -221,13 +244,12 @@ func (w *sinkWorker) deliver(batch []audit.Event) bool {
 		}
 		w.b.settle(name, batch, err, true)
 		w.markFailing(err)
-		var se *audit.Error
 		if errors.As(err, &se) && se.Reason == audit.ReasonInvalidEvent {
 			// Only a bug can make the host send an invalid event: find it,
 			// keep it visible in the log, and let the rest through.
 			return w.deliverOneByOne(batch)
 		}
-		if !w.sleep(w.backoff.Next()) {
+		if !w.sleep(w.retryDelay(err)) {
 			return false
 		}
 		if w.needsRestart(err) {
@@ -236,6 +258,32 @@ func (w *sinkWorker) deliver(batch []audit.Event) bool {
 			}
 		}
 	}
+}
+
+// delivered takes events, acknowledged by the sink, off the queue and tells
+// their CRITICAL emitters.
+func (w *sinkWorker) delivered(events []audit.Event) {
+	if len(events) == 0 {
+		return
+	}
+	name := w.conn.Name()
+	if cerr := w.q.commit(len(events)); cerr != nil {
+		w.b.log.Error("delivered, but could not advance the spool position (events may be sent again; the file sink skips them)", "sink", name, "error", cerr)
+	}
+	w.b.settle(name, events, nil, false)
+}
+
+// maxRetryDelay bounds the wait between delivery attempts to a plugin that
+// runs: a sink whose receiver comes back is resumed within it. A plugin
+// that has to be restarted backs off further (RestartMax).
+const maxRetryDelay = time.Second
+
+func (w *sinkWorker) retryDelay(err error) time.Duration {
+	d := w.backoff.Next()
+	if w.needsRestart(err) {
+		return d
+	}
+	return min(d, maxRetryDelay)
 }
 
 func (w *sinkWorker) send(batch []audit.Event) error {

@@ -180,9 +180,10 @@ func (c *Client) closeStream() {
 
 // EmitBatch sends events in order, in as few RPCs as the size limit allows.
 // Several such batches go over one stream with up to streamWindow of them in
-// flight, so the sink writes one while the next travels. On error, the events
-// of the failed batch and of every batch after it are counted as failed and
-// none of them should be considered delivered.
+// flight, so the sink writes one while the next travels. On error, the
+// returned *Error's Written events at the front were delivered (earlier
+// batches, and a prefix the sink reported); the rest are counted as failed
+// and none of them should be considered delivered.
 func (c *Client) EmitBatch(ctx context.Context, events []Event) error {
 	n, req, top := c.nextBatch(events)
 	if n == len(events) {
@@ -191,7 +192,9 @@ func (c *Client) EmitBatch(ctx context.Context, events []Event) error {
 		c.release(req)
 		c.m.emitDuration.WithLabelValues(c.sink, top.String()).Observe(time.Since(start).Seconds())
 		if err != nil {
-			return c.fail(fromStatus("emit_batch", err), events)
+			e := fromStatus("emit_batch", err)
+			e.Written = min(e.Written, len(events))
+			return c.fail(e, events[e.Written:])
 		}
 		c.countShortened(resp.GetShortened())
 		if top == Critical && !resp.GetDurable() {
@@ -247,18 +250,22 @@ func (c *Client) emitStream(ctx context.Context, events []Event) error {
 		resp, err := stream.Recv()
 		if err != nil {
 			cancel()
-			return c.fail(fromStatus("emit_batch", err), events[done:])
+			e := fromStatus("emit_batch", err)
+			e.Written = done + min(e.Written, sb.n)
+			return c.fail(e, events[e.Written:])
 		}
 		c.m.emitDuration.WithLabelValues(c.sink, sb.top.String()).Observe(time.Since(sb.start).Seconds())
 		c.countShortened(resp.GetShortened())
 		if sb.top == Critical && !resp.GetDurable() {
 			cancel()
-			return c.fail(&Error{Op: "emit_batch", Reason: ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush"}, events[done:])
+			return c.fail(&Error{Op: "emit_batch", Reason: ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush", Written: done}, events[done:])
 		}
 		done += sb.n
 	}
 	if err := <-sendErr; err != nil && done < len(events) {
-		return c.fail(fromStatus("emit_batch", err), events[done:])
+		e := fromStatus("emit_batch", err)
+		e.Written = done
+		return c.fail(e, events[done:])
 	}
 	// Every batch is acknowledged; let the stream end cleanly.
 	if _, err := stream.Recv(); err != nil && !errors.Is(err, io.EOF) {

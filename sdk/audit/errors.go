@@ -3,6 +3,7 @@ package audit
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"syscall"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -60,6 +61,9 @@ type Error struct {
 	Errno string
 	// Fields lists the config attributes at fault (ReasonInvalidConfig).
 	Fields []*schema.FieldError
+	// Written is how many events at the front of a failed emit the sink
+	// did store (a PartialWriteError); the rest were not.
+	Written int
 }
 
 func (e *Error) Error() string {
@@ -104,6 +108,10 @@ func asError(op string, def Reason, err error) *Error {
 		return &out
 	}
 	out := &Error{Op: op, Reason: def, Msg: err.Error()}
+	var pe *PartialWriteError
+	if errors.As(err, &pe) && pe.Written > 0 {
+		out.Written = pe.Written
+	}
 	if fe := schema.FieldErrors(err); fe != nil {
 		out.Reason, out.Fields = ReasonInvalidConfig, fe
 	}
@@ -125,6 +133,9 @@ func (e *Error) toStatus() error {
 	info := &errdetails.ErrorInfo{Reason: string(e.Reason), Domain: ErrorDomain, Metadata: map[string]string{"op": e.Op, "msg": e.Msg}}
 	if e.Errno != "" {
 		info.Metadata["errno"] = e.Errno
+	}
+	if e.Written > 0 {
+		info.Metadata["written"] = strconv.Itoa(e.Written)
 	}
 	if with, err := st.WithDetails(info); err == nil {
 		st = with
@@ -156,6 +167,9 @@ func fromStatus(op string, err error) *Error {
 				out.Reason = Reason(d.GetReason())
 				out.Msg = d.GetMetadata()["msg"]
 				out.Errno = d.GetMetadata()["errno"]
+				if w, err := strconv.Atoi(d.GetMetadata()["written"]); err == nil && w > 0 {
+					out.Written = w
+				}
 			}
 		case *errdetails.BadRequest:
 			for _, v := range d.GetFieldViolations() {

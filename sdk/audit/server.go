@@ -99,6 +99,13 @@ func (s *server) flushEvery(d time.Duration, stop <-chan struct{}) {
 			if err := s.sink.Flush(ctx); err != nil {
 				s.logger.Error("periodic flush failed; the next emit or flush will report it", "error", err)
 				s.bgFlushErr = err
+			} else if s.bgFlushErr != nil {
+				// A flush makes everything accepted so far durable: the
+				// earlier failure no longer stands (a syslog receiver that
+				// came back), and reporting it later would fail a healthy
+				// sink.
+				s.logger.Info("periodic flush succeeded again; the earlier failure is cleared")
+				s.bgFlushErr = nil
 			}
 			cancel()
 		}

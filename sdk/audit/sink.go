@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"fmt"
 	"context"
 	"time"
 
@@ -21,7 +22,10 @@ type Sink interface {
 	// schema.Errors) so the host can point at it in the config file.
 	Configure(ctx context.Context, cfg schema.Values) error
 
-	// Write accepts events in order, all or none. The events are read-only:
+	// Write accepts events in order, all or none, except that a sink that
+	// delivered a prefix before failing (a transport that broke mid-batch)
+	// returns *PartialWriteError saying how many: the host then keeps only
+	// the rest, so a restart cannot send that prefix twice. The events are read-only:
 	// a sink that stores JSON writes e.AppendRecord, the exact record bytes. When it returns nil the
 	// events must survive a crash of this process (written to the kernel or
 	// to the transport); they need not be durable yet. An event whose Seq
@@ -67,3 +71,18 @@ type PeriodicFlusher interface {
 type Shortener interface {
 	Shortened() uint64
 }
+
+// PartialWriteError is a Write that failed after its first Written events
+// were stored as durably as a Flush would make them (for a transport: on
+// the socket, or acknowledged by the receiver). The host takes those as
+// delivered and re-sends only the rest.
+type PartialWriteError struct {
+	Written int
+	Err     error
+}
+
+func (e *PartialWriteError) Error() string {
+	return fmt.Sprintf("%d events written, then: %v", e.Written, e.Err)
+}
+
+func (e *PartialWriteError) Unwrap() error { return e.Err }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audittest/rsyslogd"
+	"github.com/vramward/vramward/sdk/gguftest"
 )
 
 // TestSyslogReceiverLateGetsEveryRecord: the host runs with a file sink and
@@ -138,5 +139,99 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 20s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// receivedSeqs parses the records a receiver got and counts each seq.
+func receivedSeqs(t *testing.T, lines []string) map[uint64]int {
+	t.Helper()
+	seqs := map[uint64]int{}
+	for _, l := range lines {
+		_, msg, ok := strings.Cut(l, "] \xef\xbb\xbf")
+		if !ok {
+			t.Fatalf("not a vramward record: %q", l)
+		}
+		e, err := audit.ParseJSON([]byte(msg))
+		if err != nil {
+			t.Fatalf("record %q: %v", msg, err)
+		}
+		seqs[e.Seq]++
+	}
+	return seqs
+}
+
+// TestSyslogOutageWithHostRestart stops the syslog receiver for 10 s while
+// events flow, and restarts the host in the middle of the outage. When the
+// receiver is back, delivery resumes within 2 s, and at the end it holds
+// every seq of the trail exactly once: nothing the old sink had delivered
+// is sent again by the new one, and nothing is missing.
+func TestSyslogOutageWithHostRestart(t *testing.T) {
+	srv := rsyslogd.Start(t, rsyslogd.TCP)
+	dir := t.TempDir()
+	sum := writeModel(t, gguftest.Small(), filepath.Join(dir, "models", "m.gguf"))
+	cfg := writeConfig(t, dir, modelConfig(sum, `backend = "emulated"
+    emulated_device_bytes = 16777216`, "")+fmt.Sprintf(`
+plugin "audit-syslog" {
+  kind = "audit_sink"
+  path = %q
+}
+`, syslogBin))
+	replaceInFile(t, cfg, "audit {\n", fmt.Sprintf(`audit {
+  require          = "any"
+  shutdown_timeout = "2s"
+  sink "siem" {
+    plugin = "audit-syslog"
+    config {
+      transport      = "tcp"
+      address        = %q
+      flush_interval = "100ms"
+    }
+  }
+`, srv.Addr()))
+
+	h := startHost(t, dir)
+	h.waitStarted()
+	waitFor(t, func() bool { return len(srv.Lines()) >= 5 })
+	srv.Stop(t)
+	outage := time.Now()
+	time.Sleep(4 * time.Second)
+	h.signal(syscall.SIGTERM)
+	if code := h.wait(); code != 3 {
+		t.Errorf("first host: exit %d, want 3 (the syslog sink's events spooled)", code)
+	}
+	h2 := startHost(t, dir)
+	h2.waitStarted()
+	time.Sleep(time.Until(outage.Add(10 * time.Second)))
+	before := len(srv.Lines())
+	srv.Restart(t)
+	back := time.Now()
+	for len(srv.Lines()) == before {
+		if time.Since(back) > 10*time.Second {
+			t.Fatal("nothing delivered 10 s after the receiver came back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if took := time.Since(back); took > 2*time.Second {
+		t.Errorf("delivery resumed %s after the receiver came back, want within 2 s", took)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	h2.signal(syscall.SIGTERM)
+	if code := h2.wait(); code != 0 {
+		t.Errorf("second host: exit %d", code)
+	}
+	trail := trailEvents(t, filepath.Join(dir, "trail", "audit.log"))
+	last := trail[len(trail)-1].Seq
+	lines := srv.WaitLines(t, int(last), 10*time.Second)
+	got := receivedSeqs(t, lines)
+	for seq := uint64(1); seq <= last; seq++ {
+		switch n := got[seq]; {
+		case n == 0:
+			t.Errorf("seq %d never reached the receiver", seq)
+		case n > 1:
+			t.Errorf("seq %d reached the receiver %d times", seq, n)
+		}
+	}
+	if t.Failed() {
+		t.Logf("trail: seqs 1 to %d; the receiver got %d records", last, len(lines))
 	}
 }

@@ -70,6 +70,10 @@ type Sink struct {
 	dirtyTail bool
 	unsynced  bool
 
+	// replacedSeen is a replacement Flush found and recovered from; the
+	// next Write returns it (writing nothing) so the host records it.
+	replacedSeen *ReplacedError
+
 	seen  *audit.ResendWindow
 	buf   []byte
 	added []int // indexes of the events of the current write that are new
@@ -248,6 +252,10 @@ func readEnd(path string, n int64) ([]byte, error) {
 // Write implements audit.Sink: the batch goes to the kernel in one write, or
 // nothing of it stays in the file.
 func (s *Sink) Write(_ context.Context, events []audit.Event) error {
+	if re := s.replacedSeen; re != nil {
+		s.replacedSeen = nil
+		return re
+	}
 	if s.f == nil {
 		// A rotation or reopen failed half way; try again.
 		if err := s.open(); err != nil {
@@ -295,11 +303,122 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 	for _, i := range s.added {
 		s.seen.Add(events[i].Seq, events[i].Chain.MAC)
 	}
+	// Before this batch is acknowledged: is the file written still the
+	// trail at path? One fstat and one lstat a batch.
+	if why := s.replaced(); why != "" {
+		return s.recoverReplaced(why)
+	}
 	return nil
 }
 
+// replaced says why the open file is no longer the trail at path (deleted,
+// or another file at the path), or "" when it still is.
+func (s *Sink) replaced() string {
+	cur, err := s.f.Stat()
+	if err != nil {
+		return ""
+	}
+	if st, ok := cur.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
+		return "the trail file was deleted while open"
+	}
+	onDisk, err := os.Lstat(s.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "the trail file was moved away"
+	case err != nil:
+		return ""
+	case !os.SameFile(cur, onDisk):
+		return "the trail file was replaced by another file"
+	}
+	return ""
+}
+
+// ReplacedError is a batch written into a trail file that was deleted or
+// replaced before it was acknowledged. The sink has already saved what the
+// deleted file held, reopened the path and written the batch again there;
+// it refuses the batch anyway, so that the host records AuditSinkFailed and
+// AuditSinkRecovered with the reason, and its re-send is skipped as a
+// duplicate.
+type ReplacedError struct {
+	Path, Why, SavedTo string
+}
+
+func (e *ReplacedError) Error() string {
+	msg := fmt.Sprintf("%s: %s; the batch was written again to a new file at the path", e.Path, e.Why)
+	if e.SavedTo != "" {
+		msg += "; what the deleted file held was saved to " + e.SavedTo
+	}
+	return msg
+}
+
+// salvageAndReopen saves a deleted file's content (its inode lives on
+// while open) and reopens path.
+func (s *Sink) salvageAndReopen(why string) (*ReplacedError, error) {
+	rerr := &ReplacedError{Path: s.path, Why: why}
+	cur, _ := s.f.Stat()
+	if st, ok := cur.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
+		saved, err := s.salvage()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s, and its content could not be saved: %w", s.path, why, err)
+		}
+		rerr.SavedTo = saved
+	}
+	if err := s.reopen(); err != nil {
+		return nil, fmt.Errorf("%s: %w", rerr.Error(), err)
+	}
+	s.log.Error("trail file replaced under the sink; recovered", "path", s.path, "why", why, "saved_to", rerr.SavedTo)
+	return rerr, nil
+}
+
+// recoverReplaced is salvageAndReopen for a batch just written into the
+// replaced file: the batch (s.buf) is written again to the new one, durably.
+func (s *Sink) recoverReplaced(why string) error {
+	rerr, err := s.salvageAndReopen(why)
+	if err != nil {
+		return err
+	}
+	n, err := s.f.Write(s.buf)
+	if err != nil {
+		if n > 0 {
+			s.dirtyTail = s.f.Truncate(s.size) != nil
+		}
+		return fmt.Errorf("%s: writing the batch again: %w", s.path, err)
+	}
+	s.size += int64(n)
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("%s: fsync after reopening: %w", s.path, err)
+	}
+	return rerr
+}
+
+// salvage copies the deleted file still open as s.f to path.deleted-TIME,
+// fsync'd, and returns that name.
+func (s *Sink) salvage() (string, error) {
+	fd, ok := s.f.(interface{ Fd() uintptr })
+	if !ok {
+		return "", errors.New("the open file has no descriptor")
+	}
+	src, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", fd.Fd()))
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	name := fmt.Sprintf("%s.deleted-%d", s.path, time.Now().UnixNano())
+	dst, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return "", err
+	}
+	_, cerr := io.Copy(dst, src)
+	serr := dst.Sync()
+	if err := errors.Join(cerr, serr, dst.Close()); err != nil {
+		return "", err
+	}
+	return name, syncDir(filepath.Dir(s.path))
+}
+
 // Flush implements audit.Sink: fsync. It also notices when the live file was
-// moved away (logrotate without a signal) and reopens the path.
+// deleted, moved away or replaced: it saves a deleted file's content, reopens
+// the path, and has the next Write report it.
 func (s *Sink) Flush(_ context.Context) error {
 	if s.f == nil {
 		return fmt.Errorf("trail %s is not open", s.path)
@@ -310,20 +429,14 @@ func (s *Sink) Flush(_ context.Context) error {
 		}
 		s.unsynced = false
 	}
-	if s.movedAway() {
-		s.log.Info("trail file was moved away; reopening the path", "path", s.path)
-		return s.reopen()
+	if why := s.replaced(); why != "" {
+		rerr, err := s.salvageAndReopen(why)
+		if err != nil {
+			return err
+		}
+		s.replacedSeen = rerr
 	}
 	return nil
-}
-
-func (s *Sink) movedAway() bool {
-	cur, err := s.f.Stat()
-	if err != nil {
-		return false
-	}
-	onDisk, err := os.Lstat(s.path)
-	return err != nil || !os.SameFile(cur, onDisk)
 }
 
 // Reopen implements audit.Reopener.

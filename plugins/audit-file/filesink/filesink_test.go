@@ -326,12 +326,18 @@ func TestReopenAfterExternalRotation(t *testing.T) {
 	if err := s.Write(context.Background(), events[:10]); err != nil {
 		t.Fatal(err)
 	}
-	// logrotate moves the file; without a signal the next Flush notices.
+	// logrotate moves the file; without a signal the next Flush notices,
+	// reopens the path and has the next write say so (the host records it)
+	// before the host's re-send is taken.
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Flush(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	var re *ReplacedError
+	if err := s.Write(context.Background(), events[10:15]); !errors.As(err, &re) {
+		t.Fatalf("the first write after an unsignalled rotation returned %v", err)
 	}
 	if err := s.Write(context.Background(), events[10:15]); err != nil {
 		t.Fatal(err)
@@ -376,5 +382,77 @@ func TestTrailFiles(t *testing.T) {
 	want := []string{path + ".10", path + ".2", path + ".1", path}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+// TestDeletedOrReplacedTrailLosesNothing: someone deletes the live trail, or
+// moves it away and puts another file at its path, while the sink has it
+// open. The next batch is refused with the reason (so the host records
+// AuditSinkFailed and AuditSinkRecovered), but not lost: the deleted file's
+// content is saved beside it, the batch is written again to the file now at
+// the path, and the host's re-send of it is skipped as a duplicate. Every
+// acknowledged event is in some file afterwards.
+func TestDeletedOrReplacedTrailLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	for _, how := range []string{"deleted", "moved away", "replaced"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "audit.log")
+			events := audittest.Events(30)
+			s := open(t, path, "")
+			defer s.Close(ctx)
+			if err := s.Write(ctx, events[:10]); err != nil {
+				t.Fatal(err)
+			}
+			switch how {
+			case "deleted":
+				must(t, os.Remove(path))
+			case "moved away":
+				must(t, os.Rename(path, path+".old"))
+			case "replaced":
+				must(t, os.Rename(path, path+".old"))
+				must(t, os.WriteFile(path, nil, 0o600))
+			}
+			err := s.Write(ctx, events[10:20])
+			var re *ReplacedError
+			if !errors.As(err, &re) {
+				t.Fatalf("a batch written into a %s trail was acknowledged: %v", how, err)
+			}
+			// The host re-sends the refused batch, then goes on.
+			if err := s.Write(ctx, events[10:20]); err != nil {
+				t.Fatalf("re-send: %v", err)
+			}
+			if err := s.Write(ctx, events[20:]); err != nil {
+				t.Fatal(err)
+			}
+			must(t, s.Flush(ctx))
+			live := audittest.ReadJSONLines(t, path)
+			if len(live) != 20 || live[0].Seq != 11 || live[19].Seq != 30 {
+				t.Fatalf("the file at the path holds %d records from seq %d", len(live), live[0].Seq)
+			}
+			var before string
+			if how == "deleted" {
+				if re.SavedTo == "" {
+					t.Fatal("the deleted file's content was not saved")
+				}
+				before = re.SavedTo
+			} else {
+				before = path + ".old"
+			}
+			old := audittest.ReadJSONLines(t, before)
+			if old[0].Seq != 1 || len(old) < 10 {
+				t.Fatalf("%s holds %d records from seq %d; want seqs 1 to 10 at least", before, len(old), old[0].Seq)
+			}
+			if !strings.Contains(err.Error(), how) && !(how == "deleted" && strings.Contains(err.Error(), "deleted")) {
+				t.Errorf("the error does not say what happened: %v", err)
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

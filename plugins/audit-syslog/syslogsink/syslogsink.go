@@ -42,9 +42,11 @@ const (
 	DefaultBufferBytes     = 8 << 20
 	DefaultFlushInterval   = time.Second
 	DefaultTimeout         = 5 * time.Second
-	// Reconnects back off from minBackoff, doubling to maxBackoff.
+	// Reconnects back off from minBackoff, doubling to maxBackoff: a
+	// receiver that comes back is found within a second (one dial a second
+	// to a receiver that is down costs nothing worth saving).
 	minBackoff = 100 * time.Millisecond
-	maxBackoff = 30 * time.Second
+	maxBackoff = time.Second
 	// dedupeWindow seqs are remembered to skip the host's re-sends.
 	dedupeWindow = 65536
 )
@@ -258,7 +260,19 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 		}
 	}
 	s.pendBytes = size
-	return s.drain()
+	if err := s.drain(); err != nil {
+		// Tell the host which of these events did reach the receiver, so
+		// it keeps only the rest: a restart must not send them twice.
+		n := 0
+		for n < len(events) && s.sent.Has(events[n].Seq, events[n].Chain.MAC) {
+			n++
+		}
+		if n > 0 {
+			return &audit.PartialWriteError{Written: n, Err: err}
+		}
+		return err
+	}
+	return nil
 }
 
 func (s *Sink) held(seq uint64, mac []byte) bool {
