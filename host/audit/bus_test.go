@@ -90,7 +90,7 @@ func (m *memSink) got() []audit.Event {
 
 type memConn struct {
 	name string
-	sink *memSink
+	sink testSink
 	t    *testing.T
 	m    *audit.Metrics
 	// stoppedOpen counts Stops of a plugin whose sink was not closed yet.
@@ -123,6 +123,21 @@ func newBus(t *testing.T, dir string, opts Options, sinks ...*memSink) *Bus {
 
 // newBusWith also returns the registry and the conns.
 func newBusWith(t *testing.T, dir string, opts Options, sinks ...*memSink) (*Bus, *prometheus.Registry, []*memConn) {
+	t.Helper()
+	var any []testSink
+	for _, s := range sinks {
+		any = append(any, s)
+	}
+	return newBusWithSink(t, dir, opts, any...)
+}
+
+// testSink is a sink whose close the conn can check.
+type testSink interface {
+	audit.Sink
+	isClosed() bool
+}
+
+func newBusWithSink(t *testing.T, dir string, opts Options, sinks ...testSink) (*Bus, *prometheus.Registry, []*memConn) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	m, err := audit.NewMetrics(reg)

@@ -199,3 +199,57 @@ func TestHostDecidedCriticalFailuresAreCounted(t *testing.T) {
 		t.Errorf("emit_failures_total{severity=CRITICAL} %v", got)
 	}
 }
+
+// cutSink stores the first cut events of its first write, reports a
+// PartialWriteError, and then fails every write: a receiver gone mid-batch
+// that does not come back before the host stops.
+type cutSink struct {
+	memSink
+	cut int
+}
+
+func (c *cutSink) Write(ctx context.Context, events []audit.Event) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cut < 0 {
+		return errors.New("receiver gone")
+	}
+	n := min(c.cut, len(events))
+	c.events = append(c.events, events[:n]...)
+	c.cut = -1
+	return &audit.PartialWriteError{Written: n, Err: errors.New("receiver gone")}
+}
+
+// TestPartialWriteLeavesOnlyTheRestSpooled: a sink that stored part of a
+// batch before failing has that part taken off the host's queue; the spool
+// holds only the rest, and the next start sends each event exactly once.
+func TestPartialWriteLeavesOnlyTheRestSpooled(t *testing.T) {
+	dir := t.TempDir()
+	cs := &cutSink{cut: 37}
+	b, _, _ := newBusWithSink(t, dir, Options{ShutdownTimeout: 300 * time.Millisecond, BatchWait: 50 * time.Millisecond}, cs)
+	for i := 0; i < 100; i++ {
+		if err := b.Emit(context.Background(), info(t, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = b.Close("receiver gone")
+	first := cs.got()
+	if len(first) == 0 || len(first) > 37 {
+		t.Fatalf("the sink stored %d events", len(first))
+	}
+	fresh := &memSink{}
+	b2 := newBus(t, dir, Options{}, fresh)
+	if err := b2.Close("done"); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]int{}
+	for _, e := range append(first, fresh.got()...) {
+		seen[e.Seq]++
+	}
+	last := fresh.got()[len(fresh.got())-1].Seq
+	for seq := uint64(1); seq <= last; seq++ {
+		if seen[seq] != 1 {
+			t.Errorf("seq %d delivered %d times", seq, seen[seq])
+		}
+	}
+}
