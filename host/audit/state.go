@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/vramward/vramward/sdk/audit/chain"
@@ -43,10 +44,18 @@ type stateFile struct {
 // fdatasync per save, no rename and no directory sync, and a save torn by a
 // power cut leaves the other slot intact.
 type chainStore struct {
+	// mu makes the store its one writer: the bus (reservations, epoch
+	// changes, shutdown) and the state writer (CRITICAL events) both save.
+	mu       sync.Mutex
 	dir      string
 	reserved uint64
 	gen      uint64 // generation of the newest slot written
 	slots    [2]*os.File
+	// last is the newest state written, so that a save arriving late with
+	// an older one is dropped instead of taking the disk back: an older
+	// state may hold an ended epoch's key.
+	last    chain.State
+	written bool
 }
 
 // slotSize is the fixed size of a slot; the state is far smaller, and a
@@ -173,12 +182,22 @@ func writeNewKeyFile(path string, k chain.Key) error {
 }
 
 // needsReservation reports whether seq is about to pass what is reserved.
-func (cs *chainStore) needsReservation(seq uint64) bool { return seq >= cs.reserved }
+func (cs *chainStore) needsReservation(seq uint64) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return seq >= cs.reserved
+}
 
 // save writes the state into the older slot. With sync it is fdatasync'd
 // before returning: used for CRITICAL events, epoch changes, reservations
 // and shutdown.
 func (cs *chainStore) save(st chain.State, clean, sync bool) error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.written && (st.Seq < cs.last.Seq || (st.Seq == cs.last.Seq && st.Epoch < cs.last.Epoch)) {
+		// Every save is fsync'd: the newer state on disk covers it.
+		return nil
+	}
 	if st.Seq >= cs.reserved {
 		cs.reserved = st.Seq + seqReservation
 		sync = true
@@ -218,11 +237,14 @@ func (cs *chainStore) save(st chain.State, clean, sync bool) error {
 			return fmt.Errorf("save chain state: fdatasync: %w", err)
 		}
 	}
+	cs.last, cs.written = st, true
 	return nil
 }
 
 // close releases the slot files.
 func (cs *chainStore) close() {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
 	for i, f := range cs.slots {
 		if f != nil {
 			f.Close()

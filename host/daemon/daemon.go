@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	plugin "github.com/hashicorp/go-plugin"
 	"github.com/prometheus/client_golang/prometheus"
 
 	hostaudit "github.com/vramward/vramward/host/audit"
@@ -249,7 +248,7 @@ func (d *Daemon) shutdownAfterFailedStart(cause error) {
 	if err := d.bus.CloseBy("start failed: "+cause.Error(), deadline); err != nil {
 		d.log.Error("shutdown after a failed start", "error", err)
 	}
-	plugin.CleanupClients()
+	pluginhost.StopAll()
 	d.closeMetrics()
 }
 
@@ -323,7 +322,7 @@ func (d *Daemon) Shutdown(reason string) error {
 	err := d.bus.Close(reason)
 	// Every plugin client is managed: make sure no process outlives us,
 	// whatever happened above.
-	plugin.CleanupClients()
+	pluginhost.StopAll()
 	d.closeMetrics()
 	if err != nil {
 		d.log.Error("shutdown incomplete", "error", err)

@@ -168,6 +168,7 @@ func (l *Launcher) Launch(ctx context.Context, spec Spec, p plugin.Plugin) (*Pro
 	}
 	r := run.Load()
 	proc := &Process{Spec: spec, Raw: raw, Pid: r.pid, client: client, run: r, metrics: l.Metrics}
+	live.Store(proc, struct{}{})
 	if l.Metrics != nil {
 		l.Metrics.up.WithLabelValues(spec.Name, spec.Kind).Set(1)
 		l.Metrics.restarts.WithLabelValues(spec.Name)
@@ -249,7 +250,7 @@ func (p *Process) ExitReason() string {
 func (p *Process) Stop() {
 	p.once.Do(func() {
 		p.stopping.Store(true)
-		p.client.Kill()
+		p.kill()
 		p.metrics.MarkDown(p.Spec)
 	})
 }
@@ -258,7 +259,49 @@ func (p *Process) Stop() {
 // nothing of it is left.
 func (p *Process) MarkCrashed() {
 	p.metrics.MarkDown(p.Spec)
-	p.client.Kill()
+	p.kill()
+}
+
+// killGrace bounds go-plugin's Kill, whose graceful close sends the plugin
+// an RPC without a deadline: a frozen plugin (SIGSTOP, a deadlock) would
+// hold the host for ever. Past it the plugin's group is killed, which ends
+// that RPC.
+const killGrace = 3 * time.Second
+
+func (p *Process) kill() {
+	defer live.Delete(p)
+	done := make(chan struct{})
+	go func() {
+		p.client.Kill()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-time.After(killGrace):
+	}
+	p.run.killGroup()
+	<-done
+}
+
+// live holds every process Launch started and nobody stopped yet.
+var live sync.Map
+
+// StopAll ends every plugin process still running, each within killGrace:
+// the last step of every way out of the host.
+func StopAll() {
+	var wg sync.WaitGroup
+	live.Range(func(k, _ any) bool {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k.(*Process).Stop()
+		}()
+		return true
+	})
+	wg.Wait()
+	// Anything go-plugin still tracks is dead by now; this only reaps it.
+	plugin.CleanupClients()
 }
 
 // Backoff is the capped exponential delay between restarts.

@@ -1,0 +1,152 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vramward/vramward/sdk/audit"
+)
+
+// mountTmpfs mounts a file system of size bytes at dir (mode 0700) for the
+// test, when the test runs as root; otherwise it skips, saying why.
+func mountTmpfs(t *testing.T, dir string, size int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small file system (CI runs as root)")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.Itoa(size)+",mode=0700", "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		if os.Getenv("VRAMWARD_CI") != "" {
+			t.Fatalf("mount tmpfs: %v: %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+}
+
+// TestDiskFullFailsClosedAndResumes fills the trail's file system while
+// events flow. Every CRITICAL emit is refused and counted in both failure
+// series; no partial line is left in the trail; once space is freed the
+// sink resumes and every held event lands, each seq exactly once.
+func TestDiskFullFailsClosedAndResumes(t *testing.T) {
+	e := newEnv(t, oneSink)
+	trailDir := filepath.Join(e.dir, "trail")
+	mountTmpfs(t, trailDir, 512<<10)
+	filler := filepath.Join(trailDir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 448<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := start(t, e)
+	emitN(t, d, 1000) // about 300 KiB of records: far more than is left
+	deadline := time.Now().Add(10 * time.Second)
+	for d.bus.Up() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d.bus.Up() {
+		t.Fatal("the sink never failed on a full file system")
+	}
+	const refused = 5
+	for i := 0; i < refused; i++ {
+		ev, err := audit.New(audit.IntegrityViolation, audit.Actor{}, audit.Str("resource_type", "model"), audit.Str("resource_id", "m"),
+			audit.Str("expected_hash", "a"), audit.Str("actual_hash", "b"), audit.Str("action_taken", "rejected"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Bus().Emit(context.Background(), ev); err == nil {
+			t.Fatal("a CRITICAL emit returned nil with the trail's disk full")
+		}
+	}
+	for _, name := range []string{"vramward_audit_critical_emit_failures_total", "vramward_audit_emit_failures_total"} {
+		labels := []string{"sink=local"}
+		if strings.HasPrefix(name, "vramward_audit_emit") {
+			labels = append(labels, "severity=CRITICAL")
+		}
+		if got := gatherSum(t, d, name, labels...); got < refused {
+			t.Errorf("%s%v = %v after %d refused CRITICAL emits", name, labels, got, refused)
+		}
+	}
+	// Space comes back: everything held is delivered.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for (!d.bus.Up() || d.Bus().Depth()["local"] > 0) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := d.Shutdown("test done"); err != nil {
+		t.Fatalf("shutdown after the disk freed: %v", err)
+	}
+	raw, err := os.ReadFile(filepath.Join(trailDir, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) > 0 && raw[len(raw)-1] != '\n' {
+		t.Fatal("the trail ends with a partial line")
+	}
+	seen := map[uint64]int{}
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(nil, 1<<20)
+	var last uint64
+	for line := 1; sc.Scan(); line++ {
+		ev, err := audit.ParseJSON(sc.Bytes())
+		if err != nil {
+			t.Fatalf("line %d is not a whole record: %v", line, err)
+		}
+		seen[ev.Seq]++
+		last = max(last, ev.Seq)
+	}
+	for seq := uint64(1); seq <= last; seq++ {
+		if seen[seq] != 1 {
+			t.Errorf("seq %d is in the trail %d times", seq, seen[seq])
+		}
+	}
+	if last < 1000+refused {
+		t.Errorf("the trail ends at seq %d", last)
+	}
+}
+
+// gatherSum sums a counter's samples in the daemon's registry whose labels
+// include every k=v given.
+func gatherSum(t *testing.T, d *Daemon, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := d.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, l := range labels {
+				k, v, _ := strings.Cut(l, "=")
+				ok := false
+				for _, lp := range m.GetLabel() {
+					ok = ok || (lp.GetName() == k && lp.GetValue() == v)
+				}
+				if !ok {
+					continue next
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
