@@ -40,7 +40,7 @@ func checkPath(kind PathKind, p string) error {
 	case err == nil && !st.Mode().IsRegular():
 		return fmt.Errorf("%s is not a regular file (%s)", p, st.Mode().Type())
 	case err == nil:
-		return nil
+		return checkDir(filepath.Dir(p))
 	case !errors.Is(err, fs.ErrNotExist):
 		return err
 	case kind == ReadFile:
@@ -54,6 +54,9 @@ func checkPath(kind PathKind, p string) error {
 			if !st.IsDir() {
 				return fmt.Errorf("%s cannot be created: %s is not a directory", p, dir)
 			}
+			if dir == filepath.Dir(p) {
+				return checkDir(dir)
+			}
 			return nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -63,4 +66,16 @@ func checkPath(kind PathKind, p string) error {
 			return fmt.Errorf("%s cannot be created", p)
 		}
 	}
+}
+
+// checkDir refuses a directory others could swap a written file in.
+func checkDir(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("directory %s is writable by group or others (mode %04o): a file in it could be swapped; run chmod go-w on it", dir, st.Mode().Perm())
+	}
+	return nil
 }

@@ -67,7 +67,8 @@ const (
 	NotAPath PathKind = iota
 	// WrittenFile is a file the plugin creates or appends to: absent, or
 	// a regular file (not a directory, not a symbolic link), in a
-	// directory that exists or can be made.
+	// directory that exists (not writable by group or others) or can be
+	// made.
 	WrittenFile
 	// ReadFile is a file the plugin reads: it must be a regular file.
 	ReadFile

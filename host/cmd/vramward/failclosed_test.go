@@ -343,6 +343,10 @@ func TestValidateRefusesWhatRunRefuses(t *testing.T) {
 		{"sink path is a directory", func(t *testing.T, dir, _ string) {
 			must(t, os.MkdirAll(filepath.Join(dir, "trail", "audit.log"), 0o700))
 		}, "is a directory; want a file"},
+		{"trail directory writable by others", func(t *testing.T, dir, _ string) {
+			must(t, os.MkdirAll(filepath.Join(dir, "trail"), 0o700))
+			must(t, os.Chmod(filepath.Join(dir, "trail"), 0o777))
+		}, "writable by group or others"},
 		{"state_dir is a file", func(t *testing.T, dir, _ string) {
 			must(t, os.WriteFile(filepath.Join(dir, "state"), nil, 0o600))
 		}, "state is not a directory"},
@@ -355,6 +359,17 @@ func TestValidateRefusesWhatRunRefuses(t *testing.T) {
 			replaceInFile(t, cfg, "path = \""+sinkBin+"\"", "path = \""+p+"\"")
 		}, "is not executable"},
 	}
+	t.Run("valid", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg := writeConfig(t, dir, "")
+		out, err := exec.Command(hostBin, "validate", "-config", cfg).CombinedOutput()
+		if code := exitOf(err); code != 0 || !strings.Contains(string(out), ": valid (") {
+			t.Errorf("validate of a good config: exit %d:\n%s", code, out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "trail")); err == nil {
+			t.Error("validate created the trail directory")
+		}
+	})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
