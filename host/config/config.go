@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -52,6 +53,9 @@ type Worker struct {
 	// The worker token is read from TokenFile or the environment variable
 	// TokenEnv, never written in the config itself.
 	TokenFile string
+	// TokenCredential names a systemd credential (LoadCredential=) holding
+	// the token: the file $CREDENTIALS_DIRECTORY/NAME.
+	TokenCredential string
 	// DeclRange is the worker block's, for diagnostics about its values.
 	DeclRange hcl.Range
 	TokenEnv  string
@@ -171,7 +175,7 @@ var (
 // block accepts. The decoders use it, and a test checks the README's config
 // reference against it.
 var Keys = map[string][]string{
-	"worker":  {"id", "token_file", "token_env", "state_dir"},
+	"worker":  {"id", "token_file", "token_env", "token_credential", "state_dir"},
 	"metrics": {"listen"},
 	"plugin":  {"kind", "path", "sha256", "start_timeout"},
 	"audit": {"require", "queue_size", "batch_size", "batch_wait", "critical_timeout", "shutdown_timeout",
@@ -387,25 +391,35 @@ func decodeWorker(b *hcl.Block, ctx *hcl.EvalContext, dir string, diags *hcl.Dia
 	content, _ := blockContent(b, append(slices.Clone(Keys["worker"]), "token"), nil, diags)
 	a := attrs{m: content.Attributes, ctx: ctx, diags: diags}
 	if t, ok := a.m["token"]; ok {
-		a.errorf(t.NameRange, "Inline tokens are not accepted", "The worker token is a secret and never written in the config: set token_file or token_env instead.")
+		a.errorf(t.NameRange, "Inline tokens are not accepted", "The worker token is a secret and never written in the config: set token_credential, token_file or token_env instead.")
 	}
 	w := Worker{
-		ID:        a.nonEmpty("id", ""),
-		TokenFile: a.nonEmpty("token_file", ""),
-		TokenEnv:  a.nonEmpty("token_env", ""),
-		StateDir:  a.nonEmpty("state_dir", ""),
-		DeclRange: b.DefRange,
+		ID:              a.nonEmpty("id", ""),
+		TokenFile:       a.nonEmpty("token_file", ""),
+		TokenEnv:        a.nonEmpty("token_env", ""),
+		TokenCredential: a.nonEmpty("token_credential", ""),
+		StateDir:        a.nonEmpty("state_dir", ""),
+		DeclRange:       b.DefRange,
 	}
 	required(a, "id", b)
 	required(a, "state_dir", b)
 	if w.ID != "" && !shardRE.MatchString(w.ID) {
 		a.errorf(a.rangeOf("id", b.DefRange), "Invalid value for \"id\"", "A worker id is 1 to 128 letters, digits, '_', '.', ':' or '-'; got %q.", w.ID)
 	}
+	sources := 0
+	for _, v := range []string{w.TokenFile, w.TokenEnv, w.TokenCredential} {
+		if v != "" {
+			sources++
+		}
+	}
 	switch {
-	case w.TokenFile == "" && w.TokenEnv == "":
-		a.errorf(b.DefRange, "Missing worker token", "Set token_file (a file holding the token) or token_env (the variable holding it).")
-	case w.TokenFile != "" && w.TokenEnv != "":
-		a.errorf(a.rangeOf("token_env", b.DefRange), "Conflicting token sources", "Set token_file or token_env, not both.")
+	case sources == 0:
+		a.errorf(b.DefRange, "Missing worker token", "Set token_credential (a systemd credential, recommended), token_file (a file holding the token) or token_env (the variable holding it).")
+	case sources > 1:
+		a.errorf(a.rangeOf("token_env", a.rangeOf("token_credential", b.DefRange)), "Conflicting token sources", "Set one of token_credential, token_file and token_env.")
+	}
+	if c := w.TokenCredential; c != "" && (strings.ContainsAny(c, "/\x00") || c == "." || c == "..") {
+		a.errorf(a.rangeOf("token_credential", b.DefRange), "Invalid value for \"token_credential\"", "A credential name is a file name in $CREDENTIALS_DIRECTORY, without '/'; got %q.", c)
 	}
 	if w.TokenFile != "" {
 		w.TokenFile = resolve(dir, w.TokenFile)

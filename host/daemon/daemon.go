@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -88,6 +90,9 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 	token, err := readToken(cfg.Worker)
 	if err != nil {
 		return nil, err
+	}
+	if err := checkStateDir(cfg.Worker.StateDir); err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
 	}
 	d := &Daemon{cfg: cfg, log: log, reg: metrics.NewRegistry(), token: token, version: opts.Version}
 	sinkMetrics, err := audit.NewMetrics(d.reg)
@@ -381,30 +386,72 @@ func Run(ctx context.Context, opts Options) int {
 	return ExitOK
 }
 
-// readToken reads the worker token from its file or variable. The file must
-// not be readable by others: it keys every seal.
+// minTokenBytes is the shortest worker token accepted from any source.
+const minTokenBytes = 16
+
+// readToken reads the worker token from its credential, file or variable,
+// with the same rules for each: at least minTokenBytes, and a file not
+// readable by group or others. The variable is removed from the host's
+// environment once read, so nothing the host starts later can inherit it.
 func readToken(w config.Worker) ([]byte, error) {
-	if w.TokenEnv != "" {
-		v := os.Getenv(w.TokenEnv)
-		if strings.TrimSpace(v) == "" {
-			return nil, fmt.Errorf("worker token: environment variable %s is empty or unset", w.TokenEnv)
+	var tok []byte
+	var from string
+	switch {
+	case w.TokenEnv != "":
+		from = "environment variable " + w.TokenEnv
+		v, ok := os.LookupEnv(w.TokenEnv)
+		if !ok || strings.TrimSpace(v) == "" {
+			return nil, fmt.Errorf("worker token: %s is empty or unset", from)
 		}
-		return []byte(strings.TrimSpace(v)), nil
+		tok = []byte(strings.TrimSpace(v))
+		_ = os.Unsetenv(w.TokenEnv)
+	case w.TokenCredential != "":
+		dir := os.Getenv("CREDENTIALS_DIRECTORY")
+		if dir == "" {
+			return nil, fmt.Errorf("worker token: token_credential %q needs $CREDENTIALS_DIRECTORY (systemd's LoadCredential= sets it)", w.TokenCredential)
+		}
+		path := filepath.Join(dir, w.TokenCredential)
+		from = path
+		b, err := readSecretFile(path)
+		if err != nil {
+			return nil, err
+		}
+		tok = b
+	default:
+		from = w.TokenFile
+		b, err := readSecretFile(w.TokenFile)
+		if err != nil {
+			return nil, err
+		}
+		tok = b
 	}
-	st, err := os.Stat(w.TokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("worker token: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("worker token: %s is readable by group or others (mode %04o); chmod 600 it", w.TokenFile, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(w.TokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("worker token: %w", err)
-	}
-	tok := []byte(strings.TrimSpace(string(b)))
-	if len(tok) < 16 {
-		return nil, fmt.Errorf("worker token: %s holds %d bytes; use at least 16 random bytes", w.TokenFile, len(tok))
+	if len(tok) < minTokenBytes {
+		return nil, fmt.Errorf("worker token: %s holds %d bytes; use at least %d random bytes", from, len(tok), minTokenBytes)
 	}
 	return tok, nil
+}
+
+// readSecretFile reads a token file that must be a regular file not
+// readable by group or others.
+func readSecretFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("worker token: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("worker token: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("worker token: %s is not a regular file", path)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("worker token: %s is readable by group or others (mode %04o); chmod 600 it", path, st.Mode().Perm())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("worker token: %w", err)
+	}
+	return []byte(strings.TrimSpace(string(b))), nil
 }

@@ -45,7 +45,8 @@ func Preflight(cfg *config.Config) hcl.Diagnostics {
 	return diags
 }
 
-// checkStateDir: an existing state_dir must be a directory; a missing one
+// checkStateDir: an existing state_dir must be a directory that only its
+// owner can enter (it holds the chain state and the spools); a missing one
 // must be creatable under its nearest existing ancestor.
 func checkStateDir(dir string) error {
 	for d := dir; ; d = filepath.Dir(d) {
@@ -53,6 +54,9 @@ func checkStateDir(dir string) error {
 		if err == nil {
 			if !st.IsDir() {
 				return fmt.Errorf("%s is not a directory", d)
+			}
+			if d == dir && st.Mode().Perm()&0o077 != 0 {
+				return fmt.Errorf("%s is open to group or others (mode %04o); run chmod 700 on it", d, st.Mode().Perm())
 			}
 			return nil
 		}

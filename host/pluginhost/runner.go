@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -78,6 +79,10 @@ func openBinary(spec Spec) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("plugin %s: %s is not executable (mode %04o)", spec.Name, spec.Path, st.Mode().Perm())
 	}
+	if err := checkOwnership(spec.Path, st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("plugin %s: %w", spec.Name, err)
+	}
 	if spec.SHA256 == "" {
 		return f, nil
 	}
@@ -107,6 +112,31 @@ func CheckBinary(spec Spec) error {
 		return err
 	}
 	return f.Close()
+}
+
+// checkOwnership refuses a plugin binary, or a directory holding it, that
+// someone other than root or the host's own user could change: such a
+// binary could be replaced under a pin (the next start refuses it, but an
+// unpinned one would run whatever was put there).
+func checkOwnership(path string, st os.FileInfo) error {
+	bad := func(what string, fi os.FileInfo) error {
+		if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
+			return fmt.Errorf("%s is writable by group or others (mode %04o); run chmod go-w on it", what, fi.Mode().Perm())
+		}
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok && sys.Uid != 0 && int(sys.Uid) != os.Geteuid() {
+			return fmt.Errorf("%s is owned by uid %d, neither root nor this host's user", what, sys.Uid)
+		}
+		return nil
+	}
+	if err := bad(path, st); err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	dst, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	return bad("its directory "+dir, dst)
 }
 
 // newGroupRunner takes go-plugin's command (its environment) and runs bin.

@@ -353,6 +353,31 @@ func TestValidateRefusesWhatRunRefuses(t *testing.T) {
 		{"plugin pinned wrong", func(t *testing.T, _, cfg string) {
 			replaceInFile(t, cfg, "kind = \"audit_sink\"\n", "kind = \"audit_sink\"\n  sha256 = \""+strings.Repeat("1", 64)+"\"\n")
 		}, "the config pins " + strings.Repeat("1", 64)},
+		{"plugin binary writable by others", func(t *testing.T, dir, cfg string) {
+			p := filepath.Join(dir, "plugin")
+			b, err := os.ReadFile(sinkBin)
+			must(t, err)
+			must(t, os.WriteFile(p, b, 0o700))
+			must(t, os.Chmod(p, 0o757))
+			replaceInFile(t, cfg, "path = \""+sinkBin+"\"", "path = \""+p+"\"")
+		}, "is writable by group or others"},
+		{"plugin directory writable by others", func(t *testing.T, dir, cfg string) {
+			bins := filepath.Join(dir, "bins")
+			must(t, os.MkdirAll(bins, 0o700))
+			b, err := os.ReadFile(sinkBin)
+			must(t, err)
+			must(t, os.WriteFile(filepath.Join(bins, "sink"), b, 0o700))
+			must(t, os.Chmod(bins, 0o777))
+			replaceInFile(t, cfg, "path = \""+sinkBin+"\"", "path = \""+filepath.Join(bins, "sink")+"\"")
+		}, "its directory"},
+		{"state_dir open to others", func(t *testing.T, dir, _ string) {
+			must(t, os.MkdirAll(filepath.Join(dir, "state"), 0o700))
+			must(t, os.Chmod(filepath.Join(dir, "state"), 0o755))
+		}, "open to group or others"},
+		{"env token too short", func(t *testing.T, dir, cfg string) {
+			replaceInFile(t, cfg, `token_file = "token"`, `token_env  = "VRAMWARD_SHORT_TOKEN"`)
+			t.Setenv("VRAMWARD_SHORT_TOKEN", "short")
+		}, "holds 5 bytes; use at least 16"},
 		{"plugin not executable", func(t *testing.T, dir, cfg string) {
 			p := filepath.Join(dir, "plugin")
 			must(t, os.WriteFile(p, []byte("#!/bin/sh\n"), 0o600))
@@ -482,5 +507,57 @@ func TestGroupSignalAndClosedOutput(t *testing.T) {
 	}
 	if strings.Contains(joined, "PluginCrashed") {
 		t.Errorf("a plugin got the group's signal: %s", joined)
+	}
+}
+
+// TestTokenNeverReachesAPlugin runs the host with every kind of plugin and
+// the token from each source, then reads /proc/PID/environ of every plugin
+// it started (their pids are in the PluginStarted records): the token is in
+// none of them.
+func TestTokenNeverReachesAPlugin(t *testing.T) {
+	const token = "tok-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+	for _, source := range []string{"token_env", "token_file", "token_credential"} {
+		t.Run(source, func(t *testing.T) {
+			dir := t.TempDir()
+			sum := writeModel(t, gguftest.Small(), filepath.Join(dir, "models", "m.gguf"))
+			cfg := writeConfig(t, dir, modelConfig(sum, `backend = "emulated"
+    emulated_device_bytes = 16777216`, ""))
+			must(t, os.WriteFile(filepath.Join(dir, "token"), []byte(token), 0o600))
+			switch source {
+			case "token_env":
+				replaceInFile(t, cfg, `token_file = "token"`, `token_env  = "VRAMWARD_TEST_TOKEN"`)
+				t.Setenv("VRAMWARD_TEST_TOKEN", token)
+			case "token_credential":
+				replaceInFile(t, cfg, `token_file = "token"`, `token_credential = "token"`)
+				t.Setenv("CREDENTIALS_DIRECTORY", dir)
+			}
+			h := startHost(t, dir)
+			h.waitStarted()
+			trail := filepath.Join(dir, "trail", "audit.log")
+			var pids []uint64
+			waitFor(t, func() bool {
+				pids = pids[:0]
+				for _, e := range trailEvents(t, trail) {
+					if e.Type == audit.PluginStarted {
+						v, _ := e.Field("pid")
+						pids = append(pids, v.Uint())
+					}
+				}
+				return len(pids) == 3
+			})
+			for _, pid := range pids {
+				env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+				if err != nil {
+					t.Fatalf("plugin pid %d: %v", pid, err)
+				}
+				if strings.Contains(string(env), token) || strings.Contains(string(env), "VRAMWARD_TEST_TOKEN") || strings.Contains(string(env), "CREDENTIALS_DIRECTORY") {
+					t.Errorf("plugin pid %d can read the token source in its environment", pid)
+				}
+			}
+			h.signal(syscall.SIGTERM)
+			if code := h.wait(); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+		})
 	}
 }
