@@ -43,6 +43,7 @@ type Options struct {
 	Limits          chain.Limits
 	Require         string // "all" or "any"
 	QueueSize       int
+	SpoolMaxBytes   int64 // each sink's spool file; 0: 1 GiB
 	BatchSize       int
 	BatchWait       time.Duration
 	CriticalTimeout time.Duration
@@ -147,6 +148,9 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 512
 	}
+	if opts.SpoolMaxBytes <= 0 {
+		opts.SpoolMaxBytes = 1 << 30
+	}
 	if opts.CriticalTimeout <= 0 {
 		opts.CriticalTimeout = 5 * time.Second
 	}
@@ -175,7 +179,7 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 	b := &Bus{opts: opts, log: opts.Logger, m: m, store: store, sealer: sealer, waiters: map[uint64]*waiter{}, NewSegment: newSeg, stopTick: make(chan struct{}),
 		state: newStateWriter(store)}
 	for _, c := range conns {
-		sp, err := openSpool(filepath.Join(opts.StateDir, "spool-"+c.Name()+".jsonl"))
+		sp, err := openSpool(filepath.Join(opts.StateDir, "spool-"+c.Name()+".jsonl"), opts.SpoolMaxBytes)
 		if err != nil {
 			return nil, err
 		}
@@ -330,9 +334,16 @@ func (b *Bus) enqueue(e *audit.Event) (*waiter, error) {
 	}
 	for _, s := range b.sinks {
 		if err := s.q.push(*e); err != nil {
-			b.log.Error("could not queue an audit event for a sink", "sink", s.conn.Name(), "seq", e.Seq, "error", err)
+			// A full spool refuses every event until it drains: say so
+			// once, not once an event (each is counted).
+			if !errors.Is(err, ErrSpoolFull) || !s.spoolFull.Swap(true) {
+				b.log.Error("could not queue an audit event for a sink; it is counted as failed", "sink", s.conn.Name(), "seq", e.Seq, "error", err)
+			}
 			s.offeredWhileFailing(e, w, err)
 			continue
+		}
+		if s.spoolFull.Swap(false) {
+			b.log.Info("the sink's spool takes events again", "sink", s.conn.Name())
 		}
 		// A sink that is down or failing will not take this event in time:
 		// it counts as failed now (and, for a CRITICAL one, the emit learns

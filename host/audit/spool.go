@@ -6,16 +6,23 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/vramward/vramward/sdk/audit"
 )
 
 // spool is an append-only JSON-lines file of events with a read position
-// kept beside it (path.pos), so a restart resumes where delivery stopped.
+// kept beside it (path.pos: the offset and the spool file's inode, so a
+// position left from a file that was since replaced is not applied to the
+// new one), so a restart resumes where delivery stopped. It is never read
+// whole: every pass streams it.
 type spool struct {
 	path    string
+	max     int64 // cap of the file's size
+	size    int64 // the file's size
 	pending int   // events after the read position
 	readOff int64 // byte offset of the read position
 	f       *os.File
@@ -24,12 +31,11 @@ type spool struct {
 	peeked, peekedBytes int
 }
 
-func openSpool(path string) (*spool, error) {
-	s := &spool{path: path}
-	data, err := os.ReadFile(path + ".pos")
-	if err == nil {
-		s.readOff, _ = strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
-	}
+// ErrSpoolFull is an event that would take a spool past its cap.
+var ErrSpoolFull = errors.New("spool full")
+
+func openSpool(path string, limit int64) (*spool, error) {
+	s := &spool{path: path, max: limit}
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
@@ -38,6 +44,18 @@ func openSpool(path string) (*spool, error) {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	s.size = st.Size()
+	if data, err := os.ReadFile(path + ".pos"); err == nil {
+		off, ino, _ := strings.Cut(strings.TrimSpace(string(data)), " ")
+		if ino == "" || ino == strconv.FormatUint(inode(st), 10) {
+			s.readOff, _ = strconv.ParseInt(off, 10, 64)
+		}
+	}
+	s.readOff = min(max(s.readOff, 0), s.size)
 	if _, err := f.Seek(s.readOff, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
@@ -66,7 +84,12 @@ func (s *spool) append(events []audit.Event, sync bool) error {
 	for i := range events {
 		buf = append(events[i].AppendJSON(buf), '\n')
 	}
-	if _, err := s.f.Write(buf); err != nil {
+	if s.size+int64(len(buf)) > s.max {
+		return fmt.Errorf("%w: %s holds %d bytes, spool_max_bytes is %d", ErrSpoolFull, s.path, s.size, s.max)
+	}
+	n, err := s.f.Write(buf)
+	s.size += int64(n)
+	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
 	if sync {
@@ -160,7 +183,23 @@ func (s *spool) consume(n int) error {
 	if s.pending == 0 {
 		return s.reset()
 	}
-	return os.WriteFile(s.path+".pos", []byte(strconv.FormatInt(s.readOff, 10)), 0o600)
+	return s.savePos()
+}
+
+// savePos writes the read position with the spool file's inode.
+func (s *spool) savePos() error {
+	st, err := os.Stat(s.path)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return os.WriteFile(s.path+".pos", []byte(fmt.Sprintf("%d %d", s.readOff, inode(st))), 0o600)
+}
+
+func inode(st os.FileInfo) uint64 {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return sys.Ino
+	}
+	return 0
 }
 
 // skip reads past n events from the read position.
@@ -190,7 +229,7 @@ func (s *spool) reset() error {
 		s.f.Close()
 		s.f = nil
 	}
-	s.readOff, s.peeked, s.peekedBytes = 0, 0, 0
+	s.readOff, s.peeked, s.peekedBytes, s.size = 0, 0, 0, 0
 	err := errors.Join(ignoreMissing(os.Remove(s.path)), ignoreMissing(os.Remove(s.path+".pos")))
 	if err != nil {
 		return fmt.Errorf("spool: reset: %w", err)
@@ -199,21 +238,76 @@ func (s *spool) reset() error {
 }
 
 // prepend rewrites the spool as events followed by what was still pending.
+// The new spool is streamed into a temporary file, fsync'd and renamed over
+// the old one, so a kill at any point leaves one whole spool on disk (the
+// old one, with its position, or the new one, whose inode the old position
+// does not match).
 func (s *spool) prepend(events []audit.Event) error {
-	rest, err := s.peek(s.pending)
+	if err := s.close(); err != nil {
+		return err
+	}
+	tmp := s.path + ".new"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer os.Remove(tmp) // after a successful rename there is nothing to remove
+	bw := bufio.NewWriterSize(f, 1<<20)
+	var line []byte
+	for i := range events {
+		line = append(events[i].AppendJSON(line[:0]), '\n')
+		if _, err := bw.Write(line); err != nil {
+			f.Close()
+			return fmt.Errorf("spool: %w", err)
+		}
+	}
+	if s.pending > 0 {
+		old, err := os.Open(s.path)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("spool: %w", err)
+		}
+		_, err = old.Seek(s.readOff, io.SeekStart)
+		if err == nil {
+			_, err = io.Copy(bw, old)
+		}
+		old.Close()
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("spool: copy what was pending: %w", err)
+		}
+	}
+	err = bw.Flush()
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = spoolRewriteHook()
+	}
+	if err == nil {
+		err = os.Rename(tmp, s.path)
+	}
+	if err != nil {
+		return fmt.Errorf("spool: rewrite: %w", err)
+	}
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
 		return err
 	}
-	if err := s.reset(); err != nil {
-		return err
+	st, err := os.Stat(s.path)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
 	}
-	s.pending = 0
-	all := append(append([]audit.Event(nil), events...), rest...)
-	if err := s.append(all, true); err != nil {
-		return err
-	}
-	return s.close()
+	s.size, s.readOff, s.peeked, s.peekedBytes = st.Size(), 0, 0, 0
+	s.pending += len(events)
+	return ignoreMissing(os.Remove(s.path + ".pos"))
 }
+
+// spoolRewriteHook runs between the new spool's fsync and its rename; tests
+// make it fail to stand for a kill at that point.
+var spoolRewriteHook = func() error { return nil }
 
 func (s *spool) close() error {
 	if s.f == nil {

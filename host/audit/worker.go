@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vramward/vramward/host/pluginhost"
@@ -35,6 +36,9 @@ type sinkWorker struct {
 	// countedTo is the highest seq already counted as failed for this sink
 	// by the bus, so that what it spools at shutdown is not counted twice.
 	countedTo uint64
+
+	// spoolFull is set while the spool refuses events (spool_max_bytes).
+	spoolFull atomic.Bool
 
 	backoff pluginhost.Backoff
 	stop    chan struct{} // closed at the shutdown deadline

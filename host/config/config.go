@@ -88,8 +88,10 @@ type Audit struct {
 	// the emit returns: "all" or "any".
 	Require   string
 	QueueSize int
-	BatchSize int
-	BatchWait time.Duration
+	// SpoolMaxBytes caps each sink's spool file.
+	SpoolMaxBytes int64
+	BatchSize     int
+	BatchWait     time.Duration
 	// CriticalTimeout bounds how long a CRITICAL emit waits for the
 	// required sinks before it fails.
 	CriticalTimeout time.Duration
@@ -156,6 +158,7 @@ type Verify struct {
 const (
 	DefaultRequire         = "all"
 	DefaultQueueSize       = 10000
+	DefaultSpoolMaxBytes   = 1 << 30
 	DefaultBatchSize       = 512
 	DefaultBatchWait       = 20 * time.Millisecond
 	DefaultShutdownTimeout = 10 * time.Second
@@ -178,7 +181,7 @@ var Keys = map[string][]string{
 	"worker":  {"id", "token_file", "token_env", "token_credential", "state_dir"},
 	"metrics": {"listen"},
 	"plugin":  {"kind", "path", "sha256", "start_timeout"},
-	"audit": {"require", "queue_size", "batch_size", "batch_wait", "critical_timeout", "shutdown_timeout",
+	"audit": {"require", "queue_size", "spool_max_bytes", "batch_size", "batch_wait", "critical_timeout", "shutdown_timeout",
 		"chain_key_file", "epoch_events", "epoch_duration"},
 	"sink":   {"plugin", "config"},
 	"loader": {"plugin", "config"},
@@ -458,6 +461,7 @@ func decodeAudit(b *hcl.Block, ctx *hcl.EvalContext, dir string, c *Config, diag
 	au := Audit{
 		Require:         a.oneOf("require", DefaultRequire, "all", "any"),
 		QueueSize:       int(a.integer("queue_size", DefaultQueueSize, 1, 10_000_000)),
+		SpoolMaxBytes:   a.integer("spool_max_bytes", DefaultSpoolMaxBytes, 1<<20, 1<<40),
 		BatchSize:       int(a.integer("batch_size", DefaultBatchSize, 1, 100_000)),
 		BatchWait:       a.duration("batch_wait", DefaultBatchWait, 0),
 		CriticalTimeout: a.duration("critical_timeout", DefaultCriticalTimeout, 10*time.Millisecond),

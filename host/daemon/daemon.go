@@ -127,6 +127,7 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 		Limits:          chain.Limits{Events: uint64(a.EpochEvents), Duration: a.EpochDuration},
 		Require:         a.Require,
 		QueueSize:       a.QueueSize,
+		SpoolMaxBytes:   a.SpoolMaxBytes,
 		BatchSize:       a.BatchSize,
 		BatchWait:       a.BatchWait,
 		CriticalTimeout: a.CriticalTimeout,
