@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vramward/vramward/sdk/internal/bounded"
 	"io"
 	"sync"
 	"time"
@@ -76,6 +77,9 @@ func (c *Client) Info(ctx context.Context) (SinkInfo, error) {
 	resp, err := c.rpc.Info(ctx, &auditv1.InfoRequest{})
 	if err != nil {
 		return SinkInfo{}, c.fail(fromStatus("info", err), nil)
+	}
+	if err := bounded.Info(resp.GetName(), resp.GetVersion()); err != nil {
+		return SinkInfo{}, c.fail(&Error{Op: "info", Reason: ReasonUnavailable, Msg: err.Error()}, nil)
 	}
 	sch, err := schema.FromProto(resp.GetConfigSchema())
 	if err != nil {

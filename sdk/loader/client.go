@@ -2,6 +2,7 @@ package loader
 
 import (
 	"context"
+	"github.com/vramward/vramward/sdk/internal/bounded"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -29,6 +30,9 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	resp, err := c.rpc.Info(ctx, &loaderv1.InfoRequest{})
 	if err != nil {
 		return Info{}, fromStatus("info", err)
+	}
+	if err := bounded.Info(resp.GetName(), resp.GetVersion()); err != nil {
+		return Info{}, &Rejection{Op: "info", Reason: ReasonUnavailable, Msg: err.Error(), Offset: -1}
 	}
 	sch, err := schema.FromProto(resp.GetConfigSchema())
 	if err != nil {

@@ -34,9 +34,24 @@ func ToProto(s Schema) *schemav1.Schema {
 	return out
 }
 
+// Caps of a schema received from a plugin.
+const (
+	maxAttributes       = 256
+	maxDescriptionBytes = 4096
+	maxDefaultBytes     = 64 << 10
+)
+
 // FromProto converts a schema received from a plugin, refusing one that does
 // not pass Check.
 func FromProto(p *schemav1.Schema) (Schema, error) {
+	if n := len(p.GetAttributes()); n > maxAttributes {
+		return nil, fmt.Errorf("schema: %d attributes; at most %d are accepted", n, maxAttributes)
+	}
+	for _, pa := range p.GetAttributes() {
+		if len(pa.GetDescription()) > maxDescriptionBytes || len(pa.GetDefaultJson()) > maxDefaultBytes {
+			return nil, fmt.Errorf("schema: attribute %.64q: description or default over %d and %d bytes", pa.GetName(), maxDescriptionBytes, maxDefaultBytes)
+		}
+	}
 	var s Schema
 	for _, pa := range p.GetAttributes() {
 		a := Attribute{

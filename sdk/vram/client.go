@@ -2,6 +2,7 @@ package vram
 
 import (
 	"context"
+	"github.com/vramward/vramward/sdk/internal/bounded"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -31,6 +32,9 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	resp, err := c.rpc.Info(ctx, &vramv1.InfoRequest{})
 	if err != nil {
 		return Info{}, fromStatus("info", err)
+	}
+	if err := bounded.Info(resp.GetName(), resp.GetVersion()); err != nil {
+		return Info{}, &Failure{Op: "info", Reason: ReasonUnavailable, Msg: err.Error()}
 	}
 	sch, err := schema.FromProto(resp.GetConfigSchema())
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/gguftest"
+	"github.com/vramward/vramward/sdk/plugintest"
 )
 
 // failedStart is one `vramward run` that is expected to fail closed.
@@ -558,6 +559,66 @@ func TestTokenNeverReachesAPlugin(t *testing.T) {
 			if code := h.wait(); code != 0 {
 				t.Fatalf("exit %d", code)
 			}
+		})
+	}
+}
+
+// TestHostileInfoAnswerIsBounded: a sink plugin answers Info with a 300 MiB
+// name, or a 1,000-byte one. validate and run refuse it with a clear error,
+// and the host's peak RSS stays under 100 MiB (it refuses the message
+// instead of allocating it).
+func TestHostileInfoAnswerIsBounded(t *testing.T) {
+	bin, err := plugintest.Build(t.TempDir(), "./testdata/hostile-sink", "hostile-sink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		size int
+		want string
+	}{
+		{300 << 20, "larger than max"},
+		{1000, "name is 1000 bytes long; at most 128"},
+	} {
+		t.Run(strconv.Itoa(tc.size), func(t *testing.T) {
+			must(t, os.WriteFile(bin+".size", []byte(strconv.Itoa(tc.size)), 0o600))
+			dir := t.TempDir()
+			cfg := writeConfig(t, dir, "")
+			replaceInFile(t, cfg, "path = \""+sinkBin+"\"", "path = \""+bin+"\"\n  start_timeout = \"4s\"")
+			out, err := exec.Command(hostBin, "validate", "-config", cfg).CombinedOutput()
+			if code := exitOf(err); code != 1 || !strings.Contains(string(out), tc.want) {
+				t.Errorf("validate: exit %d, want 1 and %q in:\n%.2000s", code, tc.want, out)
+			}
+			// run fails closed after start_timeout; meanwhile the host's own
+			// high-water mark (not its plugin's) is read from /proc.
+			cmd := exec.Command(hostBin, "run", "-config", cfg)
+			var logs strings.Builder
+			cmd.Stderr = &logs
+			must(t, cmd.Start())
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			hwm := 0
+		poll:
+			for {
+				select {
+				case err = <-done:
+					break poll
+				case <-time.After(20 * time.Millisecond):
+				}
+				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+				for _, line := range strings.Split(string(b), "\n") {
+					if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+						kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+						hwm = max(hwm, kb)
+					}
+				}
+			}
+			if code := exitOf(err); code != 1 || !strings.Contains(logs.String(), tc.want) {
+				t.Errorf("run: exit %d, want 1 and %q in:\n%.2000s", code, tc.want, logs.String())
+			}
+			if hwm == 0 || hwm > 100<<10 {
+				t.Errorf("run: the host's peak RSS was %d KiB", hwm)
+			}
+			t.Logf("run: the host's peak RSS %d MiB", hwm>>10)
 		})
 	}
 }

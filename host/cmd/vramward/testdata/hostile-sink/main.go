@@ -1,0 +1,30 @@
+// Command hostile-sink is a test plugin that answers Info with a name of
+// the size written in the file next to it (its path + ".size"): what a
+// hostile third-party sink could send the host.
+package main
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/schema"
+)
+
+type sink struct{ name string }
+
+func (s sink) Info() audit.SinkInfo {
+	return audit.SinkInfo{Name: s.name, Version: "1", Schema: schema.Schema{}}
+}
+func (sink) Configure(context.Context, schema.Values) error { return nil }
+func (sink) Write(context.Context, []audit.Event) error     { return nil }
+func (sink) Flush(context.Context) error                    { return nil }
+func (sink) Close(context.Context) error                    { return nil }
+
+func main() {
+	b, _ := os.ReadFile(os.Args[0] + ".size")
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	audit.Serve(sink{name: strings.Repeat("x", max(n, 1))})
+}
