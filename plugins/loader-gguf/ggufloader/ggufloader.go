@@ -14,9 +14,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/vramward/vramward/plugins/loader-gguf/confine"
 	"github.com/vramward/vramward/plugins/loader-gguf/gguf"
 	"github.com/vramward/vramward/plugins/loader-gguf/hashread"
+	"github.com/vramward/vramward/sdk/confine"
 	"github.com/vramward/vramward/sdk/loader"
 	"github.com/vramward/vramward/sdk/schema"
 	"github.com/vramward/vramward/sdk/version"
@@ -92,6 +92,12 @@ func (l *Loader) Configure(_ context.Context, cfg schema.Values) error {
 // open confines path and applies the size cap.
 func (l *Loader) open(path string) (*confine.File, error) {
 	f, err := l.roots.Open(path)
+	var ce *confine.Error
+	if errors.As(err, &ce) {
+		r := loader.Reject(loader.Reason(ce.Reason), path, "%s", ce.Msg)
+		r.AllowedRoots = ce.Roots
+		return nil, r
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
-
-	"github.com/vramward/vramward/sdk/loader"
 )
 
 // modes runs a test with openat2 and with the fallback walk.
@@ -73,9 +71,9 @@ func newTree(t testing.TB) tree {
 	return tr
 }
 
-func wantReason(t *testing.T, err error, reason loader.Reason, path string) {
+func wantReason(t *testing.T, err error, reason Reason, path string) {
 	t.Helper()
-	var r *loader.Rejection
+	var r *Error
 	if !errors.As(err, &r) {
 		t.Fatalf("want %s, got %v", reason, err)
 	}
@@ -85,7 +83,7 @@ func wantReason(t *testing.T, err error, reason loader.Reason, path string) {
 	if r.Path != path {
 		t.Fatalf("rejection names path %q, want the attempted %q", r.Path, path)
 	}
-	if len(r.AllowedRoots) == 0 {
+	if len(r.Roots) == 0 {
 		t.Fatalf("rejection does not name the allowed roots")
 	}
 }
@@ -95,26 +93,26 @@ func TestRefusals(t *testing.T) {
 		tr := newTree(t)
 		cases := []struct {
 			path   string
-			reason loader.Reason
+			reason Reason
 		}{
-			{tr.outside + "/secret", loader.ReasonPathTraversal},
-			{"/etc/hostname", loader.ReasonPathTraversal},
-			{"../outside/secret", loader.ReasonPathTraversal},
-			{tr.root + "/sub/../../outside/secret", loader.ReasonPathTraversal},
-			{tr.root + "/sub/../sub/model.gguf", loader.ReasonPathTraversal}, // any ".." is refused
-			{tr.root + "x/file", loader.ReasonPathTraversal},                 // a sibling sharing the prefix
-			{tr.root + "/abs-out", loader.ReasonPathTraversal},
-			{tr.root + "/rel-out", loader.ReasonPathTraversal},
-			{tr.root + "/dir-out/secret", loader.ReasonPathTraversal},
-			{tr.root + "/proc-magic", loader.ReasonPathTraversal},
-			{tr.root + "/loop", loader.ReasonPathTraversal},
-			{tr.root + "/fifo", loader.ReasonNotRegularFile},
-			{tr.root + "/sub", loader.ReasonNotRegularFile},
-			{tr.root, loader.ReasonNotRegularFile},
-			{tr.root + "/missing.gguf", loader.ReasonNotFound},
-			{tr.root + "/sub/model.gguf/x", loader.ReasonNotFound},
-			{"", loader.ReasonInvalidArgument},
-			{tr.root + "/a\x00b", loader.ReasonInvalidArgument},
+			{tr.outside + "/secret", ReasonPathTraversal},
+			{"/etc/hostname", ReasonPathTraversal},
+			{"../outside/secret", ReasonPathTraversal},
+			{tr.root + "/sub/../../outside/secret", ReasonPathTraversal},
+			{tr.root + "/sub/../sub/model.gguf", ReasonPathTraversal}, // any ".." is refused
+			{tr.root + "x/file", ReasonPathTraversal},                 // a sibling sharing the prefix
+			{tr.root + "/abs-out", ReasonPathTraversal},
+			{tr.root + "/rel-out", ReasonPathTraversal},
+			{tr.root + "/dir-out/secret", ReasonPathTraversal},
+			{tr.root + "/proc-magic", ReasonPathTraversal},
+			{tr.root + "/loop", ReasonPathTraversal},
+			{tr.root + "/fifo", ReasonNotRegularFile},
+			{tr.root + "/sub", ReasonNotRegularFile},
+			{tr.root, ReasonNotRegularFile},
+			{tr.root + "/missing.gguf", ReasonNotFound},
+			{tr.root + "/sub/model.gguf/x", ReasonNotFound},
+			{"", ReasonInvalidArgument},
+			{tr.root + "/a\x00b", ReasonInvalidArgument},
 		}
 		for _, c := range cases {
 			f, err := tr.roots.Open(c.path)
@@ -123,7 +121,7 @@ func TestRefusals(t *testing.T) {
 				t.Errorf("%q opened; want %s", c.path, c.reason)
 				continue
 			}
-			var r *loader.Rejection
+			var r *Error
 			if !errors.As(err, &r) || r.Reason != c.reason || r.Path != c.path {
 				t.Errorf("%q: got %v, want %s naming the path", c.path, err, c.reason)
 			}
@@ -138,7 +136,7 @@ func TestSymlinksBeneathTheRoot(t *testing.T) {
 			f, err := tr.roots.Open(p)
 			if !openat2 {
 				// The walk follows no symlink at all.
-				wantReason(t, err, loader.ReasonPathTraversal, p)
+				wantReason(t, err, ReasonPathTraversal, p)
 				continue
 			}
 			if err != nil {
@@ -153,7 +151,7 @@ func TestSymlinksBeneathTheRoot(t *testing.T) {
 		// An absolute symlink is refused even when it points inside: the
 		// kernel resolves it from "/", which is not beneath the root.
 		_, err := tr.roots.Open(tr.root + "/abs-in-root")
-		wantReason(t, err, loader.ReasonPathTraversal, tr.root+"/abs-in-root")
+		wantReason(t, err, ReasonPathTraversal, tr.root+"/abs-in-root")
 	})
 }
 
@@ -181,7 +179,7 @@ func TestDeviceRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = roots.Open("/dev/null")
-		wantReason(t, err, loader.ReasonNotRegularFile, "/dev/null")
+		wantReason(t, err, ReasonNotRegularFile, "/dev/null")
 	})
 }
 
@@ -219,7 +217,7 @@ func TestPermissionDenied(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := tr.roots.Open(p)
-	wantReason(t, err, loader.ReasonPermissionDenied, p)
+	wantReason(t, err, ReasonPermissionDenied, p)
 }
 
 func TestNewRefusesBadRoots(t *testing.T) {

@@ -1,5 +1,6 @@
 // Package confine opens model files only beneath a set of allowed root
-// directories. The file is opened once, with the kernel resolving the path
+// directories. Every plugin that opens a model uses it: the loader for its
+// checks, the VRAM SDK for the copy to the device. The file is opened once, with the kernel resolving the path
 // beneath the root (openat2 with RESOLVE_BENEATH), and the caller reads that
 // descriptor and nothing else: a path swapped after the check cannot change
 // what is read, and a symlink that leaves the root is refused by the kernel,
@@ -14,9 +15,29 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/vramward/vramward/sdk/loader"
 )
+
+// Reason says why a path was refused; the values are the loader's and the
+// VRAM backend's reasons of the same name.
+type Reason string
+
+const (
+	ReasonPathTraversal    Reason = "PATH_TRAVERSAL"
+	ReasonNotFound         Reason = "NOT_FOUND"
+	ReasonNotRegularFile   Reason = "NOT_REGULAR_FILE"
+	ReasonPermissionDenied Reason = "PERMISSION_DENIED"
+	ReasonInvalidArgument  Reason = "INVALID_ARGUMENT"
+)
+
+// Error is a refused path.
+type Error struct {
+	Reason Reason
+	Path   string
+	Roots  []string
+	Msg    string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s: %s", e.Path, e.Reason, e.Msg) }
 
 // Roots is a set of allowed directories.
 type Roots struct {
@@ -63,24 +84,22 @@ type File struct {
 }
 
 // Open opens path for reading. A relative path is taken relative to the
-// first root. Refusals are *loader.Rejection: PATH_TRAVERSAL (the path or a
+// first root. Refusals are *Error: PATH_TRAVERSAL (the path or a
 // symlink on it leaves every root, or it has a ".." element),
 // NOT_REGULAR_FILE, NOT_FOUND, PERMISSION_DENIED.
 func (r *Roots) Open(path string) (*File, error) {
-	reject := func(reason loader.Reason, format string, args ...any) error {
-		rej := loader.Reject(reason, path, format, args...)
-		rej.AllowedRoots = r.Dirs()
-		return rej
+	reject := func(reason Reason, format string, args ...any) error {
+		return &Error{Reason: reason, Path: path, Roots: r.Dirs(), Msg: fmt.Sprintf(format, args...)}
 	}
 	if path == "" {
-		return nil, reject(loader.ReasonInvalidArgument, "empty path")
+		return nil, reject(ReasonInvalidArgument, "empty path")
 	}
 	if strings.IndexByte(path, 0) >= 0 {
-		return nil, reject(loader.ReasonInvalidArgument, "the path holds a NUL byte")
+		return nil, reject(ReasonInvalidArgument, "the path holds a NUL byte")
 	}
 	for _, el := range strings.Split(filepath.ToSlash(path), "/") {
 		if el == ".." {
-			return nil, reject(loader.ReasonPathTraversal, "the path has a \"..\" element")
+			return nil, reject(ReasonPathTraversal, "the path has a \"..\" element")
 		}
 	}
 	abs := path
@@ -90,19 +109,19 @@ func (r *Roots) Open(path string) (*File, error) {
 	abs = filepath.Clean(abs)
 	root, rel, ok := r.split(abs)
 	if !ok {
-		return nil, reject(loader.ReasonPathTraversal, "the path is outside the allowed roots")
+		return nil, reject(ReasonPathTraversal, "the path is outside the allowed roots")
 	}
 	f, err := openBeneath(root, rel)
 	if err != nil {
 		switch {
 		case errors.Is(err, unix.EXDEV), errors.Is(err, errSymlinkRefused):
-			return nil, reject(loader.ReasonPathTraversal, "resolving the path leaves root %s (through a symlink): %v", root, err)
+			return nil, reject(ReasonPathTraversal, "resolving the path leaves root %s (through a symlink): %v", root, err)
 		case errors.Is(err, unix.ELOOP):
-			return nil, reject(loader.ReasonPathTraversal, "too many symlinks, or a /proc magic link, on the path: %v", err)
+			return nil, reject(ReasonPathTraversal, "too many symlinks, or a /proc magic link, on the path: %v", err)
 		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
-			return nil, reject(loader.ReasonNotFound, "no such file beneath %s", root)
+			return nil, reject(ReasonNotFound, "no such file beneath %s", root)
 		case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
-			return nil, reject(loader.ReasonPermissionDenied, "%v", err)
+			return nil, reject(ReasonPermissionDenied, "%v", err)
 		}
 		return nil, fmt.Errorf("open %s: %w", abs, err)
 	}
@@ -113,7 +132,7 @@ func (r *Roots) Open(path string) (*File, error) {
 	}
 	if !st.Mode().IsRegular() {
 		f.Close()
-		return nil, reject(loader.ReasonNotRegularFile, "it is a %s, not a regular file", kind(st.Mode()))
+		return nil, reject(ReasonNotRegularFile, "it is a %s, not a regular file", kind(st.Mode()))
 	}
 	return &File{File: f, Path: abs, Size: st.Size()}, nil
 }

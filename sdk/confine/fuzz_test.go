@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
-
-	"github.com/vramward/vramward/sdk/loader"
 )
 
 // FuzzOpenStaysBeneath: whatever the path, Open either refuses it with a
@@ -26,7 +24,7 @@ func FuzzOpenStaysBeneath(f *testing.F) {
 		}
 		file, err := tr.roots.Open(p)
 		if err != nil {
-			var r *loader.Rejection
+			var r *Error
 			var pe *os.PathError
 			if !errors.As(err, &r) && !errors.As(err, &pe) {
 				t.Fatalf("%q: untyped error %v", p, err)
