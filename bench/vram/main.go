@@ -71,7 +71,7 @@ func run(pluginBin, backend, sizes string, runs int, dir string) error {
 		maxGiB = max(maxGiB, g)
 	}
 	cfg := fmt.Sprintf(`{"backend": %q, "emulated_device_bytes": %d}`, backend, (maxGiB+1)<<30)
-	used, err := c.Configure(ctx, []byte(cfg), key)
+	used, err := c.Configure(ctx, []byte(cfg), key, vram.Models{AllowedRoots: []string{work}})
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -59,7 +60,7 @@ func (d *Daemon) connectVram(ctx context.Context) (*vram.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	backend, err := client.Configure(ctx, u.ConfigJSON, key)
+	backend, err := client.Configure(ctx, u.ConfigJSON, key, d.modelAccess())
 	clear(key)
 	if err != nil {
 		var f *vram.Failure
@@ -165,3 +166,21 @@ func (d *Daemon) stopVram() {
 
 // Shards is the sealed shards (nil without a vram block).
 func (d *Daemon) Shards() *worker.Shards { return d.shards }
+
+// modelAccess is where the VRAM backend may open models: the loader's
+// allowed roots and size cap, so that the copy to the device is confined
+// exactly as the loader's checks were.
+func (d *Daemon) modelAccess() vram.Models {
+	if d.cfg.Loader == nil || d.cfg.Loader.ConfigJSON == nil {
+		return vram.Models{}
+	}
+	var lc struct {
+		Roots    []string `json:"allowed_roots"`
+		MaxBytes uint64   `json:"max_file_bytes"`
+	}
+	if err := json.Unmarshal(d.cfg.Loader.ConfigJSON, &lc); err != nil {
+		d.log.Error("the loader's config does not say where models are; the VRAM backend may open none", "error", err)
+		return vram.Models{}
+	}
+	return vram.Models{AllowedRoots: lc.Roots, MaxFileBytes: lc.MaxBytes}
+}

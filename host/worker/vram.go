@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -137,6 +138,13 @@ func (s *Shards) recordLoadFailure(ctx context.Context, m *config.Model, err err
 		return s.emit(ctx, audit.IntegrityViolation, audit.Str("resource_type", "vram_copy"),
 			audit.Str("resource_id", m.ShardID+" ("+m.Path+")"), audit.Str("expected_hash", f.ExpectedSHA256),
 			audit.Str("actual_hash", f.ActualSHA256), audit.Str("action_taken", "allocation_freed"))
+	case vram.ReasonPathTraversal:
+		// The loader checked this path at start; at the copy it leads
+		// elsewhere (a symlink swapped in since, say).
+		return s.emit(ctx, audit.PathTraversalAttempt, audit.Str("attempted_path", m.Path), audit.Str("allowed_roots", strings.Join(f.AllowedRoots, ", ")))
+	case vram.ReasonTooLarge:
+		return s.emit(ctx, audit.ResourceLimitViolation, audit.Str("resource_type", "model_file"), audit.Str("limit_type", "max_file_bytes"),
+			audit.Uint("limit_value", f.Limit), audit.Uint("actual_value", f.Actual), audit.Str("action_taken", "not_loaded"))
 	}
 	return nil
 }

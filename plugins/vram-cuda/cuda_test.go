@@ -48,10 +48,11 @@ func TestCUDAManagedMemoryRefused(t *testing.T) {
 	raw, _ := plugintest.Binary(t, binary, handshake.KindVramBackend, vram.PluginForHost(nil), env...)
 	c := raw.(*vram.Client)
 	ctx := context.Background()
-	if backend, err := c.Configure(ctx, []byte(`{"backend": "cuda"}`), vramtest.Key); err != nil || backend != vram.BackendCUDA {
+	dir := t.TempDir()
+	if backend, err := c.Configure(ctx, []byte(`{"backend": "cuda"}`), vramtest.Key, vram.Models{AllowedRoots: []string{dir}}); err != nil || backend != vram.BackendCUDA {
 		t.Fatalf("configure: %q %v", backend, err)
 	}
-	p := filepath.Join(t.TempDir(), "m.bin")
+	p := filepath.Join(dir, "m.bin")
 	if err := os.WriteFile(p, []byte("weights"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -73,14 +74,15 @@ func TestCUDALargeShardPipelined(t *testing.T) {
 	raw, _ := plugintest.Binary(t, binary, handshake.KindVramBackend, vram.PluginForHost(nil), env...)
 	c := raw.(*vram.Client)
 	ctx := context.Background()
-	if _, err := c.Configure(ctx, []byte(`{"backend": "cuda"}`), vramtest.Key); err != nil {
+	dir := t.TempDir()
+	if _, err := c.Configure(ctx, []byte(`{"backend": "cuda"}`), vramtest.Key, vram.Models{AllowedRoots: []string{dir}}); err != nil {
 		t.Fatal(err)
 	}
 	data := make([]byte, 21<<20+12345)
 	for i := range data {
 		data[i] = byte(i*131 + i>>13)
 	}
-	p := filepath.Join(t.TempDir(), "big.bin")
+	p := filepath.Join(dir, "big.bin")
 	if err := os.WriteFile(p, data, 0o600); err != nil {
 		t.Fatal(err)
 	}

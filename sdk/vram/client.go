@@ -45,8 +45,9 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 
 // Configure sends the config block and the seal key (DeriveSealKey); it
 // returns the backend in use.
-func (c *Client) Configure(ctx context.Context, configJSON, sealKey []byte) (string, error) {
-	resp, err := c.rpc.Configure(ctx, &vramv1.ConfigureRequest{ConfigJson: configJSON, SealKey: sealKey})
+func (c *Client) Configure(ctx context.Context, configJSON, sealKey []byte, models Models) (string, error) {
+	resp, err := c.rpc.Configure(ctx, &vramv1.ConfigureRequest{ConfigJson: configJSON, SealKey: sealKey,
+		AllowedRoots: models.AllowedRoots, MaxFileBytes: models.MaxFileBytes})
 	if err != nil {
 		return "", fromStatus("configure", err)
 	}

@@ -28,14 +28,21 @@ const (
 	// requested and available bytes. The host records
 	// VramAllocationFailed (HIGH).
 	ReasonAllocationFailed Reason = "ALLOCATION_FAILED"
-	ReasonInvalidShardID   Reason = "INVALID_SHARD_ID"
-	ReasonInvalidArgument  Reason = "INVALID_ARGUMENT"
-	ReasonShardExists      Reason = "SHARD_EXISTS"
-	ReasonShardNotFound    Reason = "SHARD_NOT_FOUND"
-	ReasonDeviceNotFound   Reason = "DEVICE_NOT_FOUND"
-	ReasonInvalidConfig    Reason = "INVALID_CONFIG"
-	ReasonNotConfigured    Reason = "BACKEND_NOT_CONFIGURED"
-	ReasonConfigured       Reason = "BACKEND_ALREADY_CONFIGURED"
+	// ReasonPathTraversal: the model path, or a symlink on it, leaves the
+	// allowed roots the host passed in Configure. The host records
+	// PathTraversalAttempt (CRITICAL).
+	ReasonPathTraversal Reason = "PATH_TRAVERSAL"
+	// ReasonTooLarge: the model file is over max_file_bytes. The host
+	// records ResourceLimitViolation (HIGH).
+	ReasonTooLarge        Reason = "TOO_LARGE"
+	ReasonInvalidShardID  Reason = "INVALID_SHARD_ID"
+	ReasonInvalidArgument Reason = "INVALID_ARGUMENT"
+	ReasonShardExists     Reason = "SHARD_EXISTS"
+	ReasonShardNotFound   Reason = "SHARD_NOT_FOUND"
+	ReasonDeviceNotFound  Reason = "DEVICE_NOT_FOUND"
+	ReasonInvalidConfig   Reason = "INVALID_CONFIG"
+	ReasonNotConfigured   Reason = "BACKEND_NOT_CONFIGURED"
+	ReasonConfigured      Reason = "BACKEND_ALREADY_CONFIGURED"
 	// ReasonBackendUnavailable: the configured backend cannot run here
 	// (no CUDA driver, no device), named in the message.
 	ReasonBackendUnavailable Reason = "BACKEND_UNAVAILABLE"
@@ -57,6 +64,7 @@ var reasonCodes = map[Reason]codes.Code{
 	ReasonInvalidConfig: codes.InvalidArgument, ReasonNotConfigured: codes.FailedPrecondition,
 	ReasonConfigured: codes.FailedPrecondition, ReasonBackendUnavailable: codes.FailedPrecondition,
 	ReasonIOError: codes.Unavailable, ReasonCanceled: codes.Canceled, ReasonUnavailable: codes.Unavailable,
+	ReasonPathTraversal: codes.PermissionDenied, ReasonTooLarge: codes.ResourceExhausted,
 }
 
 // Failure is a typed backend failure, on both sides of the RPC boundary.
@@ -72,6 +80,10 @@ type Failure struct {
 	RequestedBytes, AvailableBytes uint64
 	// POLICY_VIOLATION
 	Policy, Violation string
+	// TOO_LARGE
+	Limit, Actual uint64
+	// PATH_TRAVERSAL
+	AllowedRoots []string
 	// INVALID_CONFIG
 	Fields []*schema.FieldError
 }
@@ -134,6 +146,7 @@ func (f *Failure) toStatus() error {
 		Reason: string(f.Reason), Message: f.Msg, ShardId: f.ShardID, Device: f.Device,
 		ExpectedSha256: f.ExpectedSHA256, ActualSha256: f.ActualSHA256,
 		RequestedBytes: f.RequestedBytes, AvailableBytes: f.AvailableBytes, Policy: f.Policy, Violation: f.Violation,
+		Limit: f.Limit, Actual: f.Actual, AllowedRoots: f.AllowedRoots,
 	})
 }
 
@@ -151,6 +164,7 @@ func fromStatus(op string, err error) *Failure {
 			out.Msg, out.ShardID, out.Device = f.GetMessage(), f.GetShardId(), f.GetDevice()
 			out.ExpectedSHA256, out.ActualSHA256 = f.GetExpectedSha256(), f.GetActualSha256()
 			out.RequestedBytes, out.AvailableBytes = f.GetRequestedBytes(), f.GetAvailableBytes()
+			out.Limit, out.Actual, out.AllowedRoots = f.GetLimit(), f.GetActual(), f.GetAllowedRoots()
 			out.Policy, out.Violation = f.GetPolicy(), f.GetViolation()
 		}
 	}

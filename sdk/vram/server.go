@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/vramward/vramward/sdk/confine"
+	"os"
 	"sync"
 	"time"
 
@@ -33,6 +35,9 @@ type server struct {
 	closed     bool
 	sealKey    []byte
 	backend    string
+	// roots and maxFileBytes bound every model open (openModel).
+	roots        *confine.Roots
+	maxFileBytes uint64
 }
 
 func newServer(b Backend, logger hclog.Logger) *server {
@@ -59,6 +64,14 @@ func (s *server) Configure(ctx context.Context, req *vramv1.ConfigureRequest) (*
 	if len(req.GetSealKey()) != 32 {
 		return nil, (&Failure{Op: "configure", Reason: ReasonInvalidArgument, Msg: fmt.Sprintf("seal key is %d bytes, want 32", len(req.GetSealKey()))}).toStatus()
 	}
+	var roots *confine.Roots
+	if len(req.GetAllowedRoots()) > 0 {
+		r, err := confine.New(req.GetAllowedRoots())
+		if err != nil {
+			return nil, (&Failure{Op: "configure", Reason: ReasonInvalidArgument, Msg: "allowed roots: " + err.Error()}).toStatus()
+		}
+		roots = r
+	}
 	vals, err := s.info.Schema.Decode(req.GetConfigJson())
 	backend := ""
 	if err == nil {
@@ -73,8 +86,38 @@ func (s *server) Configure(ctx context.Context, req *vramv1.ConfigureRequest) (*
 		return nil, (&Failure{Op: "configure", Reason: ReasonBackendUnavailable, Msg: fmt.Sprintf("backend reported %q, want cuda or emulated", backend)}).toStatus()
 	}
 	s.configured, s.backend = true, backend
+	s.roots, s.maxFileBytes = roots, req.GetMaxFileBytes()
 	s.sealKey = append([]byte(nil), req.GetSealKey()...)
 	return &vramv1.ConfigureResponse{Backend: backend}, nil
+}
+
+// openModel opens path beneath the allowed roots the host passed, as a
+// regular non-empty file under the size cap: every model a backend reads
+// comes through here, so a backend cannot open anything else by mistake.
+func (s *server) openModel(path string) (*os.File, *Failure) {
+	if s.roots == nil {
+		return nil, &Failure{Reason: ReasonPathTraversal, Msg: "no allowed roots were configured: no model may be opened"}
+	}
+	f, err := s.roots.Open(path)
+	var ce *confine.Error
+	switch {
+	case errors.As(err, &ce) && ce.Reason == confine.ReasonPathTraversal:
+		return nil, &Failure{Reason: ReasonPathTraversal, Msg: ce.Msg, AllowedRoots: ce.Roots}
+	case errors.As(err, &ce):
+		return nil, &Failure{Reason: ReasonInvalidArgument, Msg: fmt.Sprintf("%s: %s", ce.Reason, ce.Msg)}
+	case err != nil:
+		return nil, &Failure{Reason: ReasonIOError, Msg: err.Error()}
+	}
+	if f.Size == 0 {
+		f.Close()
+		return nil, &Failure{Reason: ReasonInvalidArgument, Msg: "the model file is empty"}
+	}
+	if s.maxFileBytes > 0 && uint64(f.Size) > s.maxFileBytes {
+		f.Close()
+		return nil, &Failure{Reason: ReasonTooLarge, Msg: fmt.Sprintf("the model file is %d bytes; max_file_bytes is %d", f.Size, s.maxFileBytes),
+			Limit: s.maxFileBytes, Actual: uint64(f.Size)}
+	}
+	return f.File, nil
 }
 
 func (s *server) ready(op string) (func(), *Failure) {
@@ -123,7 +166,12 @@ func (s *server) LoadAndSeal(ctx context.Context, req *vramv1.LoadAndSealRequest
 		return nil, fail(&Failure{Reason: ReasonInvalidArgument, Msg: err.Error()})
 	}
 	wantRaw, _ := hex.DecodeString(want)
-	res, err := s.b.Load(ctx, req.GetPath(), id, dev)
+	model, f := s.openModel(req.GetPath())
+	if f != nil {
+		return nil, fail(f)
+	}
+	res, err := s.b.Load(ctx, model, id, dev)
+	model.Close()
 	if err != nil {
 		return nil, fail(asFailure("load_and_seal", ReasonIOError, err))
 	}

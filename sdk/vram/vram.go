@@ -10,6 +10,7 @@ package vram
 import (
 	"context"
 	"fmt"
+	"os"
 	"regexp"
 	"time"
 
@@ -85,13 +86,16 @@ type Backend interface {
 	// the backend in use (BackendCUDA or BackendEmulated).
 	Configure(ctx context.Context, cfg schema.Values) (backend string, err error)
 	Devices(ctx context.Context) ([]Device, error)
-	// Load allocates device memory on device for shardID and copies the
-	// file at path into it, hashing the bytes as they are copied. A
+	// Load allocates device memory on device for shardID and copies model
+	// into it, hashing the bytes as they are copied. model is a regular,
+	// non-empty file the SDK opened beneath the allowed roots (and under
+	// the size cap) the host passed: read it through this descriptor only
+	// (from offset 0), and do not close it. A
 	// refusal is a *Failure (ALLOCATION_FAILED with the sizes,
 	// POLICY_VIOLATION when the memory is not plain device memory on that
 	// device, SHARD_EXISTS, DEVICE_NOT_FOUND, ...); on any failure nothing
 	// stays allocated.
-	Load(ctx context.Context, path, shardID string, device uint32) (Resident, error)
+	Load(ctx context.Context, model *os.File, shardID string, device uint32) (Resident, error)
 	// Digest reads shardID's bytes back from device memory and returns
 	// their tree digest (TreeDigest's definition). ErrNotResident when
 	// the backend holds no such shard.
@@ -101,6 +105,13 @@ type Backend interface {
 	Stats(ctx context.Context) ([]DeviceStats, error)
 	// Close frees everything. Called once, at the end.
 	Close() error
+}
+
+// Models says where a backend may open model files: the loader's allowed
+// roots and size cap, which the host passes on in Configure.
+type Models struct {
+	AllowedRoots []string
+	MaxFileBytes uint64
 }
 
 // SealedShard is a shard in device memory with its signed seal.

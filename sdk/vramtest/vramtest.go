@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -83,19 +84,20 @@ func run(t *testing.T, connect connector, config []byte, opts []Option) {
 		{"NotARegularFile", checkFIFO},
 		{"ConcurrentShards", checkConcurrent},
 		{"TamperDetected", checkTamper},
+		{"ConfinedToTheAllowedRoots", checkConfined},
 	}
 	t.Run("BeforeConfigure", func(t *testing.T) {
 		c := connect(t)
 		if _, err := c.Devices(plugintest.Context(t)); !isReason(err, vram.ReasonNotConfigured) {
 			t.Fatalf("Devices before Configure: %v", err)
 		}
-		if _, err := c.Configure(plugintest.Context(t), config, []byte("short")); !isReason(err, vram.ReasonInvalidArgument) {
+		if _, err := c.Configure(plugintest.Context(t), config, []byte("short"), vram.Models{AllowedRoots: []string{t.TempDir()}}); !isReason(err, vram.ReasonInvalidArgument) {
 			t.Fatalf("a 5-byte seal key: %v", err)
 		}
 	})
 	t.Run("ConfigureOnce", func(t *testing.T) {
 		e := newEnv(t, connect, config, o)
-		if _, err := e.c.Configure(plugintest.Context(t), config, Key); !isReason(err, vram.ReasonConfigured) {
+		if _, err := e.c.Configure(plugintest.Context(t), config, Key, vram.Models{AllowedRoots: []string{e.dir}}); !isReason(err, vram.ReasonConfigured) {
 			t.Fatalf("second Configure: %v", err)
 		}
 	})
@@ -130,7 +132,7 @@ func newEnv(t *testing.T, connect connector, config []byte, o *options) *env {
 	t.Helper()
 	e := &env{c: connect(t), dir: t.TempDir(), o: o}
 	var err error
-	if e.backend, err = e.c.Configure(plugintest.Context(t), config, Key); err != nil {
+	if e.backend, err = e.c.Configure(plugintest.Context(t), config, Key, vram.Models{AllowedRoots: []string{e.dir}}); err != nil {
 		t.Fatalf("Configure(%s): %v", config, err)
 	}
 	return e
@@ -153,6 +155,36 @@ func (e *env) file(t *testing.T, name string, n int) (string, [32]byte, [32]byte
 }
 
 func hexOf(b [32]byte) string { return fmt.Sprintf("%x", b) }
+
+// checkConfined: a model outside the allowed roots, or reached through a
+// symlink that leaves them, is refused with PATH_TRAVERSAL before any byte
+// of it is read, and nothing is allocated.
+func checkConfined(t *testing.T, e *env) {
+	ctx := plugintest.Context(t)
+	outside := filepath.Join(t.TempDir(), "secret.bin")
+	b := []byte("not a model: a file outside the roots")
+	if err := os.WriteFile(outside, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	link := filepath.Join(e.dir, "link.bin")
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{outside, link, filepath.Join(e.dir, "..", filepath.Base(e.dir), "link.bin")} {
+		_, err := e.c.LoadAndSeal(ctx, p, hexOf(sum), "confined", 0)
+		var f *vram.Failure
+		if !errors.As(err, &f) || f.Reason != vram.ReasonPathTraversal {
+			t.Errorf("LoadAndSeal(%s): want PATH_TRAVERSAL, got %v", p, err)
+		} else if strings.Contains(f.Msg, hexOf(sum)) {
+			t.Errorf("the refusal of %s tells the file's SHA-256", p)
+		}
+	}
+	st, err := e.c.Stats(ctx)
+	if err != nil || st[0].Shards != 0 {
+		t.Errorf("after the refusals: %+v %v", st, err)
+	}
+}
 
 func (e *env) load(t *testing.T, id string, n int) *vram.Loaded {
 	t.Helper()

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -164,4 +166,73 @@ verify {
   interval = "1s"
 }
 `, loaderBin, vramBin, vramConfig, sum, modelExtra)
+}
+
+// TestVramStageRefusesASwappedPath: after the loader checked the model,
+// the file is replaced by a symlink to a file outside the allowed roots,
+// and the VRAM backend is killed, so the host loads the model again. The
+// VRAM stage opens it through the same confinement as the loader: it is
+// refused, PathTraversalAttempt (CRITICAL) is recorded, and nothing of the
+// outside file (its digest) appears in the trail.
+func TestVramStageRefusesASwappedPath(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "models", "m.gguf")
+	sum := writeModel(t, gguftest.Small(), model)
+	writeConfig(t, dir, modelConfig(sum, `backend = "emulated"`, ""))
+	secret := filepath.Join(dir, "outside-secret")
+	must(t, os.WriteFile(secret, []byte("chain key material, say"), 0o600))
+	h := startHost(t, dir)
+	h.waitStarted()
+	trail := filepath.Join(dir, "trail", "audit.log")
+	var pid int
+	waitFor(t, func() bool {
+		sealed := false
+		for _, e := range trailEvents(t, trail) {
+			if k, _ := e.Field("kind"); e.Type == audit.PluginStarted && k.String() == "vram_backend" {
+				p, _ := e.Field("pid")
+				pid = int(p.Uint())
+			}
+			sealed = sealed || e.Type == audit.VramSealed
+		}
+		return pid != 0 && sealed
+	})
+	must(t, os.Remove(model))
+	must(t, os.Symlink(secret, model))
+	must(t, syscall.Kill(pid, syscall.SIGKILL))
+	var refused audit.Event
+	waitFor(t, func() bool {
+		for _, e := range trailEvents(t, trail) {
+			if e.Type == audit.PathTraversalAttempt {
+				refused = e
+				return true
+			}
+		}
+		return false
+	})
+	if refused.Severity != audit.Critical {
+		t.Errorf("PathTraversalAttempt is %s", refused.Severity)
+	}
+	if p, _ := refused.Field("attempted_path"); !strings.HasSuffix(p.String(), "models/m.gguf") {
+		t.Errorf("attempted_path %q", p.String())
+	}
+	if r, _ := refused.Field("allowed_roots"); !strings.Contains(r.String(), filepath.Join(dir, "models")) {
+		t.Errorf("allowed_roots %q", r.String())
+	}
+	h.signal(syscall.SIGTERM)
+	h.wait()
+	raw, err := os.ReadFile(trail)
+	must(t, err)
+	secretSum := sha256.Sum256([]byte("chain key material, say"))
+	if strings.Contains(string(raw), hex.EncodeToString(secretSum[:])) {
+		t.Error("the trail holds the outside file's SHA-256")
+	}
+	sealed := 0
+	for _, e := range trailEvents(t, trail) {
+		if e.Type == audit.VramSealed {
+			sealed++
+		}
+	}
+	if sealed != 1 {
+		t.Errorf("%d VramSealed: the swapped path was sealed", sealed)
+	}
 }

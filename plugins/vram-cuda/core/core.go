@@ -15,7 +15,6 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
 	"github.com/vramward/vramward/plugins/vram-cuda/gpu"
 	"github.com/vramward/vramward/plugins/vram-cuda/telemetry"
@@ -160,16 +159,19 @@ func (c *Core) Devices(context.Context) ([]vram.Device, error) {
 
 // Load implements vram.Backend: the file is read once, each chunk hashed
 // and copied to the device as it is read.
-func (c *Core) Load(ctx context.Context, path, id string, index uint32) (res vram.Resident, err error) {
+func (c *Core) Load(ctx context.Context, f *os.File, id string, index uint32) (res vram.Resident, err error) {
 	dev, err := c.device(index)
 	if err != nil {
 		return res, err
 	}
-	f, size, err := openRegular(path)
+	st, err := f.Stat()
 	if err != nil {
-		return res, err
+		return res, vram.Fail(vram.ReasonIOError, "stat the model: %v", err)
 	}
-	defer f.Close()
+	size := st.Size()
+	if !st.Mode().IsRegular() || size == 0 {
+		return res, vram.Fail(vram.ReasonInvalidArgument, "the model is not a non-empty regular file")
+	}
 	// Reserve the id first, so two loads of one shard cannot race.
 	sh := &shard{dev: dev, bytes: uint64(size)}
 	c.mu.Lock()
@@ -300,28 +302,6 @@ func (c *Core) copyIn(ctx context.Context, f *os.File, dev gpu.Device, p gpu.Ptr
 	}
 	copy(sum[:], h.Sum(nil))
 	return sum, nil
-}
-
-// openRegular opens path for reading, refusing anything but a regular,
-// non-empty file (a FIFO is opened non-blocking and refused, not waited
-// on).
-func openRegular(path string) (*os.File, int64, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, 0, vram.Fail(vram.ReasonIOError, "open %s: %v", path, err)
-	}
-	f := os.NewFile(uintptr(fd), path)
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, vram.Fail(vram.ReasonIOError, "stat %s: %v", path, err)
-	}
-	if !st.Mode().IsRegular() || st.Size() == 0 {
-		f.Close()
-		return nil, 0, vram.Fail(vram.ReasonInvalidArgument, "%s is not a non-empty regular file", path)
-	}
-	_ = unix.SetNonblock(fd, false)
-	return f, st.Size(), nil
 }
 
 // forget frees what a failed load allocated and drops its id.

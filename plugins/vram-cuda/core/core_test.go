@@ -92,7 +92,7 @@ func TestPolicyViolations(t *testing.T) {
 		em := gpu.NewEmulated(1, 1<<20)
 		drv := &policyDriver{Emulated: em, dev: &policyDevice{Device: em.Devices()[0], info: info}}
 		c := &Core{log: New(nil).log, drv: drv, shards: map[string]*shard{}}
-		_, err := c.Load(context.Background(), path, "s", 0)
+		_, err := c.Load(context.Background(), openModel(t, path), "s", 0)
 		var f *vram.Failure
 		if !errors.As(err, &f) || f.Reason != vram.ReasonPolicyViolation || f.Violation == "" {
 			t.Fatalf("%s: %v", name, err)
@@ -132,7 +132,7 @@ func BenchmarkVerifyEmulated1GiB(b *testing.B) {
 	if _, err := c.Configure(context.Background(), vals); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := c.Load(context.Background(), path, "bench", 0); err != nil {
+	if _, err := c.Load(context.Background(), openModel(b, path), "bench", 0); err != nil {
 		b.Fatal(err)
 	}
 	data, _ := os.ReadFile(path)
@@ -188,7 +188,7 @@ func TestCopyReadBackEqualsView(t *testing.T) {
 	if _, ok := drv.devs[0].(gpu.Viewer); ok {
 		t.Fatal("the wrapper still offers a view")
 	}
-	if _, err := c.Load(context.Background(), path, "s", 0); err != nil {
+	if _, err := c.Load(context.Background(), openModel(t, path), "s", 0); err != nil {
 		t.Fatal(err)
 	}
 	got, err := c.Digest(context.Background(), "s")
@@ -215,4 +215,16 @@ func TestStatsPreferNVML(t *testing.T) {
 	if st[0].Device.TotalBytes != want.TotalBytes || st[0].Device.Name != want.Name || st[0].Device.TotalBytes == 1<<20 {
 		t.Fatalf("stats %+v, NVML says %+v", st[0], want)
 	}
+}
+
+// openModel opens path as the SDK does before Load (confined, in the real
+// server), closed at the end of the test.
+func openModel(t testing.TB, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }

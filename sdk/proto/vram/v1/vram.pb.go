@@ -192,7 +192,12 @@ type ConfigureRequest struct {
 	ConfigJson []byte                 `protobuf:"bytes,1,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
 	// The key seals are signed under, derived by the host from the worker
 	// token (the token itself never leaves the host). 32 bytes.
-	SealKey       []byte `protobuf:"bytes,2,opt,name=seal_key,json=sealKey,proto3" json:"seal_key,omitempty"`
+	SealKey []byte `protobuf:"bytes,2,opt,name=seal_key,json=sealKey,proto3" json:"seal_key,omitempty"`
+	// Where model files may be opened: the loader's allowed roots and size
+	// cap, passed on by the host. The SDK opens every model beneath them
+	// (openat2 RESOLVE_BENEATH) and hands the backend the open descriptor.
+	AllowedRoots  []string `protobuf:"bytes,3,rep,name=allowed_roots,json=allowedRoots,proto3" json:"allowed_roots,omitempty"`
+	MaxFileBytes  uint64   `protobuf:"varint,4,opt,name=max_file_bytes,json=maxFileBytes,proto3" json:"max_file_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -239,6 +244,20 @@ func (x *ConfigureRequest) GetSealKey() []byte {
 		return x.SealKey
 	}
 	return nil
+}
+
+func (x *ConfigureRequest) GetAllowedRoots() []string {
+	if x != nil {
+		return x.AllowedRoots
+	}
+	return nil
+}
+
+func (x *ConfigureRequest) GetMaxFileBytes() uint64 {
+	if x != nil {
+		return x.MaxFileBytes
+	}
+	return 0
 }
 
 type ConfigureResponse struct {
@@ -1081,8 +1100,12 @@ type Failure struct {
 	RequestedBytes uint64 `protobuf:"varint,7,opt,name=requested_bytes,json=requestedBytes,proto3" json:"requested_bytes,omitempty"`
 	AvailableBytes uint64 `protobuf:"varint,8,opt,name=available_bytes,json=availableBytes,proto3" json:"available_bytes,omitempty"`
 	// POLICY_VIOLATION: which policy and what was found.
-	Policy        string `protobuf:"bytes,9,opt,name=policy,proto3" json:"policy,omitempty"`
-	Violation     string `protobuf:"bytes,10,opt,name=violation,proto3" json:"violation,omitempty"`
+	Policy    string `protobuf:"bytes,9,opt,name=policy,proto3" json:"policy,omitempty"`
+	Violation string `protobuf:"bytes,10,opt,name=violation,proto3" json:"violation,omitempty"`
+	// TOO_LARGE: the cap and the file's size; PATH_TRAVERSAL: the roots.
+	Limit         uint64   `protobuf:"varint,11,opt,name=limit,proto3" json:"limit,omitempty"`
+	Actual        uint64   `protobuf:"varint,12,opt,name=actual,proto3" json:"actual,omitempty"`
+	AllowedRoots  []string `protobuf:"bytes,13,rep,name=allowed_roots,json=allowedRoots,proto3" json:"allowed_roots,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1187,6 +1210,27 @@ func (x *Failure) GetViolation() string {
 	return ""
 }
 
+func (x *Failure) GetLimit() uint64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *Failure) GetActual() uint64 {
+	if x != nil {
+		return x.Actual
+	}
+	return 0
+}
+
+func (x *Failure) GetAllowedRoots() []string {
+	if x != nil {
+		return x.AllowedRoots
+	}
+	return nil
+}
+
 var File_vram_v1_vram_proto protoreflect.FileDescriptor
 
 const file_vram_v1_vram_proto_rawDesc = "" +
@@ -1198,11 +1242,13 @@ const file_vram_v1_vram_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12?\n" +
 	"\rconfig_schema\x18\x03 \x01(\v2\x1a.vramward.schema.v1.SchemaR\fconfigSchema\x12\x1f\n" +
 	"\vsdk_version\x18\x04 \x01(\tR\n" +
-	"sdkVersion\"N\n" +
+	"sdkVersion\"\x99\x01\n" +
 	"\x10ConfigureRequest\x12\x1f\n" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
 	"configJson\x12\x19\n" +
-	"\bseal_key\x18\x02 \x01(\fR\asealKey\"-\n" +
+	"\bseal_key\x18\x02 \x01(\fR\asealKey\x12#\n" +
+	"\rallowed_roots\x18\x03 \x03(\tR\fallowedRoots\x12$\n" +
+	"\x0emax_file_bytes\x18\x04 \x01(\x04R\fmaxFileBytes\"-\n" +
 	"\x11ConfigureResponse\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\"\xa0\x01\n" +
 	"\x06Device\x12\x14\n" +
@@ -1266,7 +1312,7 @@ const file_vram_v1_vram_proto_rawDesc = "" +
 	"\fsealed_bytes\x18\x03 \x01(\x04R\vsealedBytes\x12\x16\n" +
 	"\x06shards\x18\x04 \x01(\rR\x06shards\"H\n" +
 	"\rStatsResponse\x127\n" +
-	"\adevices\x18\x01 \x03(\v2\x1d.vramward.vram.v1.DeviceStatsR\adevices\"\xc4\x02\n" +
+	"\adevices\x18\x01 \x03(\v2\x1d.vramward.vram.v1.DeviceStatsR\adevices\"\x97\x03\n" +
 	"\aFailure\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x19\n" +
@@ -1278,7 +1324,10 @@ const file_vram_v1_vram_proto_rawDesc = "" +
 	"\x0favailable_bytes\x18\b \x01(\x04R\x0eavailableBytes\x12\x16\n" +
 	"\x06policy\x18\t \x01(\tR\x06policy\x12\x1c\n" +
 	"\tviolation\x18\n" +
-	" \x01(\tR\tviolation*\xab\x01\n" +
+	" \x01(\tR\tviolation\x12\x14\n" +
+	"\x05limit\x18\v \x01(\x04R\x05limit\x12\x16\n" +
+	"\x06actual\x18\f \x01(\x04R\x06actual\x12#\n" +
+	"\rallowed_roots\x18\r \x03(\tR\fallowedRoots*\xab\x01\n" +
 	"\fVerifyResult\x12\x1d\n" +
 	"\x19VERIFY_RESULT_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10VERIFY_RESULT_OK\x10\x01\x12!\n" +
