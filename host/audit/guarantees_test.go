@@ -10,40 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/chain"
+	"github.com/vramward/vramward/sdk/audittest"
 )
-
-func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for _, l := range labels {
-				k, v, _ := strings.Cut(l, "=")
-				found := false
-				for _, lp := range m.GetLabel() {
-					found = found || (lp.GetName() == k && lp.GetValue() == v)
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
-}
 
 // TestShutdownReachesEverySinkBeforeItsPluginStops: Close sends every sink
 // the Shutdown RPC (its Close runs: flushed and closed) before the plugin
@@ -72,10 +42,10 @@ func TestShutdownReachesEverySinkBeforeItsPluginStops(t *testing.T) {
 	if !a.isClosed() {
 		t.Error("the healthy sink was not closed")
 	}
-	if n := counterValue(t, reg, "vramward_audit_flush_failures_total", "sink=s1"); n != 1 {
+	if n := audittest.MetricSum(t, reg, "vramward_audit_flush_failures_total", "sink", "s1"); n != 1 {
 		t.Errorf("flush failures at shutdown counted %v, want 1", n)
 	}
-	if n := counterValue(t, reg, "vramward_audit_flush_failures_total", "sink=s0"); n != 0 {
+	if n := audittest.MetricSum(t, reg, "vramward_audit_flush_failures_total", "sink", "s0"); n != 0 {
 		t.Errorf("the healthy sink counted %v flush failures", n)
 	}
 }
@@ -105,7 +75,7 @@ func TestSpoolReplayedFirstAtTheNextStart(t *testing.T) {
 		t.Fatalf("no spool: %v", err)
 	}
 	// Every event of the run, HostStopped included: n + 1, each once.
-	if got := counterValue(t, reg, "vramward_audit_emit_failures_total", "sink=s0"); got != n+1 {
+	if got := audittest.MetricSum(t, reg, "vramward_audit_emit_failures_total", "sink", "s0"); got != n+1 {
 		t.Errorf("emit failures counted %v, want %d (each spooled event once)", got, n+1)
 	}
 
@@ -181,7 +151,7 @@ func TestHostDecidedCriticalFailuresAreCounted(t *testing.T) {
 			t.Fatal("a CRITICAL emit on a failing sink returned nil")
 		}
 	}
-	if got := counterValue(t, reg, "vramward_audit_critical_emit_failures_total", "sink=s0"); got < n {
+	if got := audittest.MetricSum(t, reg, "vramward_audit_critical_emit_failures_total", "sink", "s0"); got < n {
 		t.Errorf("critical_emit_failures_total %v after %d refused CRITICAL emits", got, n)
 	}
 	// A sink that holds writes (blackholed): the deadline decides.
@@ -190,14 +160,14 @@ func TestHostDecidedCriticalFailuresAreCounted(t *testing.T) {
 	gate := make(chan struct{})
 	defer close(gate)
 	s.set(nil, gate)
-	before := counterValue(t, reg, "vramward_audit_critical_emit_failures_total", "sink=s0")
+	before := audittest.MetricSum(t, reg, "vramward_audit_critical_emit_failures_total", "sink", "s0")
 	if err := b.Emit(context.Background(), critical(t)); err == nil {
 		t.Fatal("a CRITICAL emit on a blackholed sink returned nil")
 	}
-	if got := counterValue(t, reg, "vramward_audit_critical_emit_failures_total", "sink=s0"); got != before+1 {
+	if got := audittest.MetricSum(t, reg, "vramward_audit_critical_emit_failures_total", "sink", "s0"); got != before+1 {
 		t.Errorf("a CRITICAL emit that timed out counted %v, want %v", got, before+1)
 	}
-	if got := counterValue(t, reg, "vramward_audit_emit_failures_total", "sink=s0", "severity=CRITICAL"); got < n+1 {
+	if got := audittest.MetricSum(t, reg, "vramward_audit_emit_failures_total", "sink", "s0", "severity", "CRITICAL"); got < n+1 {
 		t.Errorf("emit_failures_total{severity=CRITICAL} %v", got)
 	}
 }

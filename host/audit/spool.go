@@ -106,15 +106,11 @@ func (s *spool) peek(max int) ([]audit.Event, error) {
 	if s.pending == 0 {
 		return nil, nil
 	}
-	f, err := os.Open(s.path)
+	f, br, err := s.fromReadPosition()
 	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	defer f.Close()
-	if _, err := f.Seek(s.readOff, io.SeekStart); err != nil {
 		return nil, err
 	}
-	br := bufio.NewReaderSize(f, 1<<20)
+	defer f.Close()
 	var out []audit.Event
 	bytes := 0
 	for len(out) < max {
@@ -133,21 +129,30 @@ func (s *spool) peek(max int) ([]audit.Event, error) {
 	return out, nil
 }
 
+// fromReadPosition opens the spool for reading at the read position.
+func (s *spool) fromReadPosition() (*os.File, *bufio.Reader, error) {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("spool: %w", err)
+	}
+	if _, err := f.Seek(s.readOff, io.SeekStart); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("spool: %w", err)
+	}
+	return f, bufio.NewReaderSize(f, 1<<20), nil
+}
+
 // scan hands fn the pending events in order, a chunk at a time, without
 // moving the read position.
 func (s *spool) scan(fn func([]audit.Event)) error {
 	if s.pending == 0 {
 		return nil
 	}
-	f, err := os.Open(s.path)
+	f, br, err := s.fromReadPosition()
 	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	defer f.Close()
-	if _, err := f.Seek(s.readOff, io.SeekStart); err != nil {
 		return err
 	}
-	br := bufio.NewReaderSize(f, 1<<20)
+	defer f.Close()
 	chunk := make([]audit.Event, 0, 1024)
 	for {
 		line, err := br.ReadBytes('\n')
@@ -204,15 +209,11 @@ func inode(st os.FileInfo) uint64 {
 
 // skip reads past n events from the read position.
 func (s *spool) skip(n int) error {
-	f, err := os.Open(s.path)
+	f, br, err := s.fromReadPosition()
 	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	defer f.Close()
-	if _, err := f.Seek(s.readOff, io.SeekStart); err != nil {
 		return err
 	}
-	br := bufio.NewReaderSize(f, 1<<20)
+	defer f.Close()
 	for i := 0; i < n; i++ {
 		line, err := br.ReadBytes('\n')
 		if err != nil {

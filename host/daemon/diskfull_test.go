@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audittest"
 )
 
 // mountTmpfs mounts a file system of size bytes at dir (mode 0700) for the
@@ -72,11 +73,11 @@ func TestDiskFullFailsClosedAndResumes(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"vramward_audit_critical_emit_failures_total", "vramward_audit_emit_failures_total"} {
-		labels := []string{"sink=local"}
+		labels := []string{"sink", "local"}
 		if strings.HasPrefix(name, "vramward_audit_emit") {
-			labels = append(labels, "severity=CRITICAL")
+			labels = append(labels, "severity", "CRITICAL")
 		}
-		if got := gatherSum(t, d, name, labels...); got < refused {
+		if got := audittest.MetricSum(t, d.reg, name, labels...); got < refused {
 			t.Errorf("%s%v = %v after %d refused CRITICAL emits", name, labels, got, refused)
 		}
 	}
@@ -118,35 +119,4 @@ func TestDiskFullFailsClosedAndResumes(t *testing.T) {
 	if last < 1000+refused {
 		t.Errorf("the trail ends at seq %d", last)
 	}
-}
-
-// gatherSum sums a counter's samples in the daemon's registry whose labels
-// include every k=v given.
-func gatherSum(t *testing.T, d *Daemon, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := d.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for _, l := range labels {
-				k, v, _ := strings.Cut(l, "=")
-				ok := false
-				for _, lp := range m.GetLabel() {
-					ok = ok || (lp.GetName() == k && lp.GetValue() == v)
-				}
-				if !ok {
-					continue next
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
 }

@@ -5,10 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/plugintest"
 )
 
 func TestBackoffIsCappedAndResets(t *testing.T) {
@@ -88,35 +87,6 @@ func writeScript(t *testing.T, dir, name, body string) string {
 	return p
 }
 
-// alive reports whether pid is a process that still runs (a zombie left
-// for init to reap does not run).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
-func readPids(t *testing.T, path string) []int {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, f := range strings.Fields(string(b)) {
-		n, err := strconv.Atoi(f)
-		if err != nil {
-			t.Fatalf("pid file %s: %v", path, err)
-		}
-		pids = append(pids, n)
-	}
-	return pids
-}
-
 // TestMisbehavingBinariesCannotHangTheHost tries what an operator's typo or
 // a hostile plugin would: a binary that exits at once, one that never
 // answers, and scripts whose children keep stdout and stderr open. Launch
@@ -139,7 +109,7 @@ func TestMisbehavingBinariesCannotHangTheHost(t *testing.T) {
 			pids := filepath.Join(dir, "pids")
 			bin := writeScript(t, dir, "plugin.sh", strings.ReplaceAll(body, "PIDS", pids))
 			t.Cleanup(func() {
-				for _, pid := range readPids(t, pids+".escaped") {
+				for _, pid := range plugintest.ReadPids(t, pids+".escaped") {
 					_ = syscall.Kill(pid, syscall.SIGKILL)
 				}
 			})
@@ -156,11 +126,11 @@ func TestMisbehavingBinariesCannotHangTheHost(t *testing.T) {
 				t.Fatalf("Launch took %s with start_timeout %s", took, startTimeout)
 			}
 			deadline := time.Now().Add(2 * time.Second)
-			for _, pid := range readPids(t, pids) {
-				for alive(pid) && time.Now().Before(deadline) {
+			for _, pid := range plugintest.ReadPids(t, pids) {
+				for plugintest.Running(pid) && time.Now().Before(deadline) {
 					time.Sleep(20 * time.Millisecond)
 				}
-				if alive(pid) {
+				if plugintest.Running(pid) {
 					t.Errorf("pid %d is still running after the failed start", pid)
 				}
 			}

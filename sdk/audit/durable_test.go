@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audittest"
 	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/plugintest"
 	auditv1 "github.com/vramward/vramward/sdk/proto/audit/v1"
@@ -108,26 +109,8 @@ func TestClientRefusesCriticalAckWithoutDurable(t *testing.T) {
 			t.Errorf("%s: a CRITICAL ack without durable returned %v", name, err)
 		}
 		want++
-		if got := counter(t, reg, "vramward_audit_critical_emit_failures_total"); got != want {
+		if got := audittest.MetricSum(t, reg, "vramward_audit_critical_emit_failures_total"); got != want {
 			t.Errorf("%s: critical_emit_failures_total = %v, want %v", name, got, want)
 		}
 	}
-}
-
-// counter sums every sample of a counter in reg.
-func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }

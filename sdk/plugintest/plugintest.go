@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -168,4 +169,35 @@ func Golden(t testing.TB, path string, got []byte, update bool) {
 	if string(got) != string(want) {
 		t.Errorf("output differs from %s (run with -update if the change is intended):\n--- got\n%s--- want\n%s", path, got, want)
 	}
+}
+
+// ReadPids reads the process ids a test script wrote to path (white-space
+// separated); none when the file is missing.
+func ReadPids(t testing.TB, path string) []int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			t.Fatalf("pid file %s: %v", path, err)
+		}
+		pids = append(pids, n)
+	}
+	return pids
+}
+
+// Running reports whether pid is a process that runs; a zombie left for
+// init to reap does not.
+func Running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }

@@ -204,11 +204,11 @@ model "tiny" {
 				}
 			}
 			deadline := time.Now().Add(2 * time.Second)
-			for _, pid := range readPidFile(t, pids) {
-				for processRuns(pid) && time.Now().Before(deadline) {
+			for _, pid := range plugintest.ReadPids(t, pids) {
+				for plugintest.Running(pid) && time.Now().Before(deadline) {
 					time.Sleep(20 * time.Millisecond)
 				}
-				if processRuns(pid) {
+				if plugintest.Running(pid) {
 					t.Errorf("pid %d outlived the host", pid)
 				}
 			}
@@ -255,34 +255,6 @@ model "tiny" {
 			verifyCLI(t, dir, filepath.Join(dir, "trail", "audit.log"))
 		})
 	}
-}
-
-func readPidFile(t *testing.T, path string) []int {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, f := range strings.Fields(string(b)) {
-		n, err := strconv.Atoi(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pids = append(pids, n)
-	}
-	return pids
-}
-
-// processRuns reports whether pid runs (a zombie left for init does not).
-func processRuns(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
 
 // TestExitsThreeWhenEventsWereSpooled: with require = "any", one sink up
