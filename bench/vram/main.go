@@ -61,7 +61,6 @@ func run(pluginBin, backend, sizes string, runs int, dir string) error {
 	defer proc.Stop()
 	c := proc.Raw.(*vram.Client)
 	ctx := context.Background()
-	key, _ := vram.DeriveSealKey([]byte("bench-worker-token-0123456789abcdef"))
 	var maxGiB uint64
 	for _, s := range strings.Split(sizes, ",") {
 		g, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
@@ -71,7 +70,7 @@ func run(pluginBin, backend, sizes string, runs int, dir string) error {
 		maxGiB = max(maxGiB, g)
 	}
 	cfg := fmt.Sprintf(`{"backend": %q, "emulated_device_bytes": %d}`, backend, (maxGiB+1)<<30)
-	used, err := c.Configure(ctx, []byte(cfg), key, vram.Models{AllowedRoots: []string{work}})
+	used, err := c.Configure(ctx, []byte(cfg), vram.Models{AllowedRoots: []string{work}})
 	if err != nil {
 		return err
 	}

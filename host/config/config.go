@@ -117,6 +117,8 @@ type PluginUse struct {
 	Body       hcl.Body
 	ConfigJSON []byte
 	DeclRange  hcl.Range
+	// RequireBackend (vram only) refuses seals of any other backend.
+	RequireBackend string
 }
 
 // Sink is one audit sink: a plugin of kind audit_sink and its config block.
@@ -185,7 +187,7 @@ var Keys = map[string][]string{
 		"chain_key_file", "epoch_events", "epoch_duration"},
 	"sink":   {"plugin", "config"},
 	"loader": {"plugin", "config"},
-	"vram":   {"plugin", "config"},
+	"vram":   {"plugin", "require_backend", "config"},
 	"model":  {"path", "sha256", "device", "shard_id"},
 	"verify": {"interval", "on_failure"},
 }
@@ -499,10 +501,13 @@ func decodeSink(b *hcl.Block, ctx *hcl.EvalContext, c *Config, seen map[string]h
 // decodeUse reads a block holding `plugin` (a declared plugin of kind) and
 // at most one config block.
 func decodeUse(b *hcl.Block, role, kind, name string, ctx *hcl.EvalContext, c *Config, diags *hcl.Diagnostics) *PluginUse {
-	content, _ := blockContent(b, Keys[role][:1], []hcl.BlockHeaderSchema{{Type: "config"}}, diags)
+	content, _ := blockContent(b, Keys[role][:len(Keys[role])-1], []hcl.BlockHeaderSchema{{Type: "config"}}, diags)
 	a := attrs{m: content.Attributes, ctx: ctx, diags: diags}
 	required(a, "plugin", b)
 	u := &PluginUse{Role: role, Name: name, Plugin: a.nonEmpty("plugin", ""), DeclRange: b.DefRange}
+	if role == "vram" {
+		u.RequireBackend = a.oneOf("require_backend", "", "cuda", "emulated")
+	}
 	ok := true
 	if u.Plugin != "" {
 		switch p := c.Plugin(u.Plugin); {

@@ -14,15 +14,22 @@ import (
 	"github.com/vramward/vramward/sdk/vram"
 )
 
-// startVram launches the VRAM backend, configures it with the seal key
-// derived from the worker token (the token stays here), loads and seals
-// every model the loader accepted, and starts the verify loop.
+// startVram launches the VRAM backend, configures it with where models may
+// be opened, loads every model the loader accepted and seals it here (the
+// seal key, derived from the worker token, never leaves the host), and
+// starts the verify loop.
 func (d *Daemon) startVram(ctx context.Context) error {
 	client, err := d.connectVram(ctx)
 	if err != nil {
 		return err
 	}
-	d.shards = worker.NewShards(client, d.bus, d.workerMetrics, d.cfg.Verify.OnFailure, d.log.Named("vram"))
+	key, err := vram.DeriveSealKey(d.token)
+	if err != nil {
+		return err
+	}
+	d.shards = worker.NewShards(client, d.bus, d.workerMetrics, worker.SealOptions{
+		Key: key, WorkerID: d.cfg.Worker.ID, RequireBackend: d.cfg.Vram.RequireBackend, OnFailure: d.cfg.Verify.OnFailure,
+	}, d.log.Named("vram"))
 	if err := d.shards.Load(ctx, d.models); err != nil {
 		return err
 	}
@@ -56,12 +63,7 @@ func (d *Daemon) connectVram(ctx context.Context) (*vram.Client, error) {
 			return nil, &ConfigError{Diags: diags}
 		}
 	}
-	key, err := vram.DeriveSealKey(d.token)
-	if err != nil {
-		return nil, err
-	}
-	backend, err := client.Configure(ctx, u.ConfigJSON, key, d.modelAccess())
-	clear(key)
+	backend, err := client.Configure(ctx, u.ConfigJSON, d.modelAccess())
 	if err != nil {
 		var f *vram.Failure
 		if errors.As(err, &f) && len(f.Fields) > 0 {

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -31,21 +32,38 @@ const (
 	ActionKept     = "shard_kept"
 )
 
-// Shards holds the sealed shards and keeps verifying them.
+// SealOptions are the host's side of every seal.
+type SealOptions struct {
+	// Key signs seals (vram.DeriveSealKey of the worker token); it never
+	// leaves the host.
+	Key      []byte
+	WorkerID string
+	// RequireBackend, when set, refuses a shard any other backend reports
+	// (vram { require_backend }).
+	RequireBackend string
+	// OnFailure is verify.on_failure: "release" or "keep".
+	OnFailure string
+}
+
+// Shards holds the sealed shards and keeps verifying them. The backend
+// only loads, reads back and reports; the host checks what it reports
+// against what it asked for, signs the seal, and compares every later
+// digest with the sealed one itself.
 type Shards struct {
 	vb        VramBackend
 	em        Emitter
 	log       hclog.Logger
 	m         *Metrics
 	onFailure string // "release" or "keep"
+	opts      SealOptions
 
 	mu     sync.Mutex
 	sealed map[string]vram.SealedShard
 }
 
-// NewShards makes the set; onFailure is verify.on_failure.
-func NewShards(vb VramBackend, em Emitter, m *Metrics, onFailure string, log hclog.Logger) *Shards {
-	return &Shards{vb: vb, em: em, m: m, onFailure: onFailure, log: log, sealed: map[string]vram.SealedShard{}}
+// NewShards makes the set.
+func NewShards(vb VramBackend, em Emitter, m *Metrics, opts SealOptions, log hclog.Logger) *Shards {
+	return &Shards{vb: vb, em: em, m: m, onFailure: opts.OnFailure, opts: opts, log: log, sealed: map[string]vram.SealedShard{}}
 }
 
 // Reset points the set at a new backend (its plugin restarted) and forgets
@@ -89,7 +107,7 @@ func (s *Shards) Load(ctx context.Context, checked []Result) error {
 		if r.Loaded == nil {
 			continue
 		}
-		if err := s.loadOne(ctx, r.Model, r.Loaded.SHA256); err != nil {
+		if err := s.loadOne(ctx, r.Model, r.Loaded.SHA256, r.Loaded.Summary.FileBytes); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -97,7 +115,7 @@ func (s *Shards) Load(ctx context.Context, checked []Result) error {
 	return errors.Join(errs...)
 }
 
-func (s *Shards) loadOne(ctx context.Context, m *config.Model, sha string) error {
+func (s *Shards) loadOne(ctx context.Context, m *config.Model, sha string, fileBytes uint64) error {
 	dev := uint32(m.Device)
 	l, err := s.vb.LoadAndSeal(ctx, m.Path, sha, m.ShardID, dev)
 	if err != nil {
@@ -105,6 +123,22 @@ func (s *Shards) loadOne(ctx context.Context, m *config.Model, sha string) error
 		return s.recordLoadFailure(ctx, m, err)
 	}
 	sh := l.Shard
+	if violation := s.check(m, sha, fileBytes, &sh); violation != "" {
+		s.log.Error("the VRAM backend reported a shard that is not the one asked for; releasing it", "shard", m.ShardID, "violation", violation)
+		if _, _, err := s.vb.Release(ctx, sh.ShardID); err != nil {
+			s.log.Error("release of the refused shard failed", "shard", sh.ShardID, "error", err)
+		}
+		return s.emit(ctx, audit.PolicyViolation, audit.Str("policy", "seal_fields"), audit.Str("violation", violation),
+			audit.Str("details", fmt.Sprintf("model %s, shard %s on device %d, backend %q", m.Name, m.ShardID, m.Device, sh.Backend)),
+			audit.Str("action_taken", "shard_released"))
+	}
+	sh.WorkerID, sh.SealedAt = s.opts.WorkerID, time.Now().UTC()
+	sig, err := vram.Sign(s.opts.Key, &sh)
+	if err != nil {
+		_, _, _ = s.vb.Release(ctx, sh.ShardID)
+		return fmt.Errorf("sign the seal of %s: %w", sh.ShardID, err)
+	}
+	sh.Signature = sig
 	s.log.Info("shard sealed", "shard", sh.ShardID, "device", sh.Device, "backend", sh.Backend, "bytes", sh.Bytes, "digest", hex.EncodeToString(sh.Digest[:]))
 	if sh.Backend == vram.BackendEmulated {
 		s.log.Warn("the shard is EMULATED (host memory): its seal proves no GPU residency", "shard", sh.ShardID)
@@ -119,6 +153,32 @@ func (s *Shards) loadOne(ctx context.Context, m *config.Model, sha string) error
 	}
 	return s.emit(ctx, audit.VramSealed, audit.Str("shard_id", sh.ShardID), audit.Uint("gpu_device", gpuDev),
 		audit.Uint("vram_bytes", sh.Bytes), audit.Str("digest", hex.EncodeToString(sh.Digest[:])), audit.Str("backend", sh.Backend))
+}
+
+// check compares what the backend reports with what the host asked for and
+// knows (the loader's file SHA-256 and size), and the backend policy; it
+// says what is wrong, or "".
+func (s *Shards) check(m *config.Model, sha string, fileBytes uint64, sh *vram.SealedShard) string {
+	want, err := hex.DecodeString(sha)
+	switch {
+	case sh.ShardID != m.ShardID:
+		return fmt.Sprintf("shard id %q, asked for %q", sh.ShardID, m.ShardID)
+	case sh.Device != uint32(m.Device):
+		return fmt.Sprintf("device %d, asked for %d", sh.Device, m.Device)
+	case err != nil || len(want) != 32 || subtle.ConstantTimeCompare(want, sh.FileSHA256[:]) != 1:
+		return fmt.Sprintf("file SHA-256 %x, the loader checked %s", sh.FileSHA256, sha)
+	case fileBytes != 0 && sh.Bytes != fileBytes:
+		return fmt.Sprintf("%d bytes, the file has %d", sh.Bytes, fileBytes)
+	case sh.LeafBytes != vram.LeafBytes:
+		return fmt.Sprintf("leaf size %d, want %d", sh.LeafBytes, vram.LeafBytes)
+	case sh.Backend != vram.BackendCUDA && sh.Backend != vram.BackendEmulated:
+		return fmt.Sprintf("unknown backend %q", sh.Backend)
+	case s.opts.RequireBackend != "" && sh.Backend != s.opts.RequireBackend:
+		return fmt.Sprintf("backend %q, vram.require_backend is %q", sh.Backend, s.opts.RequireBackend)
+	case sh.Digest == [32]byte{}:
+		return "no digest"
+	}
+	return ""
 }
 
 // recordLoadFailure records what a refused load calls for.
@@ -154,11 +214,24 @@ func (s *Shards) recordLoadFailure(ctx context.Context, m *config.Model, err err
 func (s *Shards) VerifyAll(ctx context.Context) error {
 	var errs []error
 	for _, sh := range s.Sealed() {
+		if !vram.SignatureValid(s.opts.Key, &sh) {
+			// The host's own record was changed: trust nothing of it.
+			errs = append(errs, s.failed(ctx, sh, vram.Verification{Result: vram.VerifySignatureInvalid, Expected: sh.Digest}))
+			continue
+		}
 		v, err := s.vb.Verify(ctx, sh)
 		if err != nil {
 			s.count("ERROR", 0)
 			s.log.Error("seal verification did not run", "shard", sh.ShardID, "error", err)
 			continue
+		}
+		// The backend's own verdict is not taken: the host compares the
+		// digest it read back with the sealed one.
+		if v.Result == vram.VerifyOK || v.Result == vram.VerifyDigestMismatch {
+			v.Result = vram.VerifyDigestMismatch
+			if subtle.ConstantTimeCompare(v.Actual[:], sh.Digest[:]) == 1 {
+				v.Result = vram.VerifyOK
+			}
 		}
 		s.count(v.Result.String(), v.Duration)
 		if v.Result == vram.VerifyOK {

@@ -15,7 +15,10 @@ import (
 
 var model = &config.Model{Name: "m", Path: "/models/m.gguf", SHA256: "aa"}
 
-var loader0 = loader.Model{SHA256: "aa"}
+// loader0 is what the loader says of every test model.
+var loader0 = loader.Model{SHA256: fileSHA, Summary: loader.Summary{FileBytes: 10}}
+
+const fileSHA = "ab00000000000000000000000000000000000000000000000000000000000000"
 
 func field(t *testing.T, e audit.Event, k string) string {
 	t.Helper()

@@ -49,7 +49,7 @@ func TestCUDAManagedMemoryRefused(t *testing.T) {
 	c := raw.(*vram.Client)
 	ctx := context.Background()
 	dir := t.TempDir()
-	if backend, err := c.Configure(ctx, []byte(`{"backend": "cuda"}`), vramtest.Key, vram.Models{AllowedRoots: []string{dir}}); err != nil || backend != vram.BackendCUDA {
+	if backend, err := c.Configure(ctx, []byte(`{"backend": "cuda"}`), vram.Models{AllowedRoots: []string{dir}}); err != nil || backend != vram.BackendCUDA {
 		t.Fatalf("configure: %q %v", backend, err)
 	}
 	p := filepath.Join(dir, "m.bin")
@@ -75,7 +75,7 @@ func TestCUDALargeShardPipelined(t *testing.T) {
 	c := raw.(*vram.Client)
 	ctx := context.Background()
 	dir := t.TempDir()
-	if _, err := c.Configure(ctx, []byte(`{"backend": "cuda"}`), vramtest.Key, vram.Models{AllowedRoots: []string{dir}}); err != nil {
+	if _, err := c.Configure(ctx, []byte(`{"backend": "cuda"}`), vram.Models{AllowedRoots: []string{dir}}); err != nil {
 		t.Fatal(err)
 	}
 	data := make([]byte, 21<<20+12345)

@@ -43,10 +43,10 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	return Info{Name: resp.GetName(), Version: resp.GetVersion(), Schema: sch}, nil
 }
 
-// Configure sends the config block and the seal key (DeriveSealKey); it
+// Configure sends the config block and where models may be opened; it
 // returns the backend in use.
-func (c *Client) Configure(ctx context.Context, configJSON, sealKey []byte, models Models) (string, error) {
-	resp, err := c.rpc.Configure(ctx, &vramv1.ConfigureRequest{ConfigJson: configJSON, SealKey: sealKey,
+func (c *Client) Configure(ctx context.Context, configJSON []byte, models Models) (string, error) {
+	resp, err := c.rpc.Configure(ctx, &vramv1.ConfigureRequest{ConfigJson: configJSON,
 		AllowedRoots: models.AllowedRoots, MaxFileBytes: models.MaxFileBytes})
 	if err != nil {
 		return "", fromStatus("configure", err)

@@ -12,8 +12,8 @@ import (
 )
 
 // DeriveSealKey derives the key seals are signed under from the worker
-// token. The host does it and sends the key to the backend, so the token
-// itself never leaves the host process.
+// token. Only the host does it: neither the token nor the key ever reaches
+// a plugin, so a backend cannot vouch for its own shards.
 func DeriveSealKey(token []byte) ([]byte, error) {
 	return hkdf.Key(sha256.New, token, nil, "vramward/seal-key/v1", 32)
 }
@@ -27,7 +27,8 @@ func SealMessage(s *SealedShard) []byte {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
 		b = append(b, v...)
 	}
-	b = append(b, "vramward/seal/v1"...)
+	b = append(b, "vramward/seal/v2"...)
+	str(s.WorkerID)
 	str(s.ShardID)
 	b = binary.BigEndian.AppendUint32(b, s.Device)
 	str(s.DeviceUUID)

@@ -33,7 +33,6 @@ type server struct {
 	mu         sync.RWMutex
 	configured bool
 	closed     bool
-	sealKey    []byte
 	backend    string
 	// roots and maxFileBytes bound every model open (openModel).
 	roots        *confine.Roots
@@ -61,9 +60,6 @@ func (s *server) Configure(ctx context.Context, req *vramv1.ConfigureRequest) (*
 	if s.configured {
 		return nil, (&Failure{Op: "configure", Reason: ReasonConfigured, Msg: "Configure is called once"}).toStatus()
 	}
-	if len(req.GetSealKey()) != 32 {
-		return nil, (&Failure{Op: "configure", Reason: ReasonInvalidArgument, Msg: fmt.Sprintf("seal key is %d bytes, want 32", len(req.GetSealKey()))}).toStatus()
-	}
 	var roots *confine.Roots
 	if len(req.GetAllowedRoots()) > 0 {
 		r, err := confine.New(req.GetAllowedRoots())
@@ -87,7 +83,6 @@ func (s *server) Configure(ctx context.Context, req *vramv1.ConfigureRequest) (*
 	}
 	s.configured, s.backend = true, backend
 	s.roots, s.maxFileBytes = roots, req.GetMaxFileBytes()
-	s.sealKey = append([]byte(nil), req.GetSealKey()...)
 	return &vramv1.ConfigureResponse{Backend: backend}, nil
 }
 
@@ -192,10 +187,6 @@ func (s *server) LoadAndSeal(ctx context.Context, req *vramv1.LoadAndSealRequest
 		s.release(ctx, id, "the backend labelled the shard wrongly")
 		return nil, fail(&Failure{Reason: ReasonBackendUnavailable, Msg: fmt.Sprintf("shard labelled %q by a %q backend", shard.Backend, s.backend)})
 	}
-	if shard.Signature, err = Sign(s.sealKey, shard); err != nil {
-		s.release(ctx, id, "signing failed")
-		return nil, fail(asFailure("load_and_seal", ReasonIOError, err))
-	}
 	return &vramv1.LoadAndSealResponse{Shard: shardToProto(shard), AllocatedBytes: res.Bytes, FreeBytes: res.FreeBytes, UsedBytes: res.UsedBytes}, nil
 }
 
@@ -217,13 +208,9 @@ func (s *server) Verify(ctx context.Context, req *vramv1.VerifyRequest) (*vramv1
 	if err != nil {
 		return nil, (&Failure{Op: "verify", Reason: ReasonInvalidArgument, Msg: err.Error()}).toStatus()
 	}
+	// The host checks the seal's signature and compares the digests
+	// itself; this answer is the digest read back now.
 	resp := &vramv1.VerifyResponse{ExpectedDigest: shard.Digest[:]}
-	// The signature first: a forged seal is reported as such, and the
-	// device memory it names is not even read.
-	if !SignatureValid(s.sealKey, shard) {
-		resp.Result = vramv1.VerifyResult_VERIFY_RESULT_SIGNATURE_INVALID
-		return resp, nil
-	}
 	actual, err := s.b.Digest(ctx, shard.ShardID)
 	switch {
 	case errors.Is(err, ErrNotResident):
@@ -279,6 +266,5 @@ func (s *server) close() error {
 		return nil
 	}
 	s.closed = true
-	clear(s.sealKey)
 	return s.b.Close()
 }

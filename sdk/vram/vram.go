@@ -114,8 +114,11 @@ type Models struct {
 	MaxFileBytes uint64
 }
 
-// SealedShard is a shard in device memory with its signed seal.
+// SealedShard is a shard in device memory with its seal. The backend
+// reports every field but WorkerID, SealedAt and Signature, which the host
+// sets when it has checked the others and signs.
 type SealedShard struct {
+	WorkerID   string    `json:"worker_id"`
 	ShardID    string    `json:"shard_id"`
 	Device     uint32    `json:"device"`
 	DeviceUUID string    `json:"device_uuid"`

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/sdk/plugintest"
 )
 
@@ -38,5 +39,18 @@ func TestSystemdUnitExposure(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("the unit lacks %q", want)
 		}
+	}
+}
+
+// TestProductionExampleConfig: deploy/vramward.hcl, the config the unit
+// runs, parses and asks for what production needs: the token as a
+// credential and a refusal of any seal that is not from a real GPU.
+func TestProductionExampleConfig(t *testing.T) {
+	cfg, _, diags := config.Load("../../../deploy/vramward.hcl")
+	if diags.HasErrors() {
+		t.Fatal(config.Format(diags))
+	}
+	if cfg.Worker.TokenCredential != "worker-token" || cfg.Vram == nil || cfg.Vram.RequireBackend != "cuda" {
+		t.Fatalf("token_credential %q, require_backend %+v", cfg.Worker.TokenCredential, cfg.Vram)
 	}
 }

@@ -190,9 +190,6 @@ func (x *InfoResponse) GetSdkVersion() string {
 type ConfigureRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	ConfigJson []byte                 `protobuf:"bytes,1,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
-	// The key seals are signed under, derived by the host from the worker
-	// token (the token itself never leaves the host). 32 bytes.
-	SealKey []byte `protobuf:"bytes,2,opt,name=seal_key,json=sealKey,proto3" json:"seal_key,omitempty"`
 	// Where model files may be opened: the loader's allowed roots and size
 	// cap, passed on by the host. The SDK opens every model beneath them
 	// (openat2 RESOLVE_BENEATH) and hands the backend the open descriptor.
@@ -235,13 +232,6 @@ func (*ConfigureRequest) Descriptor() ([]byte, []int) {
 func (x *ConfigureRequest) GetConfigJson() []byte {
 	if x != nil {
 		return x.ConfigJson
-	}
-	return nil
-}
-
-func (x *ConfigureRequest) GetSealKey() []byte {
-	if x != nil {
-		return x.SealKey
 	}
 	return nil
 }
@@ -1242,13 +1232,12 @@ const file_vram_v1_vram_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12?\n" +
 	"\rconfig_schema\x18\x03 \x01(\v2\x1a.vramward.schema.v1.SchemaR\fconfigSchema\x12\x1f\n" +
 	"\vsdk_version\x18\x04 \x01(\tR\n" +
-	"sdkVersion\"\x99\x01\n" +
+	"sdkVersion\"\x84\x01\n" +
 	"\x10ConfigureRequest\x12\x1f\n" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
-	"configJson\x12\x19\n" +
-	"\bseal_key\x18\x02 \x01(\fR\asealKey\x12#\n" +
+	"configJson\x12#\n" +
 	"\rallowed_roots\x18\x03 \x03(\tR\fallowedRoots\x12$\n" +
-	"\x0emax_file_bytes\x18\x04 \x01(\x04R\fmaxFileBytes\"-\n" +
+	"\x0emax_file_bytes\x18\x04 \x01(\x04R\fmaxFileBytesJ\x04\b\x02\x10\x03\"-\n" +
 	"\x11ConfigureResponse\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\"\xa0\x01\n" +
 	"\x06Device\x12\x14\n" +

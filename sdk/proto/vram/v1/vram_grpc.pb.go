@@ -40,17 +40,19 @@ const (
 type VramBackendClient interface {
 	// Info names the backend and publishes its configuration schema.
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
-	// Configure is called once, first, with the config block and the seal key.
+	// Configure is called once, first, with the config block and where
+	// models may be opened.
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
 	// Devices lists the devices the backend can place shards on.
 	Devices(ctx context.Context, in *DevicesRequest, opts ...grpc.CallOption) (*DevicesResponse, error)
 	// LoadAndSeal streams a file into device memory while hashing it, checks
-	// the SHA-256, reads the bytes back, computes the tree digest and signs
-	// the seal. A refusal is a gRPC error with a google.rpc.ErrorInfo
+	// the SHA-256, reads the bytes back and reports the seal's fields (tree
+	// digest, sizes, device); the host checks them and signs the seal. A refusal is a gRPC error with a google.rpc.ErrorInfo
 	// (reason) and a Failure detail.
 	LoadAndSeal(ctx context.Context, in *LoadAndSealRequest, opts ...grpc.CallOption) (*LoadAndSealResponse, error)
-	// Verify checks the seal's signature, then recomputes the digest from
-	// device memory. A mismatch is a result, not an error.
+	// Verify recomputes the digest from device memory and compares it with
+	// the shard's; the host compares again and checks its own signature. A
+	// mismatch is a result, not an error.
 	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error)
 	// Release frees a shard's device memory.
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
@@ -142,17 +144,19 @@ func (c *vramBackendClient) Stats(ctx context.Context, in *StatsRequest, opts ..
 type VramBackendServer interface {
 	// Info names the backend and publishes its configuration schema.
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
-	// Configure is called once, first, with the config block and the seal key.
+	// Configure is called once, first, with the config block and where
+	// models may be opened.
 	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
 	// Devices lists the devices the backend can place shards on.
 	Devices(context.Context, *DevicesRequest) (*DevicesResponse, error)
 	// LoadAndSeal streams a file into device memory while hashing it, checks
-	// the SHA-256, reads the bytes back, computes the tree digest and signs
-	// the seal. A refusal is a gRPC error with a google.rpc.ErrorInfo
+	// the SHA-256, reads the bytes back and reports the seal's fields (tree
+	// digest, sizes, device); the host checks them and signs the seal. A refusal is a gRPC error with a google.rpc.ErrorInfo
 	// (reason) and a Failure detail.
 	LoadAndSeal(context.Context, *LoadAndSealRequest) (*LoadAndSealResponse, error)
-	// Verify checks the seal's signature, then recomputes the digest from
-	// device memory. A mismatch is a result, not an error.
+	// Verify recomputes the digest from device memory and compares it with
+	// the shard's; the host compares again and checks its own signature. A
+	// mismatch is a result, not an error.
 	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
 	// Release frees a shard's device memory.
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
