@@ -71,9 +71,8 @@ func (s *loaderSupervisor) connect(ctx context.Context) error {
 		return fmt.Errorf("loader %s: configure: %w", p.Name, err)
 	}
 	s.client, s.version = client, info.Version
-	if ev, err := audit.New(audit.PluginStarted, audit.Actor{},
-		audit.Str("plugin", p.Name), audit.Str("kind", handshake.KindModelLoader),
-		audit.Str("version", info.Version), audit.Uint("pid", uint64(proc.Pid))); err == nil {
+	sb, detail := client.Sandbox()
+	if ev, err := d.launcher.Metrics.Started(proc, info.Version, sb, detail); err == nil {
 		d.emitAsync(ev)
 	}
 	return nil

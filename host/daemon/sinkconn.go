@@ -86,10 +86,8 @@ func (c *sinkConn) Start(ctx context.Context) (*audit.Client, error) {
 	}
 	c.starts++
 	c.proc, c.version = proc, info.Version
-	ev, err := audit.New(audit.PluginStarted, audit.Actor{},
-		audit.Str("plugin", c.spec.Name), audit.Str("kind", handshake.KindAuditSink),
-		audit.Str("version", info.Version), audit.Uint("pid", uint64(proc.Pid)))
-	if err == nil {
+	sb, detail := client.Sandbox()
+	if ev, err := c.launcher.Metrics.Started(proc, info.Version, sb, detail); err == nil {
 		c.emit(ev)
 	}
 	return client, nil

@@ -75,9 +75,8 @@ func (d *Daemon) connectVram(ctx context.Context) (*vram.Client, error) {
 		log.Warn("the VRAM backend is EMULATED: shards live in host memory and prove no GPU residency")
 	}
 	d.vramVersion = info.Version
-	if ev, err := audit.New(audit.PluginStarted, audit.Actor{},
-		audit.Str("plugin", p.Name), audit.Str("kind", handshake.KindVramBackend),
-		audit.Str("version", info.Version), audit.Uint("pid", uint64(proc.Pid))); err == nil {
+	sb, detail := client.Sandbox()
+	if ev, err := d.launcher.Metrics.Started(proc, info.Version, sb, detail); err == nil {
 		d.emitAsync(ev)
 	}
 	return client, nil

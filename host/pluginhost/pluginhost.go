@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/handshake"
 )
 
@@ -45,8 +46,9 @@ func (e *ChecksumError) Error() string {
 
 // Metrics are the plugin lifecycle series.
 type Metrics struct {
-	up       *prometheus.GaugeVec
-	restarts *prometheus.CounterVec
+	up        *prometheus.GaugeVec
+	restarts  *prometheus.CounterVec
+	sandboxed *prometheus.GaugeVec
 }
 
 // NewMetrics registers vramward_plugin_up and vramward_plugin_restarts_total.
@@ -60,8 +62,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "vramward_plugin_restarts_total",
 			Help: "Restarts of a plugin process after it crashed or stopped answering.",
 		}, []string{"plugin"}),
+		sandboxed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vramward_plugin_sandboxed",
+			Help: "1 while the plugin's process has restricted itself (Landlock) after Configure, else 0.",
+		}, []string{"plugin"}),
 	}
-	for _, c := range []prometheus.Collector{m.up, m.restarts} {
+	for _, c := range []prometheus.Collector{m.up, m.restarts, m.sandboxed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -212,6 +218,21 @@ func startClient(ctx context.Context, client *plugin.Client, run *atomic.Pointer
 
 // MaxRecvBytes caps one gRPC message a plugin sends the host.
 const MaxRecvBytes = 16 << 20
+
+// Started records a plugin process that was configured: its PluginStarted
+// event (with whether it sandboxed itself) and vramward_plugin_sandboxed.
+func (m *Metrics) Started(p *Process, version string, sandboxed bool, sandbox string) (audit.Event, error) {
+	if m != nil {
+		v := 0.0
+		if sandboxed {
+			v = 1
+		}
+		m.sandboxed.WithLabelValues(p.Spec.Name).Set(v)
+	}
+	return audit.New(audit.PluginStarted, audit.Actor{},
+		audit.Str("plugin", p.Spec.Name), audit.Str("kind", p.Spec.Kind), audit.Str("version", version),
+		audit.Uint("pid", uint64(p.Pid)), audit.Bool("sandboxed", sandboxed), audit.Str("sandbox", sandbox))
+}
 
 // CountRestart records a restart of the named plugin.
 func (m *Metrics) CountRestart(name string) {

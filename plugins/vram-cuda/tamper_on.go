@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/vramward/vramward/plugins/vram-cuda/core"
@@ -18,6 +19,8 @@ func tamperHook(c *core.Core) {
 	if path == "" {
 		return
 	}
+	// The control files stay reachable once the plugin is sandboxed.
+	c.ExtraSandbox.WriteDirs = append(c.ExtraSandbox.WriteDirs, filepath.Dir(path))
 	go func() {
 		for range time.Tick(10 * time.Millisecond) {
 			b, err := os.ReadFile(path)

@@ -102,7 +102,7 @@ func init() {
 			"a size or count limit is exceeded"},
 		{ModelLoaded, Info, []FieldSpec{s("model_ref"), s("sha256"), s("architecture"), u("tensor_count"), u("file_bytes")},
 			"a model passed every check"},
-		{PluginStarted, Info, []FieldSpec{s("plugin"), s("kind"), s("version"), u("pid")},
+		{PluginStarted, Info, []FieldSpec{s("plugin"), s("kind"), s("version"), u("pid"), {"sandboxed", KindBool}, s("sandbox")},
 			"a plugin process started and answered the handshake"},
 		{PluginCrashed, High, []FieldSpec{s("plugin"), s("kind"), s("version"), u("pid"), s("exit_reason")},
 			"a plugin process exited without being asked to"},

@@ -47,6 +47,9 @@ type Client struct {
 	smu    sync.Mutex
 	single auditv1.AuditSink_EmitStreamClient
 	cancel context.CancelFunc
+
+	sandboxed bool
+	sandbox   string
 }
 
 func newClient(opts ClientOptions, rpc auditv1.AuditSinkClient) (*Client, error) {
@@ -90,11 +93,17 @@ func (c *Client) Info(ctx context.Context) (SinkInfo, error) {
 
 // Configure sends the sink's config (JSON, as schema.Values.JSON makes it).
 func (c *Client) Configure(ctx context.Context, configJSON []byte) error {
-	if _, err := c.rpc.Configure(ctx, &auditv1.ConfigureRequest{ConfigJson: configJSON}); err != nil {
+	resp, err := c.rpc.Configure(ctx, &auditv1.ConfigureRequest{ConfigJson: configJSON})
+	if err != nil {
 		return c.fail(fromStatus("configure", err), nil)
 	}
+	c.sandboxed, c.sandbox = resp.GetSandboxed(), resp.GetSandbox()
 	return nil
 }
+
+// Sandbox says whether the plugin restricted itself after Configure, and
+// how (or why not).
+func (c *Client) Sandbox() (bool, string) { return c.sandboxed, c.sandbox }
 
 func (c *Client) countShortened(n uint64) {
 	if n > 0 {

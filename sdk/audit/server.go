@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vramward/vramward/sdk/sandbox"
 	"google.golang.org/grpc"
 	"io"
 	"strings"
@@ -77,11 +78,13 @@ func (s *server) Configure(ctx context.Context, req *auditv1.ConfigureRequest) (
 		return nil, asError("configure", ReasonInvalidConfig, err).toStatus()
 	}
 	s.configured = true
+	sb := sandbox.Apply(s.sink, sandbox.Rules{})
+	s.logger.Info("configured", "sandboxed", sb.Enforced, "sandbox", sb.Detail)
 	if pf, ok := s.sink.(PeriodicFlusher); ok && pf.FlushInterval() > 0 {
 		s.stopTicker = make(chan struct{})
 		go s.flushEvery(pf.FlushInterval(), s.stopTicker)
 	}
-	return &auditv1.ConfigureResponse{}, nil
+	return &auditv1.ConfigureResponse{Sandboxed: sb.Enforced, Sandbox: sb.Detail}, nil
 }
 
 func (s *server) flushEvery(d time.Duration, stop <-chan struct{}) {

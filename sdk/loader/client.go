@@ -15,6 +15,9 @@ import (
 type Client struct {
 	rpc loaderv1.ModelLoaderClient
 	log hclog.Logger
+
+	sandboxed bool
+	sandbox   string
 }
 
 // NewClient wraps a connection's ModelLoader client.
@@ -43,11 +46,17 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 
 // Configure sends the decoded config block as JSON.
 func (c *Client) Configure(ctx context.Context, configJSON []byte) error {
-	if _, err := c.rpc.Configure(ctx, &loaderv1.ConfigureRequest{ConfigJson: configJSON}); err != nil {
+	resp, err := c.rpc.Configure(ctx, &loaderv1.ConfigureRequest{ConfigJson: configJSON})
+	if err != nil {
 		return fromStatus("configure", err)
 	}
+	c.sandboxed, c.sandbox = resp.GetSandboxed(), resp.GetSandbox()
 	return nil
 }
+
+// Sandbox says whether the plugin restricted itself after Configure, and
+// how (or why not).
+func (c *Client) Sandbox() (bool, string) { return c.sandboxed, c.sandbox }
 
 // Validate confines, hashes and validates the model at path.
 func (c *Client) Validate(ctx context.Context, path, expectedSHA256 string) (*Model, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vramward/vramward/sdk/sandbox"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -78,7 +79,9 @@ func (s *server) Configure(ctx context.Context, req *loaderv1.ConfigureRequest) 
 		return nil, r.toStatus()
 	}
 	s.configured = true
-	return &loaderv1.ConfigureResponse{}, nil
+	sb := sandbox.Apply(s.loader, sandbox.Rules{})
+	s.logger.Info("configured", "sandboxed", sb.Enforced, "sandbox", sb.Detail)
+	return &loaderv1.ConfigureResponse{Sandboxed: sb.Enforced, Sandbox: sb.Detail}, nil
 }
 
 // ready holds the read lock for the call when the loader may be used.

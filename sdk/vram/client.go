@@ -17,6 +17,9 @@ import (
 type Client struct {
 	rpc vramv1.VramBackendClient
 	log hclog.Logger
+
+	sandboxed bool
+	sandbox   string
 }
 
 // NewClient wraps a connection's VramBackend client.
@@ -51,8 +54,13 @@ func (c *Client) Configure(ctx context.Context, configJSON []byte, models Models
 	if err != nil {
 		return "", fromStatus("configure", err)
 	}
+	c.sandboxed, c.sandbox = resp.GetSandboxed(), resp.GetSandbox()
 	return resp.GetBackend(), nil
 }
+
+// Sandbox says whether the plugin restricted itself after Configure, and
+// how (or why not).
+func (c *Client) Sandbox() (bool, string) { return c.sandboxed, c.sandbox }
 
 // Devices lists the devices.
 func (c *Client) Devices(ctx context.Context) ([]Device, error) {

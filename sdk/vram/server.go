@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/vramward/vramward/sdk/confine"
+	"github.com/vramward/vramward/sdk/sandbox"
 	"os"
 	"sync"
 	"time"
@@ -83,7 +84,15 @@ func (s *server) Configure(ctx context.Context, req *vramv1.ConfigureRequest) (*
 	}
 	s.configured, s.backend = true, backend
 	s.roots, s.maxFileBytes = roots, req.GetMaxFileBytes()
-	return &vramv1.ConfigureResponse{Backend: backend}, nil
+	// The model roots are the SDK's to open (openModel), whatever else the
+	// backend needs.
+	var extra sandbox.Rules
+	if roots != nil {
+		extra.ReadDirs = roots.Dirs()
+	}
+	sb := sandbox.Apply(s.b, extra)
+	s.logger.Info("configured", "sandboxed", sb.Enforced, "sandbox", sb.Detail)
+	return &vramv1.ConfigureResponse{Backend: backend, Sandboxed: sb.Enforced, Sandbox: sb.Detail}, nil
 }
 
 // openModel opens path beneath the allowed roots the host passed, as a

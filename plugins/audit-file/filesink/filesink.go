@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/sandbox"
 	"github.com/vramward/vramward/sdk/schema"
 	"github.com/vramward/vramward/sdk/version"
 )
@@ -90,6 +91,13 @@ func New(logger hclog.Logger) *Sink {
 // Info implements audit.Sink.
 func (s *Sink) Info() audit.SinkInfo {
 	return audit.SinkInfo{Name: "audit-file", Version: version.Version, Schema: Schema}
+}
+
+// SandboxRules implements sandbox.Sandboxed: after Configure the sink
+// reaches its trail's directory and nothing else (it creates, rotates,
+// saves and reopens files only there).
+func (s *Sink) SandboxRules() sandbox.Rules {
+	return sandbox.Rules{WriteDirs: []string{filepath.Dir(s.path)}}
 }
 
 // FlushInterval implements audit.PeriodicFlusher.

@@ -21,6 +21,7 @@ import (
 	"github.com/vramward/vramward/plugins/audit-syslog/rfc5424"
 	"github.com/vramward/vramward/plugins/audit-syslog/transport"
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/sandbox"
 	"github.com/vramward/vramward/sdk/schema"
 	"github.com/vramward/vramward/sdk/version"
 )
@@ -274,6 +275,11 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 	}
 	return nil
 }
+
+// SandboxRules implements sandbox.Sandboxed: the sink writes no file; its
+// TLS files were read at Configure (the system's CA pool, read at the first
+// handshake, is allowed to every plugin).
+func (s *Sink) SandboxRules() sandbox.Rules { return sandbox.Rules{} }
 
 func (s *Sink) held(seq uint64, mac []byte) bool {
 	m, ok := s.pendSeq[seq]

@@ -18,6 +18,7 @@ import (
 	"github.com/vramward/vramward/plugins/loader-gguf/hashread"
 	"github.com/vramward/vramward/sdk/confine"
 	"github.com/vramward/vramward/sdk/loader"
+	"github.com/vramward/vramward/sdk/sandbox"
 	"github.com/vramward/vramward/sdk/schema"
 	"github.com/vramward/vramward/sdk/version"
 )
@@ -87,6 +88,12 @@ func (l *Loader) Configure(_ context.Context, cfg schema.Values) error {
 	l.roots = roots
 	l.log.Info("configured", "allowed_roots", roots.Dirs(), "max_file_bytes", l.maxBytes)
 	return nil
+}
+
+// SandboxRules implements sandbox.Sandboxed: after Configure the loader
+// reads its allowed roots and nothing else.
+func (l *Loader) SandboxRules() sandbox.Rules {
+	return sandbox.Rules{ReadDirs: l.roots.Dirs()}
 }
 
 // open confines path and applies the size cap.

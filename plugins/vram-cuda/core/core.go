@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/vramward/vramward/sdk/sandbox"
 	"io"
 	"os"
 	"sync"
@@ -55,6 +56,10 @@ type shard struct {
 
 // Core implements vram.Backend.
 type Core struct {
+	// ExtraSandbox is added to SandboxRules (a test build's control
+	// directory); set before serving.
+	ExtraSandbox sandbox.Rules
+
 	log hclog.Logger
 	drv gpu.Driver
 	// nvml, for a GPU backend, gives device-wide memory figures (other
@@ -122,6 +127,22 @@ func (c *Core) Configure(_ context.Context, cfg schema.Values) (string, error) {
 	}
 	c.log.Info("configured", "backend", c.drv.Backend(), "devices", len(c.drv.Devices()))
 	return c.drv.Backend(), nil
+}
+
+// SandboxRules implements sandbox.Sandboxed (the SDK adds the model roots,
+// a test build its control directory through ExtraSandbox).
+// The emulated backend needs nothing more. What the CUDA driver and NVML
+// open has not been traced on a GPU node yet, so the cuda backend's
+// allowance is generous: the device nodes read-write (with ioctls), the
+// driver's libraries, /proc and /sys read-only; no file write anywhere.
+func (c *Core) SandboxRules() sandbox.Rules {
+	r := c.ExtraSandbox
+	if c.drv == nil || c.drv.Backend() != vram.BackendCUDA {
+		return r
+	}
+	r.Devices = append(r.Devices, "/dev")
+	r.ReadDirs = append(r.ReadDirs, "/usr", "/lib", "/lib64", "/etc", "/opt", "/proc", "/sys", "/run/nvidia", "/var/run/nvidia-persistenced")
+	return r
 }
 
 func (c *Core) device(index uint32) (gpu.Device, error) {

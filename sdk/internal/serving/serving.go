@@ -6,6 +6,7 @@ package serving
 import (
 	"context"
 	"fmt"
+	"github.com/vramward/vramward/sdk/sandbox"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,6 +24,8 @@ import (
 // the plugin, SIGTERM, the host dying). server may add gRPC options; nil
 // keeps go-plugin's.
 func Serve(kind string, p plugin.Plugin, final func(why string), logger hclog.Logger, server func([]grpc.ServerOption) *grpc.Server) {
+	// A process of its own: Configure may restrict it (sdk/sandbox).
+	sandbox.EnableForThisProcess()
 	OnEnd(final, logger)
 	if server == nil {
 		server = plugin.DefaultGRPCServer

@@ -608,7 +608,11 @@ func (x *ConfigureRequest) GetConfigJson() []byte {
 }
 
 type ConfigureResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the plugin restricted itself after Configure (sdk/sandbox),
+	// and how, or why not.
+	Sandboxed     bool   `protobuf:"varint,1,opt,name=sandboxed,proto3" json:"sandboxed,omitempty"`
+	Sandbox       string `protobuf:"bytes,2,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -641,6 +645,20 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
 	return file_audit_v1_audit_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ConfigureResponse) GetSandboxed() bool {
+	if x != nil {
+		return x.Sandboxed
+	}
+	return false
+}
+
+func (x *ConfigureResponse) GetSandbox() string {
+	if x != nil {
+		return x.Sandbox
+	}
+	return ""
 }
 
 type EmitRequest struct {
@@ -1106,8 +1124,10 @@ const file_audit_v1_audit_proto_rawDesc = "" +
 	"sdkVersion\"3\n" +
 	"\x10ConfigureRequest\x12\x1f\n" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
-	"configJson\"\x13\n" +
-	"\x11ConfigureResponse\"=\n" +
+	"configJson\"K\n" +
+	"\x11ConfigureResponse\x12\x1c\n" +
+	"\tsandboxed\x18\x01 \x01(\bR\tsandboxed\x12\x18\n" +
+	"\asandbox\x18\x02 \x01(\tR\asandbox\"=\n" +
 	"\vEmitRequest\x12.\n" +
 	"\x05event\x18\x01 \x01(\v2\x18.vramward.audit.v1.EventR\x05event\"F\n" +
 	"\fEmitResponse\x12\x18\n" +

@@ -186,7 +186,11 @@ func (x *ConfigureRequest) GetConfigJson() []byte {
 }
 
 type ConfigureResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the plugin restricted itself after Configure (sdk/sandbox),
+	// and how, or why not.
+	Sandboxed     bool   `protobuf:"varint,1,opt,name=sandboxed,proto3" json:"sandboxed,omitempty"`
+	Sandbox       string `protobuf:"bytes,2,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -219,6 +223,20 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
 	return file_loader_v1_loader_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ConfigureResponse) GetSandboxed() bool {
+	if x != nil {
+		return x.Sandboxed
+	}
+	return false
+}
+
+func (x *ConfigureResponse) GetSandbox() string {
+	if x != nil {
+		return x.Sandbox
+	}
+	return ""
 }
 
 type ValidateRequest struct {
@@ -863,8 +881,10 @@ const file_loader_v1_loader_proto_rawDesc = "" +
 	"\aformats\x18\x05 \x03(\tR\aformats\"3\n" +
 	"\x10ConfigureRequest\x12\x1f\n" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
-	"configJson\"\x13\n" +
-	"\x11ConfigureResponse\"N\n" +
+	"configJson\"K\n" +
+	"\x11ConfigureResponse\x12\x1c\n" +
+	"\tsandboxed\x18\x01 \x01(\bR\tsandboxed\x12\x18\n" +
+	"\asandbox\x18\x02 \x01(\tR\asandbox\"N\n" +
 	"\x0fValidateRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12'\n" +
 	"\x0fexpected_sha256\x18\x02 \x01(\tR\x0eexpectedSha256\"f\n" +

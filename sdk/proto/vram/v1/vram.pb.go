@@ -253,7 +253,11 @@ func (x *ConfigureRequest) GetMaxFileBytes() uint64 {
 type ConfigureResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The backend in use: "cuda" or "emulated" (never a real device).
-	Backend       string `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	Backend string `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
+	// Whether the plugin restricted itself after Configure (sdk/sandbox),
+	// and how, or why not.
+	Sandboxed     bool   `protobuf:"varint,2,opt,name=sandboxed,proto3" json:"sandboxed,omitempty"`
+	Sandbox       string `protobuf:"bytes,3,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,6 +295,20 @@ func (*ConfigureResponse) Descriptor() ([]byte, []int) {
 func (x *ConfigureResponse) GetBackend() string {
 	if x != nil {
 		return x.Backend
+	}
+	return ""
+}
+
+func (x *ConfigureResponse) GetSandboxed() bool {
+	if x != nil {
+		return x.Sandboxed
+	}
+	return false
+}
+
+func (x *ConfigureResponse) GetSandbox() string {
+	if x != nil {
+		return x.Sandbox
 	}
 	return ""
 }
@@ -1237,9 +1255,11 @@ const file_vram_v1_vram_proto_rawDesc = "" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
 	"configJson\x12#\n" +
 	"\rallowed_roots\x18\x03 \x03(\tR\fallowedRoots\x12$\n" +
-	"\x0emax_file_bytes\x18\x04 \x01(\x04R\fmaxFileBytesJ\x04\b\x02\x10\x03\"-\n" +
+	"\x0emax_file_bytes\x18\x04 \x01(\x04R\fmaxFileBytesJ\x04\b\x02\x10\x03\"e\n" +
 	"\x11ConfigureResponse\x12\x18\n" +
-	"\abackend\x18\x01 \x01(\tR\abackend\"\xa0\x01\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1c\n" +
+	"\tsandboxed\x18\x02 \x01(\bR\tsandboxed\x12\x18\n" +
+	"\asandbox\x18\x03 \x01(\tR\asandbox\"\xa0\x01\n" +
 	"\x06Device\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
