@@ -3,6 +3,7 @@ package audit
 import (
 	"errors"
 	"fmt"
+	"github.com/vramward/vramward/sdk/internal/bounded"
 	"strconv"
 	"syscall"
 
@@ -177,6 +178,7 @@ func fromStatus(op string, err error) *Error {
 			}
 		}
 	}
+	out.Msg = bounded.Text(out.Msg)
 	return out
 }
 

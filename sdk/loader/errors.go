@@ -3,6 +3,7 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"github.com/vramward/vramward/sdk/internal/bounded"
 
 	"google.golang.org/grpc/codes"
 
@@ -168,6 +169,11 @@ func fromStatus(op string, err error) *Rejection {
 			out.FormatReason, out.Offset = r.GetFormatReason(), r.GetOffset()
 			out.Limit, out.Actual = r.GetLimit(), r.GetActual()
 		}
+	}
+	out.Msg, out.Path, out.FormatReason = bounded.Text(out.Msg), bounded.Text(out.Path), bounded.Text(out.FormatReason)
+	out.ExpectedSHA256, out.ActualSHA256 = bounded.Text(out.ExpectedSHA256), bounded.Text(out.ActualSHA256)
+	if out.AllowedRoots != nil {
+		out.AllowedRoots = bounded.List(out.AllowedRoots)
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package vram
 import (
 	"errors"
 	"fmt"
+	"github.com/vramward/vramward/sdk/internal/bounded"
 
 	"google.golang.org/grpc/codes"
 
@@ -167,6 +168,11 @@ func fromStatus(op string, err error) *Failure {
 			out.Limit, out.Actual, out.AllowedRoots = f.GetLimit(), f.GetActual(), f.GetAllowedRoots()
 			out.Policy, out.Violation = f.GetPolicy(), f.GetViolation()
 		}
+	}
+	out.Msg, out.Policy, out.Violation = bounded.Text(out.Msg), bounded.Text(out.Policy), bounded.Text(out.Violation)
+	out.ExpectedSHA256, out.ActualSHA256 = bounded.Text(out.ExpectedSHA256), bounded.Text(out.ActualSHA256)
+	if out.AllowedRoots != nil {
+		out.AllowedRoots = bounded.List(out.AllowedRoots)
 	}
 	return out
 }

@@ -22,3 +22,30 @@ func Info(name, version string) error {
 	}
 	return nil
 }
+
+// MaxTextBytes caps one string a plugin sends in an error's details;
+// MaxListItems caps a list of them.
+const (
+	MaxTextBytes = 4096
+	MaxListItems = 64
+)
+
+// Text cuts s to MaxTextBytes, saying so.
+func Text(s string) string {
+	if len(s) <= MaxTextBytes {
+		return s
+	}
+	return s[:MaxTextBytes] + fmt.Sprintf("…[%d more bytes cut by the host]", len(s)-MaxTextBytes)
+}
+
+// List caps a list of strings in count and each item's length.
+func List(l []string) []string {
+	if len(l) > MaxListItems {
+		l = l[:MaxListItems]
+	}
+	out := make([]string, len(l))
+	for i, s := range l {
+		out[i] = Text(s)
+	}
+	return out
+}
