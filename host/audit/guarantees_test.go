@@ -281,3 +281,16 @@ func TestConcurrentCriticalEmitsWithTinyEpochs(t *testing.T) {
 		}
 	}
 }
+
+// TestOneFailureOneRecord: a failure whose text only counts something
+// ("3 messages held", "4 messages held") is one failure; another kind of
+// failure while the sink is down is recorded too.
+func TestOneFailureOneRecord(t *testing.T) {
+	a, b := errors.New("3 messages held for 127.0.0.1:514: connection refused"), errors.New("40 messages held for 127.0.0.1:514: connection refused")
+	if !sameFailure(a, b) {
+		t.Error("a changing count made a new failure")
+	}
+	if sameFailure(a, errors.New("/t/audit.log: the trail file was deleted while open")) {
+		t.Error("two kinds of failure taken as one")
+	}
+}

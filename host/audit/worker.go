@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,7 +134,7 @@ func (w *sinkWorker) markFailing(err error) {
 	name := w.conn.Name()
 	w.mu.Lock()
 	first := !w.failing
-	news := !first && w.lastErr != nil && err.Error() != w.lastErr.Error() && w.reasons < maxFailureReasons
+	news := !first && w.lastErr != nil && !sameFailure(err, w.lastErr) && w.reasons < maxFailureReasons
 	w.failing, w.lastErr = true, err
 	if first {
 		w.reasons = 1
@@ -149,6 +150,20 @@ func (w *sinkWorker) markFailing(err error) {
 	}
 	w.b.log.Error("audit sink failed; holding its events", "sink", name, "error", err)
 	w.b.emitInternal(audit.AuditSinkFailed, audit.Str("sink", name), audit.Str("reason", err.Error()), audit.Uint("undelivered", uint64(w.q.size())))
+}
+
+// sameFailure compares two failures' texts without their numbers: "3
+// messages held" and "5 messages held" are one failure going on.
+func sameFailure(a, b error) bool {
+	strip := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return -1
+			}
+			return r
+		}, s)
+	}
+	return strip(a.Error()) == strip(b.Error())
 }
 
 func (w *sinkWorker) isUp() bool {
