@@ -44,6 +44,8 @@ func main() {
 
 func run(pluginBin, backend, sizes string, runs int, dir string) error {
 	pluginBin, _ = filepath.Abs(pluginBin)
+	// The backend opens models only beneath absolute allowed roots.
+	dir, _ = filepath.Abs(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
