@@ -1,10 +1,12 @@
 // Package vram is the VramBackend plugin kind: what a backend implements
 // (Backend: a few primitives over device memory), how a plugin serves it
 // (Serve) and how the host calls it (Client). The SDK, not the backend,
-// owns what makes a seal a seal: it checks the file's SHA-256 against the
-// expected one (and has the backend free the memory when they differ),
-// signs the seal, checks the signature before a verify and compares
-// digests in constant time. A backend cannot forget any of it.
+// opens the model (beneath the allowed roots), checks the file's SHA-256
+// against the expected one (and has the backend free the memory when they
+// differ) and reads the digest back; the host, not the plugin, checks the
+// reported fields, signs the seal (Sign, under a key only it holds) and
+// compares every later digest with the sealed one. A backend can neither
+// forget any of it nor vouch for itself.
 package vram
 
 import (

@@ -6,7 +6,8 @@
 //
 // with config the JSON config block to test under. Every check crosses the
 // real gRPC boundary through the SDK's Serve and Client, and recomputes
-// what the backend claims (file SHA-256, tree digest, signature) itself.
+// what the backend claims (file SHA-256, tree digest) itself; a backend
+// must return its seals unsigned (the host signs).
 package vramtest
 
 import (
