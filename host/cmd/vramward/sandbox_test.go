@@ -43,9 +43,12 @@ func TestEveryPluginSandboxesItself(t *testing.T) {
 		configure func(t *testing.T, env []string) (bool, string)
 	}{
 		{"audit-file", sinkBin, secret, false, func(t *testing.T, env []string) (bool, string) {
+			// The directory first: cleanups run last-first, so the plugin
+			// is stopped before its trail is removed.
+			trail := filepath.Join(t.TempDir(), "trail", "audit.log")
 			raw, _ := plugintest.Binary(t, sinkBin, handshake.KindAuditSink, audit.PluginForHost(audit.ClientOptions{Sink: "f", Metrics: m}), env...)
 			c := raw.(*audit.Client)
-			cfg, _ := json.Marshal(map[string]any{"path": filepath.Join(t.TempDir(), "trail", "audit.log")})
+			cfg, _ := json.Marshal(map[string]any{"path": trail})
 			must(t, c.Configure(ctx, cfg))
 			return c.Sandbox()
 		}},
