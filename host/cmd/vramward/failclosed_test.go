@@ -140,22 +140,12 @@ func TestFailsClosedWithoutItsOnlySink(t *testing.T) {
 			dir := t.TempDir()
 			pids := filepath.Join(dir, "pids")
 			sum := writeModel(t, gguftest.Small(), filepath.Join(dir, "models", "tiny.gguf"))
-			models := fmt.Sprintf(`
-plugin "loader-gguf" {
-  kind = "model_loader"
-  path = %q
-}
-loader {
-  plugin = "loader-gguf"
-  config {
-    allowed_roots = [abspath("models")]
-  }
-}
+			models := loaderConfig() + fmt.Sprintf(`
 model "tiny" {
   path   = "models/tiny.gguf"
   sha256 = %q
 }
-`, loaderBin, sum)
+`, sum)
 			cfg := writeConfig(t, dir, models)
 			src, _ := os.ReadFile(cfg)
 			good := string(src)

@@ -43,17 +43,7 @@ func TestModelsCheckedAtStart(t *testing.T) {
 	bad := gguftest.Small()
 	bad.Tensors[0].Dims = []uint64{64, 4, 1, 1, 1}
 	malformed := writeModel(t, bad, filepath.Join(models, "bad.gguf"))
-	writeConfig(t, dir, fmt.Sprintf(`
-plugin "loader-gguf" {
-  kind = "model_loader"
-  path = %q
-}
-loader {
-  plugin = "loader-gguf"
-  config {
-    allowed_roots = [abspath("models")]
-  }
-}
+	writeConfig(t, dir, loaderConfig()+fmt.Sprintf(`
 model "good" {
   path   = "models/good.gguf"
   sha256 = %q
@@ -70,7 +60,7 @@ model "broken" {
   path   = "models/bad.gguf"
   sha256 = %q
 }
-`, loaderBin, good, secret, strings.Repeat("0", 64), malformed))
+`, good, secret, strings.Repeat("0", 64), malformed))
 	h := startHost(t, dir)
 	h.waitStarted()
 	h.signal(syscall.SIGTERM)
@@ -215,4 +205,21 @@ model "good" {
 	if len(loaded) != 1 || loaded[0] != "good" {
 		t.Fatalf("models loaded: %v", loaded)
 	}
+}
+
+// loaderConfig declares the GGUF loader plugin and a loader block whose
+// allowed root is the config directory's models/.
+func loaderConfig() string {
+	return fmt.Sprintf(`
+plugin "loader-gguf" {
+  kind = "model_loader"
+  path = %q
+}
+loader {
+  plugin = "loader-gguf"
+  config {
+    allowed_roots = [abspath("models")]
+  }
+}
+`, loaderBin)
 }

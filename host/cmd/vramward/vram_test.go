@@ -136,20 +136,10 @@ func TestVramBackendCrashReloadsTheModels(t *testing.T) {
 // modelConfig declares the loader and the (tamper-build) VRAM backend, one
 // model m at models/m.gguf with its digest, and a one-second verify.
 func modelConfig(sum, vramConfig, modelExtra string) string {
-	return fmt.Sprintf(`
-plugin "loader-gguf" {
-  kind = "model_loader"
-  path = %q
-}
+	return loaderConfig() + fmt.Sprintf(`
 plugin "vram" {
   kind = "vram_backend"
   path = %q
-}
-loader {
-  plugin = "loader-gguf"
-  config {
-    allowed_roots = [abspath("models")]
-  }
 }
 vram {
   plugin = "vram"
@@ -165,7 +155,7 @@ model "m" {
 verify {
   interval = "1s"
 }
-`, loaderBin, vramBin, vramConfig, sum, modelExtra)
+`, vramBin, vramConfig, sum, modelExtra)
 }
 
 // TestVramStageRefusesASwappedPath: after the loader checked the model,
