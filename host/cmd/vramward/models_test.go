@@ -160,17 +160,7 @@ func TestModelThatCrashesTheLoader(t *testing.T) {
 	models := filepath.Join(dir, "models")
 	bad := writeModel(t, gguftest.Small(), filepath.Join(models, "crash-me.gguf"))
 	good := writeModel(t, gguftest.Small(), filepath.Join(models, "good.gguf"))
-	writeConfig(t, dir, fmt.Sprintf(`
-plugin "loader-gguf" {
-  kind = "model_loader"
-  path = %q
-}
-loader {
-  plugin = "loader-gguf"
-  config {
-    allowed_roots = [abspath("models")]
-  }
-}
+	writeConfig(t, dir, loaderConfigFor(faultyLoaderBin)+fmt.Sprintf(`
 model "crash" {
   path   = "models/crash-me.gguf"
   sha256 = %q
@@ -179,7 +169,7 @@ model "good" {
   path   = "models/good.gguf"
   sha256 = %q
 }
-`, faultyLoaderBin, bad, good))
+`, bad, good))
 	h := startHost(t, dir)
 	h.waitStarted()
 	h.signal(syscall.SIGTERM)
@@ -209,7 +199,10 @@ model "good" {
 
 // loaderConfig declares the GGUF loader plugin and a loader block whose
 // allowed root is the config directory's models/.
-func loaderConfig() string {
+func loaderConfig() string { return loaderConfigFor(loaderBin) }
+
+// loaderConfigFor is loaderConfig with another build of the loader.
+func loaderConfigFor(bin string) string {
 	return fmt.Sprintf(`
 plugin "loader-gguf" {
   kind = "model_loader"
@@ -221,5 +214,5 @@ loader {
     allowed_roots = [abspath("models")]
   }
 }
-`, loaderBin)
+`, bin)
 }
