@@ -122,7 +122,7 @@ func run(pluginPath, dir string, n, batch, runs, criticals int) error {
 }
 
 func makeEvents(n int, t audit.Type) []audit.Event {
-	s := chain.NewSealer(chain.Key{7}, chain.DefaultLimits)
+	s := &chain.Linker{}
 	sp, _ := audit.Lookup(t)
 	out := make([]audit.Event, n)
 	for i := range out {
@@ -139,7 +139,7 @@ func makeEvents(n int, t audit.Type) []audit.Event {
 			panic(err)
 		}
 		e.ServiceID = "bench"
-		s.Seal(&e)
+		s.Link(&e, 0)
 		out[i] = e
 	}
 	return out

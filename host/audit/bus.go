@@ -1,5 +1,7 @@
 // Package audit is the host's audit bus: the one emitter of audit events.
-// It assigns seq and the chain (persisted in the state dir), fans every
+// It seals every event into the node's transparency log (package trail:
+// seq, chain, Merkle tree, signed checkpoints, persisted in the state dir),
+// fans every
 // event out to every sink through a bounded queue per sink with batching,
 // returns from a CRITICAL emit only when the configured number of sinks made
 // it durable, re-delivers what a sink did not acknowledge after its plugin
@@ -11,15 +13,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/sdk/audit"
-	"github.com/vramward/vramward/sdk/audit/chain"
 )
 
 // SinkConn connects the bus to one sink's plugin. The bus calls Start to
@@ -36,11 +40,12 @@ type SinkConn interface {
 
 // Options configure a bus.
 type Options struct {
-	ServiceID       string
-	Actor           audit.Actor
-	StateDir        string
-	ChainKeyFile    string
-	Limits          chain.Limits
+	ServiceID string
+	Actor     audit.Actor
+	StateDir  string
+	// Origin names the log in its checkpoints (trail.Origin of the worker).
+	Origin          string
+	Limits          trail.Limits
 	Require         string // "all" or "any"
 	QueueSize       int
 	SpoolMaxBytes   int64 // each sink's spool file; 0: 1 GiB
@@ -84,14 +89,18 @@ type Bus struct {
 	store *chainStore
 
 	mu       sync.Mutex // orders sealing with enqueueing
-	sealer   *chain.Sealer
+	tlog     *trail.Log
 	state    *stateWriter
 	closed   bool
 	sinks    []*sinkWorker
 	waiters  map[uint64]*waiter
 	stopTick chan struct{}
 
-	NewSegment bool // this start began a new chain segment after an unclean stop
+	// Recovered is set when the last run did not stop cleanly: this run
+	// recorded AuditRecovered first.
+	Recovered bool
+	// PublicKey is the log's first public key (state_dir/audit.pub).
+	PublicKey string
 }
 
 type waiter struct {
@@ -172,12 +181,19 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 			return nil, err
 		}
 	}
-	sealer, store, newSeg, err := openChain(opts.StateDir, opts.ChainKeyFile, opts.Limits)
+	if opts.Origin == "" {
+		opts.Origin = trail.Origin(opts.Actor.WorkerID)
+	}
+	tlog, store, rec, err := openLog(opts.StateDir, opts.Origin, opts.Limits, opts.Logger.Info)
 	if err != nil {
 		return nil, err
 	}
-	b := &Bus{opts: opts, log: opts.Logger, m: m, store: store, sealer: sealer, waiters: map[uint64]*waiter{}, NewSegment: newSeg, stopTick: make(chan struct{}),
-		state: newStateWriter(store)}
+	b := &Bus{opts: opts, log: opts.Logger, m: m, store: store, tlog: tlog, waiters: map[uint64]*waiter{}, Recovered: rec != nil, stopTick: make(chan struct{}),
+		state: newStateWriter(store, opts.Logger.Error)}
+	tlog.Fill = b.fill
+	if pub, err := os.ReadFile(filepath.Join(opts.StateDir, PublicKeyFile)); err == nil {
+		b.PublicKey = strings.TrimSpace(string(pub))
+	}
 	for _, c := range conns {
 		sp, err := openSpool(filepath.Join(opts.StateDir, "spool-"+c.Name()+".jsonl"), opts.SpoolMaxBytes)
 		if err != nil {
@@ -190,6 +206,25 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 			b.log.Info("replaying events spooled by the last run", "sink", name, "events", sp.pending)
 		}
 		b.sinks = append(b.sinks, newSinkWorker(b, c, q))
+	}
+	b.mu.Lock()
+	if rec != nil {
+		// The crashed run's last records are beyond what it saved: say so
+		// first, and continue the log from the saved tree.
+		e, err := b.tlog.Recover(rec.reserved, "the last run stopped without a clean shutdown (crash, kill -9 or power loss)")
+		if err == nil {
+			_, err = b.queueSealed(&e, true)
+		}
+		if err != nil {
+			b.mu.Unlock()
+			return nil, fmt.Errorf("record AuditRecovered: %w", err)
+		}
+	}
+	// Marks the state unclean until Close saves it again.
+	err = b.store.save(b.tlog, false, true)
+	b.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
 	go b.tick()
 	return b, nil
@@ -235,10 +270,11 @@ func (b *Bus) RequireMet() (bool, []string) {
 	return len(down) == 0, down
 }
 
-// tick ends chain epochs on time on an idle host, so a key does not outlive
-// its epoch.
+// tick makes the checkpoints that time calls for: checkpoint_interval
+// after the last one when records were added, and at an epoch's end even
+// on an idle host, so a key does not outlive its epoch.
 func (b *Bus) tick() {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
@@ -247,11 +283,9 @@ func (b *Bus) tick() {
 		case <-t.C:
 		}
 		b.mu.Lock()
-		before := b.sealer.State().Epoch
-		b.sealer.Tick()
-		if st := b.sealer.State(); st.Epoch != before && !b.closed {
-			if err := b.store.save(st, false, true); err != nil {
-				b.log.Error("could not persist the chain state after an epoch change", "error", err)
+		if due, _ := b.tlog.Due(); due && !b.closed {
+			if _, err := b.queueSealed(nil, true); err != nil {
+				b.log.Error("could not make a checkpoint", "error", err)
 			}
 		}
 		b.mu.Unlock()
@@ -293,34 +327,79 @@ func (b *Bus) Submit(e audit.Event) (func(context.Context) error, error) {
 
 // enqueue seals e and queues it for every sink; b.mu is held.
 func (b *Bus) enqueue(e *audit.Event) (*waiter, error) {
+	b.fill(e)
+	b.tlog.Seal(e)
+	return b.queueSealed(e, e.Severity == audit.Critical)
+}
+
+// fill sets the envelope the bus owns.
+func (b *Bus) fill(e *audit.Event) {
 	if e.ServiceID == "" {
 		e.ServiceID = b.opts.ServiceID
 	}
 	if e.Actor == (audit.Actor{}) {
 		e.Actor = b.opts.Actor
 	}
-	before := b.sealer.State().Epoch
-	b.sealer.Seal(e)
-	st := b.sealer.State()
-	critical := e.Severity == audit.Critical
-	var stateDurable <-chan error
-	if st.Epoch != before || b.store.needsReservation(st.Seq) {
-		// fsync'd before a new epoch's key is used (the old one leaves the
-		// disk) and before seqs past the reservation are handed out.
-		if err := b.store.save(st, false, true); err != nil {
-			b.log.Error("could not persist the chain state", "seq", e.Seq, "error", err)
+}
+
+// queueSealed queues e (already sealed; nil for a checkpoint alone) for
+// every sink, with a checkpoint after it when one is due or force is set (a
+// CRITICAL event is covered by a signed checkpoint before its emit
+// returns). The state is written before anything is queued, so no signed
+// checkpoint ever runs ahead of what a restart continues from. b.mu is
+// held.
+func (b *Bus) queueSealed(e *audit.Event, force bool) (*waiter, error) {
+	critical := e != nil && e.Severity == audit.Critical
+	var batch []audit.Event
+	if e != nil {
+		batch = append(batch, *e)
+	}
+	due, endEpoch := b.tlog.Due()
+	var note []byte
+	if force || due {
+		c, ck, err := b.tlog.Checkpoint(endEpoch)
+		if err != nil {
+			b.log.Error("could not make a checkpoint", "error", err)
 			if critical {
-				return nil, fmt.Errorf("CRITICAL audit event %s (seq %d): persist chain state: %w", e.Type, e.Seq, err)
+				return nil, fmt.Errorf("CRITICAL audit event %s (seq %d): checkpoint: %w", e.Type, e.Seq, err)
 			}
 		} else {
-			b.state.saved(st.Seq)
+			batch, note = append(batch, c), ck.Note
 		}
 	}
-	if critical {
-		// fsync'd before the CRITICAL emit returns, while the event travels.
-		stateDurable = b.state.persist(st)
+	if len(batch) == 0 {
+		return nil, nil
 	}
-	b.m.events.WithLabelValues(string(e.Type), e.Severity.String()).Inc()
+	last := batch[len(batch)-1].Seq
+	var stateDurable <-chan error
+	if endEpoch && note != nil || b.store.needsReservation(last) {
+		// fdatasync'd now: the ended epoch's key leaves both slots before
+		// the next key signs, and seqs past the reservation are safe.
+		if err := b.store.save(b.tlog, false, true); err != nil {
+			b.log.Error("could not persist the log's state", "seq", last, "error", err)
+			if critical {
+				return nil, fmt.Errorf("CRITICAL audit event %s (seq %d): persist the log's state: %w", e.Type, e.Seq, err)
+			}
+		} else {
+			b.state.saved(last)
+			if note != nil {
+				stateDurable = b.state.persist(last, note)
+			}
+		}
+	} else if note != nil {
+		if err := b.store.save(b.tlog, false, false); err != nil {
+			b.log.Error("could not persist the log's state", "seq", last, "error", err)
+			if critical {
+				return nil, fmt.Errorf("CRITICAL audit event %s (seq %d): persist the log's state: %w", e.Type, e.Seq, err)
+			}
+		} else {
+			// fdatasync'd while the records travel to the sinks.
+			stateDurable = b.state.persist(last, note)
+		}
+	}
+	for i := range batch {
+		b.m.events.WithLabelValues(string(batch[i].Type), batch[i].Severity.String()).Inc()
+	}
 	var w *waiter
 	if critical {
 		need := len(b.sinks)
@@ -333,13 +412,15 @@ func (b *Bus) enqueue(e *audit.Event) (*waiter, error) {
 		b.waiters[e.Seq] = w
 	}
 	for _, s := range b.sinks {
-		if err := s.q.push(*e); err != nil {
+		if err := s.q.push(batch...); err != nil {
 			// A full spool refuses every event until it drains: say so
 			// once, not once an event (each is counted).
 			if !errors.Is(err, ErrSpoolFull) || !s.spoolFull.Swap(true) {
-				b.log.Error("could not queue an audit event for a sink; it is counted as failed", "sink", s.conn.Name(), "seq", e.Seq, "error", err)
+				b.log.Error("could not queue an audit event for a sink; it is counted as failed", "sink", s.conn.Name(), "seq", batch[0].Seq, "error", err)
 			}
-			s.offeredWhileFailing(e, w, err)
+			for i := range batch {
+				s.offeredWhileFailing(&batch[i], waiterFor(w, i), err)
+			}
 			continue
 		}
 		if s.spoolFull.Swap(false) {
@@ -349,10 +430,21 @@ func (b *Bus) enqueue(e *audit.Event) (*waiter, error) {
 		// it counts as failed now (and, for a CRITICAL one, the emit learns
 		// it now rather than at critical_timeout). It stays queued.
 		if err := s.failure(); err != nil {
-			s.offeredWhileFailing(e, w, err)
+			for i := range batch {
+				s.offeredWhileFailing(&batch[i], waiterFor(w, i), err)
+			}
 		}
 	}
 	return w, nil
+}
+
+// waiterFor is the waiter of the i-th record of a batch: only the first
+// (the CRITICAL event) has one; its checkpoint travels with it.
+func waiterFor(w *waiter, i int) *waiter {
+	if i == 0 {
+		return w
+	}
+	return nil
 }
 
 func (b *Bus) awaitCritical(ctx context.Context, e audit.Event, w *waiter) error {
@@ -375,12 +467,12 @@ func (b *Bus) awaitCritical(ctx context.Context, e audit.Event, w *waiter) error
 	select {
 	case stateErr = <-w.state:
 	case <-timer.C:
-		stateErr = fmt.Errorf("chain state not fsync'd within %s", b.opts.CriticalTimeout)
+		stateErr = fmt.Errorf("the log's state not fsync'd within %s", b.opts.CriticalTimeout)
 	case <-ctx.Done():
 		stateErr = ctx.Err()
 	}
 	if stateErr != nil {
-		return fmt.Errorf("CRITICAL audit event %s (seq %d): persist chain state: %w", e.Type, e.Seq, stateErr)
+		return fmt.Errorf("CRITICAL audit event %s (seq %d): persist the log's state with its checkpoint: %w", e.Type, e.Seq, stateErr)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -508,9 +600,20 @@ func (b *Bus) CloseBy(reason string, deadline time.Time) error {
 		undelivered = max(undelivered, s.q.size())
 	}
 	var errs []error
-	last, err := audit.New(audit.HostStopped, audit.Actor{}, audit.Str("reason", reason), audit.Uint("undelivered", uint64(undelivered)))
+	// A checkpoint over everything before HostStopped, then HostStopped
+	// with its own: the trail of a clean stop ends covered.
+	var err error
+	if b.tlog.Pending() > 0 {
+		_, err = b.queueSealed(nil, true)
+	}
+	last, nerr := audit.New(audit.HostStopped, audit.Actor{}, audit.Str("reason", reason), audit.Uint("undelivered", uint64(undelivered)))
 	if err == nil {
-		_, err = b.enqueue(&last)
+		err = nerr
+	}
+	if err == nil {
+		b.fill(&last)
+		b.tlog.Seal(&last)
+		_, err = b.queueSealed(&last, true)
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("record HostStopped: %w", err))
@@ -539,9 +642,10 @@ func (b *Bus) CloseBy(reason string, deadline time.Time) error {
 	b.state.close()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.store.save(b.sealer.State(), true, true); err != nil {
+	if err := b.store.save(b.tlog, true, true); err != nil {
 		errs = append(errs, err)
 	}
 	b.store.close()
+	b.tlog.Destroy()
 	return errors.Join(errs...)
 }

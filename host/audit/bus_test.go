@@ -1,11 +1,13 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/chain"
 	"github.com/vramward/vramward/sdk/handshake"
@@ -151,7 +154,9 @@ func newBusWithSink(t *testing.T, dir string, opts Options, sinks ...testSink) (
 		conns, mcs = append(conns, mc), append(mcs, mc)
 	}
 	opts.StateDir = dir
-	opts.ChainKeyFile = filepath.Join(dir, "verify.key")
+	if opts.Origin == "" {
+		opts.Origin = trail.Origin("test")
+	}
 	opts.Logger = hclog.NewNullLogger()
 	opts.Registerer = reg
 	opts.RestartMin, opts.RestartMax = 5*time.Millisecond, 20*time.Millisecond
@@ -297,37 +302,68 @@ func TestChainStateAcrossRestarts(t *testing.T) {
 	if err := b.Close("first"); err != nil {
 		t.Fatal(err)
 	}
-	// A clean stop: the next run continues the chain.
+	// A clean stop: the next run continues the log.
 	s2 := &memSink{}
 	b2 := newBus(t, dir, Options{}, s2)
-	if b2.NewSegment {
-		t.Fatal("clean stop began a new segment")
+	if b2.Recovered {
+		t.Fatal("a clean stop was taken for a crash")
 	}
 	if err := b2.Emit(context.Background(), info(t, 9)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "delivery", func() bool { return len(s2.got()) == 1 })
 	first, next := s.got(), s2.got()[0]
-	if next.Seq != first[len(first)-1].Seq+1 || string(next.Chain.Prev) != string(first[len(first)-1].Chain.MAC) {
-		t.Fatalf("chain does not continue: seq %d after %d", next.Seq, first[len(first)-1].Seq)
+	if next.Seq != first[len(first)-1].Seq+1 || string(next.Chain.Prev) != string(first[len(first)-1].Chain.Hash) {
+		t.Fatalf("the log does not continue: seq %d after %d", next.Seq, first[len(first)-1].Seq)
 	}
-	// No Close: an unclean stop. The next run skips the reservation.
+	// No Close: an unclean stop. The next run records AuditRecovered past
+	// the reservation, linked to the last record the state holds.
 	s3 := &memSink{}
 	b3 := newBus(t, dir, Options{}, s3)
-	defer b3.Close("third")
-	if !b3.NewSegment {
-		t.Fatal("unclean stop did not begin a new segment")
+	if !b3.Recovered {
+		t.Fatal("an unclean stop was not recovered")
 	}
 	if err := b3.Emit(context.Background(), info(t, 10)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "delivery", func() bool { return len(s3.got()) == 1 })
-	if got := s3.got()[0]; got.Seq <= next.Seq+seqReservation-1 || got.Chain.Prev != nil {
-		t.Fatalf("segment start: seq %d prev %x", got.Seq, got.Chain.Prev)
+	if err := b3.Close("third"); err != nil {
+		t.Fatal(err)
+	}
+	rec := s3.got()[0]
+	if rec.Type != audit.AuditRecovered || rec.Seq <= next.Seq || string(rec.Chain.Prev) != string(first[len(first)-1].Chain.Hash) {
+		t.Fatalf("recovery record: %s seq %d prev %x", rec.Type, rec.Seq, rec.Chain.Prev)
+	}
+	// The three runs are one log that verifies with the public key; the
+	// crashed run's record after its saved state is named.
+	rep := verifyRecords(t, dir, s.got(), s2.got(), s3.got())
+	if len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "not part of the log") {
+		t.Fatalf("notes %q", rep.Notes)
 	}
 }
 
-func TestLostStateWithAKeyFileIsRefused(t *testing.T) {
+// verifyRecords verifies what sinks received as one trail, with the key in
+// state_dir/audit.pub.
+func verifyRecords(t *testing.T, dir string, runs ...[]audit.Event) trail.Report {
+	t.Helper()
+	var buf bytes.Buffer
+	for _, run := range runs {
+		for _, e := range run {
+			buf.Write(e.AppendJSON(nil))
+			buf.WriteByte('\n')
+		}
+	}
+	key, _, err := trail.ReadVerifierKey(filepath.Join(dir, PublicKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := trail.Verify(trail.Options{Key: key}, chain.Source{Name: "sink", R: &buf})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	return rep
+}
+
+func TestLostStateWithAPublicKeyIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	b := newBus(t, dir, Options{}, &memSink{})
 	if err := b.Close("x"); err != nil {
@@ -336,9 +372,9 @@ func TestLostStateWithAKeyFileIsRefused(t *testing.T) {
 	if err := removeState(dir); err != nil {
 		t.Fatal(err)
 	}
-	_, err := New(Options{StateDir: dir, ChainKeyFile: filepath.Join(dir, "verify.key"), Limits: chain.DefaultLimits}, nil)
-	if err == nil {
-		t.Fatal("a new chain overwrote the verification key of the old one")
+	_, err := New(Options{StateDir: dir, Origin: trail.Origin("test")}, nil)
+	if err == nil || !strings.Contains(err.Error(), PublicKeyFile) {
+		t.Fatalf("a new log replaced the public key of the old one: %v", err)
 	}
 }
 
@@ -360,25 +396,26 @@ func TestTornStateSlotFallsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs := &chainStore{dir: dir}
-	newest, _, err := cs.load()
+	newest, key, _, err := cs.load()
 	if err != nil {
 		t.Fatal(err)
 	}
+	key.Destroy()
 	slot := cs.slotPath(int(newest.Gen % 2))
 	data, _ := os.ReadFile(slot)
 	data[20] ^= 0xff // a torn write
 	if err := os.WriteFile(slot, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got, found, err := (&chainStore{dir: dir}).load()
+	got, _, found, err := (&chainStore{dir: dir}).load()
 	if err != nil || !found || got.Gen != newest.Gen-1 {
 		t.Fatalf("after tearing gen %d: found %v gen %d err %v", newest.Gen, found, got.Gen, err)
 	}
-	// The older slot was not written by a clean stop: the next start opens
-	// a new segment rather than reusing anything.
+	// The older slot was not written by a clean stop: the next start
+	// records AuditRecovered rather than reusing anything.
 	b2 := newBus(t, dir, Options{}, &memSink{})
 	defer b2.Close("y")
-	if !b2.NewSegment {
-		t.Fatal("resumed from an older, unclean slot without a new segment")
+	if !b2.Recovered {
+		t.Fatal("resumed from an older, unclean slot without AuditRecovered")
 	}
 }

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/sdk/audit"
-	"github.com/vramward/vramward/sdk/audit/chain"
 	"github.com/vramward/vramward/sdk/audittest"
 )
 
@@ -74,9 +74,10 @@ func TestSpoolReplayedFirstAtTheNextStart(t *testing.T) {
 	if _, err := os.Stat(spool); err != nil {
 		t.Fatalf("no spool: %v", err)
 	}
-	// Every event of the run, HostStopped included: n + 1, each once.
-	if got := audittest.MetricSum(t, reg, "vramward_audit_emit_failures_total", "sink", "s0"); got != n+1 {
-		t.Errorf("emit failures counted %v, want %d (each spooled event once)", got, n+1)
+	// Every record of the run: n, a checkpoint, HostStopped and its
+	// checkpoint, each counted once.
+	if got := audittest.MetricSum(t, reg, "vramward_audit_emit_failures_total", "sink", "s0"); got != n+3 {
+		t.Errorf("emit failures counted %v, want %d (each spooled event once)", got, n+3)
 	}
 
 	fresh := &memSink{}
@@ -88,17 +89,18 @@ func TestSpoolReplayedFirstAtTheNextStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := fresh.got()
-	if len(got) < n+3 {
-		t.Fatalf("the next start delivered %d events, want at least %d", len(got), n+3)
+	if len(got) < n+5 {
+		t.Fatalf("the next start delivered %d events, want at least %d", len(got), n+5)
 	}
-	for i := 0; i < n+1; i++ {
+	for i := 0; i < n+3; i++ {
 		if got[i].Seq != uint64(i+1) {
 			t.Fatalf("record %d of the next start has seq %d: the spool did not come first, in order", i, got[i].Seq)
 		}
 	}
-	if got[n].Type != audit.HostStopped {
-		t.Errorf("the spooled run ends with %s", got[n].Type)
+	if got[n+1].Type != audit.HostStopped || got[n+2].Type != audit.AuditCheckpoint {
+		t.Errorf("the spooled run ends with %s, %s", got[n+1].Type, got[n+2].Type)
 	}
+	verifyRecords(t, dir, got)
 	if _, err := os.Stat(spool); !errors.Is(err, os.ErrNotExist) {
 		t.Error("spool left after it was delivered")
 	}
@@ -121,14 +123,25 @@ func TestChainStateDurableBeforeCriticalReturns(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.mu.Lock()
-		seq := b.sealer.State().Seq
+		seq := b.tlog.Seq()
 		b.mu.Unlock()
-		st, ok, err := (&chainStore{dir: dir}).load()
+		st, key, ok, err := (&chainStore{dir: dir}).load()
 		if err != nil || !ok {
 			t.Fatalf("load state: %v %v", ok, err)
 		}
+		key.Destroy()
 		if st.Seq < seq {
 			t.Fatalf("round %d: CRITICAL seq %d returned, the state on disk holds seq %d", round, seq, st.Seq)
+		}
+		// The CRITICAL record (the one before the checkpoint just made)
+		// is covered by the signed checkpoint the state dir holds.
+		note, err := os.ReadFile(filepath.Join(dir, CheckpointFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := trail.ParseCheckpoint(note)
+		if err != nil || c.Size < seq-1 {
+			t.Fatalf("round %d: checkpoint covers %d records, the CRITICAL one is seq %d (%v)", round, c.Size, seq-1, err)
 		}
 	}
 }
@@ -234,7 +247,7 @@ func TestPartialWriteLeavesOnlyTheRestSpooled(t *testing.T) {
 func TestConcurrentCriticalEmitsWithTinyEpochs(t *testing.T) {
 	dir := t.TempDir()
 	s := &memSink{}
-	b := newBus(t, dir, Options{Limits: chain.Limits{Events: 3, Duration: 50 * time.Millisecond}}, s)
+	b := newBus(t, dir, Options{Limits: trail.Limits{EpochEvents: 3, EpochDuration: 50 * time.Millisecond, CheckpointEvents: 2, CheckpointInterval: 20 * time.Millisecond}}, s)
 	var wg sync.WaitGroup
 	for g := 0; g < 6; g++ {
 		wg.Add(1)
@@ -252,9 +265,12 @@ func TestConcurrentCriticalEmitsWithTinyEpochs(t *testing.T) {
 				if i%10 == 0 {
 					// Disk first: the bus only moves on, so what is on
 					// disk must never be ahead of it afterwards.
-					st, ok, err := (&chainStore{dir: dir}).load()
+					st, key, ok, err := (&chainStore{dir: dir}).load()
+					if key != nil {
+						key.Destroy()
+					}
 					b.mu.Lock()
-					epoch := b.sealer.State().Epoch
+					epoch := b.tlog.Epoch()
 					b.mu.Unlock()
 					if err == nil && ok && st.Epoch > epoch {
 						t.Errorf("state on disk in epoch %d, the bus in %d", st.Epoch, epoch)
@@ -267,18 +283,22 @@ func TestConcurrentCriticalEmitsWithTinyEpochs(t *testing.T) {
 	if err := b.Close("done"); err != nil {
 		t.Fatal(err)
 	}
-	st, ok, err := (&chainStore{dir: dir}).load()
+	st, key, ok, err := (&chainStore{dir: dir}).load()
 	if err != nil || !ok {
 		t.Fatalf("load: %v %v", ok, err)
 	}
+	key.Destroy()
 	got := s.got()
-	if last := got[len(got)-1]; st.Seq != last.Seq || st.Epoch != last.Chain.Epoch || !st.Clean {
+	if last := got[len(got)-1]; st.Seq != last.Seq || st.Epoch < last.Chain.Epoch || st.Epoch > last.Chain.Epoch+1 || !st.Clean {
 		t.Errorf("state on disk: seq %d epoch %d clean %v; the last record: seq %d epoch %d", st.Seq, st.Epoch, st.Clean, last.Seq, last.Chain.Epoch)
 	}
 	for i, e := range got {
 		if e.Seq != uint64(i+1) {
 			t.Fatalf("record %d has seq %d", i, e.Seq)
 		}
+	}
+	if rep := verifyRecords(t, dir, got); rep.Epoch < 3 {
+		t.Errorf("only %d epochs", rep.Epoch)
 	}
 }
 

@@ -56,19 +56,25 @@ func (q *queue) signal() {
 	}
 }
 
-// push appends e; it only fails when the spool cannot be written.
-func (q *queue) push(e audit.Event) error {
+// push appends events, together: a CRITICAL event and the checkpoint
+// that covers it go to the same place (memory or spool) and, by peek, into
+// the same batch. It only fails when the spool cannot be written.
+func (q *queue) push(events ...audit.Event) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.spooling || len(q.mem) >= q.cap {
-		if err := q.spool.append([]audit.Event{e}, e.Severity == audit.Critical); err != nil {
+	critical := false
+	for i := range events {
+		critical = critical || events[i].Severity == audit.Critical
+	}
+	if q.spooling || len(q.mem)+len(events) > q.cap {
+		if err := q.spool.append(events, critical); err != nil {
 			return err
 		}
 		q.spooling = true
 	} else {
-		q.mem = append(q.mem, e)
+		q.mem = append(q.mem, events...)
 	}
-	if e.Severity == audit.Critical {
+	if critical {
 		q.urgent = true
 	}
 	q.report()
@@ -107,14 +113,24 @@ func (q *queue) next(max int, wait time.Duration, stop <-chan struct{}) ([]audit
 	}
 }
 
+// peek returns up to max events from the front (one more when the max-th
+// is CRITICAL, so that the checkpoint pushed with it shares its batch and
+// is made durable with it).
 func (q *queue) peek(max int) ([]audit.Event, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.mem) > 0 {
 		n := min(max, len(q.mem))
+		if n < len(q.mem) && q.mem[n-1].Severity == audit.Critical {
+			n++
+		}
 		return append([]audit.Event(nil), q.mem[:n]...), nil
 	}
-	return q.spool.peek(max)
+	events, err := q.spool.peek(max)
+	if err == nil && len(events) == max && events[max-1].Severity == audit.Critical {
+		events, err = q.spool.peek(max + 1)
+	}
+	return events, err
 }
 
 // commit removes the n events next returned, after their delivery.

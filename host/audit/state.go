@@ -3,174 +3,208 @@ package audit
 import (
 	"bytes"
 	"crypto/sha256"
-	"strings"
-
-	"encoding/hex"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/vramward/vramward/sdk/audit/chain"
+	"golang.org/x/sys/unix"
+
+	"github.com/vramward/vramward/host/trail"
 )
 
 // seqReservation is how far ahead of use seqs are reserved on disk. After a
-// crash the chain resumes past the reservation, so a seq is never reused even
+// crash the log resumes past the reservation, so a seq is never reused even
 // though the last seqs were not persisted one by one.
 const seqReservation = 4096
 
-// stateFile is the chain's persisted state, state_dir/chain.state.
-type stateFile struct {
-	Version      int       `json:"version"`
-	Gen          uint64    `json:"gen"` // which slot is newer
-	Epoch        uint64    `json:"epoch"`
-	Key          string    `json:"key"` // the current epoch's key only
-	Seq          uint64    `json:"seq"`
-	Reserved     uint64    `json:"reserved"`
-	Prev         string    `json:"prev"`
-	EpochStarted time.Time `json:"epoch_started"`
-	EpochEvents  uint64    `json:"epoch_events"`
+// Files of the state dir.
+const (
+	PublicKeyFile  = "audit.pub"  // the log's first public key (0644)
+	CheckpointFile = "checkpoint" // the latest signed checkpoint (0644)
+)
+
+// stateBody is the persisted state but the key: JSON in a slot.
+type stateBody struct {
+	Version           int       `json:"version"`
+	Gen               uint64    `json:"gen"` // which slot is newer
+	Origin            string    `json:"origin"`
+	Epoch             uint64    `json:"epoch"`
+	Seq               uint64    `json:"seq"`
+	Reserved          uint64    `json:"reserved"`
+	Prev              []byte    `json:"prev"`
+	TreeSize          uint64    `json:"tree_size"`
+	Tree              [][]byte  `json:"tree"`
+	EpochEvents       uint64    `json:"epoch_events"`
+	EpochStarted      time.Time `json:"epoch_started"`
+	LastCheckpointSeq uint64    `json:"last_checkpoint_seq"`
+	LastCheckpoint    []byte    `json:"last_checkpoint"`
+	Certs             [][]byte  `json:"certs"`
 	// Clean is true only when written by a clean shutdown: the next start
-	// continues the chain; otherwise it starts a new linked segment.
+	// continues the log; otherwise it records AuditRecovered first.
 	Clean bool `json:"clean"`
 }
 
-// chainStore keeps the chain state in two fixed-size slot files written
-// alternately (state_dir/chain.state.a and .b), each with a checksum: one
-// fdatasync per save, no rename and no directory sync, and a save torn by a
-// power cut leaves the other slot intact.
-type chainStore struct {
-	// mu makes the store its one writer: the bus (reservations, epoch
-	// changes, shutdown) and the state writer (CRITICAL events) both save.
-	mu       sync.Mutex
-	dir      string
-	reserved uint64
-	gen      uint64 // generation of the newest slot written
-	slots    [2]*os.File
-	// last is the newest state written, so that a save arriving late with
-	// an older one is dropped instead of taking the disk back: an older
-	// state may hold an ended epoch's key.
-	last    chain.State
-	written bool
-}
+// stateVersion 2 is the transparency log's state; 1 was the HMAC chain's.
+const stateVersion = 2
 
-// slotSize is the fixed size of a slot; the state is far smaller, and a
-// fixed size means a save never changes the file's length (no metadata to
-// flush).
-const slotSize = 1024
+// A slot is fixed-size: magic, the current epoch key's secret (raw, so that
+// no hex or JSON copy of it is ever made), the body's length, the body, and
+// a SHA-256 of all that.
+var slotMagic = []byte("vramward-state-2\n")
+
+const slotSize = 16 << 10
+
+// chainStore keeps the log's state in two fixed-size slot files written
+// alternately (state_dir/chain.state.a and .b), each with a checksum: a save
+// torn by a power cut leaves the other slot intact. When the epoch changes
+// both slots are rewritten, so that no slot keeps an ended epoch's key.
+type chainStore struct {
+	mu        sync.Mutex // one writer: the bus and the state writer both call in
+	dir       string
+	reserved  uint64
+	gen       uint64 // generation of the newest slot written
+	slots     [2]*os.File
+	slotEpoch [2]uint64 // the epoch whose key each slot holds
+	slotValid [2]bool
+	buf       []byte // the slot being written; its key bytes are zeroed after each write
+}
 
 func (cs *chainStore) slotPath(i int) string {
 	return filepath.Join(cs.dir, "chain.state."+string(rune('a'+i)))
 }
 
-// load reads both slots and returns the newest valid state.
-func (cs *chainStore) load() (stateFile, bool, error) {
-	var best stateFile
-	found := false
+// load reads both slots and returns the newest valid state and its key.
+func (cs *chainStore) load() (stateBody, *trail.PrivateKey, bool, error) {
+	var bodies [2]stateBody
+	var secrets [2][trail.SecretSize]byte
+	defer func() { clear(secrets[0][:]); clear(secrets[1][:]) }()
+	best := -1
 	for i := 0; i < 2; i++ {
 		data, err := os.ReadFile(cs.slotPath(i))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return stateFile{}, false, fmt.Errorf("read chain state: %w", err)
+			return stateBody{}, nil, false, fmt.Errorf("read chain state: %w", err)
 		}
-		sf, ok := decodeSlot(data)
-		if ok && (!found || sf.Gen > best.Gen) {
-			best, found = sf, true
+		body, ok, old := decodeSlot(data, &secrets[i])
+		clear(data)
+		if old {
+			return stateBody{}, nil, false, fmt.Errorf("%s holds the state of the earlier HMAC chain format, which this version does not continue: move the state dir's chain.state.* and the old trail aside (keep them with their key to verify them with the earlier version) and start again", cs.slotPath(i))
+		}
+		if !ok {
+			continue
+		}
+		bodies[i] = body
+		cs.slotValid[i], cs.slotEpoch[i] = true, body.Epoch
+		if best < 0 || body.Gen > bodies[best].Gen {
+			best = i
 		}
 	}
-	if found {
-		cs.gen = best.Gen
+	if best < 0 {
+		return stateBody{}, nil, false, nil
 	}
-	return best, found, nil
-}
-
-func decodeSlot(data []byte) (stateFile, bool) {
-	body, sum, ok := strings.Cut(strings.TrimRight(string(data), " \n"), "\n")
-	if !ok {
-		return stateFile{}, false
-	}
-	want := sha256.Sum256([]byte(body))
-	if hex.EncodeToString(want[:]) != sum {
-		return stateFile{}, false
-	}
-	var sf stateFile
-	if json.Unmarshal([]byte(body), &sf) != nil || sf.Version != 1 {
-		return stateFile{}, false
-	}
-	return sf, true
-}
-
-// openChain loads the chain state from dir, or starts a chain (writing its
-// initial key to keyFile for the verifier). It returns the sealer and
-// whether this start begins a new segment after an unclean stop.
-func openChain(dir, keyFile string, limits chain.Limits) (*chain.Sealer, *chainStore, bool, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, false, fmt.Errorf("state dir: %w", err)
-	}
-	cs := &chainStore{dir: dir}
-	sf, found, err := cs.load()
+	cs.gen = bodies[best].Gen
+	key, err := trail.LoadKey(bodies[best].Origin, secrets[best][:])
 	if err != nil {
-		return nil, nil, false, err
+		return stateBody{}, nil, false, fmt.Errorf("chain state: %w", err)
+	}
+	return bodies[best], key, true, nil
+}
+
+// decodeSlot checks a slot and returns its body, copying its key's secret
+// into secret. old says the slot is in the earlier format.
+func decodeSlot(data []byte, secret *[trail.SecretSize]byte) (stateBody, bool, bool) {
+	if bytes.HasPrefix(data, []byte(`{"version":1,`)) {
+		return stateBody{}, false, true
+	}
+	head := len(slotMagic) + trail.SecretSize + 4
+	if len(data) < head+sha256.Size || !bytes.HasPrefix(data, slotMagic) {
+		return stateBody{}, false, false
+	}
+	n := int(binary.BigEndian.Uint32(data[head-4 : head]))
+	if n > len(data)-head-sha256.Size {
+		return stateBody{}, false, false
+	}
+	sum := sha256.Sum256(data[:head+n])
+	if !bytes.Equal(sum[:], data[head+n:head+n+sha256.Size]) {
+		return stateBody{}, false, false
+	}
+	var body stateBody
+	if json.Unmarshal(data[head:head+n], &body) != nil || body.Version != stateVersion {
+		return stateBody{}, false, false
+	}
+	copy(secret[:], data[len(slotMagic):len(slotMagic)+trail.SecretSize])
+	return body, true, false
+}
+
+// openLog loads the log's state from dir, or starts a log (publishing its
+// first public key in dir/audit.pub). After an unclean stop it returns the
+// AuditRecovered record the new run must record first.
+func openLog(dir, origin string, limits trail.Limits, log func(msg string, args ...any)) (*trail.Log, *chainStore, *auditRecovered, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("state dir: %w", err)
+	}
+	cs := &chainStore{dir: dir, buf: make([]byte, slotSize)}
+	body, key, found, err := cs.load()
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	if !found {
-		if _, err := os.Stat(cs.slotPath(0)); err == nil {
-			return nil, nil, false, fmt.Errorf("chain state in %s is unreadable (both slots fail their checksum); it is needed to continue the chain", dir)
+		for i := 0; i < 2; i++ {
+			if _, err := os.Stat(cs.slotPath(i)); err == nil {
+				return nil, nil, nil, fmt.Errorf("chain state in %s is unreadable (both slots fail their checksum); it is needed to continue the log", dir)
+			}
 		}
-		k0, err := chain.NewKey()
+		pub := filepath.Join(dir, PublicKeyFile)
+		if _, err := os.Stat(pub); err == nil {
+			return nil, nil, nil, fmt.Errorf("%s exists but the chain state is gone: keep that key (it verifies the old trail), move it and the old trail away, and start again", pub)
+		}
+		l, err := trail.New(origin, limits)
 		if err != nil {
-			return nil, nil, false, err
+			return nil, nil, nil, err
 		}
-		if err := writeNewKeyFile(keyFile, k0); err != nil {
-			return nil, nil, false, err
+		if err := writePublic(pub, l.VerifierKey()+"\n"); err != nil {
+			return nil, nil, nil, err
 		}
-		s := chain.NewSealer(k0, limits)
-		return s, cs, false, cs.save(s.State(), false, true)
+		log("a new audit log started: record its public key off this node (fleet inventory); `vramward audit verify -key` needs it",
+			"public_key", l.VerifierKey(), "file", pub)
+		return l, cs, nil, cs.save(l, false, true)
 	}
-	key, err := chain.ParseKey(sf.Key)
+	if body.Origin != origin {
+		key.Destroy()
+		return nil, nil, nil, fmt.Errorf("the state dir %s holds the log %q, and this config names worker %q (log %q): one state dir per worker", dir, body.Origin, origin[len("vramward/"):], origin)
+	}
+	st := trail.State{Origin: body.Origin, Epoch: body.Epoch, Seq: body.Seq, Prev: body.Prev, TreeSize: body.TreeSize, Tree: body.Tree,
+		EpochEvents: body.EpochEvents, EpochStarted: body.EpochStarted, LastCheckpointSeq: body.LastCheckpointSeq,
+		LastCheckpoint: body.LastCheckpoint, Certs: body.Certs}
+	l, err := trail.Resume(st, key, limits)
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("chain state in %s: %w", dir, err)
+		key.Destroy()
+		return nil, nil, nil, fmt.Errorf("chain state in %s: %w", dir, err)
 	}
-	prev, err := hex.DecodeString(sf.Prev)
-	if err != nil {
-		return nil, nil, false, fmt.Errorf("chain state in %s: prev: %w", dir, err)
+	cs.reserved = body.Reserved
+	var rec *auditRecovered
+	if !body.Clean {
+		rec = &auditRecovered{reserved: body.Reserved}
 	}
-	st := chain.State{Key: key, Epoch: sf.Epoch, Seq: sf.Seq, Prev: prev, EpochStarted: sf.EpochStarted, EpochEvents: sf.EpochEvents}
-	newSegment := !sf.Clean
-	if newSegment {
-		// The last seqs and MAC in memory were lost: skip past every seq
-		// that may have been used and start a segment with no prev, in a
-		// fresh epoch, so nothing of the lost tail can be reused.
-		st.Seq = sf.Reserved
-		st.Prev = nil
-		st.Key = chain.Evolve(key)
-		st.Epoch++
-		st.EpochStarted = time.Now()
-		st.EpochEvents = 0
-	}
-	s := chain.Resume(st, limits)
-	return s, cs, newSegment, cs.save(s.State(), false, true)
+	return l, cs, rec, nil
 }
 
-// writeNewKeyFile writes the verification key, refusing to overwrite one:
-// an existing key verifies an existing trail.
-func writeNewKeyFile(path string, k chain.Key) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("chain key file: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("chain key file %s exists but the chain state is gone: keep that key (it verifies the old trail), move it away and start again", path)
-	}
+// auditRecovered asks the bus to record AuditRecovered before anything else.
+type auditRecovered struct{ reserved uint64 }
+
+func writePublic(path, text string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return fmt.Errorf("chain key file: %w", err)
+		return fmt.Errorf("public key file: %w", err)
 	}
-	if _, err := fmt.Fprintln(f, k.String()); err != nil {
+	if _, err := f.WriteString(text); err != nil {
 		f.Close()
 		return err
 	}
@@ -178,7 +212,10 @@ func writeNewKeyFile(path string, k chain.Key) error {
 		f.Close()
 		return err
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 // needsReservation reports whether seq is about to pass what is reserved.
@@ -188,48 +225,63 @@ func (cs *chainStore) needsReservation(seq uint64) bool {
 	return seq >= cs.reserved
 }
 
-// save writes the state into the older slot. With sync it is fdatasync'd
-// before returning: used for CRITICAL events, epoch changes, reservations
-// and shutdown.
-func (cs *chainStore) save(st chain.State, clean, sync bool) error {
+// save writes the log's state into the older slot, and into the other one
+// too when it holds another epoch's key. With sync it is fdatasync'd before
+// returning; without, it is in the page cache (a kill -9 keeps it) and
+// sync makes it durable.
+func (cs *chainStore) save(l *trail.Log, clean, sync bool) error {
+	st := l.State()
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	if cs.written && (st.Seq < cs.last.Seq || (st.Seq == cs.last.Seq && st.Epoch < cs.last.Epoch)) {
-		// Every save is fsync'd: the newer state on disk covers it.
-		return nil
-	}
 	if st.Seq >= cs.reserved {
 		cs.reserved = st.Seq + seqReservation
 		sync = true
 	}
-	cs.gen++
-	sf := stateFile{
-		Version: 1, Gen: cs.gen, Epoch: st.Epoch, Key: st.Key.String(), Seq: st.Seq, Reserved: cs.reserved,
-		Prev: hex.EncodeToString(st.Prev), EpochStarted: st.EpochStarted, EpochEvents: st.EpochEvents, Clean: clean,
+	for {
+		cs.gen++
+		i := int(cs.gen % 2)
+		if err := cs.writeSlot(i, l, st, clean, sync); err != nil {
+			return err
+		}
+		if other := 1 - i; !cs.slotValid[other] || cs.slotEpoch[other] == st.Epoch {
+			return nil
+		}
+		// The other slot holds an ended epoch's key: overwrite it too.
+		sync = true
 	}
-	body, err := json.Marshal(sf)
+}
+
+func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, clean, sync bool) error {
+	body, err := json.Marshal(stateBody{Version: stateVersion, Gen: cs.gen, Origin: st.Origin, Epoch: st.Epoch, Seq: st.Seq, Reserved: cs.reserved,
+		Prev: st.Prev, TreeSize: st.TreeSize, Tree: st.Tree, EpochEvents: st.EpochEvents, EpochStarted: st.EpochStarted,
+		LastCheckpointSeq: st.LastCheckpointSeq, LastCheckpoint: st.LastCheckpoint, Certs: st.Certs, Clean: clean})
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(body)
-	data := fmt.Appendf(nil, "%s\n%x\n", body, sum)
-	if len(data) > slotSize {
-		return fmt.Errorf("save chain state: %d bytes exceed the slot", len(data))
+	b := cs.buf[:0]
+	b = append(b, slotMagic...)
+	b = l.Key().AppendSecret(b)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(body)))
+	b = append(b, body...)
+	sum := sha256.Sum256(b)
+	b = append(b, sum[:]...)
+	defer clear(cs.buf[len(slotMagic) : len(slotMagic)+trail.SecretSize])
+	if len(b) > slotSize {
+		return fmt.Errorf("save chain state: %d bytes exceed the slot", len(b))
 	}
-	data = append(data, bytes.Repeat([]byte{' '}, slotSize-len(data))...)
-	i := int(cs.gen % 2)
+	clear(cs.buf[len(b):slotSize])
 	if cs.slots[i] == nil {
 		f, err := os.OpenFile(cs.slotPath(i), os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
 			return fmt.Errorf("save chain state: %w", err)
 		}
 		cs.slots[i] = f
-		if st, err := f.Stat(); err == nil && st.Size() != slotSize {
+		if fi, err := f.Stat(); err == nil && fi.Size() != slotSize {
 			sync = true // a new slot file: its size and name must be durable too
 			defer syncDir(cs.dir)
 		}
 	}
-	if _, err := cs.slots[i].WriteAt(data, 0); err != nil {
+	if _, err := cs.slots[i].WriteAt(cs.buf[:slotSize], 0); err != nil {
 		return fmt.Errorf("save chain state: %w", err)
 	}
 	if sync {
@@ -237,7 +289,36 @@ func (cs *chainStore) save(st chain.State, clean, sync bool) error {
 			return fmt.Errorf("save chain state: fdatasync: %w", err)
 		}
 	}
-	cs.last, cs.written = st, true
+	cs.slotValid[i], cs.slotEpoch[i] = true, st.Epoch
+	return nil
+}
+
+// sync makes every slot write so far durable.
+func (cs *chainStore) sync() error {
+	cs.mu.Lock()
+	files := cs.slots
+	cs.mu.Unlock()
+	for _, f := range files {
+		if f != nil {
+			if err := unix.Fdatasync(int(f.Fd())); err != nil {
+				return fmt.Errorf("save chain state: fdatasync: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// writeCheckpoint replaces state_dir/checkpoint with the latest signed
+// checkpoint, for a witness or a cron job to copy off the node.
+func (cs *chainStore) writeCheckpoint(note []byte) error {
+	path := filepath.Join(cs.dir, CheckpointFile)
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, note, 0o644); err != nil {
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
 	return nil
 }
 

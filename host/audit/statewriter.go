@@ -3,19 +3,21 @@ package audit
 import (
 	"errors"
 	"sync"
-
-	"github.com/vramward/vramward/sdk/audit/chain"
 )
 
-// stateWriter makes the chain state durable in the background for CRITICAL
-// events: the emitter waits for it together with the sinks instead of
-// before them, and CRITICAL events close together share one fsync.
+// stateWriter makes the log's state durable in the background: the bus
+// writes each checkpoint's state into a slot under its lock (so a kill -9
+// keeps it) and hands the fdatasync here, so a CRITICAL emitter waits for
+// it together with the sinks instead of before them, and checkpoints close
+// together share one fdatasync. It also refreshes state_dir/checkpoint.
 type stateWriter struct {
 	store *chainStore
+	log   func(msg string, args ...any)
 	mu    sync.Mutex
-	// latest is the newest state submitted; durable the seq of the newest
-	// state fsync'd.
-	latest  chain.State
+	// latest is the newest seq submitted, note its checkpoint; durable is
+	// the newest seq fdatasync'd.
+	latest  uint64
+	note    []byte
 	pending bool
 	durable uint64
 	waiters []stateWaiter
@@ -29,20 +31,23 @@ type stateWaiter struct {
 	ch  chan error
 }
 
-func newStateWriter(store *chainStore) *stateWriter {
-	sw := &stateWriter{store: store, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+func newStateWriter(store *chainStore, log func(msg string, args ...any)) *stateWriter {
+	sw := &stateWriter{store: store, log: log, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go sw.run()
 	return sw
 }
 
-// persist asks for st to be made durable; the channel answers once a state
-// at least as new is fsync'd. The caller holds the bus lock, so states
-// arrive in seq order.
-func (sw *stateWriter) persist(st chain.State) <-chan error {
+// persist asks for the state written up to seq to be made durable, and for
+// note to become state_dir/checkpoint; the channel answers once it is. The
+// caller holds the bus lock, so seqs arrive in order.
+func (sw *stateWriter) persist(seq uint64, note []byte) <-chan error {
 	ch := make(chan error, 1)
 	sw.mu.Lock()
-	sw.latest, sw.pending = st, true
-	sw.waiters = append(sw.waiters, stateWaiter{seq: st.Seq, ch: ch})
+	sw.latest, sw.pending = seq, true
+	if note != nil {
+		sw.note = note
+	}
+	sw.waiters = append(sw.waiters, stateWaiter{seq: seq, ch: ch})
 	sw.mu.Unlock()
 	select {
 	case sw.wake <- struct{}{}:
@@ -51,7 +56,7 @@ func (sw *stateWriter) persist(st chain.State) <-chan error {
 	return ch
 }
 
-// saved records a state the bus wrote itself (synchronously).
+// saved records a state the bus made durable itself.
 func (sw *stateWriter) saved(seq uint64) {
 	sw.mu.Lock()
 	sw.durable = max(sw.durable, seq)
@@ -66,38 +71,48 @@ func (sw *stateWriter) run() {
 		case <-sw.stop:
 			return
 		}
-		sw.mu.Lock()
-		st, pending := sw.latest, sw.pending
-		sw.pending = false
-		sw.mu.Unlock()
-		if !pending {
-			continue
-		}
-		err := sw.store.save(st, false, true)
-		sw.mu.Lock()
-		if err == nil {
-			sw.durable = max(sw.durable, st.Seq)
-		}
-		kept := sw.waiters[:0]
-		for _, w := range sw.waiters {
-			switch {
-			case err != nil && w.seq <= st.Seq:
-				w.ch <- err
-			case w.seq <= sw.durable:
-				w.ch <- nil
-			default:
-				kept = append(kept, w)
-			}
-		}
-		sw.waiters = kept
-		sw.mu.Unlock()
+		sw.flush()
 	}
 }
 
-// close stops the writer after the last pending save.
+func (sw *stateWriter) flush() {
+	sw.mu.Lock()
+	seq, note, pending := sw.latest, sw.note, sw.pending
+	sw.pending, sw.note = false, nil
+	sw.mu.Unlock()
+	if !pending {
+		return
+	}
+	err := sw.store.sync()
+	if err == nil && note != nil {
+		if werr := sw.store.writeCheckpoint(note); werr != nil {
+			sw.log("could not refresh the checkpoint file", "error", werr)
+		}
+	}
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if err == nil {
+		sw.durable = max(sw.durable, seq)
+	}
+	kept := sw.waiters[:0]
+	for _, w := range sw.waiters {
+		switch {
+		case err != nil && w.seq <= seq:
+			w.ch <- err
+		case w.seq <= sw.durable:
+			w.ch <- nil
+		default:
+			kept = append(kept, w)
+		}
+	}
+	sw.waiters = kept
+}
+
+// close makes what is pending durable, then stops the writer.
 func (sw *stateWriter) close() {
 	close(sw.stop)
 	<-sw.done
+	sw.flush()
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
 	for _, w := range sw.waiters {
@@ -106,4 +121,4 @@ func (sw *stateWriter) close() {
 	sw.waiters = nil
 }
 
-var errStateWriterClosed = errors.New("audit bus closed before the chain state was saved")
+var errStateWriterClosed = errors.New("audit bus closed before the log's state was saved")

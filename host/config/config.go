@@ -96,12 +96,14 @@ type Audit struct {
 	// required sinks before it fails.
 	CriticalTimeout time.Duration
 	ShutdownTimeout time.Duration
-	// ChainKeyFile receives the chain's initial key (the verification key)
-	// when the host first starts; move it off the host.
-	ChainKeyFile  string
-	EpochEvents   int
-	EpochDuration time.Duration
-	Sinks         []*Sink
+	// EpochEvents and EpochDuration end a signing epoch (its key is then
+	// erased); CheckpointEvents and CheckpointInterval bound the records
+	// no signed checkpoint covers yet.
+	EpochEvents        int
+	EpochDuration      time.Duration
+	CheckpointEvents   int
+	CheckpointInterval time.Duration
+	Sinks              []*Sink
 }
 
 // PluginUse is a block that runs a plugin with its own config block: an
@@ -158,17 +160,19 @@ type Verify struct {
 
 // Defaults, documented in the README's config reference.
 const (
-	DefaultRequire         = "all"
-	DefaultQueueSize       = 10000
-	DefaultSpoolMaxBytes   = 1 << 30
-	DefaultBatchSize       = 512
-	DefaultBatchWait       = 20 * time.Millisecond
-	DefaultShutdownTimeout = 10 * time.Second
-	DefaultCriticalTimeout = 5 * time.Second
-	DefaultEpochEvents     = 10000
-	DefaultEpochDuration   = 15 * time.Minute
-	DefaultStartTimeout    = 5 * time.Second
-	DefaultVerifyInterval  = 5 * time.Minute
+	DefaultRequire            = "all"
+	DefaultQueueSize          = 10000
+	DefaultSpoolMaxBytes      = 1 << 30
+	DefaultBatchSize          = 512
+	DefaultBatchWait          = 20 * time.Millisecond
+	DefaultShutdownTimeout    = 10 * time.Second
+	DefaultCriticalTimeout    = 5 * time.Second
+	DefaultEpochEvents        = 10000
+	DefaultEpochDuration      = 15 * time.Minute
+	DefaultCheckpointEvents   = 1000
+	DefaultCheckpointInterval = 10 * time.Second
+	DefaultStartTimeout       = 5 * time.Second
+	DefaultVerifyInterval     = 5 * time.Minute
 )
 
 var (
@@ -184,7 +188,7 @@ var Keys = map[string][]string{
 	"metrics": {"listen"},
 	"plugin":  {"kind", "path", "sha256", "start_timeout"},
 	"audit": {"require", "queue_size", "spool_max_bytes", "batch_size", "batch_wait", "critical_timeout", "shutdown_timeout",
-		"chain_key_file", "epoch_events", "epoch_duration"},
+		"epoch_events", "epoch_duration", "checkpoint_events", "checkpoint_interval"},
 	"sink":   {"plugin", "config"},
 	"loader": {"plugin", "config"},
 	"vram":   {"plugin", "require_backend", "config"},
@@ -461,21 +465,17 @@ func decodeAudit(b *hcl.Block, ctx *hcl.EvalContext, dir string, c *Config, diag
 	content, _ := blockContent(b, Keys["audit"], []hcl.BlockHeaderSchema{{Type: "sink", LabelNames: []string{"name"}}}, diags)
 	a := attrs{m: content.Attributes, ctx: ctx, diags: diags}
 	au := Audit{
-		Require:         a.oneOf("require", DefaultRequire, "all", "any"),
-		QueueSize:       int(a.integer("queue_size", DefaultQueueSize, 1, 10_000_000)),
-		SpoolMaxBytes:   a.integer("spool_max_bytes", DefaultSpoolMaxBytes, 1<<20, 1<<40),
-		BatchSize:       int(a.integer("batch_size", DefaultBatchSize, 1, 100_000)),
-		BatchWait:       a.duration("batch_wait", DefaultBatchWait, 0),
-		CriticalTimeout: a.duration("critical_timeout", DefaultCriticalTimeout, 10*time.Millisecond),
-		ShutdownTimeout: a.duration("shutdown_timeout", DefaultShutdownTimeout, 100*time.Millisecond),
-		ChainKeyFile:    a.nonEmpty("chain_key_file", ""),
-		EpochEvents:     int(a.integer("epoch_events", DefaultEpochEvents, 1, 1<<40)),
-		EpochDuration:   a.duration("epoch_duration", DefaultEpochDuration, time.Second),
-	}
-	if au.ChainKeyFile != "" {
-		au.ChainKeyFile = resolve(dir, au.ChainKeyFile)
-	} else if c.Worker.StateDir != "" {
-		au.ChainKeyFile = filepath.Join(c.Worker.StateDir, "audit-verify.key")
+		Require:            a.oneOf("require", DefaultRequire, "all", "any"),
+		QueueSize:          int(a.integer("queue_size", DefaultQueueSize, 1, 10_000_000)),
+		SpoolMaxBytes:      a.integer("spool_max_bytes", DefaultSpoolMaxBytes, 1<<20, 1<<40),
+		BatchSize:          int(a.integer("batch_size", DefaultBatchSize, 1, 100_000)),
+		BatchWait:          a.duration("batch_wait", DefaultBatchWait, 0),
+		CriticalTimeout:    a.duration("critical_timeout", DefaultCriticalTimeout, 10*time.Millisecond),
+		ShutdownTimeout:    a.duration("shutdown_timeout", DefaultShutdownTimeout, 100*time.Millisecond),
+		EpochEvents:        int(a.integer("epoch_events", DefaultEpochEvents, 1, 1<<40)),
+		EpochDuration:      a.duration("epoch_duration", DefaultEpochDuration, time.Second),
+		CheckpointEvents:   int(a.integer("checkpoint_events", DefaultCheckpointEvents, 1, 1<<20)),
+		CheckpointInterval: a.duration("checkpoint_interval", DefaultCheckpointInterval, 100*time.Millisecond),
 	}
 	seen := map[string]hcl.Range{}
 	for _, sb := range content.Blocks {

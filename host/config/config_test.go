@@ -60,7 +60,7 @@ func TestGoodConfig(t *testing.T) {
 		t.Errorf("plugin: %+v", p)
 	}
 	a := c.Audit
-	if a.Require != "any" || a.BatchWait != 5*time.Millisecond || a.QueueSize != DefaultQueueSize || a.ChainKeyFile != filepath.Join(dir, "state", "audit-verify.key") {
+	if a.Require != "any" || a.BatchWait != 5*time.Millisecond || a.QueueSize != DefaultQueueSize || a.CheckpointEvents != DefaultCheckpointEvents {
 		t.Errorf("audit: %+v", a)
 	}
 	want := `{"flush_interval":"2s","max_bytes":104857600,"max_files":10,"path":"` + filepath.Join(dir, "var/audit.log") + `"}`

@@ -14,8 +14,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/sdk/audit"
-	"github.com/vramward/vramward/sdk/audit/chain"
 )
 
 // BenchmarkShutdownDrain100k: 100,000 events are queued while the sink's
@@ -69,7 +69,10 @@ func inProcessAppend(b *testing.B, events []audit.Event) time.Duration {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	s := chain.NewSealer(chain.Key{1}, chain.DefaultLimits)
+	s, err := trail.New(trail.Origin("bench"), trail.DefaultLimits)
+	if err != nil {
+		b.Fatal(err)
+	}
 	t0 := time.Now()
 	var buf []byte
 	for i := 0; i < len(events); i += 512 {

@@ -21,9 +21,9 @@ import (
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/host/metrics"
 	"github.com/vramward/vramward/host/pluginhost"
+	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/host/worker"
 	"github.com/vramward/vramward/sdk/audit"
-	"github.com/vramward/vramward/sdk/audit/chain"
 )
 
 // Exit codes of `vramward run`, documented in the README.
@@ -120,11 +120,12 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 	a := cfg.Audit
 	d.bus, err = hostaudit.New(hostaudit.Options{
-		ServiceID:       "vramward",
-		Actor:           audit.Actor{WorkerID: cfg.Worker.ID},
-		StateDir:        cfg.Worker.StateDir,
-		ChainKeyFile:    a.ChainKeyFile,
-		Limits:          chain.Limits{Events: uint64(a.EpochEvents), Duration: a.EpochDuration},
+		ServiceID: "vramward",
+		Actor:     audit.Actor{WorkerID: cfg.Worker.ID},
+		StateDir:  cfg.Worker.StateDir,
+		Origin:    trail.Origin(cfg.Worker.ID),
+		Limits: trail.Limits{EpochEvents: uint64(a.EpochEvents), EpochDuration: a.EpochDuration,
+			CheckpointEvents: uint64(a.CheckpointEvents), CheckpointInterval: a.CheckpointInterval},
 		Require:         a.Require,
 		QueueSize:       a.QueueSize,
 		SpoolMaxBytes:   a.SpoolMaxBytes,
@@ -139,8 +140,8 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit bus: %w", err)
 	}
-	if d.bus.NewSegment {
-		log.Warn("the last run did not stop cleanly: the audit chain continues in a new segment", "state_dir", cfg.Worker.StateDir)
+	if d.bus.Recovered {
+		log.Warn("the last run did not stop cleanly: recorded AuditRecovered with the seqs it cannot vouch for; the log continues", "state_dir", cfg.Worker.StateDir)
 	}
 	started, err := audit.New(audit.HostStarted, audit.Actor{}, audit.Str("version", opts.Version), audit.Str("config_sha256", cfg.SHA256))
 	if err == nil {

@@ -16,9 +16,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	hostaudit "github.com/vramward/vramward/host/audit"
 	"github.com/vramward/vramward/host/config"
+	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/sdk/audit"
-	"github.com/vramward/vramward/sdk/audit/chain"
 	"github.com/vramward/vramward/sdk/audittest"
 	"github.com/vramward/vramward/sdk/plugintest"
 )
@@ -97,17 +98,13 @@ func readTrail(t *testing.T, files ...string) []audit.Event {
 	return audittest.ReadJSONLines(t, files...)
 }
 
-func verifyTrail(t *testing.T, e *env, files ...string) chain.Report {
+func verifyTrail(t *testing.T, e *env, files ...string) trail.Report {
 	t.Helper()
-	kb, err := os.ReadFile(e.cfg.Audit.ChainKeyFile)
+	key, _, err := trail.ReadVerifierKey(filepath.Join(e.cfg.Worker.StateDir, hostaudit.PublicKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := chain.ParseKey(string(kb))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := chain.VerifyFiles(&key, files...)
+	rep, err := trail.VerifyFiles(trail.Options{Key: key}, files...)
 	if err != nil {
 		t.Fatalf("trail does not verify: %v", err)
 	}
@@ -172,9 +169,9 @@ func TestKill9PluginDuringStream(t *testing.T) {
 	}
 	plugintest.WaitExited(t, newPid)
 
-	trail := filepath.Join(e.dir, "trail", "audit.log")
-	rep := verifyTrail(t, e, trail)
-	events := readTrail(t, trail)
+	trailFile := filepath.Join(e.dir, "trail", "audit.log")
+	rep := verifyTrail(t, e, trailFile)
+	events := readTrail(t, trailFile)
 	seen := map[uint64]bool{}
 	var crashed, started int
 	for _, ev := range events {
@@ -198,8 +195,8 @@ func TestKill9PluginDuringStream(t *testing.T) {
 	if crashed != 1 || started != 2 {
 		t.Errorf("PluginCrashed %d, PluginStarted %d; want 1 and 2", crashed, started)
 	}
-	if events[0].Type != audit.HostStarted || events[len(events)-1].Type != audit.HostStopped {
-		t.Errorf("trail runs from %s to %s", events[0].Type, events[len(events)-1].Type)
+	if n := len(events); events[0].Type != audit.HostStarted || events[n-2].Type != audit.HostStopped || events[n-1].Type != audit.AuditCheckpoint {
+		t.Errorf("trail runs from %s to %s, %s", events[0].Type, events[n-2].Type, events[n-1].Type)
 	}
 }
 
@@ -288,9 +285,9 @@ func TestSpoolCarriesUndeliveredToTheNextStart(t *testing.T) {
 	if err := d2.Shutdown("test done"); err != nil {
 		t.Fatal(err)
 	}
-	trail := filepath.Join(e.dir, "trail", "audit.log")
-	rep := verifyTrail(t, e, trail)
-	if n := len(readTrail(t, trail)); uint64(n) != rep.LastSeq || n < 30000 {
+	trailFile := filepath.Join(e.dir, "trail", "audit.log")
+	rep := verifyTrail(t, e, trailFile)
+	if n := len(readTrail(t, trailFile)); uint64(n) != rep.LastSeq || n < 30000 {
 		t.Fatalf("%d records, last seq %d", n, rep.LastSeq)
 	}
 	if _, err := os.Stat(spool); !errors.Is(err, os.ErrNotExist) {

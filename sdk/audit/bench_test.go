@@ -27,7 +27,7 @@ func benchEvents(n int) []Event {
 			panic(err)
 		}
 		e.Seq = uint64(i + 1)
-		e.Chain = Chain{Epoch: 1, Prev: make([]byte, 32), MAC: make([]byte, 32)}
+		e.Chain = Chain{Epoch: 1, Prev: make([]byte, 32), Hash: make([]byte, 32)}
 		out[i] = e
 	}
 	return out

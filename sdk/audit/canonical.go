@@ -199,9 +199,9 @@ var hexVal = func() (t [256]int8) {
 	return t
 }()
 
-func (p *cparser) macs() (prev, mac []byte, ok bool) {
+func (p *cparser) hashes() (prev, hash []byte, ok bool) {
 	var raw [2]string
-	for i, key := range []string{`,"prev":"`, `","mac":"`} {
+	for i, key := range []string{`,"prev":"`, `","hash":"`} {
 		if !p.lit(key) {
 			return nil, nil, false
 		}
@@ -229,10 +229,10 @@ func (p *cparser) macs() (prev, mac []byte, ok bool) {
 		if i == 0 {
 			prev = buf[0:32:32]
 		} else {
-			mac = buf[32:64:64]
+			hash = buf[32:64:64]
 		}
 	}
-	return prev, mac, true
+	return prev, hash, true
 }
 
 func (p *cparser) value() (Value, bool) {
@@ -306,7 +306,7 @@ func parseCanonicalInto(line string, fields *[]Field) (Event, error) {
 		e.Chain.Epoch, ok = p.uint()
 	}
 	if ok {
-		e.Chain.Prev, e.Chain.MAC, ok = p.macs()
+		e.Chain.Prev, e.Chain.Hash, ok = p.hashes()
 	}
 	ok = ok && p.lit(`"}}`) && p.pos == len(p.s)
 	if !ok {

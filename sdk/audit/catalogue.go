@@ -29,6 +29,8 @@ const (
 	AuditSinkRecovered     Type = "AuditSinkRecovered"
 	HostStarted            Type = "HostStarted"
 	HostStopped            Type = "HostStopped"
+	AuditCheckpoint        Type = "AuditCheckpoint"
+	AuditRecovered         Type = "AuditRecovered"
 )
 
 // Kind is the type of one field's value.
@@ -116,6 +118,21 @@ func init() {
 			"the host started"},
 		{HostStopped, Info, []FieldSpec{s("reason"), u("undelivered")},
 			"the last event of a clean shutdown"},
+		// note is the signed checkpoint (a C2SP tlog-checkpoint signed note,
+		// base64): the tree of every record before this one. The other
+		// fields repeat what it says, for readers; the verifier checks
+		// they agree. next_key is set at an epoch's end: the next epoch's
+		// public key, certified by the signature of the ending one.
+		{AuditCheckpoint, Info, []FieldSpec{s("note"), u("tree_size"), s("root_hash"), s("next_key")},
+			"a signed tree head over the trail so far"},
+		// After a crash: from_seq..to_seq are the seqs the crashed run may
+		// have used after its last durable checkpoint, which the host cannot
+		// vouch for. The log continues from the tree it last saved
+		// (tree_size leaves, the last at resume_seq; tree is its compact
+		// range), and key_certs repeats the notes that certified the keys
+		// of the epochs since, in case their records were lost too.
+		{AuditRecovered, High, []FieldSpec{u("from_seq"), u("to_seq"), s("reason"), u("resume_seq"), u("tree_size"), s("tree"), s("key_certs")},
+			"the host restarted after a crash; names the seqs it cannot vouch for"},
 	} {
 		sort.Slice(sp.Fields, func(i, j int) bool { return sp.Fields[i].Name < sp.Fields[j].Name })
 		catalogue[sp.Type] = sp

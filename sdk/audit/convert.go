@@ -24,7 +24,7 @@ func eventToProto(e *Event) *auditv1.Event {
 			CorrelationId: e.Actor.CorrelationID,
 		},
 		Fields: make([]*auditv1.Field, len(e.Fields)),
-		Chain:  &auditv1.Chain{Epoch: e.Chain.Epoch, Prev: e.Chain.Prev, Mac: e.Chain.MAC},
+		Chain:  &auditv1.Chain{Epoch: e.Chain.Epoch, Prev: e.Chain.Prev, Hash: e.Chain.Hash},
 	}
 	for i, f := range e.Fields {
 		pf := &auditv1.Field{Key: f.Key, Kind: auditv1.Kind(f.Value.kind)}
@@ -71,7 +71,7 @@ func eventFromProtoInto(p *auditv1.Event, fields *[]Field) (Event, error) {
 			SourceIP:      p.GetActor().GetSourceIp(),
 			CorrelationID: p.GetActor().GetCorrelationId(),
 		},
-		Chain: Chain{Epoch: p.GetChain().GetEpoch(), Prev: nilIfEmpty(p.GetChain().GetPrev()), MAC: nilIfEmpty(p.GetChain().GetMac())},
+		Chain: Chain{Epoch: p.GetChain().GetEpoch(), Prev: nilIfEmpty(p.GetChain().GetPrev()), Hash: nilIfEmpty(p.GetChain().GetHash())},
 	}
 	if p.GetSeverity() < auditv1.Severity(Info) || p.GetSeverity() > auditv1.Severity(Critical) {
 		e.Severity = 0 // out of range; a plain conversion could wrap into a valid one

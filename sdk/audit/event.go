@@ -40,12 +40,16 @@ type Actor struct {
 	CorrelationID string
 }
 
-// Chain links a record to the one before it; see package chain.
+// Chain links a record to the one before it and names the signing epoch
+// whose checkpoints cover it; see package chain.
 type Chain struct {
 	Epoch uint64
-	// Prev is the MAC of the previous record, nil for the first record.
+	// Prev is the hash of the previous record, nil for the first record.
 	Prev []byte
-	MAC  []byte
+	// Hash is this record's RFC 6962 leaf hash: SHA-256 of 0x00 and its
+	// canonical bytes (AppendCanonical). It needs no secret to check; the
+	// signed checkpoints over the tree of these hashes are what vouch.
+	Hash []byte
 }
 
 // Field is one typed value of an event.
@@ -244,8 +248,8 @@ func (e *Event) Validate() error {
 			return fmt.Errorf("seq %d: field %q longer than %d bytes", e.Seq, f.Key, MaxStringBytes)
 		}
 	}
-	if len(e.Chain.Prev) != 0 && len(e.Chain.Prev) != 32 || len(e.Chain.MAC) != 0 && len(e.Chain.MAC) != 32 {
-		return fmt.Errorf("seq %d: chain MACs must be 32 bytes", e.Seq)
+	if len(e.Chain.Prev) != 0 && len(e.Chain.Prev) != 32 || len(e.Chain.Hash) != 0 && len(e.Chain.Hash) != 32 {
+		return fmt.Errorf("seq %d: chain hashes must be 32 bytes", e.Seq)
 	}
 	return nil
 }

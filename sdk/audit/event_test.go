@@ -32,8 +32,8 @@ func sampleFields(sp Spec) []Field {
 }
 
 func TestNewEveryCatalogueType(t *testing.T) {
-	if n := len(Catalogue()); n != 19 {
-		t.Fatalf("catalogue has %d types, DESIGN.md lists 19", n)
+	if n := len(Catalogue()); n != 21 {
+		t.Fatalf("catalogue has %d types, DESIGN.md lists 21", n)
 	}
 	for _, sp := range Catalogue() {
 		e, err := New(sp.Type, Actor{WorkerID: "w1"}, sampleFields(sp)...)
@@ -100,13 +100,13 @@ func goldenEvent() Event {
 		Actor:     Actor{WorkerID: "worker-1", SourceIP: "10.0.0.7", CorrelationID: "req \"quoted\" \\ back"},
 		Fields: []Field{Str("backend", "emulated"), Str("digest", strings.Repeat("ab", 32)),
 			Uint("gpu_device", 0), Str("shard_id", "llama-7b/0 – 日本"), Uint("vram_bytes", 18446744073709551615)},
-		Chain: Chain{Epoch: 3, Prev: bytes.Repeat([]byte{0x11}, 32), MAC: bytes.Repeat([]byte{0xfe}, 32)},
+		Chain: Chain{Epoch: 3, Prev: bytes.Repeat([]byte{0x11}, 32), Hash: bytes.Repeat([]byte{0xfe}, 32)},
 	}
 	return e
 }
 
 // TestGoldenLine pins the canonical encoding byte for byte: changing it
-// breaks every existing trail's MACs.
+// breaks every existing trail's hashes.
 func TestGoldenLine(t *testing.T) {
 	e := goldenEvent()
 	got := append(e.AppendJSON(nil), '\n')
@@ -188,10 +188,10 @@ func TestResendWindowEvictsOldest(t *testing.T) {
 	w.Add(2, []byte{2})
 	w.Add(3, []byte{3})
 	if w.Has(1, []byte{1}) || !w.Has(2, []byte{2}) || !w.Has(3, []byte{3}) || w.Has(3, []byte{9}) {
-		t.Fatal("window does not keep exactly the last two seqs with their MACs")
+		t.Fatal("window does not keep exactly the last two seqs with their hashes")
 	}
-	w.Add(4, nil) // no MAC: not remembered
+	w.Add(4, nil) // no hash: not remembered
 	if w.Has(4, nil) {
-		t.Fatal("remembered an event without a MAC")
+		t.Fatal("remembered an event without a hash")
 	}
 }

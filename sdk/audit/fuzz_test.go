@@ -53,7 +53,7 @@ func FuzzParseCanonical(f *testing.F) {
 	}
 	e := goldenEvent()
 	f.Add(e.AppendJSON(nil))
-	f.Add([]byte(`{"seq":1,"id":"","time":"2026-01-01T00:00:00.000000000Z","type":"X","severity":"INFO","service_id":"\u2028\\","actor":{"worker_id":"","source_ip":"","correlation_id":""},"fields":{"a":-9223372036854775808,"b":true},"chain":{"epoch":0,"prev":"","mac":""}}`))
+	f.Add([]byte(`{"seq":1,"id":"","time":"2026-01-01T00:00:00.000000000Z","type":"X","severity":"INFO","service_id":"\u2028\\","actor":{"worker_id":"","source_ip":"","correlation_id":""},"fields":{"a":-9223372036854775808,"b":true},"chain":{"epoch":0,"prev":"","hash":""}}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		fast, ferr := ParseCanonical(line)
 		slow, serr := ParseJSON(line)

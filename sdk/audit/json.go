@@ -35,11 +35,11 @@ func (e *Event) AppendRecord(dst []byte) []byte {
 	return e.AppendJSON(dst)
 }
 
-// AppendCanonical appends the bytes the chain MAC covers: the JSON line with
-// chain.mac left out.
+// AppendCanonical appends the bytes chain.hash covers: the JSON line with
+// chain.hash left out.
 func (e *Event) AppendCanonical(dst []byte) []byte { return e.appendJSON(dst, false) }
 
-func (e *Event) appendJSON(b []byte, withMAC bool) []byte {
+func (e *Event) appendJSON(b []byte, withHash bool) []byte {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, e.Seq, 10)
 	b = append(b, `,"id":`...)
@@ -71,9 +71,9 @@ func (e *Event) appendJSON(b []byte, withMAC bool) []byte {
 	b = strconv.AppendUint(b, e.Chain.Epoch, 10)
 	b = append(b, `,"prev":"`...)
 	b = hex.AppendEncode(b, e.Chain.Prev)
-	if withMAC {
-		b = append(b, `","mac":"`...)
-		b = hex.AppendEncode(b, e.Chain.MAC)
+	if withHash {
+		b = append(b, `","hash":"`...)
+		b = hex.AppendEncode(b, e.Chain.Hash)
 	}
 	return append(b, `"}}`...)
 }
@@ -170,7 +170,7 @@ type wireActor struct {
 type wireChain struct {
 	Epoch uint64 `json:"epoch"`
 	Prev  string `json:"prev"`
-	MAC   string `json:"mac"`
+	Hash  string `json:"hash"`
 }
 
 // MaxLineBytes bounds one JSON record; a longer line cannot be a record
@@ -210,11 +210,11 @@ func ParseJSON(line []byte) (Event, error) {
 	if e.Severity, err = ParseSeverity(*w.Severity); err != nil {
 		return Event{}, fmt.Errorf("seq %d: %w", e.Seq, err)
 	}
-	if e.Chain.Prev, err = decodeMAC(w.Chain.Prev); err != nil {
+	if e.Chain.Prev, err = decodeHash(w.Chain.Prev); err != nil {
 		return Event{}, fmt.Errorf("seq %d: chain.prev: %w", e.Seq, err)
 	}
-	if e.Chain.MAC, err = decodeMAC(w.Chain.MAC); err != nil {
-		return Event{}, fmt.Errorf("seq %d: chain.mac: %w", e.Seq, err)
+	if e.Chain.Hash, err = decodeHash(w.Chain.Hash); err != nil {
+		return Event{}, fmt.Errorf("seq %d: chain.hash: %w", e.Seq, err)
 	}
 	if len(w.Fields) > MaxFields {
 		return Event{}, fmt.Errorf("seq %d: %d fields, at most %d", e.Seq, len(w.Fields), MaxFields)
@@ -240,7 +240,7 @@ func (e *Event) IsCanonical(line []byte) bool {
 	return bytes.Equal(e.AppendJSON(buf[:0]), line)
 }
 
-func decodeMAC(s string) ([]byte, error) {
+func decodeHash(s string) ([]byte, error) {
 	if s == "" {
 		return nil, nil
 	}

@@ -2,9 +2,9 @@ package audit
 
 import "bytes"
 
-// ResendWindow remembers the MACs of the last n seqs a sink stored, oldest
+// ResendWindow remembers the chain hashes of the last n seqs a sink stored, oldest
 // evicted first, so that a sink can skip an event the host sends again
-// after a restart (same seq, same MAC) instead of storing it twice, as the
+// after a restart (same seq, same hash) instead of storing it twice, as the
 // Sink contract asks. A sink serialised by Serve needs no locking for it.
 type ResendWindow struct {
 	macs  map[uint64][]byte
@@ -17,13 +17,13 @@ func NewResendWindow(n int) *ResendWindow {
 	return &ResendWindow{macs: make(map[uint64][]byte, n), order: make([]uint64, 0, n)}
 }
 
-// Has says whether seq was stored with this MAC.
+// Has says whether seq was stored with this hash.
 func (w *ResendWindow) Has(seq uint64, mac []byte) bool {
 	m, ok := w.macs[seq]
 	return ok && bytes.Equal(m, mac)
 }
 
-// Add records seq as stored with mac; events without a MAC are not
+// Add records seq as stored with mac; events without a hash are not
 // remembered.
 func (w *ResendWindow) Add(seq uint64, mac []byte) {
 	if len(mac) == 0 {

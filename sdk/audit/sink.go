@@ -29,7 +29,7 @@ type Sink interface {
 	// a sink that stores JSON writes e.AppendRecord, the exact record bytes. When it returns nil the
 	// events must survive a crash of this process (written to the kernel or
 	// to the transport); they need not be durable yet. An event whose Seq
-	// the sink already holds with the same MAC is a re-send after a restart
+	// the sink already holds with the same chain hash is a re-send after a restart
 	// and is skipped, not written twice.
 	Write(ctx context.Context, events []Event) error
 

@@ -53,10 +53,6 @@ type options struct {
 // sent, event by event.
 func WithReadBack(rb ReadBack) Option { return func(o *options) { o.readBack = rb } }
 
-// Key is the chain key of the harness's events, for sinks that verify.
-var Key = chain.Key{0x76, 0x72, 0x61, 0x6d, 0x77, 0x61, 0x72, 0x64, 0x2d, 0x61, 0x75, 0x64, 0x69, 0x74, 0x74, 0x65,
-	0x73, 0x74, 0x2d, 0x6b, 0x65, 0x79, 0x2d, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x31}
-
 // target is one sink under test: how to connect to it, and its config.
 type target struct {
 	client *audit.Client
@@ -136,10 +132,10 @@ func configured(t *testing.T, connect connector) *target {
 	return tg
 }
 
-// Events makes n chained events cycling through the catalogue, sealed with
-// Key, the way the host makes them.
+// Events makes n chained events cycling through the catalogue, linked the
+// way the host links them.
 func Events(n int) []audit.Event {
-	s := chain.NewSealer(Key, chain.Limits{Events: 50, Duration: time.Hour})
+	s := &chain.Linker{}
 	specs := audit.Catalogue()
 	out := make([]audit.Event, 0, n)
 	for i := 0; i < n; i++ {
@@ -149,7 +145,7 @@ func Events(n int) []audit.Event {
 			panic(err)
 		}
 		e.ServiceID = "audittest"
-		s.Seal(&e)
+		s.Link(&e, 0)
 		out = append(out, e)
 	}
 	return out
@@ -383,7 +379,7 @@ func checkInvalidEvents(t *testing.T, connect connector, o *options) {
 		{"severity out of range", func(e *audit.Event) { e.Severity = 200 }},
 		{"severity lowered below the catalogue", func(e *audit.Event) { e.Severity = audit.Low }},
 		{"bad type", func(e *audit.Event) { e.Type = "Not A Type\n" }},
-		{"short MAC", func(e *audit.Event) { e.Chain.MAC = e.Chain.MAC[:5] }},
+		{"short hash", func(e *audit.Event) { e.Chain.Hash = e.Chain.Hash[:5] }},
 		{"unsorted fields", func(e *audit.Event) {
 			if len(e.Fields) > 1 {
 				e.Fields[0], e.Fields[1] = e.Fields[1], e.Fields[0]
@@ -476,7 +472,7 @@ var hostile = []string{
 
 func checkHostile(t *testing.T, connect connector, o *options) {
 	tg := configured(t, connect)
-	s := chain.NewSealer(Key, chain.DefaultLimits)
+	s := &chain.Linker{}
 	var sent []audit.Event
 	for i, h := range hostile {
 		e, err := audit.New(audit.MalformedModelRejected, audit.Actor{WorkerID: "w"},
@@ -488,7 +484,7 @@ func checkHostile(t *testing.T, connect connector, o *options) {
 		e.Fields[0] = audit.Str("action_taken", h)
 		e.Actor = audit.Actor{WorkerID: h, SourceIP: h, CorrelationID: h}
 		e.ServiceID = h
-		s.Seal(&e)
+		s.Link(&e, 0)
 		sent = append(sent, e)
 		if err := tg.client.Emit(ctx(t), e); err != nil {
 			t.Fatalf("hostile value %d %q: %v", i, h, err)
@@ -499,7 +495,7 @@ func checkHostile(t *testing.T, connect connector, o *options) {
 
 func checkMaxSize(t *testing.T, connect connector, o *options) {
 	tg := configured(t, connect)
-	s := chain.NewSealer(Key, chain.DefaultLimits)
+	s := &chain.Linker{}
 	big := strings.Repeat("x", audit.MaxStringBytes-4) + "日"
 	var sent []audit.Event
 	for i := 0; i < 16; i++ {
@@ -508,7 +504,7 @@ func checkMaxSize(t *testing.T, connect connector, o *options) {
 		for f := 0; f < audit.MaxFields; f++ {
 			e.Fields = append(e.Fields, audit.Str(fmt.Sprintf("f%02d", f), big))
 		}
-		s.Seal(&e)
+		s.Link(&e, 0)
 		sent = append(sent, e)
 	}
 	// One alone, then the rest as one batch larger than a gRPC message: the
@@ -535,7 +531,7 @@ func shutdownAndCompare(t *testing.T, tg *target, o *options, sent []audit.Event
 }
 
 // assertSame compares two event lists through their canonical encoding,
-// which is what a chain MAC covers.
+// which is what chain.hash covers.
 func assertSame(t *testing.T, want, got []audit.Event) {
 	t.Helper()
 	if len(want) != len(got) {

@@ -171,14 +171,23 @@ func (h *host) wait() int {
 	return -1
 }
 
+// trailEvents reads a trail's events, its AuditCheckpoint records left
+// out: tests of what the host recorded look at the events, and verifyCLI
+// checks the checkpoints.
 func trailEvents(t *testing.T, path string) []audit.Event {
 	t.Helper()
-	return audittest.ReadJSONLines(t, path)
+	var out []audit.Event
+	for _, e := range audittest.ReadJSONLines(t, path) {
+		if e.Type != audit.AuditCheckpoint {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func verifyCLI(t *testing.T, dir string, files ...string) string {
 	t.Helper()
-	args := append([]string{"audit", "verify", "-key-file", filepath.Join(dir, "state", "audit-verify.key")}, files...)
+	args := append([]string{"audit", "verify", "-key", filepath.Join(dir, "state", "audit.pub")}, files...)
 	out, err := exec.Command(hostBin, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("vramward audit verify: %v\n%s", err, out)
@@ -239,8 +248,10 @@ func TestSIGINTAndRestartContinueTheChain(t *testing.T) {
 		}
 	}
 	out := verifyCLI(t, dir, filepath.Join(dir, "trail", "audit.log"))
-	if !strings.Contains(out, "seq 1 to 6") || strings.Contains(out, "segment") {
-		t.Fatalf("two clean runs should make one chain of 6 records:\n%s", out)
+	// Each run: HostStarted, PluginStarted, a checkpoint, HostStopped and
+	// its checkpoint.
+	if !strings.Contains(out, "seq 1 to 10, tree size 10") || strings.Contains(out, "note:") {
+		t.Fatalf("two clean runs should make one log of 10 records:\n%s", out)
 	}
 }
 
@@ -271,7 +282,7 @@ func TestSIGHUPReopens(t *testing.T) {
 		t.Fatalf("new file holds %v", ev)
 	}
 	// Given newest first, as a shell glob would: verify orders them.
-	if out := verifyCLI(t, dir, trail, trail+".1"); !strings.Contains(out, "OK: 3 records") {
+	if out := verifyCLI(t, dir, trail, trail+".1"); !strings.Contains(out, "OK: 5 records") {
 		t.Fatalf("verify:\n%s", out)
 	}
 }
@@ -331,12 +342,12 @@ func TestVerifyReportsTheFirstBadRecord(t *testing.T) {
 	if err := os.WriteFile(trail, edited, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(hostBin, "audit", "verify", "-key-file", filepath.Join(dir, "state", "audit-verify.key"), trail).CombinedOutput()
+	out, err := exec.Command(hostBin, "audit", "verify", "-key", filepath.Join(dir, "state", "audit.pub"), trail).CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("want exit 1, got %v", err)
 	}
-	if want := "audit.log:3: seq 3: edited: MAC does not match"; !strings.Contains(string(out), want) {
+	if want := "audit.log:4: seq 4: edited: chain.hash does not match the record's content"; !strings.Contains(string(out), want) {
 		t.Fatalf("verify said %q, want it to contain %q", out, want)
 	}
 }
@@ -360,11 +371,15 @@ func TestUsage(t *testing.T) {
 		{[]string{"validate", "-help"}, 0, "-config"},
 		{[]string{"validate"}, 2, "-config FILE is required"},
 		{[]string{"validate", "-config", cfg, "extra"}, 2, `unexpected argument "extra"`},
-		{[]string{"audit"}, 2, "want the subcommand verify"},
-		{[]string{"audit", "nope"}, 2, "want the subcommand verify"},
-		{[]string{"audit", "verify", "-help"}, 0, "-key-file"},
+		{[]string{"audit"}, 2, "want a subcommand: verify, checkpoint or prove"},
+		{[]string{"audit", "nope"}, 2, "want a subcommand: verify, checkpoint or prove"},
+		{[]string{"audit", "verify", "-help"}, 0, "-checkpoint"},
 		{[]string{"audit", "verify", "-help"}, 0, "-copy"},
-		{[]string{"audit", "verify"}, 2, "no TRAIL file given"},
+		{[]string{"audit", "verify"}, 2, "-key is required"},
+		{[]string{"audit", "verify", "-key", "k"}, 2, "no TRAIL file given"},
+		{[]string{"audit", "checkpoint"}, 2, "-config is required"},
+		{[]string{"audit", "prove", "-key", "k", "x", "t"}, 2, `SEQ "x" is not a record's seq`},
+		{[]string{"audit", "prove", "-help"}, 0, "-check"},
 		{[]string{"version"}, 0, "plugin protocol 1"},
 		{[]string{"version", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"gguf"}, 2, "usage: vramward gguf inspect"},

@@ -58,16 +58,49 @@ created. Every problem is printed at once as file:line:col.`,
 	},
 	"audit verify": {
 		name:     "audit verify",
-		synopsis: "vramward audit verify [-key-file FILE] [-copy FILE]... TRAIL...",
-		description: `Verifies an audit trail: every record's chain link and, with -key-file,
-its MAC; rotated files may be given in any order, a syslog receiver's copy
-is read as it stored it. With -copy, another sink's copy is verified too
-and compared, so a cut tail shows.`,
-		examples: []string{"vramward audit verify -key-file audit-verify.key /var/log/vramward/audit.log*",
-			"vramward audit verify -copy /srv/syslog/node-1.log /var/log/vramward/audit.log"},
+		synopsis: "vramward audit verify -key KEY [-copy FILE]... [-checkpoint FILE]... [-live] TRAIL...",
+		description: `Verifies an audit trail with the log's public key alone (state_dir/audit.pub,
+kept off the node): every record's hash and link, the Merkle tree, every
+signed checkpoint and the certification of each epoch's key. Files may be
+given in any order (rotated sets, several runs); a syslog receiver's file is
+read as it stored it. -copy verifies another copy and compares it seq by
+seq; -checkpoint checks the trail is consistent with a checkpoint kept
+elsewhere (a cut tail, a rollback, a fork). Records after the last
+checkpoint fail unless -live (the host is still running) or an
+AuditRecovered record explains them (notes).`,
+		examples: []string{"vramward audit verify -key /srv/fleet/node-1.pub /var/log/vramward/audit.log*",
+			"vramward audit verify -key node-1.pub -checkpoint /srv/witness/node-1.checkpoint -copy /srv/syslog/node-1.log audit.log*"},
 		codes: []exitCode{
 			{0, "the trail verifies (notes may follow)"},
-			{1, "a record is edited, missing, reordered or duplicated, or a copy disagrees"},
+			{1, "a record is edited, missing, inserted, reordered or unsigned, a checkpoint or key is forged, or a copy or checkpoint disagrees"},
+			usageCodes,
+		},
+	},
+	"audit checkpoint": {
+		name:     "audit checkpoint",
+		synopsis: "vramward audit checkpoint -config FILE",
+		description: `Prints the latest signed checkpoint of the node's log (state_dir/checkpoint),
+for a witness or a cron job to store off the node; "audit verify
+-checkpoint" later proves the trail was not rolled back or rewritten.`,
+		examples: []string{"vramward audit checkpoint -config /etc/vramward/vramward.hcl > /srv/witness/node-1.$(date +%s)"},
+		codes: []exitCode{
+			{0, "printed"},
+			{1, "the config has problems, or there is no checkpoint yet"},
+			usageCodes,
+		},
+	},
+	"audit prove": {
+		name:     "audit prove",
+		synopsis: "vramward audit prove -key KEY SEQ TRAIL... | vramward audit prove -key KEY -check PROOF",
+		description: `Prints an inclusion proof of the record with SEQ against the trail's last
+checkpoint: the record, the Merkle path and the signed notes from the
+first key to the checkpoint's. With -check, checks such a proof with the
+public key alone, without the rest of the trail.`,
+		examples: []string{"vramward audit prove -key node-1.pub 4711 /var/log/vramward/audit.log* > seq-4711.proof",
+			"vramward audit prove -key node-1.pub -check seq-4711.proof"},
+		codes: []exitCode{
+			{0, "the proof was printed, or it checks"},
+			{1, "the trail does not verify, the record is not covered by a checkpoint, or the proof does not check"},
 			usageCodes,
 		},
 	},
@@ -142,7 +175,7 @@ func validLogLevel(l string) bool {
 }
 
 // commandOrder is the order of the README's exit code table.
-var commandOrder = []string{"run", "validate", "audit verify", "gguf inspect", "version"}
+var commandOrder = []string{"run", "validate", "audit verify", "audit checkpoint", "audit prove", "gguf inspect", "version"}
 
 // exitCodeTable is the README's exit code table, made from commands.
 func exitCodeTable() string {

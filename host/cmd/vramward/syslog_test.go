@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audittest"
 	"github.com/vramward/vramward/sdk/audittest/rsyslogd"
 	"github.com/vramward/vramward/sdk/gguftest"
 )
@@ -89,7 +90,7 @@ audit {
 	if code := h.wait(); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
-	file := trailEvents(t, trail)
+	file := audittest.ReadJSONLines(t, trail)
 	lines := srv.WaitLines(t, len(file), 10*time.Second)
 	if len(lines) != len(file) {
 		t.Fatalf("syslog received %d records, the file holds %d", len(lines), len(file))
@@ -100,10 +101,10 @@ audit {
 			t.Fatalf("syslog record %d differs from the file's:\n%s\n%s", i, msg, file[i].AppendRecord(nil))
 		}
 	}
-	if file[len(file)-1].Type != audit.HostStopped {
-		t.Fatalf("last record %s", file[len(file)-1].Type)
+	if file[len(file)-2].Type != audit.HostStopped || file[len(file)-1].Type != audit.AuditCheckpoint {
+		t.Fatalf("last records %s, %s", file[len(file)-2].Type, file[len(file)-1].Type)
 	}
-	// The receiver's copy verifies with the chain key, as it is.
+	// The receiver's copy verifies with the public key, as it is.
 	copyPath := filepath.Join(dir, "syslog-copy.log")
 	if err := os.WriteFile(copyPath, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -125,8 +126,8 @@ audit {
 	if err := os.WriteFile(cut, []byte(strings.Join(recs[:len(recs)-3], "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(hostBin, "audit", "verify", "-key-file", filepath.Join(dir, "state", "audit-verify.key"), "-copy", copyPath, cut).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "tail was cut") {
+	out, err := exec.Command(hostBin, "audit", "verify", "-key", filepath.Join(dir, "state", "audit.pub"), "-live", "-copy", copyPath, cut).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "the copy holds this record and the trail lacks it") {
 		t.Fatalf("a cut trail passed against its copy (%v):\n%s", err, out)
 	}
 }

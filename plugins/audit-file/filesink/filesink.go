@@ -231,7 +231,7 @@ func (s *Sink) readTail() error {
 		if err != nil {
 			continue // not ours to judge here; `vramward audit verify` will
 		}
-		s.seen.Add(e.Seq, e.Chain.MAC)
+		s.seen.Add(e.Seq, e.Chain.Hash)
 	}
 	return nil
 }
@@ -280,7 +280,7 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 	s.added = s.added[:0]
 	for i := range events {
 		e := &events[i]
-		if len(e.Chain.MAC) > 0 && s.seen.Has(e.Seq, e.Chain.MAC) {
+		if len(e.Chain.Hash) > 0 && s.seen.Has(e.Seq, e.Chain.Hash) {
 			s.log.Debug("skipped a re-sent event already in the trail", "seq", e.Seq)
 			continue
 		}
@@ -309,7 +309,7 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 	s.size += int64(n)
 	s.unsynced = true
 	for _, i := range s.added {
-		s.seen.Add(events[i].Seq, events[i].Chain.MAC)
+		s.seen.Add(events[i].Seq, events[i].Chain.Hash)
 	}
 	// Before this batch is acknowledged: is the file written still the
 	// trail at path? One fstat and one lstat a batch.

@@ -179,7 +179,7 @@ func (h *Header) Append(b []byte, e *audit.Event, msg []byte, extra ...string) [
 	b = appendParam(b, "worker_id", e.Actor.WorkerID)
 	b = appendParam(b, "correlation_id", e.Actor.CorrelationID)
 	b = appendParam(b, "epoch", strconv.FormatUint(e.Chain.Epoch, 10))
-	b = appendParam(b, "mac", hex.EncodeToString(e.Chain.MAC))
+	b = appendParam(b, "hash", hex.EncodeToString(e.Chain.Hash))
 	for i := 0; i+1 < len(extra); i += 2 {
 		b = appendParam(b, extra[i], extra[i+1])
 	}

@@ -24,7 +24,7 @@ func event(t testing.TB, typ audit.Type, fields ...audit.Field) audit.Event {
 	}
 	e.Seq = 42
 	e.Time = time.Date(2026, 11, 23, 1, 2, 3, 456789123, time.UTC)
-	e.Chain = audit.Chain{Epoch: 3, Prev: make([]byte, 32), MAC: append([]byte{0xde, 0xad, 0xbe, 0xef}, make([]byte, 28)...)}
+	e.Chain = audit.Chain{Epoch: 3, Prev: make([]byte, 32), Hash: append([]byte{0xde, 0xad, 0xbe, 0xef}, make([]byte, 28)...)}
 	return e
 }
 
@@ -65,7 +65,7 @@ func TestFieldByField(t *testing.T) {
 	}
 	sd := (*m.StructuredData)["vramward@32473"]
 	want := map[string]string{"seq": "42", "severity": "CRITICAL", "worker_id": e.Actor.WorkerID,
-		"correlation_id": e.Actor.CorrelationID, "epoch": "3", "mac": "deadbeef" + strings.Repeat("00", 28)}
+		"correlation_id": e.Actor.CorrelationID, "epoch": "3", "hash": "deadbeef" + strings.Repeat("00", 28)}
 	for k, v := range want {
 		if sd[k] != v {
 			t.Errorf("SD %s = %q, want %q", k, sd[k], v)

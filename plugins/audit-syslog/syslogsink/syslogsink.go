@@ -239,7 +239,7 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 	size := s.pendBytes
 	for i := range events {
 		e := &events[i]
-		if s.sent.Has(e.Seq, e.Chain.MAC) || s.held(e.Seq, e.Chain.MAC) {
+		if s.sent.Has(e.Seq, e.Chain.Hash) || s.held(e.Seq, e.Chain.Hash) {
 			continue // a re-send of an event already sent or held
 		}
 		msg, short := s.header.Message(nil, e, s.limit)
@@ -255,9 +255,9 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 			s.pend = s.pend[:start]
 			return fmt.Errorf("the buffer for the receiver is full (%d bytes held, buffer_bytes %d): %w", s.pendBytes, s.maxBuf, s.disconnected())
 		}
-		s.pend = append(s.pend, pending{seq: e.Seq, mac: e.Chain.MAC, msg: msg})
-		if len(e.Chain.MAC) > 0 {
-			s.pendSeq[e.Seq] = string(e.Chain.MAC)
+		s.pend = append(s.pend, pending{seq: e.Seq, mac: e.Chain.Hash, msg: msg})
+		if len(e.Chain.Hash) > 0 {
+			s.pendSeq[e.Seq] = string(e.Chain.Hash)
 		}
 	}
 	s.pendBytes = size
@@ -265,7 +265,7 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 		// Tell the host which of these events did reach the receiver, so
 		// it keeps only the rest: a restart must not send them twice.
 		n := 0
-		for n < len(events) && s.sent.Has(events[n].Seq, events[n].Chain.MAC) {
+		for n < len(events) && s.sent.Has(events[n].Seq, events[n].Chain.Hash) {
 			n++
 		}
 		if n > 0 {

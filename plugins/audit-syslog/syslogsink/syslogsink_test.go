@@ -193,7 +193,7 @@ func compare(t *testing.T, p parsed, e *audit.Event) {
 		t.Fatalf("seq %d: header %q %q %q", e.Seq, *m.Hostname, *m.Appname, *m.MsgID)
 	}
 	want := map[string]string{"seq": fmt.Sprint(e.Seq), "severity": e.Severity.String(), "worker_id": e.Actor.WorkerID,
-		"correlation_id": e.Actor.CorrelationID, "epoch": fmt.Sprint(e.Chain.Epoch), "mac": fmt.Sprintf("%x", e.Chain.MAC)}
+		"correlation_id": e.Actor.CorrelationID, "epoch": fmt.Sprint(e.Chain.Epoch), "hash": fmt.Sprintf("%x", e.Chain.Hash)}
 	for k, v := range want {
 		if p.sd[k] != v {
 			t.Fatalf("seq %d: SD %s = %q, want %q", e.Seq, k, p.sd[k], v)

@@ -202,9 +202,10 @@ func (x *Actor) GetCorrelationId() string {
 type Chain struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Epoch uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	// MAC of the previous record; empty for the first record of a trail.
-	Prev          []byte `protobuf:"bytes,2,opt,name=prev,proto3" json:"prev,omitempty"`
-	Mac           []byte `protobuf:"bytes,3,opt,name=mac,proto3" json:"mac,omitempty"`
+	// Hash of the previous record; empty for the first record of a trail.
+	Prev []byte `protobuf:"bytes,2,opt,name=prev,proto3" json:"prev,omitempty"`
+	// This record's RFC 6962 leaf hash over its canonical JSON bytes.
+	Hash          []byte `protobuf:"bytes,3,opt,name=hash,proto3" json:"hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -253,9 +254,9 @@ func (x *Chain) GetPrev() []byte {
 	return nil
 }
 
-func (x *Chain) GetMac() []byte {
+func (x *Chain) GetHash() []byte {
 	if x != nil {
-		return x.Mac
+		return x.Hash
 	}
 	return nil
 }
@@ -764,8 +765,8 @@ type EmitBatchRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Events []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	// The same events as their canonical JSON records, one a line, each
-	// ending in a newline: exactly the bytes the chain MAC covers, plus the
-	// MAC. Set instead of `events` (never both): one field to decode rather
+	// ending in a newline: exactly the bytes chain.hash covers, plus the
+	// hash. Set instead of `events` (never both): one field to decode rather
 	// than a message tree per event, which is what makes batches cheap.
 	Records       []byte `protobuf:"bytes,2,opt,name=records,proto3" json:"records,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1092,11 +1093,11 @@ const file_audit_v1_audit_proto_rawDesc = "" +
 	"\x05Actor\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1b\n" +
 	"\tsource_ip\x18\x02 \x01(\tR\bsourceIp\x12%\n" +
-	"\x0ecorrelation_id\x18\x03 \x01(\tR\rcorrelationId\"C\n" +
+	"\x0ecorrelation_id\x18\x03 \x01(\tR\rcorrelationId\"E\n" +
 	"\x05Chain\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x12\n" +
-	"\x04prev\x18\x02 \x01(\fR\x04prev\x12\x10\n" +
-	"\x03mac\x18\x03 \x01(\fR\x03mac\"\x92\x01\n" +
+	"\x04prev\x18\x02 \x01(\fR\x04prev\x12\x12\n" +
+	"\x04hash\x18\x03 \x01(\fR\x04hash\"\x92\x01\n" +
 	"\x05Field\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12+\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x17.vramward.audit.v1.KindR\x04kind\x12\x10\n" +

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/vramward/vramward/host/audit"
+	"github.com/vramward/vramward/host/config"
+	"github.com/vramward/vramward/host/trail"
+	"github.com/vramward/vramward/sdk/audit/chain"
+)
+
+func cmdAudit(args []string, stdout, stderr io.Writer) int {
+	sub := ""
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	switch sub {
+	case "verify":
+		return cmdVerify(args[1:], stdout, stderr)
+	case "checkpoint":
+		return cmdCheckpoint(args[1:], stdout, stderr)
+	case "prove":
+		return cmdProve(args[1:], stdout, stderr)
+	}
+	return usageError(stderr, "audit verify", "want a subcommand: verify, checkpoint or prove")
+}
+
+func cmdVerify(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("audit verify", stderr)
+	key := fs.String("key", "", "the log's public key: the `FILE` state_dir/audit.pub (kept off the node), or the key itself")
+	var copies, ckpts fileList
+	fs.Var(&copies, "copy", "another copy of the same trail (another sink's file, a syslog receiver's file), verified too and compared seq by seq; repeatable")
+	fs.Var(&ckpts, "checkpoint", "a signed checkpoint kept off the node (a witness's, a cron job's copy of state_dir/checkpoint) the trail must be consistent with; repeatable")
+	live := fs.Bool("live", false, "the host is still running: records after the last checkpoint are noted, not failed")
+	if code, stop := parseFlags(fs, args); stop {
+		return code
+	}
+	if *key == "" {
+		return usageError(stderr, "audit verify", "-key is required (state_dir/audit.pub, kept off the node)")
+	}
+	if fs.NArg() == 0 {
+		return usageError(stderr, "audit verify", "no TRAIL file given")
+	}
+	v, _, err := trail.ReadVerifierKey(*key)
+	if err != nil {
+		fmt.Fprintf(stderr, "vramward: %v\n", err)
+		return 1
+	}
+	opts := trail.Options{Key: v, Live: *live, Keep: len(copies) > 0}
+	for _, c := range ckpts {
+		data, err := os.ReadFile(c)
+		if err != nil {
+			fmt.Fprintf(stderr, "vramward: %v\n", err)
+			return 1
+		}
+		opts.Checkpoints = append(opts.Checkpoints, trail.External{Name: c, Note: data})
+	}
+	rep, ok := verifyTrail(opts, fs.Args(), "", stdout, stderr)
+	if !ok {
+		return 1
+	}
+	fmt.Fprintf(stdout, "OK: %d records, seq %d to %d, tree size %d, epochs 0 to %d, %d signed checkpoints; the last at seq %d\n",
+		rep.Records, rep.FirstSeq, rep.LastSeq, rep.TreeSize, rep.Epoch, rep.Checkpoints, rep.LastAt)
+	for _, n := range rep.Notes {
+		fmt.Fprintf(stdout, "note: %s\n", n)
+	}
+	code := 0
+	for _, c := range copies {
+		crep, ok := verifyTrail(opts, []string{c}, "copy "+c+": ", stdout, stderr)
+		if !ok {
+			code = 1
+			continue
+		}
+		if err := trail.Compare(&rep, &crep, c); err != nil {
+			fmt.Fprintf(stdout, "FAILED: %v\n", err)
+			code = 1
+			continue
+		}
+		fmt.Fprintf(stdout, "copy %s: OK: the same %d records\n", c, crep.Records)
+		for _, n := range crep.Notes {
+			fmt.Fprintf(stdout, "note: copy %s: %s\n", c, n)
+		}
+	}
+	return code
+}
+
+// verifyTrail verifies files as one trail and prints a failure; prefix
+// names a copy.
+func verifyTrail(opts trail.Options, files []string, prefix string, stdout, stderr io.Writer) (trail.Report, bool) {
+	rep, err := trail.VerifyFiles(opts, files...)
+	if err != nil {
+		var ve *chain.Error
+		if errors.As(err, &ve) {
+			fmt.Fprintf(stdout, "%sFAILED: %v\n", prefix, ve)
+		} else {
+			fmt.Fprintf(stderr, "vramward: %s%v\n", prefix, err)
+		}
+		return rep, false
+	}
+	return rep, true
+}
+
+func cmdCheckpoint(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("audit checkpoint", stderr)
+	cfgPath := fs.String("config", "", "the host's config `FILE` (for its state_dir)")
+	if code, stop := parseFlags(fs, args); stop {
+		return code
+	}
+	if *cfgPath == "" {
+		return usageError(stderr, "audit checkpoint", "-config is required")
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, "audit checkpoint", "unexpected argument %q", fs.Arg(0))
+	}
+	cfg, _, diags := config.Load(*cfgPath)
+	if diags.HasErrors() {
+		fmt.Fprintf(stderr, "vramward: %s\n", diags.Error())
+		return 1
+	}
+	path := filepath.Join(cfg.Worker.StateDir, audit.CheckpointFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "vramward: %v (the host writes it at its first checkpoint)\n", err)
+		return 1
+	}
+	if _, err := trail.ParseCheckpoint(data); err != nil {
+		fmt.Fprintf(stderr, "vramward: %s: %v\n", path, err)
+		return 1
+	}
+	_, _ = stdout.Write(data)
+	return 0
+}
+
+func cmdProve(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("audit prove", stderr)
+	key := fs.String("key", "", "the log's public key: the `FILE` state_dir/audit.pub, or the key itself")
+	check := fs.String("check", "", "check the proof in `FILE` instead of making one")
+	if code, stop := parseFlags(fs, args); stop {
+		return code
+	}
+	if *key == "" {
+		return usageError(stderr, "audit prove", "-key is required")
+	}
+	var seq uint64
+	if *check != "" {
+		if fs.NArg() > 0 {
+			return usageError(stderr, "audit prove", "-check takes no other argument")
+		}
+	} else {
+		if fs.NArg() < 2 {
+			return usageError(stderr, "audit prove", "want SEQ and the TRAIL files")
+		}
+		var err error
+		if seq, err = strconv.ParseUint(fs.Arg(0), 10, 64); err != nil || seq == 0 {
+			return usageError(stderr, "audit prove", "SEQ %q is not a record's seq", fs.Arg(0))
+		}
+	}
+	v, _, err := trail.ReadVerifierKey(*key)
+	if err != nil {
+		fmt.Fprintf(stderr, "vramward: %v\n", err)
+		return 1
+	}
+	if *check != "" {
+		data, err := os.ReadFile(*check)
+		if err != nil {
+			fmt.Fprintf(stderr, "vramward: %v\n", err)
+			return 1
+		}
+		p, err := trail.ParseProof(data)
+		if err == nil {
+			var c trail.Checkpoint
+			if c, err = p.Check(v); err == nil {
+				r, _ := chain.Check(p.Record)
+				fmt.Fprintf(stdout, "OK: seq %d (%s) is leaf %d of the log %s at tree size %d, checkpoint signed by epoch %d's key\n",
+					r.Event.Seq, r.Event.Type, p.Index, c.Origin, c.Size, c.Epoch)
+				return 0
+			}
+		}
+		fmt.Fprintf(stdout, "FAILED: %s: %v\n", *check, err)
+		return 1
+	}
+	files := fs.Args()[1:]
+	rep, ok := verifyTrail(trail.Options{Key: v, Keep: true, Live: true}, files, "", stdout, stderr)
+	if !ok {
+		return 1
+	}
+	record, err := findRecord(files, seq)
+	if err != nil {
+		fmt.Fprintf(stderr, "vramward: %v\n", err)
+		return 1
+	}
+	p, err := trail.Prove(&rep, seq, record)
+	if err != nil {
+		fmt.Fprintf(stderr, "vramward: %v\n", err)
+		return 1
+	}
+	_, _ = stdout.Write(p.Marshal())
+	return 0
+}
+
+// findRecord returns the record with seq from the trail files.
+func findRecord(files []string, seq uint64) ([]byte, error) {
+	var found []byte
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		_ = chain.ReadRecords(chain.Source{Name: name, R: f}, func(r chain.Record) error {
+			if r.Event.Seq == seq && !r.Shortened {
+				found = r.Event.AppendJSON(nil)
+				return errFound
+			}
+			return nil
+		})
+		f.Close()
+		if found != nil {
+			return found, nil
+		}
+	}
+	return nil, fmt.Errorf("seq %d is not in %s", seq, strings.Join(files, " "))
+}
+
+var errFound = errors.New("found")
+
+// fileList collects a repeatable flag.
+type fileList []string
+
+func (f *fileList) String() string     { return strings.Join(*f, ",") }
+func (f *fileList) Set(v string) error { *f = append(*f, v); return nil }

@@ -1,0 +1,171 @@
+// Package trail makes the audit trail a per-node transparency log: records
+// (linked by package chain) are the leaves of an RFC 6962 Merkle tree, and
+// the host signs checkpoints of that tree (C2SP tlog-checkpoint signed notes,
+// Ed25519) that anyone can check with the node's public key.
+//
+// Each epoch has its own key. The checkpoint that ends an epoch is signed by
+// the ending key and certifies the next epoch's public key; then the ending
+// private key is erased. Whoever takes the node later holds only the current
+// key: they can extend the log, not rewrite what an earlier epoch's
+// checkpoints cover.
+package trail
+
+import (
+	"crypto/rand"
+	"crypto/sha512"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"filippo.io/edwards25519"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// PrivateKey is one epoch's signing key. The secret lives in one buffer that
+// Destroy zeroes, and nowhere else: no hex, no JSON, no copy.
+//
+// crypto/ed25519 is not used to sign because it keeps an expanded copy of
+// every private key it signs with in a process-wide cache that nobody can
+// erase; signing here with edwards25519 directly keeps the secret in this
+// buffer. The signatures are plain Ed25519 (RFC 8032's verification
+// equation) with a random nonce, checked by the standard verifier.
+type PrivateKey struct {
+	name   string
+	pub    [32]byte
+	secret *[32]byte // the secret scalar, canonical (reduced mod L); nil once destroyed
+	hash   uint32
+	vkey   string
+}
+
+// SecretSize is the size of a key's secret, as a state file stores it.
+const SecretSize = 32
+
+// GenerateKey makes a key named name (the log's origin).
+func GenerateKey(name string) (*PrivateKey, error) {
+	var wide [64]byte
+	defer clear(wide[:])
+	if _, err := rand.Read(wide[:]); err != nil {
+		return nil, fmt.Errorf("generate epoch key: %w", err)
+	}
+	var s edwards25519.Scalar
+	defer func() { s = edwards25519.Scalar{} }()
+	if _, err := s.SetUniformBytes(wide[:]); err != nil {
+		return nil, fmt.Errorf("generate epoch key: %w", err)
+	}
+	k := &PrivateKey{name: name, secret: new([32]byte)}
+	copy(k.secret[:], s.Bytes())
+	copy(k.pub[:], new(edwards25519.Point).ScalarBaseMult(&s).Bytes())
+	return k, k.init()
+}
+
+// LoadKey rebuilds a key from a secret a state file holds; it copies secret
+// into the key's own buffer (the caller zeroes its copy).
+func LoadKey(name string, secret []byte) (*PrivateKey, error) {
+	if len(secret) != SecretSize {
+		return nil, errors.New("epoch key: wrong size")
+	}
+	var s edwards25519.Scalar
+	defer func() { s = edwards25519.Scalar{} }()
+	if _, err := s.SetCanonicalBytes(secret); err != nil {
+		return nil, fmt.Errorf("epoch key: %w", err)
+	}
+	k := &PrivateKey{name: name, secret: new([32]byte)}
+	copy(k.secret[:], secret)
+	copy(k.pub[:], new(edwards25519.Point).ScalarBaseMult(&s).Bytes())
+	return k, k.init()
+}
+
+func (k *PrivateKey) init() error {
+	vkey, err := note.NewEd25519VerifierKey(k.name, k.pub[:])
+	if err != nil {
+		return fmt.Errorf("epoch key for origin %q: %w", k.name, err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return err
+	}
+	k.vkey, k.hash = vkey, v.KeyHash()
+	return nil
+}
+
+// VerifierKey is the public key in signed-note verifier format
+// (name+hash+base64).
+func (k *PrivateKey) VerifierKey() string { return k.vkey }
+
+// AppendSecret appends the secret, for the state file.
+func (k *PrivateKey) AppendSecret(dst []byte) []byte { return append(dst, k.secret[:]...) }
+
+// Destroy zeroes the secret; the key cannot sign again.
+func (k *PrivateKey) Destroy() {
+	if k.secret != nil {
+		clear(k.secret[:])
+		k.secret = nil
+	}
+}
+
+// Name, KeyHash and Sign make the key a note.Signer.
+func (k *PrivateKey) Name() string    { return k.name }
+func (k *PrivateKey) KeyHash() uint32 { return k.hash }
+
+// Sign makes an Ed25519 signature of msg: R = rB for a random r,
+// S = r + H(R || A || msg)·s.
+func (k *PrivateKey) Sign(msg []byte) ([]byte, error) {
+	if k.secret == nil {
+		return nil, errors.New("epoch key was destroyed")
+	}
+	var wide [64]byte
+	if _, err := rand.Read(wide[:]); err != nil {
+		return nil, err
+	}
+	var r, s, h edwards25519.Scalar
+	defer func() { r, s = edwards25519.Scalar{}, edwards25519.Scalar{} }()
+	if _, err := r.SetUniformBytes(wide[:]); err != nil {
+		return nil, err
+	}
+	clear(wide[:])
+	if _, err := s.SetCanonicalBytes(k.secret[:]); err != nil {
+		return nil, err
+	}
+	R := new(edwards25519.Point).ScalarBaseMult(&r).Bytes()
+	d := sha512.New()
+	d.Write(R)
+	d.Write(k.pub[:])
+	d.Write(msg)
+	if _, err := h.SetUniformBytes(d.Sum(nil)); err != nil {
+		return nil, err
+	}
+	S := new(edwards25519.Scalar).MultiplyAdd(&h, &s, &r)
+	return append(R, S.Bytes()...), nil
+}
+
+// ReadVerifierKey reads a public key given as a file or as the key itself.
+func ReadVerifierKey(arg string) (note.Verifier, string, error) {
+	text := arg
+	if !strings.Contains(arg, "+") || strings.ContainsRune(arg, os.PathSeparator) {
+		data, err := os.ReadFile(arg)
+		if err != nil {
+			return nil, "", fmt.Errorf("read public key: %w", err)
+		}
+		text = string(data)
+	}
+	text = strings.TrimSpace(text)
+	v, err := note.NewVerifier(text)
+	if err != nil {
+		return nil, "", fmt.Errorf("public key %q: %w (want the signed-note verifier key from state_dir/audit.pub: name+hash+base64)", short(text), err)
+	}
+	return v, text, nil
+}
+
+func short(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
+
+// encodeB64 and decodeB64 are the standard base64 the notes use.
+func encodeB64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func decodeB64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }

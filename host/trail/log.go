@@ -1,0 +1,259 @@
+package trail
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/chain"
+)
+
+var rf = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+
+// emptyRoot is the root of a tree with no leaves (RFC 6962: SHA-256 of "").
+var emptyRoot = func() []byte { h := sha256.Sum256(nil); return h[:] }()
+
+func rootOf(r *compact.Range) []byte {
+	if r.End() == 0 {
+		return emptyRoot
+	}
+	root, err := r.GetRootHash(nil)
+	if err != nil {
+		panic(fmt.Sprintf("trail: root of a range from 0: %v", err)) // only a range not starting at 0 fails
+	}
+	return root
+}
+
+// Limits end an epoch and trigger checkpoints.
+type Limits struct {
+	EpochEvents        uint64
+	EpochDuration      time.Duration
+	CheckpointEvents   uint64
+	CheckpointInterval time.Duration
+}
+
+// Defaults: epochs follow journald's sealing interval; a checkpoint at
+// least every 1,000 records or 10 seconds bounds what a crash leaves
+// unvouched.
+var DefaultLimits = Limits{EpochEvents: 10000, EpochDuration: 15 * time.Minute, CheckpointEvents: 1000, CheckpointInterval: 10 * time.Second}
+
+func (l Limits) withDefaults() Limits {
+	if l.EpochEvents == 0 {
+		l.EpochEvents = DefaultLimits.EpochEvents
+	}
+	if l.EpochDuration <= 0 {
+		l.EpochDuration = DefaultLimits.EpochDuration
+	}
+	if l.CheckpointEvents == 0 {
+		l.CheckpointEvents = DefaultLimits.CheckpointEvents
+	}
+	if l.CheckpointInterval <= 0 {
+		l.CheckpointInterval = DefaultLimits.CheckpointInterval
+	}
+	return l
+}
+
+// Origin is the checkpoint origin (and key name) of a worker's log.
+func Origin(workerID string) string { return "vramward/" + workerID }
+
+// maxCerts is how many epoch-end checkpoints the state keeps, to repeat
+// in an AuditRecovered record: the certifications of keys whose records a
+// crash may have lost.
+const maxCerts = 4
+
+// State is what the host persists to continue the log. It holds the current
+// epoch's key only; the key's secret is written by the store itself, never
+// through this struct's fields.
+type State struct {
+	Origin       string
+	Epoch        uint64
+	Seq          uint64 // last seq assigned
+	Prev         []byte // hash of the last record
+	TreeSize     uint64
+	Tree         [][]byte // compact range [0, TreeSize)
+	EpochEvents  uint64
+	EpochStarted time.Time
+	// LastCheckpointSeq is the seq of the last AuditCheckpoint record.
+	LastCheckpointSeq uint64
+	// LastCheckpoint is that checkpoint's note.
+	LastCheckpoint []byte
+	// Certs are the last epoch-end checkpoints, oldest first.
+	Certs [][]byte
+}
+
+// Log seals records into the tree and signs checkpoints. It is not safe for
+// concurrent use: the host's bus owns one, under its lock.
+type Log struct {
+	st        State
+	link      *chain.Linker
+	tree      *compact.Range
+	key       *PrivateKey
+	limits    Limits
+	now       func() time.Time
+	sinceCkpt uint64    // leaves since the last checkpoint
+	lastCkpt  time.Time // when the last checkpoint was made
+	// Fill sets the envelope (service id, actor) of the records the log
+	// makes itself, as its owner does for every other record.
+	Fill func(*audit.Event)
+}
+
+// New starts a log with a fresh first-epoch key; the caller publishes
+// FirstKey's verifier key.
+func New(origin string, limits Limits) (*Log, error) {
+	k, err := GenerateKey(origin)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{st: State{Origin: origin, EpochStarted: time.Now()}, link: &chain.Linker{}, tree: rf.NewEmptyRange(0),
+		key: k, limits: limits.withDefaults(), now: time.Now, lastCkpt: time.Now()}
+	return l, nil
+}
+
+// Resume continues a log from saved state and its current key.
+func Resume(st State, key *PrivateKey, limits Limits) (*Log, error) {
+	tree, err := rf.NewRange(0, st.TreeSize, st.Tree)
+	if err != nil {
+		return nil, fmt.Errorf("saved tree: %w", err)
+	}
+	if key.Name() != st.Origin {
+		return nil, fmt.Errorf("saved key is for origin %q, the log is %q", key.Name(), st.Origin)
+	}
+	l := &Log{st: st, link: chain.Resume(st.Seq, st.Prev), tree: tree, key: key, limits: limits.withDefaults(), now: time.Now, lastCkpt: time.Now()}
+	l.st.Tree = nil
+	return l, nil
+}
+
+// VerifierKey is the current epoch's public key.
+func (l *Log) VerifierKey() string { return l.key.VerifierKey() }
+
+// Key is the current epoch's key, for the store to persist.
+func (l *Log) Key() *PrivateKey { return l.key }
+
+// Seq is the last seq assigned.
+func (l *Log) Seq() uint64 { return l.link.Seq() }
+
+// Epoch is the current epoch.
+func (l *Log) Epoch() uint64 { return l.st.Epoch }
+
+// SetClock replaces the clock, for tests of time limits.
+func (l *Log) SetClock(now func() time.Time) { l.now = now }
+
+// Seal gives e the next seq and the chain, and adds it to the tree.
+func (l *Log) Seal(e *audit.Event) { l.sealAt(e, l.link.Seq()+1) }
+
+func (l *Log) sealAt(e *audit.Event, seq uint64) {
+	l.link.LinkAt(e, seq, l.st.Epoch)
+	if err := l.tree.Append(e.Chain.Hash, nil); err != nil {
+		panic(fmt.Sprintf("trail: append to a range from 0: %v", err)) // cannot fail for a well-formed hash
+	}
+	l.st.EpochEvents++
+	l.sinceCkpt++
+}
+
+// Due says whether a checkpoint is due (every CheckpointEvents records, or
+// CheckpointInterval after the last when anything was added) and whether
+// the epoch has ended (then the checkpoint must end it).
+func (l *Log) Due() (checkpoint, endEpoch bool) {
+	now := l.now()
+	endEpoch = l.st.EpochEvents >= l.limits.EpochEvents || now.Sub(l.st.EpochStarted) >= l.limits.EpochDuration
+	checkpoint = endEpoch || l.sinceCkpt >= l.limits.CheckpointEvents || (l.sinceCkpt > 0 && now.Sub(l.lastCkpt) >= l.limits.CheckpointInterval)
+	return checkpoint, endEpoch
+}
+
+// Pending is the number of records since the last checkpoint.
+func (l *Log) Pending() uint64 { return l.sinceCkpt }
+
+// Checkpoint signs the tree of every record so far and seals the
+// AuditCheckpoint record that carries it. With endEpoch the checkpoint
+// certifies a fresh key for the next epoch, and the ending key is erased
+// once it has signed.
+func (l *Log) Checkpoint(endEpoch bool) (audit.Event, Checkpoint, error) {
+	c := Checkpoint{Origin: l.st.Origin, Size: l.tree.End(), Root: rootOf(l.tree), Epoch: l.st.Epoch}
+	var next *PrivateKey
+	if endEpoch {
+		var err error
+		if next, err = GenerateKey(l.st.Origin); err != nil {
+			return audit.Event{}, Checkpoint{}, err
+		}
+		c.NextKey = next.VerifierKey()
+	}
+	if err := c.sign(l.key); err != nil {
+		if next != nil {
+			next.Destroy()
+		}
+		return audit.Event{}, Checkpoint{}, err
+	}
+	e, err := audit.New(audit.AuditCheckpoint, audit.Actor{}, audit.Str("note", encodeB64(c.Note)), audit.Uint("tree_size", c.Size),
+		audit.Str("root_hash", hex.EncodeToString(c.Root)), audit.Str("next_key", c.NextKey))
+	if err != nil {
+		return audit.Event{}, Checkpoint{}, err
+	}
+	if l.Fill != nil {
+		l.Fill(&e)
+	}
+	l.Seal(&e)
+	l.st.LastCheckpointSeq, l.st.LastCheckpoint = e.Seq, c.Note
+	l.sinceCkpt, l.lastCkpt = 0, l.now()
+	if endEpoch {
+		l.key.Destroy()
+		l.key = next
+		l.st.Epoch++
+		l.st.EpochEvents = 0
+		l.st.EpochStarted = l.now()
+		l.st.Certs = append(l.st.Certs, c.Note)
+		if len(l.st.Certs) > maxCerts {
+			l.st.Certs = append([][]byte(nil), l.st.Certs[len(l.st.Certs)-maxCerts:]...)
+		}
+	}
+	return e, c, nil
+}
+
+// State returns a copy of the state, for persisting.
+func (l *Log) State() State {
+	st := l.st
+	st.Seq, st.Prev = l.link.Seq(), append([]byte(nil), l.link.Prev()...)
+	st.TreeSize = l.tree.End()
+	for _, h := range l.tree.Hashes() {
+		st.Tree = append(st.Tree, append([]byte(nil), h...))
+	}
+	st.Certs = append([][]byte(nil), l.st.Certs...)
+	return st
+}
+
+// Recover records, after a crash, that the seqs after the last checkpoint
+// up to reserved (every seq the crashed run may have used) cannot be
+// vouched for: it seals an AuditRecovered record at reserved+1, linked to
+// the last record the saved state holds, carrying that state's tree so a
+// verifier can continue even where the crashed run's last records are gone.
+func (l *Log) Recover(reserved uint64, reason string) (audit.Event, error) {
+	st := l.State()
+	tree := make([]string, len(st.Tree))
+	for i, h := range st.Tree {
+		tree[i] = encodeB64(h)
+	}
+	certs := make([]string, len(st.Certs))
+	for i, c := range st.Certs {
+		certs[i] = encodeB64(c)
+	}
+	e, err := audit.New(audit.AuditRecovered, audit.Actor{},
+		audit.Uint("from_seq", st.LastCheckpointSeq+1), audit.Uint("to_seq", max(reserved, st.Seq)), audit.Str("reason", reason),
+		audit.Uint("resume_seq", st.Seq), audit.Uint("tree_size", st.TreeSize),
+		audit.Str("tree", strings.Join(tree, ",")), audit.Str("key_certs", strings.Join(certs, ",")))
+	if err != nil {
+		return audit.Event{}, err
+	}
+	if l.Fill != nil {
+		l.Fill(&e)
+	}
+	l.sealAt(&e, max(reserved, st.Seq)+1)
+	return e, nil
+}
+
+// Destroy erases the current key, at shutdown.
+func (l *Log) Destroy() { l.key.Destroy() }

@@ -1,0 +1,219 @@
+package trail
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/chain"
+)
+
+// testLog writes n events with a checkpoint every ckpt records and an epoch
+// every epoch records, ending with a checkpoint.
+func testLog(t testing.TB, n int, limits Limits) (*Log, note.Verifier, [][]byte) {
+	t.Helper()
+	l, err := New(Origin("w1"), limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(l.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines [][]byte
+	add := func(e audit.Event) { lines = append(lines, e.AppendJSON(nil)) }
+	for i := 0; i < n; i++ {
+		e, err := audit.New(audit.SealVerified, audit.Actor{WorkerID: "w1"}, audit.Str("shard_id", "s"), audit.Uint("gpu_device", uint64(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Seal(&e)
+		add(e)
+		if due, end := l.Due(); due {
+			c, _, err := l.Checkpoint(end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			add(c)
+		}
+	}
+	if l.Pending() > 0 {
+		c, _, err := l.Checkpoint(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add(c)
+	}
+	return l, v, lines
+}
+
+func join(lines [][]byte) []byte {
+	var b bytes.Buffer
+	for _, l := range lines {
+		b.Write(l)
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+func run(key note.Verifier, data []byte, ext ...External) (Report, error) {
+	return Verify(Options{Key: key, Checkpoints: ext, Keep: true}, chain.Source{Name: "t.log", R: bytes.NewReader(data)})
+}
+
+var small = Limits{EpochEvents: 7, EpochDuration: time.Hour, CheckpointEvents: 3, CheckpointInterval: time.Hour}
+
+func TestLogVerifies(t *testing.T) {
+	_, key, lines := testLog(t, 20, small)
+	rep, err := run(key, join(lines))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Epoch < 2 || rep.Checkpoints < 6 || rep.Records != len(lines) || len(rep.Notes) != 0 {
+		t.Fatalf("report %+v", rep)
+	}
+}
+
+func expect(t *testing.T, err error, p chain.Problem, seq uint64) {
+	t.Helper()
+	var ve *chain.Error
+	if !errors.As(err, &ve) {
+		t.Fatalf("want a *chain.Error (%s at seq %d), got %v", p, seq, err)
+	}
+	if ve.Problem != p || ve.Seq != seq {
+		t.Fatalf("got %s at seq %d (%v), want %s at seq %d", ve.Problem, ve.Seq, ve, p, seq)
+	}
+}
+
+func TestTamperUnit(t *testing.T) {
+	_, key, lines := testLog(t, 20, small)
+	edit := func(i int, from, to string) [][]byte {
+		out := append([][]byte(nil), lines...)
+		out[i] = bytes.Replace(lines[i], []byte(from), []byte(to), 1)
+		if bytes.Equal(out[i], lines[i]) {
+			t.Fatalf("edit of line %d did nothing", i+1)
+		}
+		return out
+	}
+	// Rehash an edited record and relink everything after it: what anyone
+	// can do without a key. The next checkpoint catches it.
+	rehash := func(i int) [][]byte {
+		out := append([][]byte(nil), lines...)
+		var prev []byte
+		for j := range out {
+			e, _ := audit.ParseJSON(out[j])
+			if j == i {
+				e.Fields[0] = audit.Uint("gpu_device", 999)
+			}
+			if j >= i {
+				e.Chain.Prev = prev
+				e.Chain.Hash = chain.Hash(&e)
+				out[j] = e.AppendJSON(nil)
+			}
+			prev = e.Chain.Hash
+		}
+		return out
+	}
+	_, err := run(key, join(rehash(1)))
+	expect(t, err, chain.Edited, 4) // the checkpoint after seq 3
+	_, err = run(key, join(edit(0, `"gpu_device":0`, `"gpu_device":1`)))
+	expect(t, err, chain.Edited, 1)
+	_, err = run(key, join(append(append([][]byte{}, lines[:5]...), lines[6:]...)))
+	expect(t, err, chain.Missing, 7)
+	_, err = run(key, join(lines[:len(lines)-2]))
+	expect(t, err, Unsigned, 0+parse(t, lines[len(lines)-4]).Seq+1)
+	_, err = run(key, join(lines[2:]))
+	expect(t, err, chain.Missing, 3)
+	_, err = run(key, nil)
+	expect(t, err, chain.Missing, 0)
+
+	// An external checkpoint from later than the trail: tail cut.
+	l, _, longer := testLog(t, 30, small)
+	_ = l
+	_ = longer
+}
+
+func parse(t *testing.T, line []byte) audit.Event {
+	e, err := audit.ParseJSON(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestHugeEpochReturnsAtOnce(t *testing.T) {
+	_, key, lines := testLog(t, 5, small)
+	e := parse(t, lines[len(lines)-1])
+	e.Seq++
+	e.Chain.Epoch = 1 << 40
+	e.Chain.Prev = e.Chain.Hash
+	e.Chain.Hash = chain.Hash(&e)
+	start := time.Now()
+	_, err := run(key, join(append(lines, e.AppendJSON(nil))))
+	expect(t, err, chain.Forged, e.Seq)
+	if time.Since(start) > time.Second {
+		t.Fatal("slow")
+	}
+}
+
+func TestRecoverAfterCrash(t *testing.T) {
+	l, key, lines := testLog(t, 10, small)
+	st := l.State()
+	secret := l.Key().AppendSecret(nil)
+	k2, err := LoadKey(st.Origin, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The crashed run wrote 2 more records the state does not hold.
+	for i := 0; i < 2; i++ {
+		e, _ := audit.New(audit.SealVerified, audit.Actor{}, audit.Str("shard_id", "x"), audit.Uint("gpu_device", 1))
+		l.Seal(&e)
+		lines = append(lines, e.AppendJSON(nil))
+	}
+	l2, err := Resume(st, k2, small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := l2.Recover(st.Seq+100, "unclean stop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := append(append([][]byte{}, lines...), rec.AppendJSON(nil))
+	c, _, err := l2.Checkpoint(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, c.AppendJSON(nil))
+	rep, err := run(key, join(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "not part of the log") {
+		t.Fatalf("notes %q", rep.Notes)
+	}
+	// The same with the crashed run's last records lost.
+	out = append(append([][]byte{}, lines[:len(lines)-2]...), rec.AppendJSON(nil), c.AppendJSON(nil))
+	if _, err := run(key, join(out)); err != nil {
+		t.Fatal(err)
+	}
+	// Proof of an early record against the last checkpoint.
+	rep, err = run(key, join(append(append([][]byte{}, lines...), rec.AppendJSON(nil), c.AppendJSON(nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Prove(&rep, 2, lines[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ParseProof(p.Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Check(key); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,606 @@
+package trail
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/transparency-dev/merkle/compact"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/chain"
+)
+
+// Unsigned is the problem of records no signed checkpoint covers.
+const Unsigned chain.Problem = "unsigned"
+
+// maxUncovered bounds the records a verifier holds between two checkpoints;
+// the host checkpoints every checkpoint_events records, so a trail with
+// far more in a row is not one the host wrote.
+const maxUncovered = 1 << 21
+
+// External is a checkpoint kept off the node (by a witness, a cron job, a
+// syslog receiver) that the trail must be consistent with.
+type External struct {
+	Name string
+	Note []byte
+}
+
+// Options say what to verify a trail against.
+type Options struct {
+	// Key is the log's first-epoch public key (state_dir/audit.pub).
+	Key note.Verifier
+	// Checkpoints must each be consistent with the trail.
+	Checkpoints []External
+	// Live accepts records after the last checkpoint (a host still
+	// running) with a note instead of failing.
+	Live bool
+	// Keep keeps every record's seq and hash (for comparing copies) and
+	// the tree's leaves (for inclusion proofs).
+	Keep bool
+}
+
+// Seen is one record as read, for comparing copies.
+type Seen struct {
+	Seq       uint64
+	Hash      [32]byte
+	Shortened bool
+	Record    string // the record's JSON when Shortened, or when kept for comparison of a shortened copy
+	Source    string
+	Line      int
+}
+
+// Report is what a verified trail holds.
+type Report struct {
+	Origin      string
+	Records     int
+	FirstSeq    uint64
+	LastSeq     uint64
+	LastType    audit.Type
+	TreeSize    uint64
+	Epoch       uint64
+	Checkpoints int
+	// Last is the last checkpoint in the trail and the seq of its record.
+	Last   Checkpoint
+	LastAt uint64
+	Notes  []string
+	Seen   []Seen // with Options.Keep, in the order read
+	// Leaves are the final tree's leaf hashes with their seqs (Options.Keep);
+	// a leaf lost in a crash has a nil hash.
+	Leaves []Leaf
+	// Keys are the verifier keys of every epoch, first to last.
+	Keys []string
+	// Certs are the checkpoints that certified each key after the first,
+	// in epoch order: what a proof carries so that the first key suffices.
+	Certs [][]byte
+}
+
+// Leaf is one leaf of the tree.
+type Leaf struct {
+	Seq  uint64
+	Hash []byte
+}
+
+type sinceRec struct {
+	seq  uint64
+	hash [32]byte
+}
+
+// Verifier checks a trail record by record.
+type Verifier struct {
+	opts     Options
+	keys     []note.Verifier // by epoch
+	rep      Report
+	tree     *compact.Range
+	base     *compact.Range // the tree up to the last checkpoint record or recovery point
+	since    []sinceRec     // leaves after base
+	baseSeq  uint64         // seq of base's last leaf
+	baseHash []byte         // and its hash
+	lastSeq  uint64
+	last     []byte // hash of the last record read
+	// lastCkptEnd is the tree size just after the last checkpoint record.
+	lastCkptEnd   uint64
+	lastCkptWhere string
+	want          map[uint64]bool   // sizes external checkpoints need roots at
+	rootsAt       map[uint64][]byte // roots at those sizes, in the current branch
+	shortCkpt     string            // where a checkpoint was shortened, for messages
+	source        string
+}
+
+// NewVerifier starts verifying a trail.
+func NewVerifier(opts Options) *Verifier {
+	v := &Verifier{opts: opts, keys: []note.Verifier{opts.Key}, tree: rf.NewEmptyRange(0), base: rf.NewEmptyRange(0),
+		want: map[uint64]bool{}, rootsAt: map[uint64][]byte{}}
+	v.rep.Origin = opts.Key.Name()
+	for _, x := range opts.Checkpoints {
+		if c, err := ParseCheckpoint(x.Note); err == nil {
+			v.want[c.Size] = true
+		}
+	}
+	if v.want[0] {
+		v.rootsAt[0] = emptyRoot
+	}
+	return v
+}
+
+// Verify checks the trail in sources, in the order given.
+func Verify(opts Options, sources ...chain.Source) (Report, error) {
+	v := NewVerifier(opts)
+	for _, src := range sources {
+		if err := v.ReadFrom(src); err != nil {
+			return v.rep, err
+		}
+	}
+	return v.Close()
+}
+
+// ReadFrom checks every record of one source.
+func (v *Verifier) ReadFrom(src chain.Source) error {
+	v.source = src.Name
+	return chain.ReadRecords(src, v.record)
+}
+
+func (v *Verifier) record(r chain.Record) error {
+	e := &r.Event
+	if v.opts.Keep {
+		s := Seen{Seq: e.Seq, Shortened: r.Shortened, Source: r.Source, Line: r.Line}
+		copy(s.Hash[:], r.Hash)
+		if r.Shortened {
+			s.Record = string(e.AppendJSON(nil))
+		}
+		v.rep.Seen = append(v.rep.Seen, s)
+	}
+	if v.rep.Records == 0 {
+		if e.Seq != 1 {
+			return r.Fail(chain.Missing, "the trail starts at seq %d: records 1 to %d are missing (cut from the head, or older files not given)", e.Seq, e.Seq-1)
+		}
+		if len(e.Chain.Prev) != 0 {
+			return r.Fail(chain.Edited, "the first record of a trail links to a previous one")
+		}
+		v.rep.FirstSeq = e.Seq
+	} else {
+		switch {
+		case e.Seq == v.lastSeq:
+			return r.Fail(chain.Duplicate, "seq %d appears twice", e.Seq)
+		case e.Seq < v.lastSeq:
+			return r.Fail(chain.Reordered, "follows seq %d", v.lastSeq)
+		case e.Type == audit.AuditRecovered:
+			// Links to the point the host resumed from; checked there.
+		case e.Seq > v.lastSeq+1:
+			return r.Fail(chain.Missing, "records %d to %d are missing", v.lastSeq+1, e.Seq-1)
+		case !bytes.Equal(e.Chain.Prev, v.last):
+			return r.Fail(chain.Edited, "chain.prev does not match the hash of seq %d", v.lastSeq)
+		}
+	}
+	if r.Shortened {
+		v.note("%s: seq %d: shortened by the syslog sink: its content is not checked here (check it in a full copy)", r.Where(), e.Seq)
+	}
+	if e.Type == audit.AuditRecovered {
+		if err := v.recovered(&r); err != nil {
+			return err
+		}
+	} else if e.Chain.Epoch != v.epoch() {
+		return v.epochError(&r)
+	}
+	if e.Type == audit.AuditCheckpoint {
+		if err := v.checkpoint(&r); err != nil {
+			return err
+		}
+	} else {
+		v.appendLeaf(e.Seq, r.Hash)
+		if len(v.since) > maxUncovered {
+			return r.Fail(Unsigned, "more than %d records without a checkpoint: the host checkpoints far more often", maxUncovered)
+		}
+	}
+	v.rep.Records++
+	v.rep.LastSeq, v.rep.LastType = e.Seq, e.Type
+	v.lastSeq, v.last = e.Seq, r.Hash
+	return nil
+}
+
+func (v *Verifier) epoch() uint64 { return uint64(len(v.keys) - 1) }
+
+func (v *Verifier) epochError(r *chain.Record) error {
+	got := r.Event.Chain.Epoch
+	if got == v.epoch()+1 && v.shortCkpt != "" {
+		return r.Fail(chain.Forged, "epoch %d, but the checkpoint that would certify its key is shortened in this copy (%s): verify a full copy", got, v.shortCkpt)
+	}
+	if got > v.epoch() {
+		return r.Fail(chain.Forged, "epoch %d, but no checkpoint certified a key beyond epoch %d", got, v.epoch())
+	}
+	return r.Fail(chain.Edited, "epoch %d after epoch %d", got, v.epoch())
+}
+
+func (v *Verifier) note(format string, args ...any) {
+	v.rep.Notes = append(v.rep.Notes, fmt.Sprintf(format, args...))
+}
+
+func (v *Verifier) appendLeaf(seq uint64, hash []byte) {
+	if err := v.tree.Append(hash, nil); err != nil {
+		panic(err)
+	}
+	var s sinceRec
+	s.seq = seq
+	copy(s.hash[:], hash)
+	v.since = append(v.since, s)
+	if v.opts.Keep {
+		v.rep.Leaves = append(v.rep.Leaves, Leaf{Seq: seq, Hash: append([]byte(nil), hash...)})
+	}
+	if size := v.tree.End(); v.want[size] {
+		v.rootsAt[size] = rootOf(v.tree)
+	}
+}
+
+// rebase makes the current tree the base later recoveries rewind to.
+func (v *Verifier) rebase(seq uint64, hash []byte) {
+	v.base = cloneRange(v.tree)
+	v.since = v.since[:0]
+	v.baseSeq, v.baseHash = seq, append([]byte(nil), hash...)
+}
+
+func cloneRange(r *compact.Range) *compact.Range {
+	hashes := make([][]byte, len(r.Hashes()))
+	copy(hashes, r.Hashes())
+	c, err := rf.NewRange(r.Begin(), r.End(), hashes)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func (v *Verifier) checkpoint(r *chain.Record) error {
+	e := &r.Event
+	if r.Shortened {
+		v.shortCkpt = r.Where()
+		v.appendLeaf(e.Seq, r.Hash)
+		return nil
+	}
+	raw, err := decodeB64(fieldStr(e, "note"))
+	if err != nil {
+		return r.Fail(chain.Malformed, "checkpoint note is not base64: %v", err)
+	}
+	c, err := Open(raw, v.keys[v.epoch()])
+	if err != nil {
+		return r.Fail(chain.Forged, "checkpoint is not signed by the key of epoch %d (signature: %s): %v", v.epoch(), SignerOf(raw), err)
+	}
+	switch {
+	case c.Origin != v.rep.Origin:
+		return r.Fail(chain.Forged, "checkpoint of log %q in the log %q", c.Origin, v.rep.Origin)
+	case c.Epoch != v.epoch():
+		return r.Fail(chain.Forged, "checkpoint says epoch %d, signed by the key of epoch %d", c.Epoch, v.epoch())
+	case c.Size != v.tree.End():
+		return r.Fail(chain.Edited, "checkpoint covers %d records, %d precede it", c.Size, v.tree.End())
+	case !bytes.Equal(c.Root, rootOf(v.tree)):
+		return r.Fail(chain.Edited, "checkpoint root does not match the records before it: one of seqs %d to %d was edited, replaced or moved", v.firstSince(), v.lastSeq)
+	case fieldUint(e, "tree_size") != c.Size || fieldStr(e, "root_hash") != hex.EncodeToString(c.Root) || fieldStr(e, "next_key") != c.NextKey:
+		return r.Fail(chain.Edited, "tree_size, root_hash or next_key differ from the signed note")
+	}
+	if c.NextKey != "" {
+		nk, err := note.NewVerifier(c.NextKey)
+		if err != nil || nk.Name() != v.rep.Origin {
+			return r.Fail(chain.Forged, "next-key %q is not a key of this log", short(c.NextKey))
+		}
+		v.keys = append(v.keys, nk)
+		v.rep.Certs = append(v.rep.Certs, raw)
+	}
+	v.appendLeaf(e.Seq, r.Hash)
+	v.rebase(e.Seq, r.Hash)
+	v.lastCkptEnd = v.tree.End()
+	v.lastCkptWhere = fmt.Sprintf("%s (seq %d)", r.Where(), e.Seq)
+	v.rep.Checkpoints++
+	v.rep.Last, v.rep.LastAt = c, e.Seq
+	v.shortCkpt = ""
+	return nil
+}
+
+func (v *Verifier) firstSince() uint64 {
+	if len(v.since) > 0 {
+		return v.since[0].seq
+	}
+	return v.baseSeq
+}
+
+// recovered continues the log from the tree an AuditRecovered record
+// carries: records the crashed run wrote after that point are set aside
+// with a note, records it lost are accepted with a note, as long as every
+// one of them lies after the last checkpoint and within the seqs the record
+// names.
+func (v *Verifier) recovered(r *chain.Record) error {
+	e := &r.Event
+	if r.Shortened {
+		return r.Fail(chain.Malformed, "AuditRecovered shortened by the syslog sink: the log cannot be followed past it here (verify a full copy)")
+	}
+	from, to, resume, size := fieldUint(e, "from_seq"), fieldUint(e, "to_seq"), fieldUint(e, "resume_seq"), fieldUint(e, "tree_size")
+	for _, s := range splitList(fieldStr(e, "key_certs")) {
+		raw, err := decodeB64(s)
+		if err != nil {
+			return r.Fail(chain.Malformed, "key_certs: %v", err)
+		}
+		c, err := ParseCheckpoint(raw)
+		if err != nil || c.NextKey == "" {
+			return r.Fail(chain.Malformed, "key_certs holds a note that certifies no key")
+		}
+		if c.Epoch > v.epoch() {
+			return r.Fail(chain.Forged, "key_certs starts at epoch %d; the last key known is epoch %d's", c.Epoch, v.epoch())
+		}
+		if _, err := Open(raw, v.keys[c.Epoch]); err != nil {
+			return r.Fail(chain.Forged, "key_certs: epoch %d: %v", c.Epoch, err)
+		}
+		nk, err := note.NewVerifier(c.NextKey)
+		if err != nil || nk.Name() != v.rep.Origin {
+			return r.Fail(chain.Forged, "key_certs: next-key %q is not a key of this log", short(c.NextKey))
+		}
+		if c.Epoch == v.epoch() {
+			v.keys = append(v.keys, nk)
+			v.rep.Certs = append(v.rep.Certs, raw)
+		} else if v.keys[c.Epoch+1].KeyHash() != nk.KeyHash() {
+			return r.Fail(chain.Forged, "key_certs certifies another key for epoch %d than the trail did", c.Epoch+1)
+		}
+	}
+	if e.Chain.Epoch != v.epoch() {
+		return v.epochError(r)
+	}
+	var hashes [][]byte
+	for _, s := range splitList(fieldStr(e, "tree")) {
+		h, err := decodeB64(s)
+		if err != nil || len(h) != 32 {
+			return r.Fail(chain.Malformed, "tree holds a hash that is not 32 bytes in base64")
+		}
+		hashes = append(hashes, h)
+	}
+	carried, err := rf.NewRange(0, size, hashes)
+	if err != nil {
+		return r.Fail(chain.Malformed, "tree does not hold the compact range of %d leaves: %v", size, err)
+	}
+	have := v.tree.End()
+	baseEnd := v.base.End()
+	switch {
+	case e.Seq != to+1 || from > to+1 || resume > to || resume < v.baseSeq:
+		return r.Fail(chain.Edited, "from_seq %d, to_seq %d and resume_seq %d do not fit seq %d after seq %d", from, to, resume, e.Seq, v.baseSeq)
+	case size < v.lastCkptEnd || size < baseEnd:
+		return r.Fail(chain.Mismatch, "resumes the log at %d records, before the checkpoint at %s: a fork", size, v.lastCkptWhere)
+	case v.lastSeq > to:
+		return r.Fail(chain.Edited, "seq %d of the crashed run lies beyond to_seq %d", v.lastSeq, to)
+	}
+	if size <= have {
+		// Every leaf up to the resume point is here: it must be the tree
+		// the host saved, and the record must link to its last leaf.
+		at := cloneRange(v.base)
+		for _, s := range v.since[:size-baseEnd] {
+			if err := at.Append(s.hash[:], nil); err != nil {
+				panic(err)
+			}
+		}
+		resumeHash, resumeSeq := v.baseHash, v.baseSeq
+		if size > baseEnd {
+			s := v.since[size-baseEnd-1]
+			resumeHash, resumeSeq = s.hash[:], s.seq
+		}
+		if !at.Equal(carried) || resumeSeq != resume {
+			return r.Fail(chain.Mismatch, "the tree it resumes from (%d records, the last seq %d) is not the trail's: a fork, or records before seq %d were edited", size, resume, resume+1)
+		}
+		if resumeHash != nil && !bytes.Equal(e.Chain.Prev, resumeHash) {
+			return r.Fail(chain.Edited, "chain.prev does not match the hash of seq %d, where the log resumes", resume)
+		}
+		if dead := v.since[size-baseEnd:]; len(dead) > 0 {
+			v.note("%s: seqs %d to %d (%d records), written by a run that crashed after its last checkpoint, are not part of the log: AuditRecovered at seq %d names seqs %d to %d",
+				r.Where(), dead[0].seq, dead[len(dead)-1].seq, len(dead), e.Seq, from, to)
+		}
+	} else {
+		// The crashed run's last records before the resume point are not
+		// in this trail (lost from a queue with the host): continue from
+		// the tree the host saved.
+		if resume-v.lastSeq != size-have {
+			return r.Fail(chain.Mismatch, "resumes at seq %d with %d records, but the trail holds %d records up to seq %d", resume, size, have, v.lastSeq)
+		}
+		v.note("%s: seqs %d to %d are missing: lost in a crash after the last checkpoint, as AuditRecovered at seq %d says (seqs %d to %d); the log continues from the tree the host saved",
+			r.Where(), v.lastSeq+1, resume, e.Seq, from, to)
+		for s := range v.want {
+			if s > have && s <= size {
+				delete(v.rootsAt, s) // records it covers are gone: an external checkpoint there fails
+			}
+		}
+	}
+	if v.lastSeq < to && v.lastSeq >= resume && size <= have {
+		v.note("%s: seqs %d to %d do not appear (unused by the crashed run, or lost with it)", r.Where(), v.lastSeq+1, to)
+	}
+	// Continue from the carried tree.
+	for s := range v.rootsAt {
+		if s > size {
+			delete(v.rootsAt, s)
+		}
+	}
+	v.tree = carried
+	if v.want[size] {
+		v.rootsAt[size] = rootOf(v.tree)
+	}
+	if v.opts.Keep {
+		if size <= uint64(len(v.rep.Leaves)) {
+			v.rep.Leaves = v.rep.Leaves[:size]
+		} else {
+			v.rep.Leaves = append(v.rep.Leaves, make([]Leaf, size-uint64(len(v.rep.Leaves)))...)
+		}
+	}
+	v.rebase(resume, e.Chain.Prev)
+	return nil
+}
+
+// Close ends the verification: the trail must end with a checkpoint (or,
+// Live, may hold records after it), and every external checkpoint must be
+// consistent with it.
+func (v *Verifier) Close() (Report, error) {
+	v.rep.TreeSize = v.tree.End()
+	v.rep.Epoch = v.epoch()
+	for _, k := range v.keys {
+		v.rep.Keys = append(v.rep.Keys, fmt.Sprintf("%s+%08x", k.Name(), k.KeyHash()))
+	}
+	if v.rep.Records == 0 {
+		return v.rep, &chain.Error{Problem: chain.Missing, Source: v.source, Detail: "the trail holds no records"}
+	}
+	if n := len(v.since); n > 0 {
+		first, last := v.since[0].seq, v.since[n-1].seq
+		after := "no checkpoint"
+		if v.lastCkptWhere != "" {
+			after = "the last checkpoint, at " + v.lastCkptWhere
+		}
+		if !v.opts.Live {
+			return v.rep, &chain.Error{Problem: Unsigned, Source: v.source, Seq: first,
+				Detail: fmt.Sprintf("seqs %d to %d (%d records) after %s are covered by no signed checkpoint: appended by someone, or the host is still running or stopped without its last checkpoint (verify again after the next one, or use -live)", first, last, n, after)}
+		}
+		v.note("seqs %d to %d (%d records) after %s are not covered by a checkpoint yet (-live)", first, last, n, after)
+	}
+	for _, x := range v.opts.Checkpoints {
+		if err := v.external(x); err != nil {
+			return v.rep, err
+		}
+	}
+	return v.rep, nil
+}
+
+func (v *Verifier) external(x External) error {
+	fail := func(p chain.Problem, format string, args ...any) error {
+		return &chain.Error{Problem: p, Source: x.Name, Detail: fmt.Sprintf(format, args...)}
+	}
+	c, err := ParseCheckpoint(x.Note)
+	if err != nil {
+		return fail(chain.Malformed, "%v", err)
+	}
+	if c.Epoch >= uint64(len(v.keys)) {
+		return fail(chain.Forged, "checkpoint of epoch %d, but the trail certifies keys up to epoch %d only: the trail was cut or rolled back", c.Epoch, v.epoch())
+	}
+	if _, err := Open(x.Note, v.keys[c.Epoch]); err != nil {
+		return fail(chain.Forged, "%v", err)
+	}
+	if c.Origin != v.rep.Origin {
+		return fail(chain.Mismatch, "checkpoint of log %q, the trail is log %q", c.Origin, v.rep.Origin)
+	}
+	if c.Size > v.tree.End() {
+		return fail(chain.Missing, "the checkpoint covers %d records, the trail's tree holds %d: records were cut from the tail, or the trail was rolled back", c.Size, v.tree.End())
+	}
+	root, ok := v.rootsAt[c.Size]
+	if !ok {
+		return fail(chain.Missing, "records the checkpoint covers (tree size %d) are missing from the trail", c.Size)
+	}
+	if !bytes.Equal(root, c.Root) {
+		return fail(chain.Mismatch, "the trail is not consistent with the checkpoint at tree size %d: the trail was rolled back and rewritten, or forked", c.Size)
+	}
+	v.note("consistent with %s (tree size %d, epoch %d)", x.Name, c.Size, c.Epoch)
+	return nil
+}
+
+func fieldStr(e *audit.Event, key string) string {
+	for _, f := range e.Fields {
+		if f.Key == key {
+			if f.Value.Kind() == audit.KindString {
+				return f.Value.String()
+			}
+		}
+	}
+	return ""
+}
+
+func fieldUint(e *audit.Event, key string) uint64 {
+	for _, f := range e.Fields {
+		if f.Key == key {
+			if f.Value.Kind() == audit.KindUint {
+				return f.Value.Uint()
+			}
+		}
+	}
+	return 0
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// OrderFiles sorts trail files by the seq of their first record, so that a
+// rotated set, a copy and the files of several runs may be given in any
+// order. A file whose first line is not a record keeps its place last, for
+// the verifier to name.
+func OrderFiles(paths []string) ([]string, error) {
+	type keyed struct {
+		path string
+		seq  uint64
+		ok   bool
+	}
+	ks := make([]keyed, 0, len(paths))
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("open trail: %w", err)
+		}
+		k := keyed{path: p}
+		_ = chain.ReadRecords(chain.Source{Name: p, R: io.LimitReader(f, audit.MaxLineBytes+1)}, func(r chain.Record) error {
+			k.seq, k.ok = r.Event.Seq, true
+			return errStop
+		})
+		f.Close()
+		ks = append(ks, k)
+	}
+	sort.SliceStable(ks, func(i, j int) bool {
+		if ks[i].ok != ks[j].ok {
+			return ks[i].ok
+		}
+		return ks[i].seq < ks[j].seq
+	})
+	out := make([]string, len(ks))
+	for i, k := range ks {
+		out[i] = k.path
+	}
+	return out, nil
+}
+
+var errStop = fmt.Errorf("stop")
+
+// VerifyFiles verifies the trail held in files, in any order.
+func VerifyFiles(opts Options, paths ...string) (Report, error) {
+	ordered, err := OrderFiles(paths)
+	if err != nil {
+		return Report{}, err
+	}
+	v := NewVerifier(opts)
+	for _, p := range ordered {
+		f, err := os.Open(p)
+		if err != nil {
+			return v.rep, fmt.Errorf("open trail: %w", err)
+		}
+		err = v.ReadFrom(chain.Source{Name: p, R: f})
+		f.Close()
+		if err != nil {
+			return v.rep, err
+		}
+	}
+	return v.Close()
+}
+
+// Compare checks that a copy holds exactly the records of the trail, seq by
+// seq (both verified with Options.Keep): a record either lacks is a cut or an
+// insertion in one of them.
+func Compare(trail, cp *Report, name string) error {
+	a, b := trail.Seen, cp.Seen
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j >= len(b) || i < len(a) && a[i].Seq < b[j].Seq:
+			return &chain.Error{Problem: chain.Mismatch, Source: a[i].Source, Line: a[i].Line, Seq: a[i].Seq,
+				Detail: fmt.Sprintf("the copy %s lacks this record", name)}
+		case i >= len(a) || b[j].Seq < a[i].Seq:
+			return &chain.Error{Problem: chain.Mismatch, Source: b[j].Source, Line: b[j].Line, Seq: b[j].Seq,
+				Detail: "the copy holds this record and the trail lacks it: records were cut from the trail"}
+		case a[i].Hash != b[j].Hash:
+			return &chain.Error{Problem: chain.Mismatch, Source: b[j].Source, Line: b[j].Line, Seq: b[j].Seq,
+				Detail: fmt.Sprintf("differs from the trail's record (%s:%d)", a[i].Source, a[i].Line)}
+		}
+		i, j = i+1, j+1
+	}
+	return nil
+}
