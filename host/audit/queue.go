@@ -160,7 +160,9 @@ func (q *queue) close() {
 }
 
 // spill moves what is left in memory to the front of the spool, for the
-// next start to deliver first.
+// next start to deliver first (or, for a sink that failed, so that its
+// backlog survives a crash of the host), and sends what comes next to the
+// spool too until it is drained.
 func (q *queue) spill() (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -170,8 +172,8 @@ func (q *queue) spill() (int, error) {
 			return n, err
 		}
 		q.mem = nil
-		q.spooling = true
 	}
+	q.spooling = true
 	q.report()
 	return n, nil
 }

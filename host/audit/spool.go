@@ -244,6 +244,7 @@ func (s *spool) reset() error {
 // old one, with its position, or the new one, whose inode the old position
 // does not match).
 func (s *spool) prepend(events []audit.Event) error {
+	s.peeked, s.peekedBytes = 0, 0 // what was peeked is no longer at the front
 	if err := s.close(); err != nil {
 		return err
 	}

@@ -30,10 +30,14 @@ const (
 
 // stateBody is the persisted state but the key: JSON in a slot.
 type stateBody struct {
-	Version           int       `json:"version"`
-	Gen               uint64    `json:"gen"` // which slot is newer
-	Origin            string    `json:"origin"`
-	Epoch             uint64    `json:"epoch"`
+	Version int    `json:"version"`
+	Gen     uint64 `json:"gen"` // which slot is newer
+	Origin  string `json:"origin"`
+	Epoch   uint64 `json:"epoch"`
+	// Key is the current epoch's public key: a slot's secret must match
+	// it (the checksum does not cover the secret, so that no hash is ever
+	// computed over it).
+	Key               string    `json:"key"`
 	Seq               uint64    `json:"seq"`
 	Reserved          uint64    `json:"reserved"`
 	Prev              []byte    `json:"prev"`
@@ -54,7 +58,8 @@ const stateVersion = 2
 
 // A slot is fixed-size: magic, the current epoch key's secret (raw, so that
 // no hex or JSON copy of it is ever made), the body's length, the body, and
-// a SHA-256 of all that.
+// a SHA-256 of the body. The secret is checked against the body's public
+// key instead of being hashed.
 var slotMagic = []byte("vramward-state-2\n")
 
 const slotSize = 16 << 10
@@ -81,6 +86,7 @@ func (cs *chainStore) slotPath(i int) string {
 // load reads both slots and returns the newest valid state and its key.
 func (cs *chainStore) load() (stateBody, *trail.PrivateKey, bool, error) {
 	var bodies [2]stateBody
+	var keys [2]*trail.PrivateKey
 	var secrets [2][trail.SecretSize]byte
 	defer func() { clear(secrets[0][:]); clear(secrets[1][:]) }()
 	best := -1
@@ -100,21 +106,29 @@ func (cs *chainStore) load() (stateBody, *trail.PrivateKey, bool, error) {
 		if !ok {
 			continue
 		}
-		bodies[i] = body
+		k, err := trail.LoadKey(body.Origin, secrets[i][:])
+		if err != nil || k.VerifierKey() != body.Key {
+			if k != nil {
+				k.Destroy()
+			}
+			continue // a torn slot: its key is not the one its body names
+		}
+		bodies[i], keys[i] = body, k
 		cs.slotValid[i], cs.slotEpoch[i] = true, body.Epoch
 		if best < 0 || body.Gen > bodies[best].Gen {
 			best = i
+		}
+	}
+	for i, k := range keys {
+		if k != nil && i != best {
+			k.Destroy()
 		}
 	}
 	if best < 0 {
 		return stateBody{}, nil, false, nil
 	}
 	cs.gen = bodies[best].Gen
-	key, err := trail.LoadKey(bodies[best].Origin, secrets[best][:])
-	if err != nil {
-		return stateBody{}, nil, false, fmt.Errorf("chain state: %w", err)
-	}
-	return bodies[best], key, true, nil
+	return bodies[best], keys[best], true, nil
 }
 
 // decodeSlot checks a slot and returns its body, copying its key's secret
@@ -131,7 +145,7 @@ func decodeSlot(data []byte, secret *[trail.SecretSize]byte) (stateBody, bool, b
 	if n > len(data)-head-sha256.Size {
 		return stateBody{}, false, false
 	}
-	sum := sha256.Sum256(data[:head+n])
+	sum := sha256.Sum256(data[head : head+n])
 	if !bytes.Equal(sum[:], data[head+n:head+n+sha256.Size]) {
 		return stateBody{}, false, false
 	}
@@ -252,7 +266,7 @@ func (cs *chainStore) save(l *trail.Log, clean, sync bool) error {
 }
 
 func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, clean, sync bool) error {
-	body, err := json.Marshal(stateBody{Version: stateVersion, Gen: cs.gen, Origin: st.Origin, Epoch: st.Epoch, Seq: st.Seq, Reserved: cs.reserved,
+	body, err := json.Marshal(stateBody{Version: stateVersion, Gen: cs.gen, Origin: st.Origin, Epoch: st.Epoch, Key: l.VerifierKey(), Seq: st.Seq, Reserved: cs.reserved,
 		Prev: st.Prev, TreeSize: st.TreeSize, Tree: st.Tree, EpochEvents: st.EpochEvents, EpochStarted: st.EpochStarted,
 		LastCheckpointSeq: st.LastCheckpointSeq, LastCheckpoint: st.LastCheckpoint, Certs: st.Certs, Clean: clean})
 	if err != nil {
@@ -263,7 +277,7 @@ func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, clean, sync
 	b = l.Key().AppendSecret(b)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(body)))
 	b = append(b, body...)
-	sum := sha256.Sum256(b)
+	sum := sha256.Sum256(body)
 	b = append(b, sum[:]...)
 	defer clear(cs.buf[len(slotMagic) : len(slotMagic)+trail.SecretSize])
 	if len(b) > slotSize {

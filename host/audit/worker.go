@@ -147,6 +147,12 @@ func (w *sinkWorker) markFailing(err error) {
 	}
 	if first {
 		w.b.failPending(name, err)
+		// What waits for a failed sink may wait long: on disk, a kill -9
+		// of the host does not lose it (memory would), and the log's
+		// checkpoints stay true of this sink's copy.
+		if _, serr := w.q.spill(); serr != nil {
+			w.b.log.Error("could not move a failed sink's queue to its spool", "sink", name, "error", serr)
+		}
 	}
 	w.b.log.Error("audit sink failed; holding its events", "sink", name, "error", err)
 	w.b.emitInternal(audit.AuditSinkFailed, audit.Str("sink", name), audit.Str("reason", err.Error()), audit.Uint("undelivered", uint64(w.q.size())))

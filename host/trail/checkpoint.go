@@ -43,8 +43,8 @@ func (c *Checkpoint) body() string {
 	return b.String()
 }
 
-// sign signs the checkpoint with k and fills Note.
-func (c *Checkpoint) sign(k *PrivateKey) error {
+// Sign signs the checkpoint with k (any note.Signer) and fills Note.
+func (c *Checkpoint) Sign(k note.Signer) error {
 	msg, err := note.Sign(&note.Note{Text: c.body()}, k)
 	if err != nil {
 		return fmt.Errorf("sign checkpoint: %w", err)

@@ -55,8 +55,11 @@ func GenerateKey(name string) (*PrivateKey, error) {
 		return nil, fmt.Errorf("generate epoch key: %w", err)
 	}
 	k := &PrivateKey{name: name, secret: new([32]byte)}
-	copy(k.secret[:], s.Bytes())
+	b := s.Bytes() // a heap copy: erased at once
+	copy(k.secret[:], b)
+	clear(b)
 	copy(k.pub[:], new(edwards25519.Point).ScalarBaseMult(&s).Bytes())
+	scrubStack()
 	return k, k.init()
 }
 
@@ -74,7 +77,22 @@ func LoadKey(name string, secret []byte) (*PrivateKey, error) {
 	k := &PrivateKey{name: name, secret: new([32]byte)}
 	copy(k.secret[:], secret)
 	copy(k.pub[:], new(edwards25519.Point).ScalarBaseMult(&s).Bytes())
+	scrubStack()
 	return k, k.init()
+}
+
+// scrubStack overwrites the stack below its caller's frame, where the
+// scalar arithmetic just left copies of the secret (edwards25519 decodes a
+// scalar through local arrays): the next calls would overwrite them only
+// by chance.
+//
+//go:noinline
+func scrubStack() byte {
+	var b [16 << 10]byte
+	for i := range b {
+		b[i] = 0
+	}
+	return b[len(b)/2]
 }
 
 func (k *PrivateKey) init() error {
@@ -137,7 +155,9 @@ func (k *PrivateKey) Sign(msg []byte) ([]byte, error) {
 		return nil, err
 	}
 	S := new(edwards25519.Scalar).MultiplyAdd(&h, &s, &r)
-	return append(R, S.Bytes()...), nil
+	sig := append(R, S.Bytes()...)
+	scrubStack()
+	return sig, nil
 }
 
 // ReadVerifierKey reads a public key given as a file or as the key itself.

@@ -183,7 +183,7 @@ func (l *Log) Checkpoint(endEpoch bool) (audit.Event, Checkpoint, error) {
 		}
 		c.NextKey = next.VerifierKey()
 	}
-	if err := c.sign(l.key); err != nil {
+	if err := c.Sign(l.key); err != nil {
 		if next != nil {
 			next.Destroy()
 		}

@@ -75,10 +75,16 @@ type Report struct {
 	Leaves []Leaf
 	// Keys are the verifier keys of every epoch, first to last.
 	Keys []string
+	// Lost are the seqs missing from this trail that an AuditRecovered
+	// explains (lost with a crashed host before they were delivered).
+	Lost []SeqRange
 	// Certs are the checkpoints that certified each key after the first,
 	// in epoch order: what a proof carries so that the first key suffices.
 	Certs [][]byte
 }
+
+// SeqRange is the seqs From to To.
+type SeqRange struct{ From, To uint64 }
 
 // Leaf is one leaf of the tree.
 type Leaf struct {
@@ -110,6 +116,11 @@ type Verifier struct {
 	rootsAt       map[uint64][]byte // roots at those sizes, in the current branch
 	shortCkpt     string            // where a checkpoint was shortened, for messages
 	source        string
+	lastWhere     string // the last record read, for messages
+	// gap is the first run of missing records not explained yet: from
+	// gapFrom to gapTo (the last gap's end), found at tree size gapTree.
+	gap                     *chain.Error
+	gapFrom, gapTo, gapTree uint64
 }
 
 // NewVerifier starts verifying a trail.
@@ -156,23 +167,30 @@ func (v *Verifier) record(r chain.Record) error {
 		v.rep.Seen = append(v.rep.Seen, s)
 	}
 	if v.rep.Records == 0 {
-		if e.Seq != 1 {
-			return r.Fail(chain.Missing, "the trail starts at seq %d: records 1 to %d are missing (cut from the head, or older files not given)", e.Seq, e.Seq-1)
-		}
-		if len(e.Chain.Prev) != 0 {
+		v.rep.FirstSeq = e.Seq
+		switch {
+		case e.Seq != 1:
+			v.openGap(&r, 1, "the trail starts at seq %d: records 1 to %d are missing (cut from the head, or older files not given)", e.Seq, e.Seq-1)
+		case len(e.Chain.Prev) != 0:
 			return r.Fail(chain.Edited, "the first record of a trail links to a previous one")
 		}
-		v.rep.FirstSeq = e.Seq
 	} else {
 		switch {
 		case e.Seq == v.lastSeq:
 			return r.Fail(chain.Duplicate, "seq %d appears twice", e.Seq)
+		case e.Seq < v.lastSeq && v.gap != nil && e.Seq >= v.gapFrom:
+			g := *v.gap
+			g.Problem, g.Detail = chain.Reordered, fmt.Sprintf("comes before seq %d (%s)", e.Seq, r.Where())
+			return &g
 		case e.Seq < v.lastSeq:
 			return r.Fail(chain.Reordered, "follows seq %d", v.lastSeq)
 		case e.Type == audit.AuditRecovered:
 			// Links to the point the host resumed from; checked there.
 		case e.Seq > v.lastSeq+1:
-			return r.Fail(chain.Missing, "records %d to %d are missing", v.lastSeq+1, e.Seq-1)
+			// Records lost in a crash look the same as records deleted:
+			// only an AuditRecovered before the next checkpoint can
+			// explain them.
+			v.openGap(&r, v.lastSeq+1, "records %d to %d are missing", v.lastSeq+1, e.Seq-1)
 		case !bytes.Equal(e.Chain.Prev, v.last):
 			return r.Fail(chain.Edited, "chain.prev does not match the hash of seq %d", v.lastSeq)
 		}
@@ -198,12 +216,24 @@ func (v *Verifier) record(r chain.Record) error {
 		}
 	}
 	v.rep.Records++
+	v.lastWhere = fmt.Sprintf("seq %d at %s", e.Seq, r.Where())
 	v.rep.LastSeq, v.rep.LastType = e.Seq, e.Type
 	v.lastSeq, v.last = e.Seq, r.Hash
 	return nil
 }
 
 func (v *Verifier) epoch() uint64 { return uint64(len(v.keys) - 1) }
+
+// openGap notes records missing before r; the first gap is the error if no
+// AuditRecovered explains it before the next checkpoint or the end.
+func (v *Verifier) openGap(r *chain.Record, from uint64, format string, args ...any) {
+	if v.gap == nil {
+		v.gap = r.Fail(chain.Missing, format, args...)
+		v.gapFrom, v.gapTo, v.gapTree = from, r.Event.Seq-1, v.tree.End()
+	} else {
+		v.gapTo = r.Event.Seq - 1
+	}
+}
 
 func (v *Verifier) epochError(r *chain.Record) error {
 	got := r.Event.Chain.Epoch
@@ -255,6 +285,9 @@ func cloneRange(r *compact.Range) *compact.Range {
 
 func (v *Verifier) checkpoint(r *chain.Record) error {
 	e := &r.Event
+	if v.gap != nil {
+		return v.gap // a checkpoint over a tree with records missing
+	}
 	if r.Shortened {
 		v.shortCkpt = r.Where()
 		v.appendLeaf(e.Seq, r.Hash)
@@ -359,6 +392,24 @@ func (v *Verifier) recovered(r *chain.Record) error {
 	}
 	have := v.tree.End()
 	baseEnd := v.base.End()
+	if v.gap != nil {
+		if v.gapTo > to {
+			return r.Fail(chain.Mismatch, "seqs %d to %d are missing, beyond the seqs %d to %d this AuditRecovered names", v.gapFrom, v.gapTo, from, to)
+		}
+		if size < v.lastCkptEnd {
+			return r.Fail(chain.Mismatch, "resumes the log at %d records, before the checkpoint at %s: a fork", size, v.lastCkptWhere)
+		}
+		v.note("%s: seqs %d to %d are missing: lost in a crash after the last checkpoint, as AuditRecovered at seq %d says (seqs %d to %d); the log continues from the tree the host saved",
+			r.Where(), v.gapFrom, v.gapTo, e.Seq, from, to)
+		for s := range v.rootsAt {
+			if s > v.gapTree {
+				delete(v.rootsAt, s) // computed over a tree with records missing
+			}
+		}
+		v.rep.Lost = append(v.rep.Lost, SeqRange{v.gapFrom, v.gapTo})
+		v.gap = nil
+		return v.resume(r, carried, size, resume)
+	}
 	switch {
 	case e.Seq != to+1 || from > to+1 || resume > to || resume < v.baseSeq:
 		return r.Fail(chain.Edited, "from_seq %d, to_seq %d and resume_seq %d do not fit seq %d after seq %d", from, to, resume, e.Seq, v.baseSeq)
@@ -400,6 +451,7 @@ func (v *Verifier) recovered(r *chain.Record) error {
 		}
 		v.note("%s: seqs %d to %d are missing: lost in a crash after the last checkpoint, as AuditRecovered at seq %d says (seqs %d to %d); the log continues from the tree the host saved",
 			r.Where(), v.lastSeq+1, resume, e.Seq, from, to)
+		v.rep.Lost = append(v.rep.Lost, SeqRange{v.lastSeq + 1, resume})
 		for s := range v.want {
 			if s > have && s <= size {
 				delete(v.rootsAt, s) // records it covers are gone: an external checkpoint there fails
@@ -409,7 +461,12 @@ func (v *Verifier) recovered(r *chain.Record) error {
 	if v.lastSeq < to && v.lastSeq >= resume && size <= have {
 		v.note("%s: seqs %d to %d do not appear (unused by the crashed run, or lost with it)", r.Where(), v.lastSeq+1, to)
 	}
-	// Continue from the carried tree.
+	return v.resume(r, carried, size, resume)
+}
+
+// resume continues the log from the tree an AuditRecovered carries.
+func (v *Verifier) resume(r *chain.Record, carried *compact.Range, size, resume uint64) error {
+	e := &r.Event
 	for s := range v.rootsAt {
 		if s > size {
 			delete(v.rootsAt, s)
@@ -442,6 +499,9 @@ func (v *Verifier) Close() (Report, error) {
 	if v.rep.Records == 0 {
 		return v.rep, &chain.Error{Problem: chain.Missing, Source: v.source, Detail: "the trail holds no records"}
 	}
+	if v.gap != nil {
+		return v.rep, v.gap
+	}
 	if n := len(v.since); n > 0 {
 		first, last := v.since[0].seq, v.since[n-1].seq
 		after := "no checkpoint"
@@ -471,7 +531,7 @@ func (v *Verifier) external(x External) error {
 		return fail(chain.Malformed, "%v", err)
 	}
 	if c.Epoch >= uint64(len(v.keys)) {
-		return fail(chain.Forged, "checkpoint of epoch %d, but the trail certifies keys up to epoch %d only: the trail was cut or rolled back", c.Epoch, v.epoch())
+		return fail(chain.Missing, "checkpoint of epoch %d, but the trail certifies keys up to epoch %d only and ends with %s: the trail was cut or rolled back", c.Epoch, v.epoch(), v.lastWhere)
 	}
 	if _, err := Open(x.Note, v.keys[c.Epoch]); err != nil {
 		return fail(chain.Forged, "%v", err)
@@ -480,14 +540,14 @@ func (v *Verifier) external(x External) error {
 		return fail(chain.Mismatch, "checkpoint of log %q, the trail is log %q", c.Origin, v.rep.Origin)
 	}
 	if c.Size > v.tree.End() {
-		return fail(chain.Missing, "the checkpoint covers %d records, the trail's tree holds %d: records were cut from the tail, or the trail was rolled back", c.Size, v.tree.End())
+		return fail(chain.Missing, "the checkpoint covers %d records, the trail's tree holds %d and ends with %s: records after it were cut, or the trail was rolled back", c.Size, v.tree.End(), v.lastWhere)
 	}
 	root, ok := v.rootsAt[c.Size]
 	if !ok {
 		return fail(chain.Missing, "records the checkpoint covers (tree size %d) are missing from the trail", c.Size)
 	}
 	if !bytes.Equal(root, c.Root) {
-		return fail(chain.Mismatch, "the trail is not consistent with the checkpoint at tree size %d: the trail was rolled back and rewritten, or forked", c.Size)
+		return fail(chain.Mismatch, "the trail is not consistent with the checkpoint at tree size %d (the trail ends with %s): the trail was rolled back and rewritten, or forked", c.Size, v.lastWhere)
 	}
 	v.note("consistent with %s (tree size %d, epoch %d)", x.Name, c.Size, c.Epoch)
 	return nil
@@ -582,25 +642,47 @@ func VerifyFiles(opts Options, paths ...string) (Report, error) {
 	return v.Close()
 }
 
+// lost says whether rep explains seq as lost in a crash.
+func lost(rep *Report, seq uint64) bool {
+	for _, r := range rep.Lost {
+		if seq >= r.From && seq <= r.To {
+			return true
+		}
+	}
+	return false
+}
+
 // Compare checks that a copy holds exactly the records of the trail, seq by
 // seq (both verified with Options.Keep): a record either lacks is a cut or an
-// insertion in one of them.
-func Compare(trail, cp *Report, name string) error {
-	a, b := trail.Seen, cp.Seen
+// insertion in one of them, unless that one explains it as lost in a crash
+// (a note).
+func Compare(tr, cp *Report, name string) ([]string, error) {
+	a, b := tr.Seen, cp.Seen
+	var notes []string
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		switch {
 		case j >= len(b) || i < len(a) && a[i].Seq < b[j].Seq:
-			return &chain.Error{Problem: chain.Mismatch, Source: a[i].Source, Line: a[i].Line, Seq: a[i].Seq,
+			if lost(cp, a[i].Seq) {
+				notes = append(notes, fmt.Sprintf("seq %d (%s:%d) is not in %s: lost there in a crash, as its AuditRecovered says", a[i].Seq, a[i].Source, a[i].Line, name))
+				i++
+				continue
+			}
+			return notes, &chain.Error{Problem: chain.Mismatch, Source: a[i].Source, Line: a[i].Line, Seq: a[i].Seq,
 				Detail: fmt.Sprintf("the copy %s lacks this record", name)}
 		case i >= len(a) || b[j].Seq < a[i].Seq:
-			return &chain.Error{Problem: chain.Mismatch, Source: b[j].Source, Line: b[j].Line, Seq: b[j].Seq,
+			if lost(tr, b[j].Seq) {
+				notes = append(notes, fmt.Sprintf("seq %d (%s:%d) is not in the trail: lost there in a crash, as its AuditRecovered says", b[j].Seq, b[j].Source, b[j].Line))
+				j++
+				continue
+			}
+			return notes, &chain.Error{Problem: chain.Mismatch, Source: b[j].Source, Line: b[j].Line, Seq: b[j].Seq,
 				Detail: "the copy holds this record and the trail lacks it: records were cut from the trail"}
 		case a[i].Hash != b[j].Hash:
-			return &chain.Error{Problem: chain.Mismatch, Source: b[j].Source, Line: b[j].Line, Seq: b[j].Seq,
+			return notes, &chain.Error{Problem: chain.Mismatch, Source: b[j].Source, Line: b[j].Line, Seq: b[j].Seq,
 				Detail: fmt.Sprintf("differs from the trail's record (%s:%d)", a[i].Source, a[i].Line)}
 		}
 		i, j = i+1, j+1
 	}
-	return nil
+	return notes, nil
 }

@@ -77,13 +77,14 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 			code = 1
 			continue
 		}
-		if err := trail.Compare(&rep, &crep, c); err != nil {
+		notes, err := trail.Compare(&rep, &crep, c)
+		if err != nil {
 			fmt.Fprintf(stdout, "FAILED: %v\n", err)
 			code = 1
 			continue
 		}
-		fmt.Fprintf(stdout, "copy %s: OK: the same %d records\n", c, crep.Records)
-		for _, n := range crep.Notes {
+		fmt.Fprintf(stdout, "copy %s: OK: %d records, the same as the trail's\n", c, crep.Records)
+		for _, n := range append(crep.Notes, notes...) {
 			fmt.Fprintf(stdout, "note: copy %s: %s\n", c, n)
 		}
 	}

@@ -1,0 +1,567 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/vramward/vramward/host/trail"
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/chain"
+)
+
+// trailConfig is writeConfig with small epochs and frequent checkpoints, so
+// that a few short runs make a trail of several epochs.
+func trailConfig(t *testing.T, dir, id string) string {
+	t.Helper()
+	cfg := writeConfig(t, dir, "")
+	replaceInFile(t, cfg, `id         = "e2e"`, fmt.Sprintf(`id         = %q`, id))
+	replaceInFile(t, cfg, "audit {\n", "audit {\n  epoch_events = 5\n  checkpoint_events = 2\n")
+	return cfg
+}
+
+// runOnce starts the host, lets it run for d, and stops it with sig (a
+// SIGKILL is a crash).
+func runOnce(t *testing.T, dir string, d time.Duration, sig syscall.Signal) {
+	t.Helper()
+	h := startHost(t, dir)
+	h.waitStarted()
+	time.Sleep(d)
+	h.signal(sig)
+	code := h.wait()
+	if sig != syscall.SIGKILL && code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
+
+// verifyRun runs `vramward audit verify` and returns its exit code and
+// output.
+func verifyRun(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	out, err := exec.Command(hostBin, append([]string{"audit", "verify"}, args...)...).CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &ee):
+		return ee.ExitCode(), string(out)
+	}
+	t.Fatalf("audit verify: %v", err)
+	return -1, ""
+}
+
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.SplitAfter(strings.TrimSuffix(string(data), "\n"), "\n")
+}
+
+func writeLines(t *testing.T, path string, lines []string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(strings.TrimSuffix(l, "\n"))
+		b.WriteByte('\n')
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func parseLine(t *testing.T, line string) audit.Event {
+	t.Helper()
+	e, err := audit.ParseJSON([]byte(strings.TrimSuffix(line, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// rehash gives e its hash after an edit and links it to prev.
+func rehash(e *audit.Event, prev []byte) string {
+	e.Chain.Prev = prev
+	e.Chain.Hash = chain.Hash(e)
+	return string(e.AppendJSON(nil))
+}
+
+// TestTamperSuite writes a real trail with the host over several epochs,
+// restarts and a crash, then tampers with it as an attacker would; each
+// tampering fails `audit verify` given only the public key (exit 1), naming
+// the seq and the line.
+func TestTamperSuite(t *testing.T) {
+	dir := t.TempDir()
+	trailConfig(t, dir, "node-a")
+	path := filepath.Join(dir, "trail", "audit.log")
+	pub := filepath.Join(dir, "state", "audit.pub")
+
+	runOnce(t, dir, 300*time.Millisecond, syscall.SIGTERM)
+	older := writeLines(t, filepath.Join(dir, "older.log"), readLines(t, path)) // a snapshot to roll back to
+	runOnce(t, dir, 300*time.Millisecond, syscall.SIGKILL)
+	runOnce(t, dir, 300*time.Millisecond, syscall.SIGTERM)
+	runOnce(t, dir, 300*time.Millisecond, syscall.SIGINT)
+	witness := filepath.Join(dir, "witness.checkpoint") // what a witness stored off the node
+	ckpt, err := exec.Command(hostBin, "audit", "checkpoint", "-config", filepath.Join(dir, "vramward.hcl")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.WriteFile(witness, ckpt, 0o600))
+
+	code, out := verifyRun(t, "-key", pub, "-checkpoint", witness, path)
+	if code != 0 || !strings.Contains(out, "note:") {
+		t.Fatalf("the untampered trail (with a crash) does not verify (exit %d):\n%s", code, out)
+	}
+	m := regexp.MustCompile(`epochs 0 to (\d+)`).FindStringSubmatch(out)
+	if m == nil || m[1] == "0" || m[1] == "1" {
+		t.Fatalf("want several epochs:\n%s", out)
+	}
+	lines := readLines(t, path)
+	seqOf := func(i int) uint64 { return parseLine(t, lines[i]).Seq }
+	// Pick a plain record in epoch 0, away from the start.
+	target := -1
+	for i := 1; i < len(lines); i++ {
+		if e := parseLine(t, lines[i]); e.Type != audit.AuditCheckpoint && e.Chain.Epoch == 0 {
+			target = i
+			break
+		}
+	}
+	if target < 0 {
+		t.Fatal("no plain record in epoch 0")
+	}
+	// The last checkpoint some records before the end: a cut there leaves
+	// a trail that ends covered.
+	cutAt := -1
+	for i := len(lines) - 4; i > 0; i-- {
+		if parseLine(t, lines[i]).Type == audit.AuditCheckpoint {
+			cutAt = i
+			break
+		}
+	}
+	with := func(name string, edit func([]string) []string) string {
+		return writeLines(t, filepath.Join(dir, name+".log"), edit(append([]string(nil), lines...)))
+	}
+	type tcase struct {
+		name string
+		args []string
+		want string // a regexp the output must match: seq and line
+	}
+	line := func(f string, i int) string { return regexp.QuoteMeta(fmt.Sprintf("%s.log:%d:", f, i+1)) }
+	var cases []tcase
+	add := func(name string, file string, want string, extra ...string) {
+		cases = append(cases, tcase{name, append(append([]string{"-key", pub}, extra...), file), want})
+	}
+
+	add("byte flip", with("flip", func(l []string) []string {
+		l[target] = strings.Replace(l[target], `"id":"0`, `"id":"1`, 1)
+		if l[target] == lines[target] {
+			l[target] = strings.Replace(l[target], `"id":"`, `"id":"f`, 1)
+		}
+		return l
+	}), line("flip", target)+fmt.Sprintf(" seq %d: edited", seqOf(target)))
+	add("line delete", with("delete", func(l []string) []string {
+		return append(l[:target], l[target+1:]...)
+	}), line("delete", target)+fmt.Sprintf(" seq %d: missing: records %d to %d", seqOf(target+1), seqOf(target), seqOf(target)))
+	add("swap", with("swap", func(l []string) []string {
+		l[target], l[target+1] = l[target+1], l[target]
+		return l
+	}), line("swap", target)+fmt.Sprintf(" seq %d: (missing|reordered)", seqOf(target+1)))
+	add("insert a record copied from elsewhere", with("insert", func(l []string) []string {
+		return append(l[:target+2], append([]string{lines[1]}, l[target+2:]...)...)
+	}), line("insert", target+2)+fmt.Sprintf(" seq %d: reordered", seqOf(1)))
+	add("head cut", with("head", func(l []string) []string { return l[4:] }), line("head", 0)+fmt.Sprintf(" seq %d: missing: the trail starts at seq %d", seqOf(4), seqOf(4)))
+	cut := with("cut", func(l []string) []string { return l[:cutAt+1] })
+	if code, out := verifyRun(t, "-key", pub, cut); code != 0 {
+		t.Fatalf("a trail cut after a checkpoint verifies on its own (it is what the copy and the witness are for): %d\n%s", code, out)
+	}
+	add("tail cut, seen by a stored checkpoint", cut, fmt.Sprintf(`(covers \d+ records, the trail's tree holds \d+|certifies keys up to epoch \d+ only) and ends with seq %d at [^ ]*%s`, seqOf(cutAt), line("cut", cutAt)), "-checkpoint", witness)
+	add("tail cut, seen by a copy", cut, regexp.QuoteMeta(fmt.Sprintf("audit.log:%d: seq %d: mismatch: the copy holds this record and the trail lacks it", cutAt+2, seqOf(cutAt+1))), "-copy", path)
+	add("rollback to an older snapshot", older, `the trail was cut or rolled back|records after it were cut, or the trail was rolled back`, "-checkpoint", witness)
+
+	// A forged segment after a seq gap: an AuditRecovered that claims the
+	// crash, then a checkpoint signed by a key the attacker made.
+	last := parseLine(t, lines[len(lines)-1])
+	forger, err := trail.GenerateKey(trail.Origin("node-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := audit.New(audit.AuditRecovered, audit.Actor{}, audit.Uint("from_seq", last.Seq+1), audit.Uint("to_seq", last.Seq+50),
+		audit.Str("reason", "forged"), audit.Uint("resume_seq", last.Seq), audit.Uint("tree_size", 0), audit.Str("tree", ""), audit.Str("key_certs", ""))
+	must(t, err)
+	rec.Seq, rec.Chain.Epoch = last.Seq+51, last.Chain.Epoch
+	recLine := rehash(&rec, last.Chain.Hash)
+	add("forged segment after a seq gap", with("forged", func(l []string) []string { return append(l, recLine) }),
+		line("forged", len(lines))+fmt.Sprintf(" seq %d: (edited|mismatch)", rec.Seq))
+	fc := trail.Checkpoint{Origin: trail.Origin("node-a"), Size: 1, Root: make([]byte, 32), Epoch: last.Chain.Epoch}
+	must(t, fc.Sign(forger))
+	fe, err := audit.New(audit.AuditCheckpoint, audit.Actor{}, audit.Str("note", base64.StdEncoding.EncodeToString(fc.Note)), audit.Uint("tree_size", 1),
+		audit.Str("root_hash", hex.EncodeToString(fc.Root)), audit.Str("next_key", ""))
+	must(t, err)
+	fe.Seq, fe.Chain.Epoch = last.Seq+1, last.Chain.Epoch
+	add("checkpoint signed by another key", with("forgedckpt", func(l []string) []string { return append(l, rehash(&fe, last.Chain.Hash)) }),
+		line("forgedckpt", len(lines))+fmt.Sprintf(" seq %d: forged: checkpoint is not signed by the key of epoch", fe.Seq))
+
+	// Another node's records spliced in where ours were.
+	other := t.TempDir()
+	trailConfig(t, other, "node-b")
+	runOnce(t, other, 200*time.Millisecond, syscall.SIGTERM)
+	theirs := readLines(t, filepath.Join(other, "trail", "audit.log"))
+	add("splice of another node's records", with("splice", func(l []string) []string {
+		l[2] = theirs[2] // the same seq, from node-b
+		return l
+	}), line("splice", 2)+fmt.Sprintf(" seq %d: edited: chain.prev", seqOf(2)))
+
+	// A record with a huge epoch: refused at once, no work per epoch.
+	huge := parseLine(t, lines[target])
+	huge.Seq, huge.Chain.Epoch = last.Seq+1, 1<<40
+	hugeFile := with("huge", func(l []string) []string { return append(l, rehash(&huge, last.Chain.Hash)) })
+	add("a record with a huge epoch", hugeFile, line("huge", len(lines))+fmt.Sprintf(" seq %d: forged: epoch %d", huge.Seq, uint64(1)<<40))
+
+	// Root on the node after epoch 0 ended: it holds everything in the
+	// state dir (the current epoch's key) and rewrites a record of epoch 0,
+	// rehashing, relinking and re-signing every checkpoint after it.
+	stolen := stealKey(t, filepath.Join(dir, "state"))
+	add("rewrite of an ended epoch with the state dir's key", with("rewrite", func(l []string) []string {
+		return rewriteFrom(t, l, target, stolen)
+	}), `rewrite\.log:\d+: seq \d+: forged: checkpoint is not signed by the key of epoch 0`)
+
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			code, out := verifyRun(t, tc.args...)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1:\n%s", code, out)
+			}
+			if !regexp.MustCompile(tc.want).MatchString(out) {
+				t.Fatalf("output does not match %q:\n%s", tc.want, out)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %s", d)
+			}
+		})
+	}
+	// The huge epoch in particular returns at once.
+	start := time.Now()
+	verifyRun(t, "-key", pub, hugeFile)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("a record with epoch 2^40 took %s to refuse", d)
+	}
+}
+
+// stealKey reads the current epoch's key out of the state dir, as root on
+// the node can: a slot is a magic line, then the key's secret.
+func stealKey(t *testing.T, stateDir string) *trail.PrivateKey {
+	t.Helper()
+	var best *trail.PrivateKey
+	var bestGen uint64
+	for _, slot := range []string{"chain.state.a", "chain.state.b"} {
+		data, err := os.ReadFile(filepath.Join(stateDir, slot))
+		if err != nil {
+			continue
+		}
+		const magic = "vramward-state-2\n"
+		secret := data[len(magic) : len(magic)+trail.SecretSize]
+		body := data[len(magic)+trail.SecretSize+4:]
+		gen := regexp.MustCompile(`"gen":(\d+)`).FindSubmatch(body)
+		origin := regexp.MustCompile(`"origin":"([^"]+)"`).FindSubmatch(body)
+		if gen == nil || origin == nil {
+			continue
+		}
+		g, _ := strconv.ParseUint(string(gen[1]), 10, 64)
+		k, err := trail.LoadKey(string(origin[1]), secret)
+		if err == nil && (best == nil || g > bestGen) {
+			best, bestGen = k, g
+		}
+	}
+	if best == nil {
+		t.Fatal("no key in the state dir")
+	}
+	return best
+}
+
+// rewriteFrom edits the record at index from and makes everything after it
+// consistent again, as far as the key allows: hashes, links, the tree, and
+// every checkpoint re-signed with key.
+func rewriteFrom(t *testing.T, lines []string, from int, key *trail.PrivateKey) []string {
+	t.Helper()
+	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	tree := rf.NewEmptyRange(0)
+	var prev []byte
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		e := parseLine(t, l)
+		if i == from {
+			e.Actor.CorrelationID = "rewritten"
+		}
+		if i > from && e.Type == audit.AuditRecovered {
+			// The verifier stops at the first re-signed checkpoint before
+			// this: the rest may stay as it was.
+			copy(out[i:], lines[i:])
+			break
+		}
+		if i >= from {
+			if e.Type == audit.AuditCheckpoint {
+				raw, _ := base64.StdEncoding.DecodeString(fieldOf(e, "note"))
+				c, err := trail.ParseCheckpoint(raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Size = tree.End()
+				c.Root, _ = tree.GetRootHash(nil)
+				must(t, c.Sign(key))
+				for j, f := range e.Fields {
+					switch f.Key {
+					case "note":
+						e.Fields[j] = audit.Str("note", base64.StdEncoding.EncodeToString(c.Note))
+					case "root_hash":
+						e.Fields[j] = audit.Str("root_hash", hex.EncodeToString(c.Root))
+					case "tree_size":
+						e.Fields[j] = audit.Uint("tree_size", c.Size)
+					}
+				}
+			}
+			out[i] = rehash(&e, prev)
+		} else {
+			out[i] = l
+		}
+		must(t, tree.Append(e.Chain.Hash, nil))
+		prev = e.Chain.Hash
+	}
+	return out
+}
+
+func fieldOf(e audit.Event, key string) string {
+	v, _ := e.Field(key)
+	return v.String()
+}
+
+// TestKill9WithSpooledBacklogVerifies: a second sink is down, so its
+// events wait in its spool; the host is killed with SIGKILL; the next
+// start (the sink works again) records AuditRecovered, replays the spool
+// first, in seq order, and both sinks' trails verify untampered, and
+// agree seq by seq.
+func TestKill9WithSpooledBacklogVerifies(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, `
+plugin "broken" {
+  kind          = "audit_sink"
+  path          = "/bin/true"
+  start_timeout = "1s"
+}
+`)
+	replaceInFile(t, cfg, "audit {\n", `audit {
+  require    = "any"
+  queue_size = 2
+  sink "second" {
+    plugin = "broken"
+    config {
+      path = abspath("trail2/audit.log")
+    }
+  }
+`)
+	h := startHost(t, dir)
+	h.waitStarted()
+	spool := filepath.Join(dir, "state", "spool-second.jsonl")
+	waitFor(t, func() bool {
+		data, _ := os.ReadFile(spool)
+		return bytes.Count(data, []byte("\n")) >= 2
+	})
+	h.signal(syscall.SIGKILL)
+	h.wait()
+	// The second sink works at the next start.
+	replaceInFile(t, cfg, `path          = "/bin/true"`, fmt.Sprintf(`path          = %q`, sinkBin))
+	runOnce(t, dir, 300*time.Millisecond, syscall.SIGTERM)
+
+	pub := filepath.Join(dir, "state", "audit.pub")
+	first, second := filepath.Join(dir, "trail", "audit.log"), filepath.Join(dir, "trail2", "audit.log")
+	for _, p := range []string{first, second} {
+		code, out := verifyRun(t, "-key", pub, p)
+		if code != 0 || !strings.Contains(out, "AuditRecovered") {
+			t.Fatalf("%s after kill -9 (exit %d):\n%s", p, code, out)
+		}
+	}
+	if code, out := verifyRun(t, "-key", pub, "-copy", second, first); code != 0 {
+		t.Fatalf("the two sinks disagree (exit %d):\n%s", code, out)
+	}
+	recs := trailEvents(t, second)
+	for i := 1; i < len(recs); i++ {
+		if recs[i].Seq <= recs[i-1].Seq {
+			t.Fatalf("the replayed spool is out of seq order at record %d", i)
+		}
+	}
+}
+
+// TestProveAndCheckpoint: `audit prove` makes an inclusion proof that
+// `-check` verifies with the public key alone; an edited record or
+// another key fails.
+func TestProveAndCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	trailConfig(t, dir, "node-p")
+	runOnce(t, dir, 200*time.Millisecond, syscall.SIGTERM)
+	runOnce(t, dir, 200*time.Millisecond, syscall.SIGTERM)
+	path := filepath.Join(dir, "trail", "audit.log")
+	pub := filepath.Join(dir, "state", "audit.pub")
+	proof, err := exec.Command(hostBin, "audit", "prove", "-key", pub, "2", path).Output()
+	if err != nil {
+		t.Fatalf("prove: %v", err)
+	}
+	pf := filepath.Join(dir, "seq2.proof")
+	must(t, os.WriteFile(pf, proof, 0o600))
+	out, err := exec.Command(hostBin, "audit", "prove", "-key", pub, "-check", pf).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "OK: seq 2") {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	bad := filepath.Join(dir, "bad.proof")
+	must(t, os.WriteFile(bad, bytes.Replace(proof, []byte(`"correlation_id":"`), []byte(`"correlation_id":"x`), 1), 0o600))
+	if out, err := exec.Command(hostBin, "audit", "prove", "-key", pub, "-check", bad).CombinedOutput(); exitOf(err) != 1 {
+		t.Fatalf("an edited record's proof checked: %v\n%s", err, out)
+	}
+	other, err := trail.GenerateKey(trail.Origin("node-p"))
+	must(t, err)
+	if out, err := exec.Command(hostBin, "audit", "prove", "-key", other.VerifierKey(), "-check", pf).CombinedOutput(); exitOf(err) != 1 {
+		t.Fatalf("a proof checked with another key: %v\n%s", err, out)
+	}
+}
+
+// TestEndedKeysLeaveNoTrace runs the host with one-second epochs and
+// collects every epoch's key from the state dir while it is current (as
+// root on the node could). Once an epoch has ended, its key is in no file
+// under the state dir and nowhere in the running host's memory (read
+// through /proc/PID/mem), neither raw nor as hex or base64.
+func TestEndedKeysLeaveNoTrace(t *testing.T) {
+	dir := t.TempDir()
+	cfg := trailConfig(t, dir, "node-k")
+	replaceInFile(t, cfg, "audit {\n", "audit {\n  epoch_duration = \"1s\"\n  checkpoint_interval = \"100ms\"\n")
+	h := startHost(t, dir)
+	h.waitStarted()
+	state := filepath.Join(dir, "state")
+	keys := map[uint64][]byte{} // epoch -> secret
+	current := func() uint64 {
+		var top uint64
+		for _, slot := range []string{"chain.state.a", "chain.state.b"} {
+			data, err := os.ReadFile(filepath.Join(state, slot))
+			if err != nil || len(data) < 60 {
+				continue
+			}
+			const magic = "vramward-state-2\n"
+			m := regexp.MustCompile(`"epoch":(\d+)`).FindSubmatch(data[len(magic)+trail.SecretSize+4:])
+			if m == nil {
+				continue
+			}
+			ep, _ := strconv.ParseUint(string(m[1]), 10, 64)
+			if _, ok := keys[ep]; !ok {
+				keys[ep] = append([]byte(nil), data[len(magic):len(magic)+trail.SecretSize]...)
+			}
+			top = max(top, ep)
+		}
+		return top
+	}
+	for deadline := time.Now().Add(4500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		current()
+	}
+	now := current()
+	var ended [][]byte
+	for ep, k := range keys {
+		if ep < now {
+			ended = append(ended, k)
+		}
+	}
+	if len(ended) < 3 {
+		t.Fatalf("only %d ended epochs seen (now in epoch %d)", len(ended), now)
+	}
+	forms := func(k []byte) [][]byte {
+		return [][]byte{k, []byte(hex.EncodeToString(k)), []byte(strings.ToUpper(hex.EncodeToString(k))),
+			[]byte(base64.StdEncoding.EncodeToString(k)), []byte(base64.RawURLEncoding.EncodeToString(k))}
+	}
+	checkFiles := func(when string) {
+		err := filepath.WalkDir(state, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			for _, k := range ended {
+				for _, f := range forms(k) {
+					if bytes.Contains(data, f) {
+						t.Errorf("%s: %s holds an ended epoch's key", when, p)
+					}
+				}
+			}
+			return nil
+		})
+		must(t, err)
+	}
+	checkFiles("while running")
+
+	pid := h.cmd.Process.Pid
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	must(t, err)
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		t.Skipf("cannot read the host's memory here: %v", err)
+	}
+	defer mem.Close()
+	scanned, live := 0, false
+	liveKey := keys[now]
+	for _, l := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || f[1][0] != 'r' || (len(f) >= 6 && (f[5] == "[vvar]" || f[5] == "[vsyscall]" || f[5] == "[vvar_vclock]")) {
+			continue
+		}
+		from, to, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		lo, _ := strconv.ParseUint(from, 16, 64)
+		hi, _ := strconv.ParseUint(to, 16, 64)
+		if hi-lo > 1<<30 {
+			continue // a reservation, not memory in use
+		}
+		buf := make([]byte, hi-lo)
+		n, _ := mem.ReadAt(buf, int64(lo))
+		buf = buf[:n]
+		scanned += n
+		live = live || bytes.Contains(buf, liveKey)
+		for _, k := range ended {
+			for _, form := range forms(k) {
+				if i := bytes.Index(buf, form); i >= 0 {
+					t.Errorf("an ended epoch's key (%d bytes form) is in the host's memory at %#x (%s)", len(form), lo+uint64(i), l)
+				}
+			}
+		}
+	}
+	if scanned < 1<<20 {
+		t.Fatalf("read only %d bytes of the host's memory", scanned)
+	}
+	// The control: the current key is in memory (in its one buffer), so the
+	// scan would have seen an ended one; unless the epoch ended meanwhile.
+	if !live && current() == now {
+		t.Fatal("the scan did not find the current key either: it proves nothing")
+	}
+	h.signal(syscall.SIGTERM)
+	if code := h.wait(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	checkFiles("after shutdown")
+	if out := verifyCLI(t, dir, filepath.Join(dir, "trail", "audit.log")); !strings.HasPrefix(out, "OK: ") {
+		t.Fatalf("verify: %s", out)
+	}
+}
