@@ -4,7 +4,7 @@
 worker {
   id         = "example-node"
   token_file = "../var/worker.token" # made by examples/run.sh; never put a token here
-  state_dir  = "../var/state"         # chain state, spool, verification key
+  state_dir  = "../var/state"         # the log's state, spools, audit.pub (public key), checkpoint
 }
 
 metrics {

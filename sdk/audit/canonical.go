@@ -184,7 +184,7 @@ func (p *cparser) hex4() (rune, bool) {
 	return r, true
 }
 
-// macs parses prev and mac (lower-case hex or empty) into one allocation.
+// hashes parses prev and hash (lower-case hex or empty) into one allocation.
 // hexVal is a lower-case hex digit's value, -1 for any other byte.
 var hexVal = func() (t [256]int8) {
 	for c := range t {

@@ -7,38 +7,38 @@ import "bytes"
 // after a restart (same seq, same hash) instead of storing it twice, as the
 // Sink contract asks. A sink serialised by Serve needs no locking for it.
 type ResendWindow struct {
-	macs  map[uint64][]byte
+	hashes  map[uint64][]byte
 	order []uint64 // ring of seqs in insertion order
 	next  int
 }
 
 // NewResendWindow remembers n seqs.
 func NewResendWindow(n int) *ResendWindow {
-	return &ResendWindow{macs: make(map[uint64][]byte, n), order: make([]uint64, 0, n)}
+	return &ResendWindow{hashes: make(map[uint64][]byte, n), order: make([]uint64, 0, n)}
 }
 
 // Has says whether seq was stored with this hash.
-func (w *ResendWindow) Has(seq uint64, mac []byte) bool {
-	m, ok := w.macs[seq]
-	return ok && bytes.Equal(m, mac)
+func (w *ResendWindow) Has(seq uint64, hash []byte) bool {
+	m, ok := w.hashes[seq]
+	return ok && bytes.Equal(m, hash)
 }
 
-// Add records seq as stored with mac; events without a hash are not
+// Add records seq as stored with hash; events without a hash are not
 // remembered.
-func (w *ResendWindow) Add(seq uint64, mac []byte) {
-	if len(mac) == 0 {
+func (w *ResendWindow) Add(seq uint64, hash []byte) {
+	if len(hash) == 0 {
 		return
 	}
-	if _, ok := w.macs[seq]; ok {
-		w.macs[seq] = mac
+	if _, ok := w.hashes[seq]; ok {
+		w.hashes[seq] = hash
 		return
 	}
 	if len(w.order) < cap(w.order) {
 		w.order = append(w.order, seq)
 	} else {
-		delete(w.macs, w.order[w.next])
+		delete(w.hashes, w.order[w.next])
 		w.order[w.next] = seq
 		w.next = (w.next + 1) % len(w.order)
 	}
-	w.macs[seq] = mac
+	w.hashes[seq] = hash
 }

@@ -46,7 +46,7 @@ var Schema = schema.Schema{
 		Description: "How often events that no CRITICAL event flushed are fsync'd."},
 }
 
-// dedupeWindow is how many recent (seq, mac) pairs are remembered to skip
+// dedupeWindow is how many recent (seq, chain hash) pairs are remembered to skip
 // re-sent events. The host re-sends at most its in-flight batch after a
 // restart, far fewer than this.
 const dedupeWindow = 8192

@@ -79,7 +79,7 @@ var Schema = schema.Schema{
 
 type pending struct {
 	seq uint64
-	mac []byte
+	hash []byte
 	msg []byte
 }
 
@@ -94,7 +94,7 @@ type Sink struct {
 
 	conn *transport.Conn
 	pend []pending
-	// pendSeq indexes pend by seq (to its MAC), so a re-sent batch is
+	// pendSeq indexes pend by seq (to its chain hash), so a re-sent batch is
 	// checked against what is held without scanning it.
 	pendSeq   map[uint64]string
 	pendBytes int
@@ -255,7 +255,7 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 			s.pend = s.pend[:start]
 			return fmt.Errorf("the buffer for the receiver is full (%d bytes held, buffer_bytes %d): %w", s.pendBytes, s.maxBuf, s.disconnected())
 		}
-		s.pend = append(s.pend, pending{seq: e.Seq, mac: e.Chain.Hash, msg: msg})
+		s.pend = append(s.pend, pending{seq: e.Seq, hash: e.Chain.Hash, msg: msg})
 		if len(e.Chain.Hash) > 0 {
 			s.pendSeq[e.Seq] = string(e.Chain.Hash)
 		}
@@ -281,9 +281,9 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 // handshake, is allowed to every plugin).
 func (s *Sink) SandboxRules() sandbox.Rules { return sandbox.Rules{} }
 
-func (s *Sink) held(seq uint64, mac []byte) bool {
+func (s *Sink) held(seq uint64, hash []byte) bool {
 	m, ok := s.pendSeq[seq]
-	return ok && len(mac) > 0 && m == string(mac)
+	return ok && len(hash) > 0 && m == string(hash)
 }
 
 // Flush implements audit.Sink: it returns when every held message is
@@ -314,7 +314,7 @@ func (s *Sink) drain() error {
 	}
 	n, err := s.conn.Send(msgs)
 	for _, p := range s.pend[:n] {
-		s.sent.Add(p.seq, p.mac)
+		s.sent.Add(p.seq, p.hash)
 		s.pendBytes -= len(p.msg)
 		delete(s.pendSeq, p.seq)
 	}
