@@ -76,7 +76,8 @@ type chainStore struct {
 	slots     [2]*os.File
 	slotEpoch [2]uint64 // the epoch whose key each slot holds
 	slotValid [2]bool
-	buf       []byte // the slot being written; its key bytes are zeroed after each write
+	dirty     [2]bool // written since the last fdatasync
+	buf       []byte  // the slot being written; its key bytes are zeroed after each write
 }
 
 func (cs *chainStore) slotPath(i int) string {
@@ -283,7 +284,11 @@ func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, clean, sync
 	if len(b) > slotSize {
 		return fmt.Errorf("save chain state: %d bytes exceed the slot", len(b))
 	}
-	clear(cs.buf[len(b):slotSize])
+	// Only the bytes in use are written (the checksum bounds them), so a
+	// save dirties one or two pages; a new slot file gets its whole size
+	// once, so that a save never changes a file's length (no metadata to
+	// flush with it).
+	n := len(b)
 	if cs.slots[i] == nil {
 		f, err := os.OpenFile(cs.slotPath(i), os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
@@ -291,32 +296,41 @@ func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, clean, sync
 		}
 		cs.slots[i] = f
 		if fi, err := f.Stat(); err == nil && fi.Size() != slotSize {
+			clear(cs.buf[n:slotSize])
+			n = slotSize
 			sync = true // a new slot file: its size and name must be durable too
 			defer syncDir(cs.dir)
 		}
 	}
-	if _, err := cs.slots[i].WriteAt(cs.buf[:slotSize], 0); err != nil {
+	if _, err := cs.slots[i].WriteAt(cs.buf[:n], 0); err != nil {
 		return fmt.Errorf("save chain state: %w", err)
 	}
+	cs.dirty[i] = true
 	if sync {
 		if err := unix.Fdatasync(int(cs.slots[i].Fd())); err != nil {
 			return fmt.Errorf("save chain state: fdatasync: %w", err)
 		}
+		cs.dirty[i] = false
 	}
 	cs.slotValid[i], cs.slotEpoch[i] = true, st.Epoch
 	return nil
 }
 
-// sync makes every slot write so far durable.
+// sync makes every slot write so far durable: one fdatasync per slot
+// written since the last.
 func (cs *chainStore) sync() error {
 	cs.mu.Lock()
-	files := cs.slots
+	var files []*os.File
+	for i, f := range cs.slots {
+		if f != nil && cs.dirty[i] {
+			files = append(files, f)
+			cs.dirty[i] = false
+		}
+	}
 	cs.mu.Unlock()
 	for _, f := range files {
-		if f != nil {
-			if err := unix.Fdatasync(int(f.Fd())); err != nil {
-				return fmt.Errorf("save chain state: fdatasync: %w", err)
-			}
+		if err := unix.Fdatasync(int(f.Fd())); err != nil {
+			return fmt.Errorf("save chain state: fdatasync: %w", err)
 		}
 	}
 	return nil

@@ -34,11 +34,14 @@ func Prove(rep *Report, seq uint64, record []byte) (Proof, error) {
 		return Proof{}, errors.New("the trail holds no checkpoint to prove against")
 	}
 	size := rep.Last.Size
-	index := -1
-	for i := 0; i < int(size) && i < len(rep.Leaves); i++ {
-		if rep.Leaves[i].Seq == seq && rep.Leaves[i].Hash != nil {
-			index = i
-			break
+	byIndex := make(map[uint64][]byte, len(rep.Leaves))
+	index := int64(-1)
+	for _, l := range rep.Leaves {
+		if l.Index < size {
+			byIndex[l.Index] = l.Hash
+			if l.Seq == seq {
+				index = int64(l.Index)
+			}
 		}
 	}
 	if index < 0 {
@@ -54,7 +57,7 @@ func Prove(rep *Report, seq uint64, record []byte) (Proof, error) {
 		begin, end := id.Coverage()
 		r := rf.NewEmptyRange(begin)
 		for i := begin; i < end; i++ {
-			h := rep.Leaves[i].Hash
+			h := byIndex[i]
 			if h == nil {
 				return Proof{}, fmt.Errorf("the proof needs leaf %d, lost in a crash", i)
 			}

@@ -217,3 +217,63 @@ func TestRecoverAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzVerify: no trail, however hostile, panics the verifier, makes it work
+// without bound, or yields anything but a *chain.Error for in-memory input.
+func FuzzVerify(f *testing.F) {
+	_, key, lines := testLog(f, 12, small)
+	f.Add(join(lines))
+	f.Add(join(lines[:5]))
+	f.Add([]byte("{}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rep, err := Verify(Options{Key: key, Keep: true, Checkpoints: []External{{Name: "x", Note: data}}}, chain.Source{Name: "fuzz", R: bytes.NewReader(data)})
+		var ve *chain.Error
+		if err != nil && !errors.As(err, &ve) {
+			t.Fatalf("non-typed error: %v", err)
+		}
+		if err == nil && rep.Records == 0 {
+			t.Fatal("an empty trail verified")
+		}
+	})
+}
+
+// FuzzParseCheckpoint: a checkpoint that parses writes back to the same
+// text, and nothing panics.
+func FuzzParseCheckpoint(f *testing.F) {
+	l, _, _ := testLog(f, 12, small)
+	_, c, err := l.Checkpoint(true)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(c.Note)
+	f.Add([]byte("o\n1\nAAAA\nepoch 0\n\n— o x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseCheckpoint(data)
+		if err != nil {
+			return
+		}
+		if text, _, _ := bytes.Cut(data, []byte("\n\n")); c.body() != string(text)+"\n" {
+			t.Fatalf("parsed %q from %q", c.body(), text)
+		}
+	})
+}
+
+// FuzzParseProof: a proof file, however hostile, is refused or checked,
+// never a panic.
+func FuzzParseProof(f *testing.F) {
+	_, key, lines := testLog(f, 12, small)
+	rep, err := Verify(Options{Key: key, Keep: true}, chain.Source{Name: "t", R: bytes.NewReader(join(lines))})
+	if err != nil {
+		f.Fatal(err)
+	}
+	p, err := Prove(&rep, 2, lines[1])
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(p.Marshal())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if p, err := ParseProof(data); err == nil {
+			_, _ = p.Check(key)
+		}
+	})
+}

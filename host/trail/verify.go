@@ -70,8 +70,8 @@ type Report struct {
 	LastAt uint64
 	Notes  []string
 	Seen   []Seen // with Options.Keep, in the order read
-	// Leaves are the final tree's leaf hashes with their seqs (Options.Keep);
-	// a leaf lost in a crash has a nil hash.
+	// Leaves are the final tree's leaves present in the trail, by index
+	// (Options.Keep); a leaf lost in a crash is absent.
 	Leaves []Leaf
 	// Keys are the verifier keys of every epoch, first to last.
 	Keys []string
@@ -88,8 +88,9 @@ type SeqRange struct{ From, To uint64 }
 
 // Leaf is one leaf of the tree.
 type Leaf struct {
-	Seq  uint64
-	Hash []byte
+	Index uint64
+	Seq   uint64
+	Hash  []byte
 }
 
 type sinceRec struct {
@@ -259,7 +260,7 @@ func (v *Verifier) appendLeaf(seq uint64, hash []byte) {
 	copy(s.hash[:], hash)
 	v.since = append(v.since, s)
 	if v.opts.Keep {
-		v.rep.Leaves = append(v.rep.Leaves, Leaf{Seq: seq, Hash: append([]byte(nil), hash...)})
+		v.rep.Leaves = append(v.rep.Leaves, Leaf{Index: v.tree.End() - 1, Seq: seq, Hash: append([]byte(nil), hash...)})
 	}
 	if size := v.tree.End(); v.want[size] {
 		v.rootsAt[size] = rootOf(v.tree)
@@ -477,11 +478,11 @@ func (v *Verifier) resume(r *chain.Record, carried *compact.Range, size, resume 
 		v.rootsAt[size] = rootOf(v.tree)
 	}
 	if v.opts.Keep {
-		if size <= uint64(len(v.rep.Leaves)) {
-			v.rep.Leaves = v.rep.Leaves[:size]
-		} else {
-			v.rep.Leaves = append(v.rep.Leaves, make([]Leaf, size-uint64(len(v.rep.Leaves)))...)
+		n := len(v.rep.Leaves)
+		for n > 0 && v.rep.Leaves[n-1].Index >= size {
+			n--
 		}
+		v.rep.Leaves = v.rep.Leaves[:n]
 	}
 	v.rebase(resume, e.Chain.Prev)
 	return nil
