@@ -132,4 +132,3 @@ func BenchmarkCriticalEmit(b *testing.B) {
 	b.ReportMetric(float64(raw50.Microseconds())/1000, "raw-fsync-p50-ms")
 	b.ReportMetric(p50.Seconds()/raw50.Seconds(), "x-raw-fsync")
 }
-

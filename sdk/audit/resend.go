@@ -7,9 +7,9 @@ import "bytes"
 // after a restart (same seq, same hash) instead of storing it twice, as the
 // Sink contract asks. A sink serialised by Serve needs no locking for it.
 type ResendWindow struct {
-	hashes  map[uint64][]byte
-	order []uint64 // ring of seqs in insertion order
-	next  int
+	hashes map[uint64][]byte
+	order  []uint64 // ring of seqs in insertion order
+	next   int
 }
 
 // NewResendWindow remembers n seqs.

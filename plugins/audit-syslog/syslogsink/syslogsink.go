@@ -78,9 +78,9 @@ var Schema = schema.Schema{
 }
 
 type pending struct {
-	seq uint64
+	seq  uint64
 	hash []byte
-	msg []byte
+	msg  []byte
 }
 
 // Sink sends events to a syslog receiver. The SDK serialises its calls.
