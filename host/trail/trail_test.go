@@ -3,6 +3,7 @@ package trail
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -130,11 +131,6 @@ func TestTamperUnit(t *testing.T) {
 	expect(t, err, chain.Missing, 3)
 	_, err = run(key, nil)
 	expect(t, err, chain.Missing, 0)
-
-	// An external checkpoint from later than the trail: tail cut.
-	l, _, longer := testLog(t, 30, small)
-	_ = l
-	_ = longer
 }
 
 func parse(t *testing.T, line []byte) audit.Event {
@@ -276,4 +272,72 @@ func FuzzParseProof(f *testing.F) {
 			_, _ = p.Check(key)
 		}
 	})
+}
+
+// TestForkAgainstAStoredCheckpoint: two continuations of one log from the
+// same state (what root holding the current key can make): each verifies on
+// its own, and each fails against a checkpoint the other signed.
+func TestForkAgainstAStoredCheckpoint(t *testing.T) {
+	l, key, lines := testLog(t, 5, Limits{EpochEvents: 100, EpochDuration: time.Hour, CheckpointEvents: 100, CheckpointInterval: time.Hour})
+	st := l.State()
+	branch := func(device uint64) ([][]byte, []byte) {
+		k, err := LoadKey(st.Origin, l.Key().AppendSecret(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Resume(st, k, small)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := audit.New(audit.SealVerified, audit.Actor{}, audit.Str("shard_id", "fork"), audit.Uint("gpu_device", device))
+		b.Seal(&e)
+		c, ck, err := b.Checkpoint(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(append([][]byte{}, lines...), e.AppendJSON(nil), c.AppendJSON(nil)), ck.Note
+	}
+	a, noteA := branch(1)
+	b, noteB := branch(2)
+	if _, err := run(key, join(a), External{Name: "a.checkpoint", Note: noteA}); err != nil {
+		t.Fatalf("branch a against its own checkpoint: %v", err)
+	}
+	_, err := run(key, join(a), External{Name: "b.checkpoint", Note: noteB})
+	var ve *chain.Error
+	if !errors.As(err, &ve) || ve.Problem != chain.Mismatch || !strings.Contains(ve.Detail, "forked") {
+		t.Fatalf("a fork passed against the other branch's checkpoint: %v", err)
+	}
+	if _, err := run(key, join(b), External{Name: "a.checkpoint", Note: noteA}); err == nil {
+		t.Fatal("the other branch passed too")
+	}
+}
+
+// TestShortenedRecordStillChains: a syslog receiver's copy in which the
+// sink had to shorten a record (over max_message_bytes) still verifies: the
+// record keeps its place in the tree by its hash, with a note.
+func TestShortenedRecordStillChains(t *testing.T) {
+	_, key, lines := testLog(t, 8, small)
+	var syslog [][]byte
+	for i, l := range lines {
+		e, err := audit.ParseJSON(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sd := fmt.Sprintf(`seq="%d"`, e.Seq)
+		msg := l
+		if i == 2 && e.Type != audit.AuditCheckpoint {
+			short := e
+			short.Fields = nil
+			msg = short.AppendJSON(nil)
+			sd += ` shortened="9000"`
+		}
+		syslog = append(syslog, append([]byte("<38>1 2026-11-29T00:00:00.000000Z node vramward 1 "+string(e.Type)+" [vramward@32473 "+sd+"] \xef\xbb\xbf"), msg...))
+	}
+	rep, err := run(key, join(syslog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "shortened") {
+		t.Fatalf("notes %q", rep.Notes)
+	}
 }
