@@ -1,4 +1,6 @@
-# vramward: one module for the host, the SDK and the shipped plugins.
+# vramward: the host and the shipped plugins (this module), the SDK (sdk/,
+# a module of its own) and the example sink (examples/sink-jsonl, a module of
+# its own, as a third party's would be); go.work ties them together here.
 GO        ?= go
 BIN       := bin
 PLUGINS   := $(notdir $(wildcard plugins/*))
@@ -8,6 +10,8 @@ LDFLAGS   := -X github.com/vramward/vramward/sdk/version.Version=$(VERSION)
 # go-nvml's cgo headers carry deprecation warnings that say nothing about our code.
 export CGO_CFLAGS ?= -Wno-deprecated-declarations
 TEST_FLAGS ?= -race -count=1 -timeout 20m
+# Every module's packages: ./... stops at a nested module's go.mod.
+PKGS      := ./... ./sdk/...
 FUZZTIME  ?= 60s
 
 .PHONY: all build run test bench bench-gpu fuzz lint proto clean
@@ -27,8 +31,8 @@ run: build
 	./examples/run.sh
 
 test:
-	$(GO) vet ./...
-	$(GO) test $(TEST_FLAGS) ./...
+	$(GO) vet $(PKGS)
+	$(GO) test $(TEST_FLAGS) $(PKGS)
 
 # Go benchmarks, then the drivers that run the built binaries and print
 # ratios against baselines measured in the same run.
@@ -59,7 +63,7 @@ fuzz:
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1; }
-	$(GO) vet ./...
+	$(GO) vet $(PKGS)
 
 # Regenerates sdk/proto from the .proto files with protoc (Debian's
 # protobuf-compiler) and the generator versions pinned as tools in go.mod.

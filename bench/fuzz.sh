@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 fuzztime="${1:-60s}"
 keep=40
 cache="$(go env GOCACHE)/fuzz"
-module="$(go list -m)"
-for pkg in $(go list ./...); do
+modules="$(go list -m | tr "\n" " ")"
+for pkg in $(go list ./... ./sdk/...); do
 	dir="$(go list -f '{{.Dir}}' "$pkg")"
 	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		echo "== $pkg $target ($fuzztime)"
@@ -23,4 +23,4 @@ for pkg in $(go list ./...); do
 		fi
 	done
 done
-echo "corpus kept under each package's testdata/fuzz/; commit it (module $module)"
+echo "corpus kept under each package's testdata/fuzz/; commit it (modules: $modules)"

@@ -6,6 +6,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
+	"github.com/vramward/vramward/internal/hclschema"
 	"github.com/vramward/vramward/sdk/schema"
 )
 
@@ -39,7 +40,7 @@ func (c *Config) DecodePluginConfigs(schemas map[string]schema.Schema) hcl.Diagn
 
 // DecodeUseConfig decodes one block's config block against sch.
 func (c *Config) DecodeUseConfig(s *PluginUse, sch schema.Schema) hcl.Diagnostics {
-	vals, diags := sch.DecodeHCL(s.Body, evalContext(c.Dir))
+	vals, diags := hclschema.Decode(sch, s.Body, evalContext(c.Dir))
 	for _, diag := range diags {
 		if diag.Subject == nil {
 			diag.Subject = s.DeclRange.Ptr()

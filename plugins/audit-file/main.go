@@ -8,5 +8,5 @@ import (
 )
 
 func main() {
-	audit.Serve(filesink.New(audit.NewLogger("audit-file")))
+	audit.Serve(filesink.New(audit.NewLogger("audit-file")), audit.WithBatchGC())
 }

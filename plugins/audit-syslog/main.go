@@ -10,5 +10,5 @@ import (
 )
 
 func main() {
-	audit.Serve(syslogsink.New(audit.NewLogger("audit-syslog")))
+	audit.Serve(syslogsink.New(audit.NewLogger("audit-syslog")), audit.WithBatchGC())
 }

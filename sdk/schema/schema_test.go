@@ -4,9 +4,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 var testSchema = Schema{
@@ -63,30 +60,6 @@ func TestCheckRejectsBadSchemas(t *testing.T) {
 	back, err := FromProto(ToProto(testSchema))
 	if err != nil || len(back) != len(testSchema) || back[3].Default != time.Second {
 		t.Fatalf("proto round trip: %v %+v", err, back)
-	}
-}
-
-func TestDecodeHCLPointsAtValues(t *testing.T) {
-	// HCL's usual conversion turns a number into a string; the reverse is
-	// refused, since "10" for a count is more likely a mistake.
-	src := "path = 3\nsize = \"10\"\nevery = \"x\"\nroots = [\"a\", null]\nextra = 1\n"
-	f, diags := hclsyntax.ParseConfig([]byte(src), "c.hcl", hcl.InitialPos)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	_, diags = testSchema.DecodeHCL(f.Body, nil)
-	var got []string
-	for _, d := range diags {
-		got = append(got, d.Subject.String()+" "+d.Summary)
-	}
-	want := []string{
-		`c.hcl:5,1-6 Unsupported argument`,
-		`c.hcl:2,8-12 Invalid value for "size"`,
-		`c.hcl:3,9-12 Invalid value for "every"`,
-		`c.hcl:4,9-20 Invalid value for "roots"`,
-	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("diagnostics:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

@@ -5,12 +5,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vramward/vramward/internal/readmetest"
 	"github.com/vramward/vramward/plugins/loader-gguf/gguf"
-	"github.com/vramward/vramward/sdk/plugintest"
 )
 
 func TestReadmeMatchesSchema(t *testing.T) {
-	vals := plugintest.ReadmeConfig(t, "../README.md", Schema, "loader", "config")
+	vals := readmetest.ReadmeConfig(t, "../README.md", Schema, "loader", "config")
 	if got := vals.StringList("allowed_roots"); len(got) != 1 || got[0] != "/srv/models" {
 		t.Errorf("decoded %s", vals.JSON())
 	}

@@ -3,9 +3,9 @@ package core
 import (
 	"testing"
 
-	"github.com/vramward/vramward/sdk/plugintest"
+	"github.com/vramward/vramward/internal/readmetest"
 )
 
 func TestReadmeMatchesSchema(t *testing.T) {
-	plugintest.ReadmeConfig(t, "../README.md", Schema, "vram", "config")
+	readmetest.ReadmeConfig(t, "../README.md", Schema, "vram", "config")
 }

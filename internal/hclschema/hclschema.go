@@ -1,6 +1,12 @@
-package schema
+// Package hclschema decodes a plugin's `config {}` block, written in HCL,
+// against the schema the plugin publishes, with every diagnostic at the
+// offending key or value. The host uses it for its config file, and the
+// shipped plugins' tests for their README examples; it lives outside the SDK
+// so that plugin authors do not pull HCL and cty in.
+package hclschema
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/big"
 	"sort"
@@ -9,12 +15,16 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/vramward/vramward/sdk/schema"
 )
 
-// DecodeHCL decodes an HCL body (a plugin's `config {}` block) against the
+// Decode decodes an HCL body (a plugin's `config {}` block) against the
 // schema. Every diagnostic carries the source range of the offending key or
-// value. A nil body decodes as an empty block.
-func (s Schema) DecodeHCL(body hcl.Body, ctx *hcl.EvalContext) (Values, hcl.Diagnostics) {
+// value; the values then go through the schema's own JSON decoding, so
+// defaults and checks are the plugin's. A nil body decodes as an empty
+// block.
+func Decode(s schema.Schema, body hcl.Body, ctx *hcl.EvalContext) (schema.Values, hcl.Diagnostics) {
 	vals := make(map[string]any, len(s))
 	var diags hcl.Diagnostics
 	if body != nil {
@@ -33,7 +43,7 @@ func (s Schema) DecodeHCL(body hcl.Body, ctx *hcl.EvalContext) (Values, hcl.Diag
 		for _, attr := range given {
 			name := attr.Name
 			a, _ := s.Lookup(name)
-			v, d := a.decodeExpr(attr.Expr, ctx)
+			v, d := decodeExpr(a, attr.Expr, ctx)
 			diags = append(diags, d...)
 			if !d.HasErrors() {
 				vals[name] = v
@@ -50,19 +60,37 @@ func (s Schema) DecodeHCL(body hcl.Body, ctx *hcl.EvalContext) (Values, hcl.Diag
 			}
 		}
 	}
-	for _, a := range s {
-		if _, ok := vals[a.Name]; !ok && a.Default != nil {
-			d, _ := a.Type.coerce(a.Default)
-			vals[a.Name] = d
+	if diags.HasErrors() {
+		return schema.Values{}, diags
+	}
+	for k, v := range vals {
+		if d, ok := v.(time.Duration); ok {
+			vals[k] = d.String()
 		}
 	}
-	if diags.HasErrors() {
-		return Values{}, diags
+	raw, err := json.Marshal(vals)
+	if err != nil {
+		return schema.Values{}, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot encode the config block", Detail: err.Error()})
 	}
-	return Values{m: vals}, diags
+	out, err := s.Decode(raw)
+	if err != nil {
+		return schema.Values{}, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid config block", Detail: err.Error(), Subject: rangeOf(body)})
+	}
+	return out, diags
 }
 
-func (a Attribute) decodeExpr(expr hcl.Expression, ctx *hcl.EvalContext) (any, hcl.Diagnostics) {
+func rangeOf(body hcl.Body) *hcl.Range {
+	if body == nil {
+		return nil
+	}
+	if r, ok := body.(interface{ Range() hcl.Range }); ok {
+		rg := r.Range()
+		return &rg
+	}
+	return nil
+}
+
+func decodeExpr(a schema.Attribute, expr hcl.Expression, ctx *hcl.EvalContext) (any, hcl.Diagnostics) {
 	val, diags := expr.Value(ctx)
 	if diags.HasErrors() {
 		return nil, diags
@@ -81,21 +109,21 @@ func (a Attribute) decodeExpr(expr hcl.Expression, ctx *hcl.EvalContext) (any, h
 	if !val.IsWhollyKnown() {
 		return nil, bad("The value must be known when the config is read.")
 	}
-	want := map[Type]cty.Type{
-		String: cty.String, Int: cty.Number, Bool: cty.Bool, Duration: cty.String,
-		StringList: cty.List(cty.String),
+	want := map[schema.Type]cty.Type{
+		schema.String: cty.String, schema.Int: cty.Number, schema.Bool: cty.Bool, schema.Duration: cty.String,
+		schema.StringList: cty.List(cty.String),
 	}[a.Type]
 	conv, err := convert.Convert(val, want)
-	if err != nil || (a.Type != String && a.Type != Duration && val.Type() == cty.String) {
+	if err != nil || (a.Type != schema.String && a.Type != schema.Duration && val.Type() == cty.String) {
 		// HCL would happily turn "10" into 10; a typed schema should not.
 		return nil, bad(fmt.Sprintf("Want %s, got %s.", a.Type, val.Type().FriendlyName()))
 	}
 	switch a.Type {
-	case String:
+	case schema.String:
 		return conv.AsString(), nil
-	case Bool:
+	case schema.Bool:
 		return conv.True(), nil
-	case Int:
+	case schema.Int:
 		bf := conv.AsBigFloat()
 		if !bf.IsInt() {
 			return nil, bad(fmt.Sprintf("Want a whole number, got %s.", bf.Text('g', -1)))
@@ -105,13 +133,13 @@ func (a Attribute) decodeExpr(expr hcl.Expression, ctx *hcl.EvalContext) (any, h
 			return nil, bad(fmt.Sprintf("%s does not fit in a 64-bit integer.", bf.Text('g', -1)))
 		}
 		return i, nil
-	case Duration:
+	case schema.Duration:
 		d, err := time.ParseDuration(conv.AsString())
 		if err != nil || d < 0 {
 			return nil, bad(fmt.Sprintf("Want a duration such as \"500ms\" or \"15m\", got %q.", conv.AsString()))
 		}
 		return d, nil
-	case StringList:
+	case schema.StringList:
 		var out []string
 		for it := conv.ElementIterator(); it.Next(); {
 			_, e := it.Element()

@@ -1,4 +1,6 @@
-package plugintest
+// Package readmetest checks a shipped plugin's README against its config
+// schema, with the decoder the host uses for its config file.
+package readmetest
 
 import (
 	"os"
@@ -10,6 +12,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
+	"github.com/vramward/vramward/internal/hclschema"
 	"github.com/vramward/vramward/sdk/schema"
 )
 
@@ -64,7 +67,7 @@ func ReadmeConfig(t testing.TB, readme string, sch schema.Schema, blocks ...stri
 		}
 		cur = next
 	}
-	vals, diags := sch.DecodeHCL(cur, nil)
+	vals, diags := hclschema.Decode(sch, cur, nil)
 	if diags.HasErrors() {
 		t.Fatalf("%s example does not decode: %v", readme, diags)
 	}

@@ -1,0 +1,84 @@
+// Package layout holds the tests of the repository's import rules: the SDK
+// is what plugin authors pull in, so it must not pull in the host; the
+// shipped plugins build only on the SDK, as a third party's would.
+package layout
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const (
+	root = "github.com/vramward/vramward"
+	sdk  = root + "/sdk"
+)
+
+type pkg struct {
+	ImportPath string
+	Imports    []string
+	Module     *struct{ Path string }
+}
+
+func list(t *testing.T, dir string, args ...string) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list", "-json"}, args...)...)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list %v: %v", args, err)
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+func ours(path string) bool { return path == root || strings.HasPrefix(path, root+"/") }
+
+// The SDK imports only itself of this repository, and its module requires
+// nothing of the host's (no HCL, no cty, no Merkle tree).
+func TestSDKImportsNothingOfTheHost(t *testing.T) {
+	repo, _ := filepath.Abs("../..")
+	for _, p := range list(t, repo, "./sdk/...") {
+		for _, imp := range p.Imports {
+			if ours(imp) && !strings.HasPrefix(imp, sdk+"/") && imp != sdk {
+				t.Errorf("%s imports %s", p.ImportPath, imp)
+			}
+		}
+	}
+	cmd := exec.Command("go", "list", "-m", "all")
+	cmd.Dir = filepath.Join(repo, "sdk")
+	cmd.Env = append(cmd.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -m all in sdk/: %v", err)
+	}
+	for _, banned := range []string{"github.com/hashicorp/hcl", "github.com/zclconf/go-cty", "github.com/transparency-dev", "filippo.io/edwards25519", "github.com/NVIDIA"} {
+		if strings.Contains(string(out), banned) {
+			t.Errorf("the SDK module requires %s", banned)
+		}
+	}
+}
+
+// A shipped plugin imports the SDK and its own packages, nothing of the
+// host (tests may use this repository's internal/ helpers).
+func TestPluginsImportOnlyTheSDK(t *testing.T) {
+	repo, _ := filepath.Abs("../..")
+	for _, p := range list(t, repo, "./plugins/...") {
+		own := strings.Join(strings.SplitN(p.ImportPath, "/", 6)[:5], "/") // github.com/vramward/vramward/plugins/<name>
+		for _, imp := range p.Imports {
+			if ours(imp) && !strings.HasPrefix(imp, sdk+"/") && imp != own && !strings.HasPrefix(imp, own+"/") {
+				t.Errorf("%s imports %s", p.ImportPath, imp)
+			}
+		}
+	}
+}
