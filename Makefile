@@ -11,7 +11,7 @@ LDFLAGS   := -X github.com/vramward/vramward/sdk/version.Version=$(VERSION)
 export CGO_CFLAGS ?= -Wno-deprecated-declarations
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 # Every module's packages: ./... stops at a nested module's go.mod.
-PKGS      := ./... ./sdk/...
+PKGS      := ./... ./sdk/... ./examples/sink-jsonl/...
 FUZZTIME  ?= 60s
 
 .PHONY: all build run test bench bench-gpu fuzz lint proto clean

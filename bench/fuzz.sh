@@ -9,7 +9,7 @@ fuzztime="${1:-60s}"
 keep=40
 cache="$(go env GOCACHE)/fuzz"
 modules="$(go list -m | tr "\n" " ")"
-for pkg in $(go list ./... ./sdk/...); do
+for pkg in $(go list ./... ./sdk/... ./examples/sink-jsonl/...); do
 	dir="$(go list -f '{{.Dir}}' "$pkg")"
 	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		echo "== $pkg $target ($fuzztime)"

@@ -1,6 +1,12 @@
 package audit
 
-import "bytes"
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+)
 
 // ResendWindow remembers the chain hashes of the last n seqs a sink stored, oldest
 // evicted first, so that a sink can skip an event the host sends again
@@ -41,4 +47,31 @@ func (w *ResendWindow) Add(seq uint64, hash []byte) {
 		w.next = (w.next + 1) % len(w.order)
 	}
 	w.hashes[seq] = hash
+}
+
+// Learn adds every record of a JSON-lines stream (what the sink stored in
+// an earlier run) to the window, so that the host's re-sends after a
+// restart are skipped. Lines that are not records, and a last line cut
+// short by a crash, are passed over: they were never acknowledged.
+func (w *ResendWindow) Learn(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// Longer than any record of ours: skip to the next line.
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("read stored records: %w", err)
+		}
+		if e, perr := ParseJSON(line[:len(line)-1]); perr == nil {
+			w.Add(e.Seq, e.Chain.Hash)
+		}
+	}
 }

@@ -1,5 +1,5 @@
 // Package audittest is the conformance harness for audit sinks. A sink
-// author runs it from a normal `go test`:
+// author runs it from a normal `go test`, in this process:
 //
 //	func TestConformance(t *testing.T) {
 //		audittest.Run(t, func(t *testing.T) (audit.Sink, []byte) {
@@ -7,12 +7,49 @@
 //		}, audittest.WithReadBack(readMyOutput))
 //	}
 //
-// and, against the built plugin binary, launched as the host launches it:
+// and against the built plugin binary, launched as the host launches it:
 //
 //	audittest.RunBinary(t, "bin/vramward-plugin-mysink", newConfig, audittest.WithReadBack(readMyOutput))
 //
 // Every check crosses the real gRPC boundary through the SDK's Serve and
-// Client, so it tests what the host will see.
+// Client, so it tests what the host will see. A read-back (the events the
+// sink stored, read from its output by the test) is required: without one
+// no check could see what was stored, so a sink that cannot offer one says
+// why with WithoutReadBack, and the harness names each check it skipped.
+//
+// The checks:
+//
+//   - Info: a name, a version and a valid config schema.
+//   - ConfigureRejectsUnknownKey: INVALID_CONFIG naming the key; the sink
+//     stays usable, and a second Configure is refused.
+//   - EmitBeforeConfigure: refused, and counted as a failure.
+//   - Ordering, BatchSingleEquivalence: 150 single emits, 300 in batches:
+//     stored in order, the same either way.
+//   - CriticalFlushBeforeAck: Flush is called after a CRITICAL write and
+//     before the answer (in-process); a failing Flush fails the emit and
+//     is counted; an acknowledged CRITICAL event is readable at once.
+//   - IdempotentShutdown: Shutdown flushes then closes once, however often
+//     it is called; emits after it are refused.
+//   - InvalidEventsRejected, ConcurrentEmits, HostileFields,
+//     MaximumSizeFields: malformed events refused; concurrent emits all
+//     stored once; hostile strings and maximum-size events stored exactly;
+//     what a Shortener says it shortened is what the host counts.
+//   - AckedSurvivesKill9 (binary): 250 events and a CRITICAL one,
+//     acknowledged, then the plugin is killed with SIGKILL: every one must
+//     be in the read-back. It fails a sink that acknowledges before it
+//     writes, one that keeps events in its own memory (a Flush that does
+//     nothing included) and one that drops events.
+//   - ReSentEventsSkipped: a fresh instance on the same output gets events
+//     it already stored again (the host's re-send after a restart) and must
+//     skip them (audit.ResendWindow refilled from what is stored), unless
+//     WithDuplicateReSends says the receiver cannot be asked.
+//   - Reopen: events before and after a Reopen are all stored, in order.
+//   - PeriodicFlush (in-process): a PeriodicFlusher gets its Flush on time.
+//
+// What no harness can prove: that a Flush survives a power loss (fsync
+// reaching the disk's platter, a receiver's own durability), and that the
+// sink behaves under faults of its output (a full disk, a receiver that
+// hangs) that the test does not stage.
 package audittest
 
 import (
@@ -23,6 +60,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,12 +84,27 @@ type ReadBack func(t *testing.T, config []byte) []audit.Event
 type Option func(*options)
 
 type options struct {
-	readBack ReadBack
+	readBack   ReadBack
+	noReadBack string
+	dupReSends string
 }
 
+// WithDuplicateReSends says the sink cannot know, after a restart, what its
+// receiver already holds (a remote transport without read-back), so a
+// re-sent event may arrive twice, identical, for the reader to drop by seq
+// and chain hash; the harness then accepts identical copies and nothing
+// else.
+func WithDuplicateReSends(why string) Option { return func(o *options) { o.dupReSends = why } }
+
 // WithReadBack lets the harness compare what was persisted with what was
-// sent, event by event.
+// sent, event by event. Without it no check can see what the sink stored,
+// so the harness asks for it, or for WithoutReadBack.
 func WithReadBack(rb ReadBack) Option { return func(o *options) { o.readBack = rb } }
+
+// WithoutReadBack says why the sink's output cannot be read back here (a
+// remote receiver the test does not own); the harness then runs without the
+// persistence checks and names each one it skipped.
+func WithoutReadBack(why string) Option { return func(o *options) { o.noReadBack = why } }
 
 // target is one sink under test: how to connect to it, and its config.
 type target struct {
@@ -59,14 +112,20 @@ type target struct {
 	reg    *prometheus.Registry
 	config []byte
 	spy    *spy // nil for a binary
+	pid    int  // the plugin process, for a binary
 }
 
-type connector func(t *testing.T) *target
+// connector makes a fresh instance of the sink under test, with a fresh
+// config, or with config when it is not nil (a restart on the same output).
+type connector func(t *testing.T, config []byte) *target
 
 // Run checks a sink served in this process.
 func Run(t *testing.T, newSink Factory, opts ...Option) {
-	run(t, func(t *testing.T) *target {
+	run(t, func(t *testing.T, config []byte) *target {
 		sink, cfg := newSink(t)
+		if config != nil {
+			cfg = config
+		}
 		sp := &spy{Sink: sink}
 		tg := &target{reg: prometheus.NewRegistry(), config: cfg, spy: sp}
 		p := audit.PluginForSink(sp, hclog.NewNullLogger()).WithClient(clientOptions(t, tg.reg))
@@ -78,10 +137,14 @@ func Run(t *testing.T, newSink Factory, opts ...Option) {
 // RunBinary checks a built plugin binary, launched with AutoMTLS as the host
 // launches it; newConfig makes the config of each fresh instance.
 func RunBinary(t *testing.T, binary string, newConfig func(t *testing.T) []byte, opts ...Option) {
-	run(t, func(t *testing.T) *target {
-		tg := &target{reg: prometheus.NewRegistry(), config: newConfig(t)}
-		raw, _ := plugintest.Binary(t, binary, handshake.KindAuditSink, audit.PluginForHost(clientOptions(t, tg.reg)))
+	run(t, func(t *testing.T, config []byte) *target {
+		if config == nil {
+			config = newConfig(t)
+		}
+		tg := &target{reg: prometheus.NewRegistry(), config: config}
+		raw, c := plugintest.Binary(t, binary, handshake.KindAuditSink, audit.PluginForHost(clientOptions(t, tg.reg)))
 		tg.client = raw.(*audit.Client)
+		tg.pid = c.ReattachConfig().Pid
 		return tg
 	}, opts)
 }
@@ -99,6 +162,12 @@ func run(t *testing.T, connect connector, opts []Option) {
 	for _, opt := range opts {
 		opt(o)
 	}
+	switch {
+	case o.readBack == nil && o.noReadBack == "":
+		t.Fatal("audittest: give WithReadBack, so that the harness can see what the sink stored, or WithoutReadBack(why) to say why it cannot")
+	case o.readBack == nil:
+		t.Logf("audittest: without read-back (%s): skipped AckedSurvivesKill9, ReSentEventsSkipped and every comparison of what was stored", o.noReadBack)
+	}
 	checks := []struct {
 		name string
 		fn   func(t *testing.T, connect connector, o *options)
@@ -114,6 +183,10 @@ func run(t *testing.T, connect connector, opts []Option) {
 		{"ConcurrentEmits", checkConcurrent},
 		{"HostileFields", checkHostile},
 		{"MaximumSizeFields", checkMaxSize},
+		{"AckedSurvivesKill9", checkKill9},
+		{"ReSentEventsSkipped", checkReSend},
+		{"Reopen", checkReopen},
+		{"PeriodicFlush", checkPeriodicFlush},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, connect, o) })
@@ -124,7 +197,12 @@ func ctx(t *testing.T) context.Context { return plugintest.Context(t) }
 
 func configured(t *testing.T, connect connector) *target {
 	t.Helper()
-	tg := connect(t)
+	return configuredWith(t, connect, nil)
+}
+
+func configuredWith(t *testing.T, connect connector, config []byte) *target {
+	t.Helper()
+	tg := connect(t, config)
 	if err := tg.client.Configure(ctx(t), tg.config); err != nil {
 		t.Fatalf("Configure(%s): %v", tg.config, err)
 	}
@@ -181,7 +259,7 @@ func fieldsFor(sp audit.Spec, i int) []audit.Field {
 }
 
 func checkInfo(t *testing.T, connect connector, _ *options) {
-	tg := connect(t)
+	tg := connect(t, nil)
 	info, err := tg.client.Info(ctx(t))
 	if err != nil {
 		t.Fatalf("Info: %v", err)
@@ -195,7 +273,7 @@ func checkInfo(t *testing.T, connect connector, _ *options) {
 }
 
 func checkConfigureRejects(t *testing.T, connect connector, _ *options) {
-	tg := connect(t)
+	tg := connect(t, nil)
 	err := tg.client.Configure(ctx(t), []byte(`{"no_such_attribute_xyz": 1}`))
 	var se *audit.Error
 	if !errors.As(err, &se) || se.Reason != audit.ReasonInvalidConfig {
@@ -220,7 +298,7 @@ func checkConfigureRejects(t *testing.T, connect connector, _ *options) {
 }
 
 func checkEmitBeforeConfigure(t *testing.T, connect connector, _ *options) {
-	tg := connect(t)
+	tg := connect(t, nil)
 	if err := tg.client.Emit(ctx(t), Events(1)[0]); !errors.Is(err, audit.ErrNotConfigured) {
 		t.Fatalf("emit before Configure: want %v, got %v", audit.ErrNotConfigured, err)
 	}
@@ -462,6 +540,180 @@ func checkConcurrent(t *testing.T, connect connector, o *options) {
 	}
 }
 
+// checkKill9: acknowledged means stored where a crash of the plugin process
+// cannot take it back. 250 events in batches, then a CRITICAL one, all
+// acknowledged; the plugin is killed with SIGKILL; a read-back must find
+// every one. A sink that acknowledges before it writes, or writes to a
+// buffer in its own memory, or drops events, fails here.
+func checkKill9(t *testing.T, connect connector, o *options) {
+	if o.readBack == nil {
+		t.Skipf("no read-back: %s", o.noReadBack)
+	}
+	tg := configured(t, connect)
+	if tg.pid == 0 {
+		t.Skip("in-process: SIGKILL needs a plugin process (RunBinary)")
+	}
+	events := Events(400)
+	var sent []audit.Event
+	for _, e := range events {
+		if e.Severity != audit.Critical && len(sent) < 250 {
+			sent = append(sent, e)
+		}
+	}
+	for i := 0; i < len(sent); i += 50 {
+		if err := tg.client.EmitBatch(ctx(t), sent[i:min(i+50, len(sent))]); err != nil {
+			t.Fatalf("batch at %d: %v", i, err)
+		}
+	}
+	var critical audit.Event
+	for _, e := range events {
+		if e.Severity == audit.Critical && e.Seq > sent[len(sent)-1].Seq {
+			critical = e
+			break
+		}
+	}
+	if err := tg.client.Emit(ctx(t), critical); err != nil {
+		t.Fatalf("CRITICAL emit: %v", err)
+	}
+	sent = append(sent, critical)
+	if err := syscall.Kill(tg.pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 the plugin: %v", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); syscall.Kill(tg.pid, 0) == nil && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := o.readBack(t, tg.config)
+	stored := map[uint64]bool{}
+	for _, e := range got {
+		stored[e.Seq] = true
+	}
+	var lost []uint64
+	for _, e := range sent {
+		if !stored[e.Seq] {
+			lost = append(lost, e.Seq)
+		}
+	}
+	if len(lost) > 0 {
+		t.Fatalf("%d acknowledged events lost after kill -9 of the plugin (seqs %v): Write must hand events to the kernel or the transport before it returns, and Flush must make them durable", len(lost), firstFew(lost))
+	}
+}
+
+func indexOfSeq(events []audit.Event, seq uint64) int {
+	for i := range events {
+		if events[i].Seq == seq {
+			return i
+		}
+	}
+	return -1
+}
+
+func firstFew(s []uint64) []uint64 {
+	if len(s) > 10 {
+		return s[:10]
+	}
+	return s
+}
+
+// checkReSend: after a restart the host sends again what it had no answer
+// for; a fresh instance on the same output must skip what is stored (same
+// seq, same chain hash) and store the rest once.
+func checkReSend(t *testing.T, connect connector, o *options) {
+	if o.readBack == nil {
+		t.Skipf("no read-back: %s", o.noReadBack)
+	}
+	events := nonCritical(40)
+	first := configured(t, connect)
+	if err := first.client.EmitBatch(ctx(t), events[:30]); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.client.Shutdown(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	again := configuredWith(t, connect, first.config)
+	if err := again.client.EmitBatch(ctx(t), events[20:]); err != nil {
+		t.Fatalf("re-send after a restart: %v", err)
+	}
+	if err := again.client.Shutdown(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	got := o.readBack(t, first.config)
+	seen := map[uint64]int{}
+	var once []audit.Event
+	for _, e := range got {
+		if seen[e.Seq] > 0 && o.dupReSends != "" {
+			if first := once[indexOfSeq(once, e.Seq)]; !bytes.Equal(first.AppendJSON(nil), e.AppendJSON(nil)) {
+				t.Fatalf("seq %d stored twice, and the copies differ", e.Seq)
+			}
+			seen[e.Seq]++
+			continue
+		}
+		seen[e.Seq]++
+		once = append(once, e)
+	}
+	for _, e := range events {
+		switch n := seen[e.Seq]; {
+		case n == 0:
+			t.Fatalf("seq %d lost across the restart", e.Seq)
+		case n > 1 && o.dupReSends == "":
+			t.Fatalf("seq %d stored %d times: a re-sent event (same seq, same chain hash) must be skipped (audit.ResendWindow, refilled from what is stored at Configure)", e.Seq, n)
+		}
+	}
+	if o.dupReSends != "" && len(once) != len(got) {
+		t.Logf("re-sent events arrived twice, identical (%s)", o.dupReSends)
+	}
+	assertSame(t, events, once)
+}
+
+// checkReopen: Reopen (the host's SIGHUP, after logrotate moved the output)
+// keeps every event, before and after, in order.
+func checkReopen(t *testing.T, connect connector, o *options) {
+	tg := configured(t, connect)
+	events := nonCritical(20)
+	if err := tg.client.EmitBatch(ctx(t), events[:10]); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.client.Reopen(ctx(t)); err != nil {
+		t.Fatalf("Reopen: %v", err)
+	}
+	if err := tg.client.EmitBatch(ctx(t), events[10:]); err != nil {
+		t.Fatalf("emit after Reopen: %v", err)
+	}
+	if err := tg.client.Shutdown(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if o.readBack != nil {
+		assertSame(t, events, o.readBack(t, tg.config))
+	}
+}
+
+// checkPeriodicFlush: a sink that asks for a periodic Flush
+// (PeriodicFlusher) gets one within a few intervals of an INFO event, with
+// no CRITICAL event to force it. In-process only (the harness sees calls).
+func checkPeriodicFlush(t *testing.T, connect connector, _ *options) {
+	tg := configured(t, connect)
+	if tg.spy == nil {
+		t.Skip("binary: the harness cannot see the sink's calls; run Run for it")
+	}
+	pf, ok := tg.spy.Sink.(audit.PeriodicFlusher)
+	if !ok || pf.FlushInterval() <= 0 {
+		t.Skip("the sink asks for no periodic flush")
+	}
+	every := pf.FlushInterval()
+	if every > 3*time.Second {
+		t.Skipf("flush interval %s: too long to wait for here", every)
+	}
+	tg.spy.reset()
+	if err := tg.client.Emit(ctx(t), nonCritical(1)[0]); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(3*every + time.Second); time.Now().Before(deadline); time.Sleep(every / 10) {
+		if indexOf(tg.spy.log(), "flush") >= 0 {
+			return
+		}
+	}
+	t.Fatalf("no periodic Flush within %s of an event (interval %s)", 3*every+time.Second, every)
+}
+
 // Hostile strings reach the sink unsanitised here on purpose: the host
 // sanitises, but a sink must still encode safely for its own format.
 var hostile = []string{
@@ -514,6 +766,14 @@ func checkMaxSize(t *testing.T, connect connector, o *options) {
 	}
 	if err := tg.client.EmitBatch(ctx(t), sent[1:]); err != nil {
 		t.Fatalf("batch of maximum-size events: %v", err)
+	}
+	if tg.spy != nil {
+		if sh, ok := tg.spy.Sink.(audit.Shortener); ok {
+			// What the sink says it shortened is what the host counts.
+			if got, want := MetricSum(t, tg.reg, "vramward_audit_shortened_events_total"), float64(sh.Shortened()); got != want {
+				t.Errorf("shortened_events_total = %v, the sink says %v", got, want)
+			}
+		}
 	}
 	shutdownAndCompare(t, tg, o, sent)
 }

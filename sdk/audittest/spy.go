@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/schema"
@@ -81,4 +82,20 @@ func (s *spy) failFlush(on bool) {
 	s.mu.Lock()
 	s.fail = on
 	s.mu.Unlock()
+}
+
+// FlushInterval and Shortened pass the sink's optional interfaces through,
+// so that Serve treats the spied sink as it treats the sink itself.
+func (s *spy) FlushInterval() time.Duration {
+	if pf, ok := s.Sink.(audit.PeriodicFlusher); ok {
+		return pf.FlushInterval()
+	}
+	return 0
+}
+
+func (s *spy) Shortened() uint64 {
+	if sh, ok := s.Sink.(audit.Shortener); ok {
+		return sh.Shortened()
+	}
+	return 0
 }

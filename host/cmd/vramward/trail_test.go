@@ -22,6 +22,7 @@ import (
 	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/chain"
+	"github.com/vramward/vramward/sdk/plugintest"
 )
 
 // trailConfig is writeConfig with small epochs and frequent checkpoints, so
@@ -563,5 +564,43 @@ func TestEndedKeysLeaveNoTrace(t *testing.T) {
 	checkFiles("after shutdown")
 	if out := verifyCLI(t, dir, filepath.Join(dir, "trail", "audit.log")); !strings.HasPrefix(out, "OK: ") {
 		t.Fatalf("verify: %s", out)
+	}
+}
+
+// TestExampleSinkThroughTheHost: the forty-line example sink, a module of
+// its own built on the SDK alone, runs as a second sink of the host; it
+// stores exactly the file sink's bytes, and the trail verifies with it as a
+// copy.
+func TestExampleSinkThroughTheHost(t *testing.T) {
+	bin, err := plugintest.Build(t.TempDir(), "../../../examples/sink-jsonl", "sink-jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, fmt.Sprintf(`
+plugin "jsonl" {
+  kind = "audit_sink"
+  path = %q
+}
+`, bin))
+	replaceInFile(t, cfg, "audit {\n", `audit {
+  sink "example" {
+    plugin = "jsonl"
+    config {
+      path = abspath("trail/example.jsonl")
+    }
+  }
+`)
+	runOnce(t, dir, 300*time.Millisecond, syscall.SIGTERM)
+	runOnce(t, dir, 300*time.Millisecond, syscall.SIGTERM)
+	file, err := os.ReadFile(filepath.Join(dir, "trail", "audit.log"))
+	must(t, err)
+	example, err := os.ReadFile(filepath.Join(dir, "trail", "example.jsonl"))
+	must(t, err)
+	if len(file) == 0 || !bytes.Equal(file, example) {
+		t.Fatalf("the example sink stored other bytes than the file sink (%d and %d bytes)", len(example), len(file))
+	}
+	if code, out := verifyRun(t, "-key", filepath.Join(dir, "state", "audit.pub"), "-copy", filepath.Join(dir, "trail", "example.jsonl"), filepath.Join(dir, "trail", "audit.log")); code != 0 {
+		t.Fatalf("verify with the example's copy (exit %d):\n%s", code, out)
 	}
 }
