@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vramward/vramward/host/pluginhost"
+	"github.com/vramward/vramward/internal/backoff"
 	"github.com/vramward/vramward/sdk/audit"
 )
 
@@ -41,7 +41,7 @@ type sinkWorker struct {
 	// spoolFull is set while the spool refuses events (spool_max_bytes).
 	spoolFull atomic.Bool
 
-	backoff pluginhost.Backoff
+	backoff backoff.Backoff
 	stop    chan struct{} // closed at the shutdown deadline
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -52,7 +52,7 @@ type sinkWorker struct {
 func newSinkWorker(b *Bus, conn SinkConn, q *queue) *sinkWorker {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &sinkWorker{b: b, conn: conn, q: q, stop: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		backoff: pluginhost.Backoff{Min: b.opts.RestartMin, Max: b.opts.RestartMax}}
+		backoff: backoff.Backoff{Min: b.opts.RestartMin, Max: b.opts.RestartMax}}
 }
 
 func (w *sinkWorker) connect(ctx context.Context) error {

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/vramward/vramward/host/pluginhost"
 	"github.com/vramward/vramward/host/worker"
+	"github.com/vramward/vramward/internal/backoff"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/vram"
@@ -89,7 +89,7 @@ func (d *Daemon) connectVram(ctx context.Context) (*vram.Client, error) {
 func (d *Daemon) runVram(ctx context.Context) {
 	t := time.NewTicker(d.cfg.Verify.Interval)
 	defer t.Stop()
-	backoff := pluginhost.Backoff{Min: 200 * time.Millisecond, Max: 30 * time.Second}
+	retry := backoff.Backoff{Min: 200 * time.Millisecond, Max: 30 * time.Second}
 	for {
 		select {
 		case <-ctx.Done():
@@ -97,7 +97,7 @@ func (d *Daemon) runVram(ctx context.Context) {
 		case <-t.C:
 		}
 		if d.vram != nil && d.vram.Crashed() {
-			d.recoverVram(ctx, &backoff)
+			d.recoverVram(ctx, &retry)
 			continue
 		}
 		if err := d.shards.VerifyAll(ctx); err != nil && ctx.Err() == nil {
@@ -106,7 +106,7 @@ func (d *Daemon) runVram(ctx context.Context) {
 	}
 }
 
-func (d *Daemon) recoverVram(ctx context.Context, backoff *pluginhost.Backoff) {
+func (d *Daemon) recoverVram(ctx context.Context, retry *backoff.Backoff) {
 	proc := d.vram
 	log := d.log.Named("vram")
 	log.Error("the VRAM backend crashed; its shards are gone with it", "pid", proc.Pid, "exit", proc.ExitReason())
@@ -123,7 +123,7 @@ func (d *Daemon) recoverVram(ctx context.Context, backoff *pluginhost.Backoff) {
 		client, err := d.connectVram(ctx)
 		if err == nil {
 			d.launcher.Metrics.CountRestart(proc.Spec.Name)
-			backoff.Reset()
+			retry.Reset()
 			d.shards.Reset(client)
 			if err := d.shards.Load(ctx, d.models); err != nil {
 				log.Error("reloading the models after the restart: an event was not recorded", "error", err)
@@ -134,7 +134,7 @@ func (d *Daemon) recoverVram(ctx context.Context, backoff *pluginhost.Backoff) {
 			d.vram.Stop()
 			d.vram = nil
 		}
-		wait := backoff.Next()
+		wait := retry.Next()
 		log.Error("VRAM backend restart failed; retrying", "in", wait, "error", err)
 		select {
 		case <-ctx.Done():

@@ -324,22 +324,3 @@ func StopAll() {
 	// Anything go-plugin still tracks is dead by now; this only reaps it.
 	plugin.CleanupClients()
 }
-
-// Backoff is the capped exponential delay between restarts.
-type Backoff struct {
-	Min, Max time.Duration
-	next     time.Duration
-}
-
-// Next returns the delay before the next attempt.
-func (b *Backoff) Next() time.Duration {
-	if b.next == 0 {
-		b.next = b.Min
-	}
-	d := b.next
-	b.next = min(b.next*2, b.Max)
-	return d
-}
-
-// Reset starts over after a success.
-func (b *Backoff) Reset() { b.next = 0 }
