@@ -61,7 +61,7 @@ var GGUFFixtures = Fixtures{
 	Hostile: func(t *testing.T, dir string) (string, string) {
 		const secret = "{{ SECRET_TEMPLATE_BODY }}"
 		f := gguftest.Small()
-		f.KV[1].Value = gguftest.Str("evil\x1b[31mname\n\u202eoverride\x00end")
+		f.KV[1].Value = gguftest.Str("evil\x1b[31mname\n\u202eoverride\x07end") // a NUL is refused (NUL_IN_STRING)
 		f.KV = append(f.KV, gguftest.KV{Key: "general.description", Value: gguftest.Str("line1\r\nline2\x7f\xff")})
 		f.KV[11].Value = gguftest.Str(secret)
 		return write(t, f, filepath.Join(dir, "hostile.gguf")), secret

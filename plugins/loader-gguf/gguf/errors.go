@@ -30,9 +30,10 @@ const (
 	ReasonRemovedTensorType  Reason = "REMOVED_TENSOR_TYPE"
 	ReasonBlockMisaligned    Reason = "BLOCK_MISALIGNED"
 	ReasonSizeOverflow       Reason = "SIZE_OVERFLOW"
-	ReasonOffsetMisaligned   Reason = "OFFSET_MISALIGNED"
 	ReasonTensorOutOfBounds  Reason = "TENSOR_OUT_OF_BOUNDS"
-	ReasonTensorOverlap      Reason = "TENSOR_OVERLAP"
+	ReasonBadKey             Reason = "BAD_KEY"
+	ReasonTensorOutOfPlace   Reason = "TENSOR_OUT_OF_PLACE"
+	ReasonNULInString        Reason = "NUL_IN_STRING"
 )
 
 // Reasons lists every reason the reader gives, for documentation checks.
@@ -41,8 +42,8 @@ func Reasons() []Reason {
 		ReasonTooManyTensors, ReasonTooManyKV, ReasonStringTooLong, ReasonArrayTooLong, ReasonArrayTooDeep,
 		ReasonUnknownValueType, ReasonBadBool, ReasonEmptyKey, ReasonDuplicateKey, ReasonInvalidUTF8, ReasonBadAlignment,
 		ReasonBadTensorName, ReasonTensorNameTooLong, ReasonDuplicateTensor, ReasonBadDims, ReasonUnknownTensorType,
-		ReasonRemovedTensorType, ReasonBlockMisaligned, ReasonSizeOverflow, ReasonOffsetMisaligned,
-		ReasonTensorOutOfBounds, ReasonTensorOverlap}
+		ReasonRemovedTensorType, ReasonBlockMisaligned, ReasonSizeOverflow,
+		ReasonTensorOutOfBounds, ReasonBadKey, ReasonTensorOutOfPlace, ReasonNULInString}
 }
 
 // Error is a refusal: what is wrong and the byte offset of the field at

@@ -1,6 +1,11 @@
 // Package gguf reads the metadata of a GGUF model file (ggml's
 // docs/gguf.md) and refuses, with the reason and the byte offset, any file
-// that does not follow the format exactly. It never trusts a length or a
+// that does not follow the format exactly, and every file ggml's own reader
+// (gguf_init_from_file of ggml v0.5.0, as llama.cpp and the
+// @node-llama-cpp/linux-x64 3.22.1 package ship it) refuses: where the two
+// could read one file differently (a key with a NUL that ggml compares as a
+// C string, tensors placed out of the order ggml reads them in), the file
+// is refused, so that what this reader reports is what ggml loads. It never trusts a length or a
 // count from the file: each is checked against a configured cap and against
 // the bytes the file has left before anything is allocated or looped over,
 // and every size is computed with overflow checks. Tensor data is not read;
@@ -9,13 +14,15 @@ package gguf
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/bits"
-	"sort"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -29,7 +36,8 @@ type Limits struct {
 	MaxStringBytes uint64
 	MaxArrayLen    uint64
 	// MaxArrayDepth is how deep arrays may nest: 1 allows no array of
-	// arrays, 2 one level of them.
+	// arrays. ggml refuses arrays of arrays, so more than 1 is refused
+	// anyway, with that reason.
 	MaxArrayDepth int
 	// MaxMetadataBytes caps the header, metadata and tensor infos together.
 	MaxMetadataBytes uint64
@@ -44,7 +52,7 @@ func DefaultLimits() Limits {
 		MaxKV:            1 << 16,
 		MaxStringBytes:   1 << 20,
 		MaxArrayLen:      1 << 24,
-		MaxArrayDepth:    2,
+		MaxArrayDepth:    1,
 		MaxMetadataBytes: 1 << 30,
 	}
 }
@@ -59,6 +67,12 @@ const (
 	// keptStringBytes of a string value are kept for the summary; longer
 	// values are measured, not held.
 	keptStringBytes = 512
+	// HeldKV pairs are held for the summary, the first ones in the file,
+	// with their keys cut to HeldKeyBytes; the rest are checked and
+	// counted, not held (the summary's own keys are always held), so the
+	// reader's memory does not grow with the file's metadata.
+	HeldKV       = 4096
+	HeldKeyBytes = 256
 	// minTensorInfo is the smallest tensor info: a 1-byte name with its
 	// length, n_dims, one dimension, the type and the offset.
 	minTensorInfo = 8 + 1 + 4 + 8 + 4 + 8
@@ -101,8 +115,12 @@ type Tensor struct {
 
 // File is the checked metadata of a GGUF file.
 type File struct {
-	Version    uint32
+	Version uint32
+	// KV holds the first HeldKV pairs and every pair the summary reads
+	// (general.*, *.context_length, tokenizer.chat_template*); KVCount is
+	// how many the file has.
 	KV         []KV
+	KVCount    uint64
 	Tensors    []Tensor
 	Alignment  uint64
 	DataOffset uint64 // start of the tensor data section
@@ -142,8 +160,9 @@ type parser struct {
 	off  uint64
 	size uint64
 	lim  Limits
-	// names of keys and tensors seen, for the uniqueness checks
-	keys map[string]struct{}
+	// digests of the keys seen, for the uniqueness check without holding
+	// every key
+	keys map[[16]byte]struct{}
 }
 
 func (p *parser) fail(at uint64, reason Reason, format string, args ...any) error {
@@ -247,6 +266,38 @@ func (p *parser) str(what string, max, keep uint64, tooLong Reason) (s string, n
 	return s, n, p.skip(n-k, what)
 }
 
+// strNoNUL reads a string value (not an array element), refusing a NUL
+// byte anywhere in it: llama.cpp reads such values (the architecture, the
+// chat template) as C strings, and would use less than is reported here.
+func (p *parser) strNoNUL(what string, max, keep uint64) (s string, n uint64, err error) {
+	at := p.off
+	if n, err = p.u64(what); err != nil {
+		return "", 0, err
+	}
+	if n > max {
+		return "", n, p.fail(at, ReasonStringTooLong, "%s is %d bytes long; the limit is %d", what, n, max)
+	}
+	if err := p.need(n, what); err != nil {
+		return "", n, err
+	}
+	for left := n; left > 0; {
+		k := min(left, 32<<10)
+		start := p.off
+		b, err := p.read(k, what)
+		if err != nil {
+			return "", n, err
+		}
+		if i := bytes.IndexByte(b, 0); i >= 0 {
+			return "", n, p.fail(start+uint64(i), ReasonNULInString, "%s holds a NUL byte at byte %d: ggml's users read it as a C string and would see only what comes before", what, n-left+uint64(i))
+		}
+		if uint64(len(s)) < keep {
+			s += string(b[:min(uint64(len(b)), keep-uint64(len(s)))])
+		}
+		left -= k
+	}
+	return s, n, nil
+}
+
 func (p *parser) file() (*File, error) {
 	b, err := p.read(4, "the magic")
 	if err != nil {
@@ -287,8 +338,9 @@ func (p *parser) file() (*File, error) {
 		return nil, p.fail(8, ReasonTruncated, "the header declares %d tensors and %d metadata pairs, which need at least %d bytes; the file has %d left", nTensors, nKV, least, p.left())
 	}
 
-	p.keys = make(map[string]struct{}, nKV)
-	f.KV = make([]KV, 0, nKV)
+	p.keys = make(map[[16]byte]struct{}, nKV)
+	f.KV = make([]KV, 0, min(nKV, HeldKV))
+	f.KVCount = nKV
 	for i := uint64(0); i < nKV; i++ {
 		kv, err := p.kv(i)
 		if err != nil {
@@ -303,7 +355,12 @@ func (p *parser) file() (*File, error) {
 			}
 			f.Alignment = kv.Value.Uint
 		}
-		f.KV = append(f.KV, kv)
+		if uint64(len(f.KV)) < HeldKV || summaryKey(kv.Key) {
+			if len(kv.Key) > HeldKeyBytes {
+				kv.Key = kv.Key[:HeldKeyBytes] + "…"
+			}
+			f.KV = append(f.KV, kv)
+		}
 	}
 
 	f.Tensors = make([]Tensor, 0, nTensors)
@@ -325,16 +382,19 @@ func (p *parser) kv(i uint64) (KV, error) {
 	if err != nil {
 		return KV{}, in(err, "metadata pair %d", i)
 	}
-	switch {
-	case key == "":
+	if key == "" {
 		return KV{}, p.fail(at, ReasonEmptyKey, "the key of metadata pair %d is empty", i)
-	case !utf8.ValidString(key):
-		return KV{}, p.fail(at, ReasonInvalidUTF8, "the key of metadata pair %d is not valid UTF-8: %q", i, key)
 	}
-	if _, dup := p.keys[key]; dup {
+	if bad, why := badKey(key); bad >= 0 {
+		return KV{}, p.fail(at+8+uint64(bad), ReasonBadKey, "the key of metadata pair %d, %q, %s (keys are ASCII lower_snake_case words separated by dots)", i, printable([]byte(key[:min(len(key), 80)])), why)
+	}
+	sum := sha256.Sum256([]byte(key))
+	var id [16]byte
+	copy(id[:], sum[:])
+	if _, dup := p.keys[id]; dup {
 		return KV{}, p.fail(at, ReasonDuplicateKey, "metadata key %q appears twice", key)
 	}
-	p.keys[key] = struct{}{}
+	p.keys[id] = struct{}{}
 	typ, err := p.u32("the value type")
 	if err == nil {
 		var v Value
@@ -354,7 +414,7 @@ func (p *parser) value(t ValueType, depth int) (Value, error) {
 	v := Value{Type: t}
 	switch t {
 	case TypeString:
-		s, n, err := p.str("the string value", p.lim.MaxStringBytes, keptStringBytes, ReasonStringTooLong)
+		s, n, err := p.strNoNUL("the string value", p.lim.MaxStringBytes, keptStringBytes)
 		v.Str, v.Len = s, n
 		return v, err
 	case TypeArray:
@@ -396,6 +456,9 @@ func (p *parser) value(t ValueType, depth int) (Value, error) {
 
 func (p *parser) array(depth int) (Value, error) {
 	at := p.off
+	if depth > 1 {
+		return Value{}, p.fail(at, ReasonArrayTooDeep, "an array of arrays: ggml refuses them")
+	}
 	if depth > p.lim.MaxArrayDepth {
 		return Value{}, p.fail(at, ReasonArrayTooDeep, "the array nests %d deep; the limit is %d", depth, p.lim.MaxArrayDepth)
 	}
@@ -468,6 +531,13 @@ func (p *parser) tensor(i uint64, names map[string]struct{}) (Tensor, error) {
 	case !utf8.ValidString(name):
 		return t, p.fail(at, ReasonInvalidUTF8, "the name of tensor %d is not valid UTF-8: %q", i, name)
 	}
+	for j := 0; j < len(name); j++ {
+		// ggml keeps a name as a C string: a NUL would cut it (and hide a
+		// duplicate), a control byte would reach every log.
+		if c := name[j]; c < 0x20 || c == 0x7f {
+			return t, p.fail(at+8+uint64(j), ReasonBadTensorName, "the name of tensor %d holds the control byte %#02x at byte %d", i, c, j)
+		}
+	}
 	if _, dup := names[name]; dup {
 		return t, p.fail(at, ReasonDuplicateTensor, "tensor name %q appears twice", name)
 	}
@@ -486,8 +556,8 @@ func (p *parser) tensorShape(t *Tensor) error {
 	if err != nil {
 		return err
 	}
-	if nd == 0 || nd > MaxDims {
-		return p.fail(dimsAt, ReasonBadDims, "%d dimensions; 1 to %d are allowed", nd, MaxDims)
+	if nd > MaxDims {
+		return p.fail(dimsAt, ReasonBadDims, "%d dimensions; at most %d are allowed", nd, MaxDims)
 	}
 	t.Dims = make([]uint64, nd)
 	for d := range t.Dims {
@@ -512,10 +582,28 @@ func (p *parser) tensorShape(t *Tensor) error {
 	case info.size == 0:
 		return p.fail(typeAt, ReasonRemovedTensorType, "type %s (%d), which ggml removed; re-quantise the model", info.name, typ)
 	}
-	if t.Dims[0]%info.block != 0 {
-		return p.fail(dimsAt, ReasonBlockMisaligned, "ne[0] = %d is not a multiple of the %s block size %d", t.Dims[0], info.name, info.block)
+	// ggml fills the dimensions a tensor does not list with 1 (n_dims = 0
+	// is a scalar), refuses ne[1..3] = 0 (it divides by them) and an
+	// element count its int64 check cannot prove representable.
+	var ne [MaxDims]uint64
+	for j := range ne {
+		ne[j] = 1
+		if j < len(t.Dims) {
+			ne[j] = t.Dims[j]
+		}
 	}
-	if t.Elements, t.Bytes, ok = sizeOf(t.Dims, info); !ok {
+	for j := 1; j < MaxDims; j++ {
+		if ne[j] == 0 {
+			return p.fail(dimsAt, ReasonBadDims, "ne[%d] = 0: ggml divides by it and fails", j)
+		}
+	}
+	if math.MaxInt64/ne[1] <= ne[0] || math.MaxInt64/ne[2] <= ne[0]*ne[1] || math.MaxInt64/ne[3] <= ne[0]*ne[1]*ne[2] {
+		return p.fail(dimsAt, ReasonSizeOverflow, "dimensions %v overflow ggml's element count", t.Dims)
+	}
+	if ne[0]%info.block != 0 {
+		return p.fail(dimsAt, ReasonBlockMisaligned, "ne[0] = %d is not a multiple of the %s block size %d", ne[0], info.name, info.block)
+	}
+	if t.Elements, t.Bytes, ok = sizeOf(ne[:], info); !ok {
 		return p.fail(dimsAt, ReasonSizeOverflow, "dimensions %v overflow its element count or byte size", t.Dims)
 	}
 	t.Offset, err = p.u64("the offset")
@@ -553,19 +641,21 @@ func (p *parser) place(f *File) error {
 		return p.fail(p.off, ReasonSizeOverflow, "the data section start overflows")
 	}
 	if len(f.Tensors) == 0 {
-		f.DataOffset = min(start, p.size)
+		f.DataOffset = p.off // ggml pads to the data section only when there is one
 		return nil
 	}
 	if start > p.size {
 		return p.fail(p.off, ReasonTruncated, "the data section would start at byte %d, past the end of the %d-byte file", start, p.size)
 	}
 	f.DataOffset = start
-	order := make([]int, len(f.Tensors))
+	// ggml reads the tensors' data in the order they are listed, each
+	// right after the one before, padded to the alignment: an offset out
+	// of that order, or a gap, and ggml refuses the file.
+	var expect uint64
 	for i := range f.Tensors {
 		t := &f.Tensors[i]
-		order[i] = i
-		if t.Offset%f.Alignment != 0 {
-			return p.fail(uint64(t.InfoOffset), ReasonOffsetMisaligned, "tensor %q: offset %d is not a multiple of the alignment %d", t.Name, t.Offset, f.Alignment)
+		if t.Offset != expect {
+			return p.fail(uint64(t.InfoOffset), ReasonTensorOutOfPlace, "tensor %q: offset %d, but ggml expects %d (tensors lie in listed order, each padded to %d bytes)", t.Name, t.Offset, expect, f.Alignment)
 		}
 		end, c1 := bits.Add64(start, t.Offset, 0)
 		end, c2 := bits.Add64(end, t.Bytes, 0)
@@ -575,21 +665,55 @@ func (p *parser) place(f *File) error {
 		if end > p.size {
 			return p.fail(uint64(t.InfoOffset), ReasonTensorOutOfBounds, "tensor %q: its data [%d, %d) ends past the end of the %d-byte file", t.Name, start+t.Offset, end, p.size)
 		}
+		padded, ok := alignUp(t.Bytes, f.Alignment)
+		if expect, c1 = bits.Add64(expect, padded, 0); !ok || c1 != 0 {
+			return p.fail(uint64(t.InfoOffset), ReasonSizeOverflow, "tensor %q: the data section's size overflows", t.Name)
+		}
 		f.TensorBytes, c1 = bits.Add64(f.TensorBytes, t.Bytes, 0)
 		f.Parameters, c2 = bits.Add64(f.Parameters, t.Elements, 0)
 		if c1 != 0 || c2 != 0 {
 			return p.fail(uint64(t.InfoOffset), ReasonSizeOverflow, "the tensors' total size overflows")
 		}
 	}
-	sort.Slice(order, func(a, b int) bool { return f.Tensors[order[a]].Offset < f.Tensors[order[b]].Offset })
-	for k := 1; k < len(order); k++ {
-		prev, cur := &f.Tensors[order[k-1]], &f.Tensors[order[k]]
-		if cur.Offset < prev.Offset+prev.Bytes {
-			return p.fail(uint64(cur.InfoOffset), ReasonTensorOverlap, "tensor %q at [%d, %d) overlaps tensor %q at [%d, %d)",
-				cur.Name, cur.Offset, cur.Offset+cur.Bytes, prev.Name, prev.Offset, prev.Offset+prev.Bytes)
+	return nil
+}
+
+// badKey returns where key breaks the specification's form (ASCII
+// lower_snake_case words separated by dots) and why, or -1. Digits are
+// allowed (general.base_model.0.name), and so is '-': llama.cpp's own
+// architecture names carry it (command-r.context_length,
+// gpt-oss.attention.head_count).
+func badKey(key string) (int, string) {
+	word := 0
+	for i := 0; i < len(key); i++ {
+		switch c := key[i]; {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '_', c == '-':
+			word++
+		case c == '.':
+			if word == 0 {
+				return i, "has an empty word"
+			}
+			word = 0
+		case c == 0:
+			return i, "holds a NUL byte (ggml compares keys as C strings: another key would be read)"
+		case c < 0x20 || c == 0x7f:
+			return i, fmt.Sprintf("holds the control byte %#02x", c)
+		case c >= 0x80:
+			return i, "holds a byte that is not ASCII"
+		default:
+			return i, fmt.Sprintf("holds %q", c)
 		}
 	}
-	return nil
+	if word == 0 {
+		return len(key) - 1, "ends with a dot"
+	}
+	return -1, ""
+}
+
+// summaryKey says whether the summary reads key, so that it is held
+// wherever it is in the file.
+func summaryKey(key string) bool {
+	return strings.HasPrefix(key, "general.") || strings.HasSuffix(key, ".context_length") || strings.HasPrefix(key, "tokenizer.chat_template")
 }
 
 func alignUp(n, a uint64) (uint64, bool) {

@@ -59,7 +59,7 @@ type tensorTypeInfo struct {
 	block, size uint64
 }
 
-// tensorTypes follows ggml's type_traits table. Removed ids keep their old
+// tensorTypes follows ggml's type_traits table (ggml v0.5.0: 43 types). Removed ids keep their old
 // names so that the refusal can say what the file was made for.
 var tensorTypes = [...]tensorTypeInfo{
 	0: {"F32", 1, 4}, 1: {"F16", 1, 2}, 2: {"Q4_0", 32, 18}, 3: {"Q4_1", 32, 20},
@@ -73,7 +73,7 @@ var tensorTypes = [...]tensorTypeInfo{
 	31: {"Q4_0_4_4", 0, 0}, 32: {"Q4_0_4_8", 0, 0}, 33: {"Q4_0_8_8", 0, 0},
 	34: {"TQ1_0", 256, 54}, 35: {"TQ2_0", 256, 66},
 	36: {"IQ4_NL_4_4", 0, 0}, 37: {"IQ4_NL_4_8", 0, 0}, 38: {"IQ4_NL_8_8", 0, 0},
-	39: {"MXFP4", 32, 17},
+	39: {"MXFP4", 32, 17}, 40: {"NVFP4", 64, 36}, 41: {"Q1_0", 128, 18}, 42: {"Q2_0", 64, 18},
 }
 
 func (t TensorType) info() (tensorTypeInfo, bool) {

@@ -22,7 +22,7 @@ func summarize(f *gguf.File, path string) loader.Summary {
 	s := loader.Summary{
 		Path: path, Format: "gguf", FormatVersion: f.Version, FileBytes: f.Size,
 		TensorCount: uint64(len(f.Tensors)), ParameterCount: f.Parameters, TensorBytes: f.TensorBytes,
-		KVCount: uint64(len(f.KV)), Alignment: f.Alignment, DataOffset: f.DataOffset,
+		KVCount: f.KVCount, Alignment: f.Alignment, DataOffset: f.DataOffset,
 	}
 	if v, ok := f.Get("general.architecture"); ok && v.Type == gguf.TypeString {
 		s.Architecture = audit.Sanitize(v.Str)
@@ -56,6 +56,10 @@ func summarize(f *gguf.File, path string) loader.Summary {
 			m.Value, m.Length = render(kv.Value)
 		}
 		s.Metadata = append(s.Metadata, m)
+	}
+	if held := uint64(len(f.KV)); held < f.KVCount {
+		s.Metadata = append(s.Metadata, loader.Metadata{Key: "(more)", Type: "note",
+			Value: fmt.Sprintf("%d more metadata pairs, checked, not shown", f.KVCount-held)})
 	}
 	return s
 }
