@@ -33,6 +33,8 @@ run: build
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test $(TEST_FLAGS) $(PKGS)
+	@# What the GGUF reader was compared with ggml on (the line that test logs).
+	@$(GO) test -count=1 -run '^TestAgreesWithGGML$$' -v ./plugins/loader-gguf/gguf | grep -E 'files:|SKIP|^(ok|FAIL)'
 
 # Go benchmarks, then the drivers that run the built binaries and print
 # ratios against baselines measured in the same run.

@@ -184,3 +184,11 @@ func TestVerifyLinksSyslogCopy(t *testing.T) {
 		t.Fatalf("a foreign syslog line: %v", err)
 	}
 }
+
+func TestOldFormatNamed(t *testing.T) {
+	old := `{"seq":1,"id":"x","time":"2026-01-01T00:00:00.000000000Z","type":"HostStarted","severity":"INFO","service_id":"","actor":{"worker_id":"","source_ip":"","correlation_id":""},"fields":{},"chain":{"epoch":0,"prev":"","mac":"00"}}`
+	_, err := verify([]byte(old + "\n"))
+	if err == nil || !strings.Contains(err.Error(), "earlier HMAC chain format") {
+		t.Fatalf("an old-format trail: %v", err)
+	}
+}

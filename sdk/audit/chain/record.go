@@ -125,6 +125,9 @@ func Check(line []byte) (Record, *Error) {
 	}
 	e, err := audit.ParseJSON(line)
 	if err != nil {
+		if bytes.Contains(line, []byte(`,"mac":"`)) {
+			return Record{}, &Error{Problem: Malformed, Detail: "a record of the earlier HMAC chain format (chain.mac), which this version does not verify: use the version that wrote it, with its key file"}
+		}
 		return Record{}, &Error{Problem: Malformed, Detail: err.Error()}
 	}
 	r := Record{Event: e, Shortened: shortened}
