@@ -1,6 +1,6 @@
 // Command host measures the daemon as a process (run it with `make bench`,
 // after `make build`): the cold start of `vramward run` on a copy of the
-// example config until /healthz answers 200 (goal: median under 300 ms),
+// example config until /readyz answers 200 (goal: median under 300 ms),
 // against the start and exit of `vramward version` measured in the same run
 // (what any process start costs here).
 package main
@@ -84,14 +84,14 @@ func run(hostBin, pluginBin string, runs int) error {
 	sort.Float64s(base)
 	sort.Float64s(ready)
 	mb, mr := base[len(base)/2], ready[len(ready)/2]
-	fmt.Printf("cold start of vramward run on the example config to /healthz 200, %d runs\n", runs)
+	fmt.Printf("cold start of vramward run on the example config to /readyz 200, %d runs\n", runs)
 	fmt.Printf("  process start and exit (vramward version, baseline)  median %7.1f ms\n", mb)
-	fmt.Printf("  vramward run to /healthz ready                       median %7.1f ms  p90 %7.1f ms  ratio %.1f  goal median <300 ms: %s\n",
+	fmt.Printf("  vramward run to /readyz ready                        median %7.1f ms  p90 %7.1f ms  ratio %.1f  goal median <300 ms: %s\n",
 		mr, ready[len(ready)*9/10], mr/mb, verdict(mr < 300))
 	return nil
 }
 
-// coldStart starts the host, polls /healthz until 200, then stops it with
+// coldStart starts the host, polls /readyz until 200, then stops it with
 // SIGTERM and waits for it.
 func coldStart(hostBin, cfgPath string, port int) (time.Duration, error) {
 	cmd := exec.Command(hostBin, "run", "-config", cfgPath, "-log-level", "warn")
@@ -103,7 +103,7 @@ func coldStart(hostBin, cfgPath string, port int) (time.Duration, error) {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 	}()
-	url := fmt.Sprintf("http://127.0.0.1:%d/healthz", port)
+	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", port)
 	client := &http.Client{Timeout: time.Second}
 	for deadline := t0.Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		resp, err := client.Get(url)

@@ -649,3 +649,53 @@ func (b *Bus) CloseBy(reason string, deadline time.Time) error {
 	b.tlog.Destroy()
 	return errors.Join(errs...)
 }
+
+// SinkState is one sink's delivery, for the status view.
+type SinkState struct {
+	Name       string
+	State      string // "up", "failing" or "down"
+	LastError  string
+	QueueDepth int
+	SpoolBytes int64
+	LastSeq    uint64 // the last seq the sink acknowledged
+}
+
+// Sinks reports every sink's delivery.
+func (b *Bus) Sinks() []SinkState {
+	out := make([]SinkState, 0, len(b.sinks))
+	for _, s := range b.sinks {
+		st := SinkState{Name: s.conn.Name(), QueueDepth: s.q.size(), SpoolBytes: s.q.spoolBytes()}
+		s.mu.Lock()
+		st.LastSeq = s.acked
+		failing, lastErr := s.failing, s.lastErr
+		s.mu.Unlock()
+		switch {
+		case !s.isUp():
+			st.State = "down"
+		case failing:
+			st.State = "failing"
+		default:
+			st.State = "up"
+		}
+		if lastErr != nil && st.State != "up" {
+			st.LastError = lastErr.Error()
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// TrailState is where the log stands, for the status view.
+type TrailState struct {
+	Seq, Epoch                                uint64
+	LastCheckpointSeq, LastCheckpointTreeSize uint64
+	LastCheckpointAt                          time.Time
+}
+
+// Trail reports where the log stands.
+func (b *Bus) Trail() TrailState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	seq, size, at := b.tlog.LastCheckpoint()
+	return TrailState{Seq: b.tlog.Seq(), Epoch: b.tlog.Epoch(), LastCheckpointSeq: seq, LastCheckpointTreeSize: size, LastCheckpointAt: at}
+}

@@ -177,3 +177,10 @@ func (q *queue) spill() (int, error) {
 	q.report()
 	return n, nil
 }
+
+// spoolBytes is the size of the spool file.
+func (q *queue) spoolBytes() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.spool.size
+}

@@ -37,6 +37,8 @@ type sinkWorker struct {
 	// countedTo is the highest seq already counted as failed for this sink
 	// by the bus, so that what it spools at shutdown is not counted twice.
 	countedTo uint64
+	// acked is the highest seq the sink acknowledged.
+	acked uint64
 
 	// spoolFull is set while the spool refuses events (spool_max_bytes).
 	spoolFull atomic.Bool
@@ -292,6 +294,9 @@ func (w *sinkWorker) delivered(events []audit.Event) {
 		return
 	}
 	name := w.conn.Name()
+	w.mu.Lock()
+	w.acked = max(w.acked, events[len(events)-1].Seq)
+	w.mu.Unlock()
 	if cerr := w.q.commit(len(events)); cerr != nil {
 		w.b.log.Error("delivered, but could not advance the spool position (events may be sent again; the file sink skips them)", "sink", name, "error", cerr)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/host/metrics"
 	"github.com/vramward/vramward/host/pluginhost"
+	"github.com/vramward/vramward/host/status"
 	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/host/worker"
 	"github.com/vramward/vramward/sdk/audit"
@@ -63,6 +64,8 @@ type Daemon struct {
 	stopVerify    func()
 	vramVersion   string
 	metrics       *metrics.Server
+	statusSrv     *status.Server
+	state         hostState
 	token         []byte
 	version       string
 }
@@ -95,6 +98,8 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
 	d := &Daemon{cfg: cfg, log: log, reg: metrics.NewRegistry(), token: token, version: opts.Version}
+	d.state.started = time.Now().UTC()
+	d.state.set(status.Starting, "")
 	sinkMetrics, err := audit.NewMetrics(d.reg)
 	if err != nil {
 		return nil, err
@@ -162,8 +167,12 @@ func (d *Daemon) start(ctx context.Context) error {
 	cfg, log := d.cfg, d.log
 	var err error
 	// Metrics first, so that a start that fails closed shows on a scrape.
-	d.metrics, err = metrics.Serve(cfg.Metrics.Listen, d.reg, d.ready, log.Named("metrics"))
+	d.metrics, err = metrics.Serve(cfg.Metrics.Listen, d.reg, d.health, d.ready, log.Named("metrics"))
 	if err != nil {
+		d.shutdownAfterFailedStart(err)
+		return err
+	}
+	if err := d.serveStatus(); err != nil {
 		d.shutdownAfterFailedStart(err)
 		return err
 	}
@@ -198,6 +207,8 @@ func (d *Daemon) start(ctx context.Context) error {
 			return err
 		}
 	}
+	d.state.set(status.Serving, "")
+	d.refreshState()
 	log.Info("vramward started", "worker", cfg.Worker.ID, "metrics", d.metrics.Addr(), "sinks", len(d.conns), "models", len(d.models), "version", d.version)
 	return nil
 }
@@ -260,10 +271,13 @@ func (d *Daemon) shutdownAfterFailedStart(cause error) {
 }
 
 func (d *Daemon) closeMetrics() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
 	if d.metrics != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = d.metrics.Close(ctx)
-		cancel()
+	}
+	if d.statusSrv != nil {
+		_ = d.statusSrv.Close(ctx)
 	}
 }
 
@@ -301,6 +315,15 @@ func (d *Daemon) ready() (bool, string) {
 	return true, ""
 }
 
+// health is /healthz's one line: what is degraded, and since when.
+func (d *Daemon) health() string {
+	state, reason, since := d.refreshState()
+	if reason == "" {
+		return state
+	}
+	return state + " since " + since.Format(time.RFC3339) + ": " + reason
+}
+
 // stopLoader ends the loader process: it holds nothing to flush.
 func (d *Daemon) stopLoader() {
 	if d.loader != nil {
@@ -324,6 +347,7 @@ func (d *Daemon) Reopen(ctx context.Context) { d.bus.Reopen(ctx) }
 // spooled or a sink did not close cleanly.
 func (d *Daemon) Shutdown(reason string) error {
 	d.log.Info("shutting down", "reason", reason)
+	d.state.set(status.Stopping, reason)
 	d.stopVram()
 	d.stopLoader()
 	err := d.bus.Close(reason)

@@ -1,15 +1,19 @@
-// Package metrics serves the host's Prometheus registry on /metrics and its
-// readiness on /healthz.
+// Package metrics serves the host's Prometheus registry on /metrics, its
+// health on /healthz (always 200 while the host runs: a liveness probe must
+// not restart a host because a remote sink is down; the line says what is
+// degraded and since when) and its readiness on /readyz (503 while the
+// audit sinks audit.require names are not all delivering).
 package metrics
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/hashicorp/go-hclog"
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -27,6 +31,9 @@ func NewRegistry() *prometheus.Registry {
 // Ready says whether the host is ready, and if not, why.
 type Ready func() (bool, string)
 
+// Health is the host's state in one line.
+type Health func() string
+
 // Server is the metrics and health endpoint.
 type Server struct {
 	srv *http.Server
@@ -35,7 +42,7 @@ type Server struct {
 
 // Serve listens on addr ("127.0.0.1:0" picks a port) and serves in the
 // background.
-func Serve(addr string, reg *prometheus.Registry, ready Ready, logger hclog.Logger) (*Server, error) {
+func Serve(addr string, reg *prometheus.Registry, health Health, ready Ready, logger hclog.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics listen %s: %w", addr, err)
@@ -43,6 +50,10 @@ func Serve(addr string, reg *prometheus.Registry, ready Ready, logger hclog.Logg
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, health())
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		ok, why := ready()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !ok {

@@ -98,6 +98,7 @@ type Log struct {
 	now       func() time.Time
 	sinceCkpt uint64    // leaves since the last checkpoint
 	lastCkpt  time.Time // when the last checkpoint was made
+	lastSize  uint64    // the tree size it covers
 	// Fill sets the envelope (service id, actor) of the records the log
 	// makes itself, as its owner does for every other record.
 	Fill func(*audit.Event)
@@ -166,6 +167,15 @@ func (l *Log) Due() (checkpoint, endEpoch bool) {
 	return checkpoint, endEpoch
 }
 
+// LastCheckpoint is the seq of the last checkpoint record, the tree size
+// it signed and when (this run's; zero before its first).
+func (l *Log) LastCheckpoint() (seq, size uint64, at time.Time) {
+	if l.lastSize == 0 && l.st.LastCheckpointSeq == 0 {
+		return 0, 0, time.Time{}
+	}
+	return l.st.LastCheckpointSeq, l.lastSize, l.lastCkpt
+}
+
 // Pending is the number of records since the last checkpoint.
 func (l *Log) Pending() uint64 { return l.sinceCkpt }
 
@@ -199,7 +209,7 @@ func (l *Log) Checkpoint(endEpoch bool) (audit.Event, Checkpoint, error) {
 	}
 	l.Seal(&e)
 	l.st.LastCheckpointSeq, l.st.LastCheckpoint = e.Seq, c.Note
-	l.sinceCkpt, l.lastCkpt = 0, l.now()
+	l.sinceCkpt, l.lastCkpt, l.lastSize = 0, l.now(), c.Size
 	if endEpoch {
 		l.key.Destroy()
 		l.key = next

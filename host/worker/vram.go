@@ -59,6 +59,31 @@ type Shards struct {
 
 	mu     sync.Mutex
 	sealed map[string]vram.SealedShard
+	// checked is each shard's last verification: when, and its result.
+	checked map[string]Verified
+}
+
+// Verified is a shard's last verification.
+type Verified struct {
+	At     time.Time
+	Result string
+}
+
+// LastVerified returns a shard's last verification, if any.
+func (s *Shards) LastVerified(id string) (Verified, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.checked[id]
+	return v, ok
+}
+
+func (s *Shards) noteVerified(id, result string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.checked == nil {
+		s.checked = map[string]Verified{}
+	}
+	s.checked[id] = Verified{At: time.Now().UTC(), Result: result}
 }
 
 // NewShards makes the set.
@@ -216,6 +241,7 @@ func (s *Shards) VerifyAll(ctx context.Context) error {
 	for _, sh := range s.Sealed() {
 		if !vram.SignatureValid(s.opts.Key, &sh) {
 			// The host's own record was changed: trust nothing of it.
+			s.noteVerified(sh.ShardID, vram.VerifySignatureInvalid.String())
 			errs = append(errs, s.failed(ctx, sh, vram.Verification{Result: vram.VerifySignatureInvalid, Expected: sh.Digest}))
 			continue
 		}
@@ -234,6 +260,7 @@ func (s *Shards) VerifyAll(ctx context.Context) error {
 			}
 		}
 		s.count(v.Result.String(), v.Duration)
+		s.noteVerified(sh.ShardID, v.Result.String())
 		if v.Result == vram.VerifyOK {
 			if err := s.emit(ctx, audit.SealVerified, audit.Str("shard_id", sh.ShardID), audit.Uint("gpu_device", uint64(sh.Device))); err != nil {
 				errs = append(errs, err)

@@ -56,6 +56,24 @@ created. Every problem is printed at once as file:line:col.`,
 			usageCodes,
 		},
 	},
+	"status": {
+		name:     "status",
+		synopsis: "vramward status [-json] -config FILE | -socket PATH",
+		description: `Asks the running host, over the unix socket in its state_dir (0600, its
+own user only), what it holds: its state (serving or degraded, why and
+since when), every plugin (pid, version, pinned sha256, restarts, last
+crash), every audit sink (state, queue, spool, last acknowledged seq,
+failures by severity), every model (sealed, or refused and why), every
+sealed shard (device, backend, digest, sealed at, last verification) and
+the audit trail (seq, epoch, last checkpoint). Nothing secret is in it.
+Exits 0 only while the host is serving: a health check for scripts.`,
+		examples: []string{"vramward status -config /etc/vramward/vramward.hcl", "vramward status -json -socket /var/lib/vramward/status.sock"},
+		codes: []exitCode{
+			{0, "the host is serving"},
+			{1, "the host is degraded, starting or stopping, or does not answer"},
+			usageCodes,
+		},
+	},
 	"audit verify": {
 		name:     "audit verify",
 		synopsis: "vramward audit verify -key KEY [-copy FILE]... [-checkpoint FILE]... [-live] TRAIL...",
@@ -175,7 +193,7 @@ func validLogLevel(l string) bool {
 }
 
 // commandOrder is the order of the README's exit code table.
-var commandOrder = []string{"run", "validate", "audit verify", "audit checkpoint", "audit prove", "gguf inspect", "version"}
+var commandOrder = []string{"run", "validate", "status", "audit verify", "audit checkpoint", "audit prove", "gguf inspect", "version"}
 
 // exitCodeTable is the README's exit code table, made from commands.
 func exitCodeTable() string {

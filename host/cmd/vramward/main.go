@@ -3,6 +3,7 @@
 //	vramward run      -config FILE       run the host until SIGTERM/SIGINT
 //	vramward validate -config FILE       check a config, plugin config blocks included
 //	vramward audit verify -key K [-copy FILE]... [-checkpoint FILE]... TRAIL...
+//	vramward status [-json] [-config FILE | -socket PATH]
 //	vramward audit checkpoint -config FILE
 //	vramward audit prove -key K SEQ TRAIL... | -key K -check PROOF
 //	vramward gguf inspect [-json] [-config FILE | -plugin PATH] MODEL
@@ -34,6 +35,7 @@ Usage:
   vramward validate -config FILE                      every check run makes before it starts, without side effects
   vramward audit verify -key KEY [-copy FILE]... [-checkpoint FILE]... TRAIL...
                                                     verify an audit trail with the log's public key
+  vramward status [-json] -config FILE | -socket PATH what the running host holds, sealed and verified
   vramward audit checkpoint -config FILE              print the latest signed checkpoint (for a witness)
   vramward audit prove -key KEY SEQ TRAIL...          print an inclusion proof of one record
   vramward gguf inspect [-json] MODEL                 check a GGUF file and print what it holds
@@ -56,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "audit":
 		return cmdAudit(args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
 	case "gguf":
 		return cmdGGUF(args[1:], stdout, stderr)
 	case "version":
