@@ -65,18 +65,19 @@ func (d *Daemon) Status() status.Status {
 	state, reason, since := d.refreshState()
 	st := status.Status{Host: status.Host{WorkerID: d.cfg.Worker.ID, Version: d.version, ConfigSHA256: d.cfg.SHA256,
 		Started: d.state.started, State: state, Reason: reason, Since: since}}
+	sandboxed := d.gaugeByLabel("vramward_plugin_sandboxed", "plugin")
 	for _, c := range d.conns {
 		c.mu.Lock()
-		p := pluginStatus(c.spec, c.proc, c.version)
+		p := pluginStatus(c.spec, c.proc, c.version, sandboxed)
 		p.Restarts = max(c.starts-1, 0)
 		c.mu.Unlock()
 		st.Plugins = append(st.Plugins, p)
 	}
 	if d.loader != nil {
-		st.Plugins = append(st.Plugins, pluginStatus(d.loader.Spec, d.loader, ""))
+		st.Plugins = append(st.Plugins, pluginStatus(d.loader.Spec, d.loader, "", sandboxed))
 	}
 	if d.vram != nil {
-		st.Plugins = append(st.Plugins, pluginStatus(d.vram.Spec, d.vram, d.vramVersion))
+		st.Plugins = append(st.Plugins, pluginStatus(d.vram.Spec, d.vram, d.vramVersion, sandboxed))
 	}
 	failures := d.failuresBySink()
 	for _, s := range d.bus.Sinks() {
@@ -94,9 +95,13 @@ func (d *Daemon) Status() status.Status {
 					s.Model = r.Model.Name
 				}
 			}
+			s.State = "sealed"
 			if v, ok := d.shards.LastVerified(sh.ShardID); ok {
 				at := v.At
 				s.LastVerified, s.VerifyResult = &at, v.Result
+				if v.Result != "OK" {
+					s.State = "failed"
+				}
 			}
 			st.Shards = append(st.Shards, s)
 		}
@@ -118,10 +123,11 @@ func (d *Daemon) Status() status.Status {
 	return st
 }
 
-func pluginStatus(spec pluginhost.Spec, p *pluginhost.Process, version string) status.Plugin {
+func pluginStatus(spec pluginhost.Spec, p *pluginhost.Process, version string, sandboxed map[string]bool) status.Plugin {
 	out := status.Plugin{Name: spec.Name, Kind: spec.Kind, Version: version, Protocol: handshake.ProtocolVersion, PinnedSHA256: spec.SHA256}
 	if p != nil {
-		out.PID, out.Running = p.Pid, !p.Exited()
+		out.PID, out.Running, out.RunningSHA256 = p.Pid, !p.Exited(), p.SHA256
+		out.Sandboxed = sandboxed[spec.Name]
 		if p.Crashed() {
 			out.LastCrash = p.ExitReason()
 		}
@@ -153,6 +159,23 @@ func (d *Daemon) failuresBySink() map[string]map[string]uint64 {
 		for k, v := range byS {
 			if v == 0 {
 				delete(byS, k)
+			}
+		}
+	}
+	return out
+}
+
+// gaugeByLabel reads a gauge's series as booleans (non-zero) by one label.
+func (d *Daemon) gaugeByLabel(metric, key string) map[string]bool {
+	out := map[string]bool{}
+	mfs, err := d.reg.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == metric {
+			for _, m := range mf.GetMetric() {
+				out[label(m, key)] = m.GetGauge().GetValue() != 0
 			}
 		}
 	}

@@ -85,9 +85,12 @@ type Launcher struct {
 
 // Process is one running plugin process.
 type Process struct {
-	Spec    Spec
-	Raw     any // the dispensed client half
-	Pid     int
+	Spec Spec
+	Raw  any // the dispensed client half
+	Pid  int
+	// SHA256 is the binary that runs, hashed through the descriptor that
+	// was executed.
+	SHA256  string
 	client  *plugin.Client
 	run     *groupRunner
 	metrics *Metrics
@@ -128,7 +131,7 @@ func (l *Launcher) Environ() []string {
 // open, and nothing of a plugin that failed to start is left running.
 // Ending ctx ends a start in progress.
 func (l *Launcher) Launch(ctx context.Context, spec Spec, p plugin.Plugin) (*Process, error) {
-	bin, err := openBinary(spec)
+	bin, sum, err := openBinary(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +176,7 @@ func (l *Launcher) Launch(ctx context.Context, spec Spec, p plugin.Plugin) (*Pro
 		return nil, fmt.Errorf("plugin %s: dispense %s: %w", spec.Name, spec.Kind, err)
 	}
 	r := run.Load()
-	proc := &Process{Spec: spec, Raw: raw, Pid: r.pid, client: client, run: r, metrics: l.Metrics}
+	proc := &Process{Spec: spec, Raw: raw, Pid: r.pid, SHA256: sum, client: client, run: r, metrics: l.Metrics}
 	live.Store(proc, struct{}{})
 	if l.Metrics != nil {
 		l.Metrics.up.WithLabelValues(spec.Name, spec.Kind).Set(1)

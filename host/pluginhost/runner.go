@@ -58,56 +58,56 @@ type groupRunner struct {
 
 var _ runner.Runner = (*groupRunner)(nil)
 
-// openBinary opens spec's binary and checks its pin against the open
-// descriptor. On a mismatch it returns a *ChecksumError and the binary is
-// never executed.
-func openBinary(spec Spec) (*os.File, error) {
+// openBinary opens spec's binary, hashes it through the open descriptor
+// (the status view shows what runs, pinned or not) and checks its pin. On
+// a mismatch it returns a *ChecksumError and the binary is never executed.
+func openBinary(spec Spec) (*os.File, string, error) {
 	f, err := os.OpenFile(spec.Path, os.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("plugin %s: open binary: %w", spec.Name, err)
+		return nil, "", fmt.Errorf("plugin %s: open binary: %w", spec.Name, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("plugin %s: stat binary: %w", spec.Name, err)
+		return nil, "", fmt.Errorf("plugin %s: stat binary: %w", spec.Name, err)
 	}
 	if !st.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("plugin %s: %s is not a regular file (%s)", spec.Name, spec.Path, st.Mode().Type())
+		return nil, "", fmt.Errorf("plugin %s: %s is not a regular file (%s)", spec.Name, spec.Path, st.Mode().Type())
 	}
 	if st.Mode().Perm()&0o111 == 0 {
 		f.Close()
-		return nil, fmt.Errorf("plugin %s: %s is not executable (mode %04o)", spec.Name, spec.Path, st.Mode().Perm())
+		return nil, "", fmt.Errorf("plugin %s: %s is not executable (mode %04o)", spec.Name, spec.Path, st.Mode().Perm())
 	}
 	if err := checkOwnership(spec.Path, st); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("plugin %s: %w", spec.Name, err)
-	}
-	if spec.SHA256 == "" {
-		return f, nil
-	}
-	want, err := hex.DecodeString(spec.SHA256)
-	if err != nil || len(want) != sha256.Size {
-		f.Close()
-		return nil, fmt.Errorf("plugin %s: sha256 %q is not 64 hex digits", spec.Name, spec.SHA256)
+		return nil, "", fmt.Errorf("plugin %s: %w", spec.Name, err)
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("plugin %s: hash binary: %w", spec.Name, err)
+		return nil, "", fmt.Errorf("plugin %s: hash binary: %w", spec.Name, err)
 	}
 	got := h.Sum(nil)
+	if spec.SHA256 == "" {
+		return f, hex.EncodeToString(got), nil
+	}
+	want, err := hex.DecodeString(spec.SHA256)
+	if err != nil || len(want) != sha256.Size {
+		f.Close()
+		return nil, "", fmt.Errorf("plugin %s: sha256 %q is not 64 hex digits", spec.Name, spec.SHA256)
+	}
 	if subtle.ConstantTimeCompare(got, want) != 1 {
 		f.Close()
-		return nil, &ChecksumError{Plugin: spec.Name, Path: spec.Path, Expected: spec.SHA256, Actual: hex.EncodeToString(got)}
+		return nil, "", &ChecksumError{Plugin: spec.Name, Path: spec.Path, Expected: spec.SHA256, Actual: hex.EncodeToString(got)}
 	}
-	return f, nil
+	return f, hex.EncodeToString(got), nil
 }
 
 // CheckBinary makes the checks Launch makes before it executes spec's
 // binary (a regular, executable file matching its pin), executing nothing.
 func CheckBinary(spec Spec) error {
-	f, err := openBinary(spec)
+	f, _, err := openBinary(spec)
 	if err != nil {
 		return err
 	}

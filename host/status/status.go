@@ -50,15 +50,18 @@ type Host struct {
 
 // Plugin is one plugin process.
 type Plugin struct {
-	Name         string `json:"name"`
-	Kind         string `json:"kind"`
-	PID          int    `json:"pid"`
-	Running      bool   `json:"running"`
-	Version      string `json:"version,omitempty"`
-	Protocol     int    `json:"protocol"`
-	PinnedSHA256 string `json:"pinned_sha256,omitempty"`
-	Restarts     int    `json:"restarts"`
-	LastCrash    string `json:"last_crash,omitempty"`
+	Name          string `json:"name"`
+	Kind          string `json:"kind"`
+	PID           int    `json:"pid"`
+	Running       bool   `json:"running"`
+	Version       string `json:"version,omitempty"`
+	Protocol      int    `json:"protocol"`
+	PinnedSHA256  string `json:"pinned_sha256,omitempty"`
+	RunningSHA256 string `json:"running_sha256,omitempty"`
+	// Sandboxed says the process restricted itself with Landlock.
+	Sandboxed bool   `json:"sandboxed"`
+	Restarts  int    `json:"restarts"`
+	LastCrash string `json:"last_crash,omitempty"`
 }
 
 // Sink is one audit sink's delivery.
@@ -95,6 +98,10 @@ type Shard struct {
 	SealedAt     time.Time  `json:"sealed_at"`
 	LastVerified *time.Time `json:"last_verified,omitempty"`
 	VerifyResult string     `json:"verify_result,omitempty"`
+	// State is "sealed" (resident, its last verification passed or none
+	// ran yet) or "failed" (its last verification did not pass and the
+	// shard was kept, verify.on_failure = "keep").
+	State string `json:"state"`
 }
 
 // Trail is where the audit log stands.

@@ -72,9 +72,13 @@ func printStatus(w io.Writer, st status.Status) {
 		fmt.Fprintf(w, "\n%s\n", title)
 		fmt.Fprintln(tw, header)
 	}
-	section("Plugins", "NAME\tKIND\tPID\tRUNNING\tVERSION\tRESTARTS\tLAST CRASH")
+	section("Plugins", "NAME\tKIND\tPID\tRUNNING\tVERSION\tSHA256\tPINNED\tSANDBOXED\tRESTARTS\tLAST CRASH")
 	for _, p := range st.Plugins {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%v\t%s\t%d\t%s\n", p.Name, p.Kind, p.PID, p.Running, dash(p.Version), p.Restarts, dash(p.LastCrash))
+		pinned := "no"
+		if p.PinnedSHA256 != "" {
+			pinned = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%v\t%s\t%s\t%s\t%v\t%d\t%s\n", p.Name, p.Kind, p.PID, p.Running, dash(p.Version), short(p.RunningSHA256, 12), pinned, p.Sandboxed, p.Restarts, dash(p.LastCrash))
 	}
 	section("Audit sinks", "NAME\tSTATE\tQUEUE\tSPOOL BYTES\tLAST ACKED SEQ\tFAILURES\tLAST ERROR")
 	for _, s := range st.Sinks {
@@ -84,13 +88,13 @@ func printStatus(w io.Writer, st status.Status) {
 	for _, m := range st.Models {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, m.ShardID, m.State, dash(short(m.Reason, 80)))
 	}
-	section("Shards", "SHARD\tMODEL\tDEVICE\tBACKEND\tBYTES\tDIGEST\tSEALED\tLAST VERIFIED\tRESULT")
+	section("Shards", "SHARD\tMODEL\tSTATE\tDEVICE\tBACKEND\tBYTES\tDIGEST\tSEALED\tLAST VERIFIED\tRESULT")
 	for _, s := range st.Shards {
 		verified := "-"
 		if s.LastVerified != nil {
 			verified = s.LastVerified.Local().Format(time.TimeOnly)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\n", s.ShardID, s.Model, s.Device, s.Backend, s.Bytes, short(s.Digest, 16),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\n", s.ShardID, s.Model, s.State, s.Device, s.Backend, s.Bytes, short(s.Digest, 16),
 			s.SealedAt.Local().Format(time.TimeOnly), verified, dash(s.VerifyResult))
 	}
 	tw.Flush()

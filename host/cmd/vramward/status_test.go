@@ -110,6 +110,11 @@ model "bad" {
 	if sinkPID == 0 {
 		t.Fatalf("no sink plugin in %+v", st.Plugins)
 	}
+	for _, p := range st.Plugins {
+		if !p.Running || len(p.RunningSHA256) != 64 || p.Protocol != 1 || (p.Kind == "audit_sink" && !p.Sandboxed) {
+			t.Errorf("plugin %+v", p)
+		}
+	}
 	if err := syscall.Kill(sinkPID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
