@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -25,23 +23,12 @@ func newConfig(t *testing.T) []byte {
 	return []byte(fmt.Sprintf(`{"path": %q}`, filepath.Join(t.TempDir(), "audit.jsonl")))
 }
 
-func readBack(t *testing.T, config []byte) []audit.Event {
-	var cfg struct{ Path string }
-	if err := json.Unmarshal(config, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(cfg.Path); err != nil {
-		return nil
-	}
-	return audittest.ReadJSONLines(t, cfg.Path)
-}
-
 // The example passes the whole harness, in this process and as the plugin
 // binary the host would run.
 func TestConformance(t *testing.T) {
-	audittest.Run(t, func(t *testing.T) (audit.Sink, []byte) { return &sink{}, newConfig(t) }, audittest.WithReadBack(readBack))
+	audittest.Run(t, func(t *testing.T) (audit.Sink, []byte) { return &sink{}, newConfig(t) }, audittest.WithReadBack(audittest.JSONLinesFile("path")))
 }
 
 func TestConformanceBinary(t *testing.T) {
-	audittest.RunBinary(t, binary, newConfig, audittest.WithReadBack(readBack))
+	audittest.RunBinary(t, binary, newConfig, audittest.WithReadBack(audittest.JSONLinesFile("path")))
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vramward/vramward/internal/metricnames"
 	"github.com/vramward/vramward/sdk/plugintest"
 )
 
@@ -83,7 +84,10 @@ func TestGrafanaDashboard(t *testing.T) {
 	if out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput(); err != nil {
 		t.Fatalf("promtool check rules on the dashboard's %d expressions: %v\n%s", n, err, out)
 	}
-	defined := definedMetrics(t, "../../host", "../../plugins", "../../sdk")
+	defined, err := metricnames.Defined("../../host", "../../plugins", "../../sdk")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for m := range used {
 		if !defined[m] {
 			t.Errorf("the dashboard uses %s, which nothing defines", m)
@@ -92,27 +96,4 @@ func TestGrafanaDashboard(t *testing.T) {
 	if n < 10 {
 		t.Errorf("only %d queries", n)
 	}
-}
-
-// definedMetrics collects the quoted vramward_ metric names of the Go
-// sources under roots (tests left out).
-func definedMetrics(t *testing.T, roots ...string) map[string]bool {
-	nameRE := regexp.MustCompile(`"(vramward_[a-z_]+)"`)
-	seen := map[string]bool{}
-	for _, root := range roots {
-		err := filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
-			if err != nil || info.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
-				return err
-			}
-			src, err := os.ReadFile(p)
-			for _, m := range nameRE.FindAllSubmatch(src, -1) {
-				seen[string(m[1])] = true
-			}
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return seen
 }

@@ -55,6 +55,7 @@ package audittest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -873,4 +874,22 @@ func ReadJSONLines(t testing.TB, files ...string) []audit.Event {
 		}
 	}
 	return out
+}
+
+// JSONLinesFile is the read-back of a sink that appends the records to one
+// file, named by the string attribute key of its config: no file yet is no
+// events.
+func JSONLinesFile(key string) ReadBack {
+	return func(t *testing.T, config []byte) []audit.Event {
+		t.Helper()
+		var cfg map[string]any
+		if err := json.Unmarshal(config, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		path, _ := cfg[key].(string)
+		if _, err := os.Stat(path); err != nil {
+			return nil
+		}
+		return ReadJSONLines(t, path)
+	}
 }

@@ -105,16 +105,7 @@ func TestBadSinkUnderHarness(t *testing.T) {
 	}
 	audittest.RunBinary(t, badSinkBin, func(t *testing.T) []byte {
 		return []byte(fmt.Sprintf(`{"path": %q}`, filepath.Join(t.TempDir(), "a.log")))
-	}, audittest.WithReadBack(func(t *testing.T, config []byte) []audit.Event {
-		var cfg struct{ Path string }
-		if err := json.Unmarshal(config, &cfg); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := os.Stat(cfg.Path); err != nil {
-			return nil
-		}
-		return audittest.ReadJSONLines(t, cfg.Path)
-	}))
+	}, audittest.WithReadBack(audittest.JSONLinesFile("path")))
 }
 
 // TestHarnessCatchesBadSinks: the harness fails a sink that acknowledges

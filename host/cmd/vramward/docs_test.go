@@ -3,13 +3,13 @@ package main
 import (
 	"bytes"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/vramward/vramward/host/config"
+	"github.com/vramward/vramward/internal/metricnames"
 	"github.com/vramward/vramward/sdk/audit"
 )
 
@@ -74,22 +74,9 @@ func TestReadmeEventTypes(t *testing.T) {
 }
 
 func TestReadmeMetrics(t *testing.T) {
-	nameRE := regexp.MustCompile(`"(vramward_[a-z_]+)"`)
-	seen := map[string]bool{}
-	for _, root := range []string{"../..", "../../../sdk"} {
-		err := filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
-			if err != nil || info.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
-				return err
-			}
-			src, err := os.ReadFile(p)
-			for _, m := range nameRE.FindAllSubmatch(src, -1) {
-				seen[string(m[1])] = true
-			}
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+	seen, err := metricnames.Defined("../..", "../../../sdk")
+	if err != nil {
+		t.Fatal(err)
 	}
 	var code []string
 	for n := range seen {
