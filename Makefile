@@ -43,6 +43,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./host/...
 	$(GO) run ./bench/audit
 	$(GO) run ./bench/host
+	$(GO) run ./bench/fleet
 	$(GO) run ./bench/loader
 	$(GO) run ./bench/vram -backend emulated -sizes-gib 1
 

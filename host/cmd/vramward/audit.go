@@ -38,8 +38,19 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&copies, "copy", "another copy of the same trail (another sink's file, a syslog receiver's file), verified too and compared seq by seq; repeatable")
 	fs.Var(&ckpts, "checkpoint", "a signed checkpoint kept off the node (a witness's, a cron job's copy of state_dir/checkpoint) the trail must be consistent with; repeatable")
 	live := fs.Bool("live", false, "the host is still running: records after the last checkpoint are noted, not failed")
+	fleet := fs.String("fleet", "", "verify every node's trail in `DIR` (a relay's directory: <worker id>.log* or <worker id>/), with -keys")
+	keys := fs.String("keys", "", "with -fleet: the inventory `FILE` of the nodes' public keys, one \"<worker id> <key>\" a line")
 	if code, stop := parseFlags(fs, args); stop {
 		return code
+	}
+	if *fleet != "" || *keys != "" {
+		switch {
+		case *fleet == "" || *keys == "":
+			return usageError(stderr, "audit verify", "-fleet and -keys go together")
+		case *key != "" || fs.NArg() > 0 || len(copies) > 0 || len(ckpts) > 0:
+			return usageError(stderr, "audit verify", "-fleet takes no -key, -copy, -checkpoint or TRAIL")
+		}
+		return verifyFleet(*fleet, *keys, *live, stdout, stderr)
 	}
 	if *key == "" {
 		return usageError(stderr, "audit verify", "-key is required (state_dir/audit.pub, kept off the node)")

@@ -76,7 +76,7 @@ Exits 0 only while the host is serving: a health check for scripts.`,
 	},
 	"audit verify": {
 		name:     "audit verify",
-		synopsis: "vramward audit verify -key KEY [-copy FILE]... [-checkpoint FILE]... [-live] TRAIL...",
+		synopsis: "vramward audit verify -key KEY [-copy FILE]... [-checkpoint FILE]... [-live] TRAIL... | -fleet DIR -keys FILE [-live]",
 		description: `Verifies an audit trail with the log's public key alone (state_dir/audit.pub,
 kept off the node): every record's hash and link, the Merkle tree, every
 signed checkpoint and the certification of each epoch's key. Files may be
@@ -85,9 +85,13 @@ read as it stored it. -copy verifies another copy and compares it seq by
 seq; -checkpoint checks the trail is consistent with a checkpoint kept
 elsewhere (a cut tail, a rollback, a fork). Records after the last
 checkpoint fail unless -live (the host is still running) or an
-AuditRecovered record explains them (notes).`,
+AuditRecovered record explains them (notes). With -fleet, every node's
+trail in a relay's directory is verified against an inventory of public
+keys, in parallel, one line per node; a node without a trail, or a file of
+no node, fails.`,
 		examples: []string{"vramward audit verify -key /srv/fleet/node-1.pub /var/log/vramward/audit.log*",
-			"vramward audit verify -key node-1.pub -checkpoint /srv/witness/node-1.checkpoint -copy /srv/syslog/node-1.log audit.log*"},
+			"vramward audit verify -key node-1.pub -checkpoint /srv/witness/node-1.checkpoint -copy /srv/syslog/node-1.log audit.log*",
+			"vramward audit verify -fleet /var/log/vramward-fleet -keys /etc/vramward/fleet.keys"},
 		codes: []exitCode{
 			{0, "the trail verifies (notes may follow)"},
 			{1, "a record is edited, missing, inserted, reordered or unsigned, a checkpoint or key is forged, or a copy or checkpoint disagrees"},
