@@ -35,6 +35,7 @@ test:
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 	@# The deployment manifests' tests are modules of their own (the host does not pull in their API types).
 	cd deploy/tests/kubernetes && GOWORK=off $(GO) test -count=1 ./...
+	cd deploy/tests/nomad && GOWORK=off $(GO) test -count=1 ./...
 	@# What the GGUF reader was compared with ggml on (the line that test logs).
 	@$(GO) test -count=1 -run '^TestAgreesWithGGML$$' -v ./plugins/loader-gguf/gguf | grep -E 'files:|SKIP|^(ok|FAIL)'
 
