@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 
 	"filippo.io/edwards25519"
@@ -43,7 +44,12 @@ type PrivateKey struct {
 const SecretSize = 32
 
 // GenerateKey makes a key named name (the log's origin).
-func GenerateKey(name string) (*PrivateKey, error) {
+func GenerateKey(name string) (k *PrivateKey, err error) {
+	onSecretStack(func() { k, err = generateKey(name) })
+	return k, err
+}
+
+func generateKey(name string) (*PrivateKey, error) {
 	var wide [64]byte
 	defer clear(wide[:])
 	if _, err := rand.Read(wide[:]); err != nil {
@@ -55,17 +61,21 @@ func GenerateKey(name string) (*PrivateKey, error) {
 		return nil, fmt.Errorf("generate epoch key: %w", err)
 	}
 	k := &PrivateKey{name: name, secret: new([32]byte)}
-	b := s.Bytes() // a heap copy: erased at once
+	b := s.Bytes() // a copy: erased at once
 	copy(k.secret[:], b)
 	clear(b)
 	copy(k.pub[:], new(edwards25519.Point).ScalarBaseMult(&s).Bytes())
-	scrubStack()
 	return k, k.init()
 }
 
 // LoadKey rebuilds a key from a secret a state file holds; it copies secret
 // into the key's own buffer (the caller zeroes its copy).
-func LoadKey(name string, secret []byte) (*PrivateKey, error) {
+func LoadKey(name string, secret []byte) (k *PrivateKey, err error) {
+	onSecretStack(func() { k, err = loadKey(name, secret) })
+	return k, err
+}
+
+func loadKey(name string, secret []byte) (*PrivateKey, error) {
 	if len(secret) != SecretSize {
 		return nil, errors.New("epoch key: wrong size")
 	}
@@ -77,14 +87,40 @@ func LoadKey(name string, secret []byte) (*PrivateKey, error) {
 	k := &PrivateKey{name: name, secret: new([32]byte)}
 	copy(k.secret[:], secret)
 	copy(k.pub[:], new(edwards25519.Point).ScalarBaseMult(&s).Bytes())
-	scrubStack()
 	return k, k.init()
 }
 
-// scrubStack overwrites the stack below its caller's frame, where the
-// scalar arithmetic just left copies of the secret (edwards25519 decodes a
-// scalar through local arrays): the next calls would overwrite them only
-// by chance.
+// Every operation on a secret runs on one goroutine whose stack never moves.
+// The scalar arithmetic leaves copies of the secret in the stack frames it
+// used (edwards25519 decodes a scalar through local arrays); scrubStack
+// overwrites them after each operation. But the runtime moves a goroutine's
+// stack when it grows, and when the collector shrinks one that uses less
+// than a quarter of it, and frees the old one unerased: a copy would then
+// survive in freed memory. This goroutine's stack is grown once, before any
+// secret, and holds a live frame large enough never to be shrunk.
+var secretOps = make(chan func())
+
+func init() { go secretLoop() }
+
+func secretLoop() {
+	var anchor [20 << 10]byte // live for ever: the stack stays over a quarter used
+	anchor[0] = 1
+	scrubStack() // grow the stack to its final size now
+	for op := range secretOps {
+		op()
+		scrubStack()
+	}
+	runtime.KeepAlive(&anchor)
+}
+
+// onSecretStack runs op on the secret goroutine and waits for it.
+func onSecretStack(op func()) {
+	done := make(chan struct{})
+	secretOps <- func() { op(); close(done) }
+	<-done
+}
+
+// scrubStack overwrites the stack below its caller's frame.
 //
 //go:noinline
 func scrubStack() byte {
@@ -129,7 +165,12 @@ func (k *PrivateKey) KeyHash() uint32 { return k.hash }
 
 // Sign makes an Ed25519 signature of msg: R = rB for a random r,
 // S = r + H(R || A || msg)·s.
-func (k *PrivateKey) Sign(msg []byte) ([]byte, error) {
+func (k *PrivateKey) Sign(msg []byte) (sig []byte, err error) {
+	onSecretStack(func() { sig, err = k.sign(msg) })
+	return sig, err
+}
+
+func (k *PrivateKey) sign(msg []byte) ([]byte, error) {
 	if k.secret == nil {
 		return nil, errors.New("epoch key was destroyed")
 	}
@@ -155,9 +196,7 @@ func (k *PrivateKey) Sign(msg []byte) ([]byte, error) {
 		return nil, err
 	}
 	S := new(edwards25519.Scalar).MultiplyAdd(&h, &s, &r)
-	sig := append(R, S.Bytes()...)
-	scrubStack()
-	return sig, nil
+	return append(R, S.Bytes()...), nil
 }
 
 // ReadVerifierKey reads a public key given as a file or as the key itself.
