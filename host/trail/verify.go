@@ -47,12 +47,10 @@ type Options struct {
 
 // Seen is one record as read, for comparing copies.
 type Seen struct {
-	Seq       uint64
-	Hash      [32]byte
-	Shortened bool
-	Record    string // the record's JSON when Shortened, or when kept for comparison of a shortened copy
-	Source    string
-	Line      int
+	Seq    uint64
+	Hash   [32]byte
+	Source string
+	Line   int
 }
 
 // Report is what a verified trail holds.
@@ -160,11 +158,8 @@ func (v *Verifier) ReadFrom(src chain.Source) error {
 func (v *Verifier) record(r chain.Record) error {
 	e := &r.Event
 	if v.opts.Keep {
-		s := Seen{Seq: e.Seq, Shortened: r.Shortened, Source: r.Source, Line: r.Line}
+		s := Seen{Seq: e.Seq, Source: r.Source, Line: r.Line}
 		copy(s.Hash[:], r.Hash)
-		if r.Shortened {
-			s.Record = string(e.AppendJSON(nil))
-		}
 		v.rep.Seen = append(v.rep.Seen, s)
 	}
 	if v.rep.Records == 0 {
