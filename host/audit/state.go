@@ -88,8 +88,6 @@ func (cs *chainStore) slotPath(i int) string {
 func (cs *chainStore) load() (stateBody, *trail.PrivateKey, bool, error) {
 	var bodies [2]stateBody
 	var keys [2]*trail.PrivateKey
-	var secrets [2][trail.SecretSize]byte
-	defer func() { clear(secrets[0][:]); clear(secrets[1][:]) }()
 	best := -1
 	for i := 0; i < 2; i++ {
 		data, err := os.ReadFile(cs.slotPath(i))
@@ -99,15 +97,18 @@ func (cs *chainStore) load() (stateBody, *trail.PrivateKey, bool, error) {
 		if err != nil {
 			return stateBody{}, nil, false, fmt.Errorf("read chain state: %w", err)
 		}
-		body, ok, old := decodeSlot(data, &secrets[i])
-		clear(data)
+		body, secret, old := decodeSlot(data)
 		if old {
 			return stateBody{}, nil, false, fmt.Errorf("%s holds the state of the earlier HMAC chain format, which this version does not continue: move the state dir's chain.state.* and the old trail aside (keep them with their key to verify them with the earlier version) and start again", cs.slotPath(i))
 		}
-		if !ok {
+		if secret == nil {
+			clear(data)
 			continue
 		}
-		k, err := trail.LoadKey(body.Origin, secrets[i][:])
+		// The secret is read in place: a copy made here would pass through
+		// this thread's registers (see trail's secretthread.go).
+		k, err := trail.LoadKey(body.Origin, secret)
+		clear(data)
 		if err != nil || k.VerifierKey() != body.Key {
 			if k != nil {
 				k.Destroy()
@@ -132,30 +133,29 @@ func (cs *chainStore) load() (stateBody, *trail.PrivateKey, bool, error) {
 	return bodies[best], keys[best], true, nil
 }
 
-// decodeSlot checks a slot and returns its body, copying its key's secret
-// into secret. old says the slot is in the earlier format.
-func decodeSlot(data []byte, secret *[trail.SecretSize]byte) (stateBody, bool, bool) {
+// decodeSlot checks a slot and returns its body and its key's secret (a
+// part of data; nil for a slot that does not check). old says the slot is in
+// the earlier format.
+func decodeSlot(data []byte) (body stateBody, secret []byte, old bool) {
 	if bytes.HasPrefix(data, []byte(`{"version":1,`)) {
-		return stateBody{}, false, true
+		return stateBody{}, nil, true
 	}
 	head := len(slotMagic) + trail.SecretSize + 4
 	if len(data) < head+sha256.Size || !bytes.HasPrefix(data, slotMagic) {
-		return stateBody{}, false, false
+		return stateBody{}, nil, false
 	}
 	n := int(binary.BigEndian.Uint32(data[head-4 : head]))
 	if n > len(data)-head-sha256.Size {
-		return stateBody{}, false, false
+		return stateBody{}, nil, false
 	}
 	sum := sha256.Sum256(data[head : head+n])
 	if !bytes.Equal(sum[:], data[head+n:head+n+sha256.Size]) {
-		return stateBody{}, false, false
+		return stateBody{}, nil, false
 	}
-	var body stateBody
 	if json.Unmarshal(data[head:head+n], &body) != nil || body.Version != stateVersion {
-		return stateBody{}, false, false
+		return stateBody{}, nil, false
 	}
-	copy(secret[:], data[len(slotMagic):len(slotMagic)+trail.SecretSize])
-	return body, true, false
+	return body, data[len(slotMagic) : len(slotMagic)+trail.SecretSize], false
 }
 
 // openLog loads the log's state from dir, or starts a log (publishing its

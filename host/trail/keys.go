@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 
 	"filippo.io/edwards25519"
@@ -90,47 +89,6 @@ func loadKey(name string, secret []byte) (*PrivateKey, error) {
 	return k, k.init()
 }
 
-// Every operation on a secret runs on one goroutine whose stack never moves.
-// The scalar arithmetic leaves copies of the secret in the stack frames it
-// used (edwards25519 decodes a scalar through local arrays); scrubStack
-// overwrites them after each operation. But the runtime moves a goroutine's
-// stack when it grows, and when the collector shrinks one that uses less
-// than a quarter of it, and frees the old one unerased: a copy would then
-// survive in freed memory. This goroutine's stack is grown once, before any
-// secret, and holds a live frame large enough never to be shrunk.
-var secretOps = make(chan func())
-
-func init() { go secretLoop() }
-
-func secretLoop() {
-	var anchor [20 << 10]byte // live for ever: the stack stays over a quarter used
-	anchor[0] = 1
-	scrubStack() // grow the stack to its final size now
-	for op := range secretOps {
-		op()
-		scrubStack()
-	}
-	runtime.KeepAlive(&anchor)
-}
-
-// onSecretStack runs op on the secret goroutine and waits for it.
-func onSecretStack(op func()) {
-	done := make(chan struct{})
-	secretOps <- func() { op(); close(done) }
-	<-done
-}
-
-// scrubStack overwrites the stack below its caller's frame.
-//
-//go:noinline
-func scrubStack() byte {
-	var b [16 << 10]byte
-	for i := range b {
-		b[i] = 0
-	}
-	return b[len(b)/2]
-}
-
 func (k *PrivateKey) init() error {
 	vkey, err := note.NewEd25519VerifierKey(k.name, k.pub[:])
 	if err != nil {
@@ -148,13 +106,18 @@ func (k *PrivateKey) init() error {
 // (name+hash+base64).
 func (k *PrivateKey) VerifierKey() string { return k.vkey }
 
-// AppendSecret appends the secret, for the state file.
-func (k *PrivateKey) AppendSecret(dst []byte) []byte { return append(dst, k.secret[:]...) }
+// AppendSecret appends the secret, for the state file; the caller zeroes
+// it after use. The copy is made on the secret thread (see
+// secretthread.go), so that no other thread's registers ever hold it.
+func (k *PrivateKey) AppendSecret(dst []byte) []byte {
+	onSecretStack(func() { dst = append(dst, k.secret[:]...) })
+	return dst
+}
 
 // Destroy zeroes the secret; the key cannot sign again.
 func (k *PrivateKey) Destroy() {
 	if k.secret != nil {
-		clear(k.secret[:])
+		onSecretStack(func() { clear(k.secret[:]) })
 		k.secret = nil
 	}
 }

@@ -551,18 +551,9 @@ func TestEndedKeysLeaveNoTrace(t *testing.T) {
 	}
 	checkFiles("while running")
 
-	if os.Getenv("VRAMWARD_MEMSCAN") == "" {
-		// Known gap, not closed yet: under load about one run in ten finds
-		// a just-ended key in a freed 32-byte heap object (a copy made
-		// inside the scalar arithmetic library). Run with VRAMWARD_MEMSCAN=1
-		// to scan the host's memory.
-		h.signal(syscall.SIGTERM)
-		if code := h.wait(); code != 0 {
-			t.Fatalf("exit %d", code)
-		}
-		checkFiles("after shutdown")
-		return
-	}
+	// The host's memory, read as root on the node could: no ended key, in
+	// any form. (A copy used to survive in the registers a signal frame
+	// saved; trail's secretthread.go says how that is closed.)
 	pid := h.cmd.Process.Pid
 	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
 	must(t, err)
@@ -595,7 +586,7 @@ func TestEndedKeysLeaveNoTrace(t *testing.T) {
 		for _, k := range ended {
 			for _, form := range forms(k) {
 				if i := bytes.Index(buf, form); i >= 0 {
-					t.Errorf("an ended epoch's key (epoch %d of %d, %d bytes form) is in the host's memory at %#x (%s)", epochOf[string(k)], now, len(form), lo+uint64(i), l)
+					t.Errorf("an ended epoch's key (epoch %d of %d, %d bytes form) is in the host's memory at %#x (%s); around it:\n%s", epochOf[string(k)], now, len(form), lo+uint64(i), l, hex.Dump(buf[max(0, i-256):min(len(buf), i+256)]))
 				}
 			}
 		}
