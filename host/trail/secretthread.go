@@ -27,7 +27,7 @@ var secretOps = make(chan func())
 func init() { go secretLoop() }
 
 func secretLoop() {
-	runtime.LockOSThread() // never unlocked: the thread is the secret's alone
+	runtime.LockOSThread()    // never unlocked: the thread is the secret's alone
 	var anchor [20 << 10]byte // live for ever: the stack stays over a quarter used
 	anchor[0] = 1
 	scrubStack() // grow the stack to its final size now
