@@ -30,6 +30,7 @@ import (
 	"github.com/vramward/vramward/plugins/audit-file/filesink"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/chain"
+	"github.com/vramward/vramward/sdk/audit/sinkclient"
 	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/plugintest"
 )
@@ -184,20 +185,20 @@ func inProcess(path string, events []audit.Event, batch int) (rates, error) {
 	return rates{n / acked.Seconds(), n / durable.Seconds()}, s.Close(ctx)
 }
 
-func launch(pluginPath, path string, batch int) (*audit.Client, func(), error) {
-	m, err := audit.NewMetrics(prometheus.NewRegistry())
+func launch(pluginPath, path string, batch int) (*sinkclient.Client, func(), error) {
+	m, err := sinkclient.NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		return nil, nil, err
 	}
 	raw, c, err := plugintest.Launch(pluginPath, handshake.KindAuditSink,
-		audit.PluginForHost(audit.ClientOptions{Sink: "bench", Metrics: m, Logger: hclog.NewNullLogger(), MaxBatchEvents: batch}))
+		sinkclient.Plugin(sinkclient.Options{Sink: "bench", Metrics: m, Logger: hclog.NewNullLogger(), MaxBatchEvents: batch}))
 	if err != nil {
 		if c != nil {
 			c.Kill()
 		}
 		return nil, nil, err
 	}
-	client := raw.(*audit.Client)
+	client := raw.(*sinkclient.Client)
 	if err := client.Configure(context.Background(), []byte(fmt.Sprintf(`{"path": %q, "max_bytes": 0}`, path))); err != nil {
 		c.Kill()
 		return nil, nil, err

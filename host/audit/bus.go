@@ -24,6 +24,7 @@ import (
 
 	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/sinkclient"
 )
 
 // SinkConn connects the bus to one sink's plugin. The bus calls Start to
@@ -31,7 +32,7 @@ import (
 // ended on its own, and Stop to end it after its Shutdown RPC.
 type SinkConn interface {
 	Name() string
-	Start(ctx context.Context) (*audit.Client, error)
+	Start(ctx context.Context) (*sinkclient.Client, error)
 	// Crash returns a PluginCrashed event when the plugin process exited
 	// without being asked to, and false while it runs.
 	Crash() (audit.Event, bool)
@@ -60,7 +61,7 @@ type Options struct {
 	// SinkMetrics are the failure counters the sinks' clients share; the
 	// bus counts in them the failures it decides itself. Made from
 	// Registerer when nil.
-	SinkMetrics *audit.Metrics
+	SinkMetrics *sinkclient.Metrics
 }
 
 // ErrClosed is returned by Emit after shutdown began.
@@ -177,7 +178,7 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 		return nil, err
 	}
 	if opts.SinkMetrics == nil {
-		if opts.SinkMetrics, err = audit.NewMetrics(opts.Registerer); err != nil {
+		if opts.SinkMetrics, err = sinkclient.NewMetrics(opts.Registerer); err != nil {
 			return nil, err
 		}
 	}

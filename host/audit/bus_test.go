@@ -18,8 +18,8 @@ import (
 	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/chain"
-	"github.com/vramward/vramward/sdk/handshake"
-	"github.com/vramward/vramward/sdk/plugintest"
+	"github.com/vramward/vramward/sdk/audit/sinkclient"
+	"github.com/vramward/vramward/sdk/audittest"
 	"github.com/vramward/vramward/sdk/schema"
 )
 
@@ -95,7 +95,7 @@ type memConn struct {
 	name string
 	sink testSink
 	t    *testing.T
-	m    *audit.Metrics
+	m    *sinkclient.Metrics
 	// stoppedOpen counts Stops of a plugin whose sink was not closed yet.
 	mu          sync.Mutex
 	stops       int
@@ -103,9 +103,8 @@ type memConn struct {
 }
 
 func (c *memConn) Name() string { return c.name }
-func (c *memConn) Start(context.Context) (*audit.Client, error) {
-	p := audit.PluginForSink(c.sink, nil).WithClient(audit.ClientOptions{Sink: c.name, Metrics: c.m})
-	client := plugintest.InProcess(c.t, handshake.KindAuditSink, p).(*audit.Client)
+func (c *memConn) Start(context.Context) (*sinkclient.Client, error) {
+	client := audittest.Connect(c.t, c.sink, sinkclient.Options{Sink: c.name, Metrics: c.m})
 	return client, client.Configure(context.Background(), nil)
 }
 func (c *memConn) Crash() (audit.Event, bool) { return audit.Event{}, false }
@@ -143,7 +142,7 @@ type testSink interface {
 func newBusWithSink(t *testing.T, dir string, opts Options, sinks ...testSink) (*Bus, *prometheus.Registry, []*memConn) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	m, err := audit.NewMetrics(reg)
+	m, err := sinkclient.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vramward/vramward/internal/backoff"
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/sinkclient"
 )
 
 // batchesInFlight is how many batches of batch_size one delivery hands the
@@ -29,7 +30,7 @@ type sinkWorker struct {
 	q    *queue
 
 	mu      sync.Mutex
-	client  *audit.Client
+	client  *sinkclient.Client
 	failing bool
 	lastErr error
 	// reasons counts the AuditSinkFailed events of the current failure.
@@ -65,7 +66,7 @@ func (w *sinkWorker) connect(ctx context.Context) error {
 	return err
 }
 
-func (w *sinkWorker) current() *audit.Client {
+func (w *sinkWorker) current() *sinkclient.Client {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.client

@@ -25,6 +25,7 @@ import (
 	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/host/worker"
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/sinkclient"
 )
 
 // Exit codes of `vramward run`, documented in the README.
@@ -100,7 +101,7 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, reg: metrics.NewRegistry(), token: token, version: opts.Version}
 	d.state.started = time.Now().UTC()
 	d.state.set(status.Starting, "")
-	sinkMetrics, err := audit.NewMetrics(d.reg)
+	sinkMetrics, err := sinkclient.NewMetrics(d.reg)
 	if err != nil {
 		return nil, err
 	}

@@ -83,7 +83,7 @@ func (s *loaderSupervisor) Validate(ctx context.Context, path, sha string) (*loa
 	for restarts := 0; ; restarts++ {
 		m, err := s.client.Validate(ctx, path, sha)
 		proc := s.d.loader
-		if !errors.Is(err, loader.ErrUnavailable) || proc == nil || !s.crashed(proc) {
+		if !errors.Is(err, loader.ReasonUnavailable) || proc == nil || !s.crashed(proc) {
 			return m, err
 		}
 		s.log.Error("the loader crashed while checking a model", "path", path, "pid", proc.Pid, "exit", proc.ExitReason())

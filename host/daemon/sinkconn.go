@@ -13,6 +13,7 @@ import (
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/host/pluginhost"
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/sinkclient"
 	"github.com/vramward/vramward/sdk/handshake"
 )
 
@@ -30,7 +31,7 @@ type sinkConn struct {
 	sink     *config.Sink
 	spec     pluginhost.Spec
 	launcher *pluginhost.Launcher
-	metrics  *audit.Metrics
+	metrics  *sinkclient.Metrics
 	log      hclog.Logger
 	emit     func(audit.Event) // records lifecycle events asynchronously
 
@@ -47,10 +48,10 @@ func (c *sinkConn) Name() string { return c.sink.Name }
 
 // Start launches the plugin, decodes the sink's config block against the
 // schema the plugin publishes (first start only) and configures it.
-func (c *sinkConn) Start(ctx context.Context) (*audit.Client, error) {
+func (c *sinkConn) Start(ctx context.Context) (*sinkclient.Client, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	proc, err := c.launcher.Launch(ctx, c.spec, audit.PluginForHost(audit.ClientOptions{
+	proc, err := c.launcher.Launch(ctx, c.spec, sinkclient.Plugin(sinkclient.Options{
 		Sink: c.sink.Name, Metrics: c.metrics, Logger: c.log, MaxBatchEvents: c.cfg.Audit.BatchSize}))
 	if err != nil {
 		c.launcher.Metrics.MarkDown(c.spec)
@@ -61,7 +62,7 @@ func (c *sinkConn) Start(ctx context.Context) (*audit.Client, error) {
 		}
 		return nil, err
 	}
-	client := proc.Raw.(*audit.Client)
+	client := proc.Raw.(*sinkclient.Client)
 	info, err := client.Info(ctx)
 	if err != nil {
 		proc.Stop()

@@ -14,7 +14,7 @@ import (
 
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/host/pluginhost"
-	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/sinkclient"
 	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/loader"
 	"github.com/vramward/vramward/sdk/schema"
@@ -102,11 +102,11 @@ func fetchSchema(l *pluginhost.Launcher, p *config.Plugin) (schema.Schema, error
 	case handshake.KindVramBackend:
 		half = vram.PluginForHost(nil)
 	default:
-		m, err := audit.NewMetrics(nopRegisterer{})
+		m, err := sinkclient.NewMetrics(nopRegisterer{})
 		if err != nil {
 			return nil, err
 		}
-		half = audit.PluginForHost(audit.ClientOptions{Sink: p.Name, Metrics: m})
+		half = sinkclient.Plugin(sinkclient.Options{Sink: p.Name, Metrics: m})
 	}
 	proc, err := l.Launch(context.Background(), spec, half)
 	if err != nil {
@@ -120,7 +120,7 @@ func fetchSchema(l *pluginhost.Launcher, p *config.Plugin) (schema.Schema, error
 	case *loader.Client:
 		info, ierr := c.Info(ctx)
 		sch, err = info.Schema, ierr
-	case *audit.Client:
+	case *sinkclient.Client:
 		info, ierr := c.Info(ctx)
 		sch, err = info.Schema, ierr
 	case *vram.Client:

@@ -15,7 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/sinkclient"
 	"github.com/vramward/vramward/sdk/plugintest"
 )
 
@@ -33,10 +33,10 @@ func TestPinnedChecksumRefusesTheBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sm, _ := audit.NewMetrics(reg)
+	sm, _ := sinkclient.NewMetrics(reg)
 	l := &Launcher{Logger: hclog.NewNullLogger(), Metrics: m}
 	spec := Spec{Name: "p", Kind: "audit_sink", Path: bin, SHA256: strings.Repeat("ab", 32), StartTimeout: time.Second}
-	_, err = l.Launch(context.Background(), spec, audit.PluginForHost(audit.ClientOptions{Sink: "p", Metrics: sm}))
+	_, err = l.Launch(context.Background(), spec, sinkclient.Plugin(sinkclient.Options{Sink: "p", Metrics: sm}))
 	var ce *ChecksumError
 	if !errors.As(err, &ce) || ce.Expected != spec.SHA256 || len(ce.Actual) != 64 {
 		t.Fatalf("want a ChecksumError with both digests, got %v", err)
@@ -46,14 +46,14 @@ func TestPinnedChecksumRefusesTheBinary(t *testing.T) {
 	}
 }
 
-func testLauncher(t *testing.T) (*Launcher, *audit.Metrics) {
+func testLauncher(t *testing.T) (*Launcher, *sinkclient.Metrics) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	m, err := NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sm, err := audit.NewMetrics(reg)
+	sm, err := sinkclient.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestMisbehavingBinariesCannotHangTheHost(t *testing.T) {
 			l, sm := testLauncher(t)
 			start := time.Now()
 			proc, err := l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: startTimeout},
-				audit.PluginForHost(audit.ClientOptions{Sink: "p", Metrics: sm}))
+				sinkclient.Plugin(sinkclient.Options{Sink: "p", Metrics: sm}))
 			took := time.Since(start)
 			if err == nil {
 				proc.Stop()
@@ -163,7 +163,7 @@ func TestPinnedBinaryIsWhatRuns(t *testing.T) {
 	mismatches := 0
 	for i := 0; i < 200; i++ {
 		_, err := l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, SHA256: hex.EncodeToString(sum[:]), StartTimeout: time.Second},
-			audit.PluginForHost(audit.ClientOptions{Sink: "p", Metrics: sm}))
+			sinkclient.Plugin(sinkclient.Options{Sink: "p", Metrics: sm}))
 		var ce *ChecksumError
 		if errors.As(err, &ce) {
 			mismatches++
@@ -191,7 +191,7 @@ func TestPluginEnvironmentIsAllowListed(t *testing.T) {
 	l, sm := testLauncher(t)
 	l.LogLevel = "warn"
 	if _, err := l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: time.Second},
-		audit.PluginForHost(audit.ClientOptions{Sink: "p", Metrics: sm})); err == nil {
+		sinkclient.Plugin(sinkclient.Options{Sink: "p", Metrics: sm})); err == nil {
 		t.Fatal("a script was started as a plugin")
 	}
 	b, err := os.ReadFile(out)

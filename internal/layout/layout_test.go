@@ -82,3 +82,22 @@ func TestPluginsImportOnlyTheSDK(t *testing.T) {
 		}
 	}
 }
+
+// What a sink author builds on (the event model, the Sink interface, Serve,
+// sanitising) pulls in nothing only the host needs: not the host's client
+// of a sink, not its Prometheus metrics. The example sink's binary shows it.
+func TestSinkFacingPackagesImportNothingHostOnly(t *testing.T) {
+	repo, _ := filepath.Abs("../..")
+	hostOnly := []string{sdk + "/audit/sinkclient", "github.com/prometheus/", sdk + "/audittest", sdk + "/plugintest"}
+	check := func(dir string, pkgs ...string) {
+		for _, p := range list(t, dir, append([]string{"-deps"}, pkgs...)...) {
+			for _, banned := range hostOnly {
+				if strings.HasPrefix(p.ImportPath, banned) {
+					t.Errorf("%v depend on %s", pkgs, p.ImportPath)
+				}
+			}
+		}
+	}
+	check(repo, sdk+"/audit", sdk+"/sanitize")
+	check(filepath.Join(repo, "examples", "sink-jsonl"), ".")
+}

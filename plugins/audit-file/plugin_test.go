@@ -21,6 +21,7 @@ import (
 
 	"github.com/vramward/vramward/plugins/audit-file/filesink"
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/sinkclient"
 	"github.com/vramward/vramward/sdk/audittest"
 	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/plugintest"
@@ -69,7 +70,7 @@ func TestBinaryConformance(t *testing.T) {
 }
 
 type launched struct {
-	client *audit.Client
+	client *sinkclient.Client
 	reg    *prometheus.Registry
 	pid    int
 	config []byte
@@ -82,13 +83,13 @@ func launch(t *testing.T, bin string, config string, env ...string) *launched {
 func launchWith(t *testing.T, bin string, config string, maxBatchBytes int, env ...string) *launched {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	m, err := audit.NewMetrics(reg)
+	m, err := sinkclient.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	raw, c := plugintest.Binary(t, bin, handshake.KindAuditSink,
-		audit.PluginForHost(audit.ClientOptions{Sink: "file", Metrics: m, Logger: hclog.NewNullLogger(), MaxBatchBytes: maxBatchBytes}), env...)
-	l := &launched{client: raw.(*audit.Client), reg: reg, pid: c.ReattachConfig().Pid, config: []byte(config)}
+		sinkclient.Plugin(sinkclient.Options{Sink: "file", Metrics: m, Logger: hclog.NewNullLogger(), MaxBatchBytes: maxBatchBytes}), env...)
+	l := &launched{client: raw.(*sinkclient.Client), reg: reg, pid: c.ReattachConfig().Pid, config: []byte(config)}
 	if err := l.client.Configure(context.Background(), l.config); err != nil {
 		t.Fatal(err)
 	}
@@ -281,14 +282,14 @@ func TestBinaryExitsWhenHostDies(t *testing.T) {
 // fakeHostThatDies launches the plugin, emits, prints the plugin's pid and
 // exits without closing it, as a SIGKILLed host would.
 func fakeHostThatDies() {
-	m, _ := audit.NewMetrics(prometheus.NewRegistry())
+	m, _ := sinkclient.NewMetrics(prometheus.NewRegistry())
 	raw, c, err := plugintest.Launch(os.Getenv("AUDIT_FILE_TEST_HOST"), handshake.KindAuditSink,
-		audit.PluginForHost(audit.ClientOptions{Sink: "file", Metrics: m}))
+		sinkclient.Plugin(sinkclient.Options{Sink: "file", Metrics: m}))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	client := raw.(*audit.Client)
+	client := raw.(*sinkclient.Client)
 	cfg := fmt.Sprintf(`{"path": %q, "flush_interval": "1h"}`, os.Getenv("AUDIT_FILE_TEST_PATH"))
 	if err := client.Configure(context.Background(), []byte(cfg)); err != nil {
 		fmt.Fprintln(os.Stderr, err)

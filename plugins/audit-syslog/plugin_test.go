@@ -16,6 +16,7 @@ import (
 
 	"github.com/vramward/vramward/plugins/audit-syslog/syslogsink"
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/sinkclient"
 	"github.com/vramward/vramward/sdk/audittest"
 	"github.com/vramward/vramward/sdk/audittest/rsyslogd"
 	"github.com/vramward/vramward/sdk/handshake"
@@ -54,13 +55,13 @@ func TestConformanceBinary(t *testing.T) {
 func TestOversizeIsShortenedAndCounted(t *testing.T) {
 	srv := rsyslogd.Start(t, rsyslogd.UnixDgram)
 	reg := prometheus.NewRegistry()
-	m, err := audit.NewMetrics(reg)
+	m, err := sinkclient.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := plugintest.Binary(t, binary, handshake.KindAuditSink,
-		audit.PluginForHost(audit.ClientOptions{Sink: "syslog", Metrics: m, Logger: hclog.NewNullLogger()}))
-	c := raw.(*audit.Client)
+		sinkclient.Plugin(sinkclient.Options{Sink: "syslog", Metrics: m, Logger: hclog.NewNullLogger()}))
+	c := raw.(*sinkclient.Client)
 	ctx := context.Background()
 	if err := c.Configure(ctx, unixConfig(srv, "")); err != nil {
 		t.Fatal(err)
@@ -104,10 +105,10 @@ func BenchmarkThroughput(b *testing.B) {
 	const n = 20000
 	events := audittest.Events(n)
 	emit := func(b *testing.B, bin string, cfg []byte, done func()) float64 {
-		m, _ := audit.NewMetrics(prometheus.NewRegistry())
+		m, _ := sinkclient.NewMetrics(prometheus.NewRegistry())
 		raw, _ := plugintest.Binary(b, bin, handshake.KindAuditSink,
-			audit.PluginForHost(audit.ClientOptions{Sink: "bench", Metrics: m, Logger: hclog.NewNullLogger()}))
-		c := raw.(*audit.Client)
+			sinkclient.Plugin(sinkclient.Options{Sink: "bench", Metrics: m, Logger: hclog.NewNullLogger()}))
+		c := raw.(*sinkclient.Client)
 		ctx := context.Background()
 		if err := c.Configure(ctx, cfg); err != nil {
 			b.Fatal(err)

@@ -3,7 +3,6 @@ package audit
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -33,26 +32,19 @@ func benchEvents(n int) []Event {
 	return out
 }
 
-// BenchmarkClientEncode is the host's cost per event of a 512-event batch as
-// the client sends it (canonical records).
-func BenchmarkClientEncode(b *testing.B) {
-	events := benchEvents(512)
-	c := &Client{max: 3 << 20, maxN: 512}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		_, req, _ := c.nextBatch(events)
-		if _, err := proto.Marshal(req); err != nil {
-			b.Fatal(err)
-		}
+// benchRecords is a batch as the host sends it.
+func benchRecords(events []Event) *auditv1.EmitBatchRequest {
+	var recs []byte
+	for i := range events {
+		recs = append(events[i].AppendJSON(recs), '\n')
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
+	return &auditv1.EmitBatchRequest{Records: recs}
 }
 
 // BenchmarkServerDecode is the plugin's cost per event before the sink.
 func BenchmarkServerDecode(b *testing.B) {
 	events := benchEvents(512)
-	_, req, _ := (&Client{max: 3 << 20, maxN: 512}).nextBatch(events)
-	wire, _ := proto.Marshal(req)
+	wire, _ := proto.Marshal(benchRecords(events))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		var got auditv1.EmitBatchRequest
@@ -66,47 +58,6 @@ func BenchmarkServerDecode(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
 }
 
-// BenchmarkClientEncodeMessages is the event-message form of a batch, kept
-// for comparison.
-func BenchmarkClientEncodeMessages(b *testing.B) {
-	events := benchEvents(512)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		req := &auditv1.EmitBatchRequest{}
-		for j := range events {
-			req.Events = append(req.Events, eventToProto(&events[j]))
-		}
-		if _, err := proto.Marshal(req); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
-}
-
-// BenchmarkServerDecodeMessages is the plugin's cost per event of the
-// event-message form.
-func BenchmarkServerDecodeMessages(b *testing.B) {
-	events := benchEvents(512)
-	req := &auditv1.EmitBatchRequest{}
-	for j := range events {
-		req.Events = append(req.Events, eventToProto(&events[j]))
-	}
-	wire, _ := proto.Marshal(req)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		var got auditv1.EmitBatchRequest
-		if err := proto.Unmarshal(wire, &got); err != nil {
-			b.Fatal(err)
-		}
-		for _, p := range got.GetEvents() {
-			if _, err := eventFromProto(p); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
-}
-
 func BenchmarkAppendJSON(b *testing.B) {
 	events := benchEvents(64)
 	buf := make([]byte, 0, 1024)
@@ -115,11 +66,4 @@ func BenchmarkAppendJSON(b *testing.B) {
 		buf = events[i%len(events)].AppendJSON(buf[:0])
 	}
 	b.SetBytes(int64(len(buf)))
-}
-
-func BenchmarkSanitizeHostile(b *testing.B) {
-	s := "model\x1b[31m/\u202eevil\npath/" + time.Now().String()
-	for i := 0; i < b.N; i++ {
-		_ = Sanitize(s)
-	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/vramward/vramward/sdk/sanitize"
 )
 
 // ParseCanonical parses a record that must be in the exact canonical form
@@ -319,7 +321,7 @@ func parseCanonicalInto(line string, fields *[]Field) (Event, error) {
 		return Event{}, fmt.Errorf("seq %d: %w", e.Seq, err)
 	}
 	if e.Time, ok = parseRecordTime(ts); !ok {
-		return Event{}, fmt.Errorf("%w: seq %d: time %q is not in the record format %s", errNotCanonical, e.Seq, Sanitize(ts), TimeFormat)
+		return Event{}, fmt.Errorf("%w: seq %d: time %q is not in the record format %s", errNotCanonical, e.Seq, sanitize.String(ts), TimeFormat)
 	}
 	if err := e.Validate(); err != nil {
 		return Event{}, err

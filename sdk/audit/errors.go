@@ -3,7 +3,6 @@ package audit
 import (
 	"errors"
 	"fmt"
-	"github.com/vramward/vramward/sdk/internal/bounded"
 	"strconv"
 	"syscall"
 
@@ -75,21 +74,21 @@ func (e *Error) Error() string {
 	return msg
 }
 
-// Is matches another *Error with the same Reason, so that
-// errors.Is(err, audit.ErrShutDown) works on both sides.
+// Is matches a Reason (errors.Is(err, ReasonX)) and another *Error with
+// the same Reason (and the same Op, when the target names one).
 func (e *Error) Is(target error) bool {
-	t, ok := target.(*Error)
-	return ok && t.Reason == e.Reason && (t.Op == "" || t.Op == e.Op)
+	switch t := target.(type) {
+	case Reason:
+		return t == e.Reason
+	case *Error:
+		return t.Reason == e.Reason && (t.Op == "" || t.Op == e.Op)
+	}
+	return false
 }
 
-// Sentinels for errors.Is.
-var (
-	ErrShutDown      = &Error{Reason: ReasonShutDown}
-	ErrNotConfigured = &Error{Reason: ReasonNotConfigured}
-	ErrSeqConflict   = &Error{Reason: ReasonSeqConflict}
-	ErrNotDurable    = &Error{Reason: ReasonNotDurable}
-	ErrUnavailable   = &Error{Reason: ReasonUnavailable}
-)
+// Error makes a Reason usable with errors.Is: a constant, so that no caller
+// can change what it matches.
+func (r Reason) Error() string { return string(r) }
 
 // Errorf makes an *Error a Sink can return to choose the reason the host sees.
 func Errorf(reason Reason, format string, args ...any) *Error {
@@ -151,35 +150,6 @@ func (e *Error) toStatus() error {
 		}
 	}
 	return st.Err()
-}
-
-// fromStatus decodes an RPC error into an *Error. An error without our
-// ErrorInfo is a transport failure or a crash: ReasonUnavailable.
-func fromStatus(op string, err error) *Error {
-	st, ok := status.FromError(err)
-	if !ok {
-		return &Error{Op: op, Reason: ReasonUnavailable, Msg: err.Error()}
-	}
-	out := &Error{Op: op, Reason: ReasonUnavailable, Msg: st.Message()}
-	for _, d := range st.Details() {
-		switch d := d.(type) {
-		case *errdetails.ErrorInfo:
-			if d.GetDomain() == ErrorDomain {
-				out.Reason = Reason(d.GetReason())
-				out.Msg = d.GetMetadata()["msg"]
-				out.Errno = d.GetMetadata()["errno"]
-				if w, err := strconv.Atoi(d.GetMetadata()["written"]); err == nil && w > 0 {
-					out.Written = w
-				}
-			}
-		case *errdetails.BadRequest:
-			for _, v := range d.GetFieldViolations() {
-				out.Fields = append(out.Fields, &schema.FieldError{Field: v.GetField(), Msg: v.GetDescription()})
-			}
-		}
-	}
-	out.Msg = bounded.Text(out.Msg)
-	return out
 }
 
 func errnoName(e syscall.Errno) string {

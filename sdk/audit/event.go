@@ -1,8 +1,9 @@
-// Package audit is the audit-sink side of the vramward SDK: the event model
-// and its catalogue, sanitising, the canonical JSON encoding, the Sink
-// interface a plugin implements, Serve (which enforces the flush and shutdown
-// guarantees around any Sink) and the Client the host uses for every sink
-// (which counts every failure in Prometheus metrics).
+// Package audit is what an audit-sink author builds on: the event model and
+// its catalogue, the record encoding (one JSON line per event, the bytes the
+// chain covers), the Sink interface a plugin implements, and Serve, which
+// enforces the flush and shutdown guarantees around any Sink. The host's side
+// of the same RPC, which counts every failure in Prometheus metrics, is
+// package sinkclient; untrusted strings are made safe by package sanitize.
 package audit
 
 import (
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/vramward/vramward/sdk/sanitize"
 )
 
 // Event is one audit record. The host fills Seq, ServiceID and Chain before
@@ -136,16 +138,16 @@ func New(t Type, actor Actor, fields ...Field) (Event, error) {
 		Type:     t,
 		Severity: spec.Severity,
 		Actor: Actor{
-			WorkerID:      Sanitize(actor.WorkerID),
-			SourceIP:      Sanitize(actor.SourceIP),
-			CorrelationID: Sanitize(actor.CorrelationID),
+			WorkerID:      sanitize.String(actor.WorkerID),
+			SourceIP:      sanitize.String(actor.SourceIP),
+			CorrelationID: sanitize.String(actor.CorrelationID),
 		},
 		Fields: make([]Field, len(fields)),
 	}
 	copy(e.Fields, fields)
 	for i := range e.Fields {
 		if e.Fields[i].Value.kind == KindString {
-			e.Fields[i].Value.str = Sanitize(e.Fields[i].Value.str)
+			e.Fields[i].Value.str = sanitize.String(e.Fields[i].Value.str)
 		}
 	}
 	sort.SliceStable(e.Fields, func(i, j int) bool { return e.Fields[i].Key < e.Fields[j].Key })
@@ -218,7 +220,7 @@ func (e *Event) Validate() error {
 		return fmt.Errorf("seq %d: invalid severity %d", e.Seq, uint8(e.Severity))
 	}
 	if !validName(string(e.Type), true) {
-		return fmt.Errorf("seq %d: invalid type %q", e.Seq, Sanitize(string(e.Type)))
+		return fmt.Errorf("seq %d: invalid type %q", e.Seq, sanitize.String(string(e.Type)))
 	}
 	if spec, ok := Lookup(e.Type); ok && spec.Severity != e.Severity {
 		return fmt.Errorf("seq %d: %s has severity %s in the catalogue, got %s", e.Seq, e.Type, spec.Severity, e.Severity)
@@ -227,8 +229,8 @@ func (e *Event) Validate() error {
 		return fmt.Errorf("seq %d: id longer than %d bytes", e.Seq, MaxIDBytes)
 	}
 	for _, str := range []string{e.ServiceID, e.Actor.WorkerID, e.Actor.SourceIP, e.Actor.CorrelationID} {
-		if len(str) > MaxStringBytes {
-			return fmt.Errorf("seq %d: actor or service string longer than %d bytes", e.Seq, MaxStringBytes)
+		if len(str) > sanitize.MaxStringBytes {
+			return fmt.Errorf("seq %d: actor or service string longer than %d bytes", e.Seq, sanitize.MaxStringBytes)
 		}
 	}
 	if len(e.Fields) > MaxFields {
@@ -236,7 +238,7 @@ func (e *Event) Validate() error {
 	}
 	for i, f := range e.Fields {
 		if !validName(f.Key, false) {
-			return fmt.Errorf("seq %d: invalid field key %q", e.Seq, Sanitize(f.Key))
+			return fmt.Errorf("seq %d: invalid field key %q", e.Seq, sanitize.String(f.Key))
 		}
 		if i > 0 && e.Fields[i-1].Key >= f.Key {
 			return fmt.Errorf("seq %d: fields not sorted or not unique at %q", e.Seq, f.Key)
@@ -244,8 +246,8 @@ func (e *Event) Validate() error {
 		if f.Value.kind < KindString || f.Value.kind > KindBool {
 			return fmt.Errorf("seq %d: field %q has no value", e.Seq, f.Key)
 		}
-		if len(f.Value.str) > MaxStringBytes {
-			return fmt.Errorf("seq %d: field %q longer than %d bytes", e.Seq, f.Key, MaxStringBytes)
+		if len(f.Value.str) > sanitize.MaxStringBytes {
+			return fmt.Errorf("seq %d: field %q longer than %d bytes", e.Seq, f.Key, sanitize.MaxStringBytes)
 		}
 	}
 	if len(e.Chain.Prev) != 0 && len(e.Chain.Prev) != 32 || len(e.Chain.Hash) != 0 && len(e.Chain.Hash) != 32 {

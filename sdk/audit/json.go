@@ -9,11 +9,15 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/vramward/vramward/sdk/sanitize"
 )
 
 // TimeFormat is the one time format of a record: UTC, RFC 3339, always nine
 // fractional digits, so that a time has exactly one encoding.
 const TimeFormat = "2006-01-02T15:04:05.000000000Z"
+
+const hexdigits = "0123456789abcdef"
 
 // AppendJSON appends the event's JSON line (without the newline) to dst.
 //
@@ -223,7 +227,7 @@ func ParseJSON(line []byte) (Event, error) {
 	for k, raw := range w.Fields {
 		v, err := parseValue(raw)
 		if err != nil {
-			return Event{}, fmt.Errorf("seq %d: field %q: %w", e.Seq, Sanitize(k), err)
+			return Event{}, fmt.Errorf("seq %d: field %q: %w", e.Seq, sanitize.String(k), err)
 		}
 		e.Fields = append(e.Fields, Field{Key: k, Value: v})
 	}

@@ -8,49 +8,32 @@ import (
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
+	"github.com/vramward/vramward/sdk/internal/auditglue"
 	auditv1 "github.com/vramward/vramward/sdk/proto/audit/v1"
 )
 
-// GRPCPlugin is the go-plugin glue for the AuditSink service. A plugin
-// process holds the server half (PluginForSink), the host the client half
-// (PluginForHost); a test may hold both.
-type GRPCPlugin struct {
+// serverPlugin is the plugin half of the go-plugin glue for the AuditSink
+// service; the host half is package sinkclient's.
+type serverPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
-	srv  *server
-	opts *ClientOptions
+	srv *server
 }
 
-var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
-
-// PluginForSink serves sink; Serve uses it, and tests that serve a sink
-// in-process through plugin.TestPluginGRPCConn.
-func PluginForSink(sink Sink, logger hclog.Logger) *GRPCPlugin {
-	return &GRPCPlugin{srv: newServer(sink, logger)}
-}
-
-// PluginForHost dispenses a *Client bound to one sink name and the host's
-// metrics.
-func PluginForHost(opts ClientOptions) *GRPCPlugin {
-	return &GRPCPlugin{opts: &opts}
-}
-
-// WithClient adds the host half to a server-side plugin, for in-process tests.
-func (p *GRPCPlugin) WithClient(opts ClientOptions) *GRPCPlugin {
-	p.opts = &opts
-	return p
-}
-
-func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	if p.srv == nil {
-		return fmt.Errorf("audit plugin: no sink to serve")
-	}
+func (p *serverPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	auditv1.RegisterAuditSinkServer(s, p.srv)
 	return nil
 }
 
-func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
-	if p.opts == nil {
-		return nil, fmt.Errorf("audit plugin: no client options")
+func (p *serverPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, fmt.Errorf("audit: the plugin half dispenses no client")
+}
+
+func init() {
+	auditglue.ServerPlugin = func(sink any, logger hclog.Logger) (plugin.Plugin, error) {
+		s, ok := sink.(Sink)
+		if !ok {
+			return nil, fmt.Errorf("audit: %T is not a Sink", sink)
+		}
+		return &serverPlugin{srv: newServer(s, logger)}, nil
 	}
-	return newClient(*p.opts, auditv1.NewAuditSinkClient(conn))
 }

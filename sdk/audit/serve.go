@@ -64,7 +64,7 @@ func Serve(sink Sink, opts ...ServeOption) {
 		tuneGC()
 	}
 	logger := NewLogger(sink.Info().Name)
-	p := PluginForSink(sink, logger)
+	p := &serverPlugin{srv: newServer(sink, logger)}
 	srv := p.srv
 
 	final := func(why string) {

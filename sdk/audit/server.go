@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/vramward/vramward/sdk/sandbox"
-	"google.golang.org/grpc"
 	"io"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vramward/vramward/sdk/sandbox"
+	"google.golang.org/grpc"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -131,18 +132,6 @@ func (s *server) ready(op string) *Error {
 	return nil
 }
 
-func (s *server) Emit(ctx context.Context, req *auditv1.EmitRequest) (*auditv1.EmitResponse, error) {
-	e, err := eventFromProto(req.GetEvent())
-	if err != nil {
-		return nil, (&Error{Op: "emit", Reason: ReasonInvalidEvent, Msg: err.Error()}).toStatus()
-	}
-	durable, short, serr := s.write(ctx, "emit", []Event{e})
-	if serr != nil {
-		return nil, serr.toStatus()
-	}
-	return &auditv1.EmitResponse{Durable: durable, Shortened: short}, nil
-}
-
 func (s *server) EmitBatch(ctx context.Context, req *auditv1.EmitBatchRequest) (*auditv1.EmitBatchResponse, error) {
 	events, err := batchEvents(req)
 	if err != nil {
@@ -180,43 +169,27 @@ func (s *server) EmitStream(stream grpc.BidiStreamingServer[auditv1.EmitBatchReq
 	}
 }
 
-// batchEvents decodes and validates a batch, from its canonical records or
-// its event messages. Every event's fields share one backing array.
+// batchEvents decodes and validates a batch's records. Every event's
+// fields share one backing array.
 func batchEvents(req *auditv1.EmitBatchRequest) ([]Event, error) {
-	if len(req.GetRecords()) > 0 {
-		if len(req.GetEvents()) > 0 {
-			return nil, fmt.Errorf("a batch carries records or events, not both")
-		}
-		recs := string(req.GetRecords()) // one copy a batch; events slice it
-		if recs[len(recs)-1] != '\n' {
-			return nil, fmt.Errorf("the last record does not end in a newline")
-		}
-		n := strings.Count(recs, "\n")
-		events := make([]Event, 0, n)
-		fields := make([]Field, 0, n*8)
-		for i := 0; len(recs) > 0; i++ {
-			j := strings.IndexByte(recs, '\n')
-			e, err := parseCanonicalInto(recs[:j], &fields)
-			if err != nil {
-				return nil, fmt.Errorf("record %d: %w", i, err)
-			}
-			events = append(events, e)
-			recs = recs[j+1:]
-		}
-		return events, nil
+	if len(req.GetRecords()) == 0 {
+		return nil, nil
 	}
-	nf := 0
-	for _, p := range req.GetEvents() {
-		nf += len(p.GetFields())
+	recs := string(req.GetRecords()) // one copy a batch; events slice it
+	if recs[len(recs)-1] != '\n' {
+		return nil, fmt.Errorf("the last record does not end in a newline")
 	}
-	events := make([]Event, len(req.GetEvents()))
-	fields := make([]Field, 0, nf)
-	for i, p := range req.GetEvents() {
-		e, err := eventFromProtoInto(p, &fields)
+	n := strings.Count(recs, "\n")
+	events := make([]Event, 0, n)
+	fields := make([]Field, 0, n*8)
+	for i := 0; len(recs) > 0; i++ {
+		j := strings.IndexByte(recs, '\n')
+		e, err := parseCanonicalInto(recs[:j], &fields)
 		if err != nil {
-			return nil, fmt.Errorf("event %d: %w", i, err)
+			return nil, fmt.Errorf("record %d: %w", i, err)
 		}
-		events[i] = e
+		events = append(events, e)
+		recs = recs[j+1:]
 	}
 	return events, nil
 }

@@ -70,8 +70,11 @@ import (
 
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/chain"
+	"github.com/vramward/vramward/sdk/audit/sinkclient"
 	"github.com/vramward/vramward/sdk/handshake"
+	"github.com/vramward/vramward/sdk/internal/auditglue"
 	"github.com/vramward/vramward/sdk/plugintest"
+	"github.com/vramward/vramward/sdk/sanitize"
 )
 
 // Factory makes a fresh, unconfigured sink and the JSON config to give it.
@@ -109,7 +112,7 @@ func WithoutReadBack(why string) Option { return func(o *options) { o.noReadBack
 
 // target is one sink under test: how to connect to it, and its config.
 type target struct {
-	client *audit.Client
+	client *sinkclient.Client
 	reg    *prometheus.Registry
 	config []byte
 	spy    *spy // nil for a binary
@@ -129,10 +132,22 @@ func Run(t *testing.T, newSink Factory, opts ...Option) {
 		}
 		sp := &spy{Sink: sink}
 		tg := &target{reg: prometheus.NewRegistry(), config: cfg, spy: sp}
-		p := audit.PluginForSink(sp, hclog.NewNullLogger()).WithClient(clientOptions(t, tg.reg))
-		tg.client = plugintest.InProcess(t, handshake.KindAuditSink, p).(*audit.Client)
+		tg.client = Connect(t, sp, clientOptions(t, tg.reg))
 		return tg
 	}, opts)
+}
+
+// Connect serves sink in this process, through the SDK's own server (the
+// one Serve runs in a plugin process), and returns the host's client for it
+// (unconfigured). The connection ends with the test.
+func Connect(t testing.TB, sink audit.Sink, opts sinkclient.Options) *sinkclient.Client {
+	t.Helper()
+	server, err := auditglue.ServerPlugin(sink, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := auditglue.Pair(server, sinkclient.Plugin(opts))
+	return plugintest.InProcess(t, handshake.KindAuditSink, p).(*sinkclient.Client)
 }
 
 // RunBinary checks a built plugin binary, launched with AutoMTLS as the host
@@ -143,19 +158,19 @@ func RunBinary(t *testing.T, binary string, newConfig func(t *testing.T) []byte,
 			config = newConfig(t)
 		}
 		tg := &target{reg: prometheus.NewRegistry(), config: config}
-		raw, c := plugintest.Binary(t, binary, handshake.KindAuditSink, audit.PluginForHost(clientOptions(t, tg.reg)))
-		tg.client = raw.(*audit.Client)
+		raw, c := plugintest.Binary(t, binary, handshake.KindAuditSink, sinkclient.Plugin(clientOptions(t, tg.reg)))
+		tg.client = raw.(*sinkclient.Client)
 		tg.pid = c.ReattachConfig().Pid
 		return tg
 	}, opts)
 }
 
-func clientOptions(t *testing.T, reg *prometheus.Registry) audit.ClientOptions {
-	m, err := audit.NewMetrics(reg)
+func clientOptions(t *testing.T, reg *prometheus.Registry) sinkclient.Options {
+	m, err := sinkclient.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return audit.ClientOptions{Sink: "under-test", Metrics: m, Logger: hclog.NewNullLogger()}
+	return sinkclient.Options{Sink: "under-test", Metrics: m, Logger: hclog.NewNullLogger()}
 }
 
 func run(t *testing.T, connect connector, opts []Option) {
@@ -300,8 +315,8 @@ func checkConfigureRejects(t *testing.T, connect connector, _ *options) {
 
 func checkEmitBeforeConfigure(t *testing.T, connect connector, _ *options) {
 	tg := connect(t, nil)
-	if err := tg.client.Emit(ctx(t), Events(1)[0]); !errors.Is(err, audit.ErrNotConfigured) {
-		t.Fatalf("emit before Configure: want %v, got %v", audit.ErrNotConfigured, err)
+	if err := tg.client.Emit(ctx(t), Events(1)[0]); !errors.Is(err, audit.ReasonNotConfigured) {
+		t.Fatalf("emit before Configure: want %v, got %v", audit.ReasonNotConfigured, err)
 	}
 	if got := MetricSum(t, tg.reg, "vramward_audit_emit_failures_total"); got != 1 {
 		t.Errorf("emit_failures_total = %v, want 1", got)
@@ -433,14 +448,14 @@ func checkShutdown(t *testing.T, connect connector, o *options) {
 		}
 	}
 	late := Events(21)[20]
-	if err := tg.client.Emit(ctx(t), late); !errors.Is(err, audit.ErrShutDown) {
-		t.Fatalf("emit after Shutdown: want %v, got %v", audit.ErrShutDown, err)
+	if err := tg.client.Emit(ctx(t), late); !errors.Is(err, audit.ReasonShutDown) {
+		t.Fatalf("emit after Shutdown: want %v, got %v", audit.ReasonShutDown, err)
 	}
-	if err := tg.client.EmitBatch(ctx(t), []audit.Event{late}); !errors.Is(err, audit.ErrShutDown) {
-		t.Fatalf("batch after Shutdown: want %v, got %v", audit.ErrShutDown, err)
+	if err := tg.client.EmitBatch(ctx(t), []audit.Event{late}); !errors.Is(err, audit.ReasonShutDown) {
+		t.Fatalf("batch after Shutdown: want %v, got %v", audit.ReasonShutDown, err)
 	}
-	if err := tg.client.Flush(ctx(t)); !errors.Is(err, audit.ErrShutDown) {
-		t.Fatalf("flush after Shutdown: want %v, got %v", audit.ErrShutDown, err)
+	if err := tg.client.Flush(ctx(t)); !errors.Is(err, audit.ReasonShutDown) {
+		t.Fatalf("flush after Shutdown: want %v, got %v", audit.ReasonShutDown, err)
 	}
 	if o.readBack != nil {
 		assertSame(t, events, o.readBack(t, tg.config))
@@ -464,7 +479,7 @@ func checkInvalidEvents(t *testing.T, connect connector, o *options) {
 				e.Fields[0], e.Fields[1] = e.Fields[1], e.Fields[0]
 			}
 		}},
-		{"oversized string", func(e *audit.Event) { e.Actor.WorkerID = strings.Repeat("w", audit.MaxStringBytes+1) }},
+		{"oversized string", func(e *audit.Event) { e.Actor.WorkerID = strings.Repeat("w", sanitize.MaxStringBytes+1) }},
 	}
 	for _, b := range bad {
 		e := good[0]
@@ -749,7 +764,7 @@ func checkHostile(t *testing.T, connect connector, o *options) {
 func checkMaxSize(t *testing.T, connect connector, o *options) {
 	tg := configured(t, connect)
 	s := &chain.Linker{}
-	big := strings.Repeat("x", audit.MaxStringBytes-4) + "日"
+	big := strings.Repeat("x", sanitize.MaxStringBytes-4) + "日"
 	var sent []audit.Event
 	for i := 0; i < 16; i++ {
 		e := audit.Event{ID: fmt.Sprintf("max-%d", i), Time: time.Now().UTC(), Type: "AuditHarnessMaxSize", Severity: audit.Low,

@@ -103,21 +103,21 @@ func (r *Rejection) Error() string {
 	return msg
 }
 
-// Is matches another *Rejection with the same Reason.
+// Is matches a Reason (errors.Is(err, ReasonX)) and another *Rejection with
+// the same Reason.
 func (r *Rejection) Is(target error) bool {
-	t, ok := target.(*Rejection)
-	return ok && t.Reason == r.Reason
+	switch t := target.(type) {
+	case Reason:
+		return t == r.Reason
+	case *Rejection:
+		return t.Reason == r.Reason
+	}
+	return false
 }
 
-// Sentinels for errors.Is.
-var (
-	ErrPathTraversal      = &Rejection{Reason: ReasonPathTraversal}
-	ErrIntegrityViolation = &Rejection{Reason: ReasonIntegrityViolation}
-	ErrMalformedModel     = &Rejection{Reason: ReasonMalformedModel}
-	ErrTooLarge           = &Rejection{Reason: ReasonTooLarge}
-	ErrNotFound           = &Rejection{Reason: ReasonNotFound}
-	ErrUnavailable        = &Rejection{Reason: ReasonUnavailable}
-)
+// Error makes a Reason usable with errors.Is: a constant, so that no caller
+// can change what it matches.
+func (r Reason) Error() string { return string(r) }
 
 // Reject makes a *Rejection a Loader returns.
 func Reject(reason Reason, path string, format string, args ...any) *Rejection {

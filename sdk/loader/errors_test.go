@@ -24,7 +24,7 @@ func TestRejectionRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(in, out) {
 		t.Fatalf("\n in %+v\nout %+v", in, out)
 	}
-	if !errors.Is(out, ErrIntegrityViolation) || errors.Is(out, ErrPathTraversal) {
+	if !errors.Is(out, ReasonIntegrityViolation) || errors.Is(out, ReasonPathTraversal) {
 		t.Fatal("errors.Is does not follow the reason")
 	}
 }

@@ -424,7 +424,7 @@ func checkConcurrent(t *testing.T, connect connector, o *options) {
 			}
 			errs <- err
 			_, err = e.c.Validate(ctx(t), e.valid, strings.Repeat("0", 64))
-			if !errors.Is(err, loader.ErrIntegrityViolation) {
+			if !errors.Is(err, loader.ReasonIntegrityViolation) {
 				errs <- errors.New("concurrent mismatch not reported: " + errString(err))
 			}
 		}()

@@ -104,20 +104,21 @@ func (f *Failure) Error() string {
 	return msg
 }
 
-// Is matches another *Failure with the same Reason.
+// Is matches a Reason (errors.Is(err, ReasonX)) and another *Failure with
+// the same Reason.
 func (f *Failure) Is(target error) bool {
-	t, ok := target.(*Failure)
-	return ok && t.Reason == f.Reason
+	switch t := target.(type) {
+	case Reason:
+		return t == f.Reason
+	case *Failure:
+		return t.Reason == f.Reason
+	}
+	return false
 }
 
-// Sentinels for errors.Is.
-var (
-	ErrNotResident        = &Failure{Reason: ReasonShardNotFound}
-	ErrIntegrityViolation = &Failure{Reason: ReasonIntegrityViolation}
-	ErrPolicyViolation    = &Failure{Reason: ReasonPolicyViolation}
-	ErrAllocationFailed   = &Failure{Reason: ReasonAllocationFailed}
-	ErrUnavailable        = &Failure{Reason: ReasonUnavailable}
-)
+// Error makes a Reason usable with errors.Is: a constant, so that no caller
+// can change what it matches.
+func (r Reason) Error() string { return string(r) }
 
 // Fail makes a *Failure a Backend returns.
 func Fail(reason Reason, format string, args ...any) *Failure {

@@ -222,7 +222,7 @@ func (s *server) Verify(ctx context.Context, req *vramv1.VerifyRequest) (*vramv1
 	resp := &vramv1.VerifyResponse{ExpectedDigest: shard.Digest[:]}
 	actual, err := s.b.Digest(ctx, shard.ShardID)
 	switch {
-	case errors.Is(err, ErrNotResident):
+	case errors.Is(err, ReasonShardNotFound):
 		resp.Result = vramv1.VerifyResult_VERIFY_RESULT_NOT_RESIDENT
 	case err != nil:
 		return nil, asFailure("verify", ReasonIOError, err).toStatus()

@@ -99,7 +99,7 @@ type Backend interface {
 	// stays allocated.
 	Load(ctx context.Context, model *os.File, shardID string, device uint32) (Resident, error)
 	// Digest reads shardID's bytes back from device memory and returns
-	// their tree digest (TreeDigest's definition). ErrNotResident when
+	// their tree digest (TreeDigest's definition). ReasonShardNotFound when
 	// the backend holds no such shard.
 	Digest(ctx context.Context, shardID string) ([32]byte, error)
 	// Release frees shardID's memory.

@@ -104,7 +104,7 @@ func TestFailureRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(out, in) {
 		t.Fatalf("\n in %+v\nout %+v", in, out)
 	}
-	if !errors.Is(out, ErrAllocationFailed) || fromStatus("x", errors.New("eof")).Reason != ReasonUnavailable {
+	if !errors.Is(out, ReasonAllocationFailed) || fromStatus("x", errors.New("eof")).Reason != ReasonUnavailable {
 		t.Fatal("reasons do not survive")
 	}
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/sinkclient"
 	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/loader"
 	"github.com/vramward/vramward/sdk/plugintest"
@@ -30,7 +30,7 @@ func TestEveryPluginSandboxesItself(t *testing.T) {
 	secret := filepath.Join(t.TempDir(), "outside")
 	must(t, os.WriteFile(secret, []byte("x"), 0o600))
 	ctx := context.Background()
-	m, err := audit.NewMetrics(prometheus.NewRegistry())
+	m, err := sinkclient.NewMetrics(prometheus.NewRegistry())
 	must(t, err)
 	models := t.TempDir()
 	inside := filepath.Join(models, "inside.gguf")
@@ -46,15 +46,15 @@ func TestEveryPluginSandboxesItself(t *testing.T) {
 			// The directory first: cleanups run last-first, so the plugin
 			// is stopped before its trail is removed.
 			trail := filepath.Join(t.TempDir(), "trail", "audit.log")
-			raw, _ := plugintest.Binary(t, sinkBin, handshake.KindAuditSink, audit.PluginForHost(audit.ClientOptions{Sink: "f", Metrics: m}), env...)
-			c := raw.(*audit.Client)
+			raw, _ := plugintest.Binary(t, sinkBin, handshake.KindAuditSink, sinkclient.Plugin(sinkclient.Options{Sink: "f", Metrics: m}), env...)
+			c := raw.(*sinkclient.Client)
 			cfg, _ := json.Marshal(map[string]any{"path": trail})
 			must(t, c.Configure(ctx, cfg))
 			return c.Sandbox()
 		}},
 		{"audit-syslog", syslogBin, secret, false, func(t *testing.T, env []string) (bool, string) {
-			raw, _ := plugintest.Binary(t, syslogBin, handshake.KindAuditSink, audit.PluginForHost(audit.ClientOptions{Sink: "s", Metrics: m}), env...)
-			c := raw.(*audit.Client)
+			raw, _ := plugintest.Binary(t, syslogBin, handshake.KindAuditSink, sinkclient.Plugin(sinkclient.Options{Sink: "s", Metrics: m}), env...)
+			c := raw.(*sinkclient.Client)
 			must(t, c.Configure(ctx, []byte(`{"transport": "udp", "address": "127.0.0.1:9"}`)))
 			return c.Sandbox()
 		}},

@@ -10,6 +10,7 @@ import (
 	parser "github.com/leodido/go-syslog/v4/rfc5424"
 
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/sanitize"
 )
 
 // Hostile values: quotes, ']', backslashes, newlines, escapes, bidi
@@ -80,7 +81,7 @@ func TestFieldByField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := got.Field("attempted_path"); v.String() != "/etc/"+audit.Sanitize(hostile) {
+	if v, _ := got.Field("attempted_path"); v.String() != "/etc/"+sanitize.String(hostile) {
 		t.Errorf("attempted_path %q", v.String())
 	}
 }

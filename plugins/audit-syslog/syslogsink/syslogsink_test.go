@@ -16,6 +16,7 @@ import (
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audittest"
 	"github.com/vramward/vramward/sdk/audittest/rsyslogd"
+	"github.com/vramward/vramward/sdk/sanitize"
 	"github.com/vramward/vramward/sdk/schema"
 )
 
@@ -130,8 +131,8 @@ func hostileEvents(t testing.TB, n int) []audit.Event {
 	evs := audittest.Events(n)
 	const hostile = "q\"b]s\\n\nesc\x1b[31m bidi\u202e \u00e9\u4e2d\U0001F600"
 	for i := range evs {
-		evs[i].Actor.WorkerID = audit.Sanitize("worker " + hostile)
-		evs[i].Actor.CorrelationID = audit.Sanitize(fmt.Sprintf("corr-%d %s", i, hostile))
+		evs[i].Actor.WorkerID = sanitize.String("worker " + hostile)
+		evs[i].Actor.CorrelationID = sanitize.String(fmt.Sprintf("corr-%d %s", i, hostile))
 	}
 	// Resealing is not needed: the sink never checks MACs, and what is
 	// compared is what was sent.

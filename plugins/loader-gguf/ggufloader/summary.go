@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/vramward/vramward/plugins/loader-gguf/gguf"
-	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/loader"
+	"github.com/vramward/vramward/sdk/sanitize"
 )
 
 // chatTemplatePrefix covers tokenizer.chat_template and its named variants
@@ -25,10 +25,10 @@ func summarize(f *gguf.File, path string) loader.Summary {
 		KVCount: f.KVCount, Alignment: f.Alignment, DataOffset: f.DataOffset,
 	}
 	if v, ok := f.Get("general.architecture"); ok && v.Type == gguf.TypeString {
-		s.Architecture = audit.Sanitize(v.Str)
+		s.Architecture = sanitize.String(v.Str)
 	}
 	if v, ok := f.Get("general.name"); ok && v.Type == gguf.TypeString {
-		s.Name = audit.Sanitize(v.Str)
+		s.Name = sanitize.String(v.Str)
 	}
 	if v, ok := f.Get("general.file_type"); ok && isUint(v.Type) {
 		s.FileType = gguf.FileTypeName(v.Uint)
@@ -46,7 +46,7 @@ func summarize(f *gguf.File, path string) loader.Summary {
 	sort.Slice(s.TensorTypes, func(i, j int) bool { return s.TensorTypes[i].Type < s.TensorTypes[j].Type })
 	s.Metadata = make([]loader.Metadata, 0, len(f.KV))
 	for _, kv := range f.KV {
-		m := loader.Metadata{Key: audit.Sanitize(kv.Key), Type: typeName(kv.Value)}
+		m := loader.Metadata{Key: sanitize.String(kv.Key), Type: typeName(kv.Value)}
 		if strings.HasPrefix(kv.Key, chatTemplatePrefix) && kv.Value.Type == gguf.TypeString {
 			if kv.Key == chatTemplatePrefix {
 				s.ChatTemplatePresent, s.ChatTemplateBytes = true, kv.Value.Len
@@ -84,7 +84,7 @@ func render(v gguf.Value) (string, uint64) {
 		if len(shown) > shownStringBytes {
 			shown = shown[:shownStringBytes]
 		}
-		out := audit.Sanitize(shown)
+		out := sanitize.String(shown)
 		if v.Len > uint64(len(shown)) {
 			out += fmt.Sprintf("... (%d bytes)", v.Len)
 		}

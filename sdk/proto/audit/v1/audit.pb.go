@@ -26,438 +26,6 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-type Severity int32
-
-const (
-	Severity_SEVERITY_UNSPECIFIED Severity = 0
-	Severity_SEVERITY_INFO        Severity = 1
-	Severity_SEVERITY_LOW         Severity = 2
-	Severity_SEVERITY_MEDIUM      Severity = 3
-	Severity_SEVERITY_HIGH        Severity = 4
-	Severity_SEVERITY_CRITICAL    Severity = 5
-)
-
-// Enum value maps for Severity.
-var (
-	Severity_name = map[int32]string{
-		0: "SEVERITY_UNSPECIFIED",
-		1: "SEVERITY_INFO",
-		2: "SEVERITY_LOW",
-		3: "SEVERITY_MEDIUM",
-		4: "SEVERITY_HIGH",
-		5: "SEVERITY_CRITICAL",
-	}
-	Severity_value = map[string]int32{
-		"SEVERITY_UNSPECIFIED": 0,
-		"SEVERITY_INFO":        1,
-		"SEVERITY_LOW":         2,
-		"SEVERITY_MEDIUM":      3,
-		"SEVERITY_HIGH":        4,
-		"SEVERITY_CRITICAL":    5,
-	}
-)
-
-func (x Severity) Enum() *Severity {
-	p := new(Severity)
-	*p = x
-	return p
-}
-
-func (x Severity) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (Severity) Descriptor() protoreflect.EnumDescriptor {
-	return file_audit_v1_audit_proto_enumTypes[0].Descriptor()
-}
-
-func (Severity) Type() protoreflect.EnumType {
-	return &file_audit_v1_audit_proto_enumTypes[0]
-}
-
-func (x Severity) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use Severity.Descriptor instead.
-func (Severity) EnumDescriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{0}
-}
-
-type Kind int32
-
-const (
-	Kind_KIND_UNSPECIFIED Kind = 0
-	Kind_KIND_STRING      Kind = 1
-	Kind_KIND_INT         Kind = 2
-	Kind_KIND_UINT        Kind = 3
-	Kind_KIND_BOOL        Kind = 4
-)
-
-// Enum value maps for Kind.
-var (
-	Kind_name = map[int32]string{
-		0: "KIND_UNSPECIFIED",
-		1: "KIND_STRING",
-		2: "KIND_INT",
-		3: "KIND_UINT",
-		4: "KIND_BOOL",
-	}
-	Kind_value = map[string]int32{
-		"KIND_UNSPECIFIED": 0,
-		"KIND_STRING":      1,
-		"KIND_INT":         2,
-		"KIND_UINT":        3,
-		"KIND_BOOL":        4,
-	}
-)
-
-func (x Kind) Enum() *Kind {
-	p := new(Kind)
-	*p = x
-	return p
-}
-
-func (x Kind) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_audit_v1_audit_proto_enumTypes[1].Descriptor()
-}
-
-func (Kind) Type() protoreflect.EnumType {
-	return &file_audit_v1_audit_proto_enumTypes[1]
-}
-
-func (x Kind) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use Kind.Descriptor instead.
-func (Kind) EnumDescriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{1}
-}
-
-type Actor struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	SourceIp      string                 `protobuf:"bytes,2,opt,name=source_ip,json=sourceIp,proto3" json:"source_ip,omitempty"`
-	CorrelationId string                 `protobuf:"bytes,3,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Actor) Reset() {
-	*x = Actor{}
-	mi := &file_audit_v1_audit_proto_msgTypes[0]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Actor) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Actor) ProtoMessage() {}
-
-func (x *Actor) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[0]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Actor.ProtoReflect.Descriptor instead.
-func (*Actor) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{0}
-}
-
-func (x *Actor) GetWorkerId() string {
-	if x != nil {
-		return x.WorkerId
-	}
-	return ""
-}
-
-func (x *Actor) GetSourceIp() string {
-	if x != nil {
-		return x.SourceIp
-	}
-	return ""
-}
-
-func (x *Actor) GetCorrelationId() string {
-	if x != nil {
-		return x.CorrelationId
-	}
-	return ""
-}
-
-type Chain struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	Epoch uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	// Hash of the previous record; empty for the first record of a trail.
-	Prev []byte `protobuf:"bytes,2,opt,name=prev,proto3" json:"prev,omitempty"`
-	// This record's RFC 6962 leaf hash over its canonical JSON bytes.
-	Hash          []byte `protobuf:"bytes,3,opt,name=hash,proto3" json:"hash,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Chain) Reset() {
-	*x = Chain{}
-	mi := &file_audit_v1_audit_proto_msgTypes[1]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Chain) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Chain) ProtoMessage() {}
-
-func (x *Chain) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[1]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Chain.ProtoReflect.Descriptor instead.
-func (*Chain) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{1}
-}
-
-func (x *Chain) GetEpoch() uint64 {
-	if x != nil {
-		return x.Epoch
-	}
-	return 0
-}
-
-func (x *Chain) GetPrev() []byte {
-	if x != nil {
-		return x.Prev
-	}
-	return nil
-}
-
-func (x *Chain) GetHash() []byte {
-	if x != nil {
-		return x.Hash
-	}
-	return nil
-}
-
-// Field is one typed value. It is flat rather than a oneof so that a batch
-// of thousands of events decodes with one allocation a field, not three;
-// only the member named by kind may be set.
-type Field struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Kind          Kind                   `protobuf:"varint,2,opt,name=kind,proto3,enum=vramward.audit.v1.Kind" json:"kind,omitempty"`
-	Str           string                 `protobuf:"bytes,3,opt,name=str,proto3" json:"str,omitempty"`
-	Int           int64                  `protobuf:"zigzag64,4,opt,name=int,proto3" json:"int,omitempty"`
-	Uint          uint64                 `protobuf:"varint,5,opt,name=uint,proto3" json:"uint,omitempty"`
-	Bool          bool                   `protobuf:"varint,6,opt,name=bool,proto3" json:"bool,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Field) Reset() {
-	*x = Field{}
-	mi := &file_audit_v1_audit_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Field) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Field) ProtoMessage() {}
-
-func (x *Field) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Field.ProtoReflect.Descriptor instead.
-func (*Field) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *Field) GetKey() string {
-	if x != nil {
-		return x.Key
-	}
-	return ""
-}
-
-func (x *Field) GetKind() Kind {
-	if x != nil {
-		return x.Kind
-	}
-	return Kind_KIND_UNSPECIFIED
-}
-
-func (x *Field) GetStr() string {
-	if x != nil {
-		return x.Str
-	}
-	return ""
-}
-
-func (x *Field) GetInt() int64 {
-	if x != nil {
-		return x.Int
-	}
-	return 0
-}
-
-func (x *Field) GetUint() uint64 {
-	if x != nil {
-		return x.Uint
-	}
-	return 0
-}
-
-func (x *Field) GetBool() bool {
-	if x != nil {
-		return x.Bool
-	}
-	return false
-}
-
-type Event struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	Id    string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	// UTC, nanoseconds since the Unix epoch (JSON: "time", RFC 3339).
-	TimeUnixNano int64    `protobuf:"varint,3,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
-	Type         string   `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
-	Severity     Severity `protobuf:"varint,5,opt,name=severity,proto3,enum=vramward.audit.v1.Severity" json:"severity,omitempty"`
-	ServiceId    string   `protobuf:"bytes,6,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
-	Actor        *Actor   `protobuf:"bytes,7,opt,name=actor,proto3" json:"actor,omitempty"`
-	// Sorted by key, keys unique.
-	Fields        []*Field `protobuf:"bytes,8,rep,name=fields,proto3" json:"fields,omitempty"`
-	Chain         *Chain   `protobuf:"bytes,9,opt,name=chain,proto3" json:"chain,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Event) Reset() {
-	*x = Event{}
-	mi := &file_audit_v1_audit_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Event) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Event) ProtoMessage() {}
-
-func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Event.ProtoReflect.Descriptor instead.
-func (*Event) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{3}
-}
-
-func (x *Event) GetSeq() uint64 {
-	if x != nil {
-		return x.Seq
-	}
-	return 0
-}
-
-func (x *Event) GetId() string {
-	if x != nil {
-		return x.Id
-	}
-	return ""
-}
-
-func (x *Event) GetTimeUnixNano() int64 {
-	if x != nil {
-		return x.TimeUnixNano
-	}
-	return 0
-}
-
-func (x *Event) GetType() string {
-	if x != nil {
-		return x.Type
-	}
-	return ""
-}
-
-func (x *Event) GetSeverity() Severity {
-	if x != nil {
-		return x.Severity
-	}
-	return Severity_SEVERITY_UNSPECIFIED
-}
-
-func (x *Event) GetServiceId() string {
-	if x != nil {
-		return x.ServiceId
-	}
-	return ""
-}
-
-func (x *Event) GetActor() *Actor {
-	if x != nil {
-		return x.Actor
-	}
-	return nil
-}
-
-func (x *Event) GetFields() []*Field {
-	if x != nil {
-		return x.Fields
-	}
-	return nil
-}
-
-func (x *Event) GetChain() *Chain {
-	if x != nil {
-		return x.Chain
-	}
-	return nil
-}
-
 type InfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -466,7 +34,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_audit_v1_audit_proto_msgTypes[4]
+	mi := &file_audit_v1_audit_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +46,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[4]
+	mi := &file_audit_v1_audit_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +59,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{4}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{0}
 }
 
 type InfoResponse struct {
@@ -507,7 +75,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_audit_v1_audit_proto_msgTypes[5]
+	mi := &file_audit_v1_audit_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +87,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[5]
+	mi := &file_audit_v1_audit_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +100,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{5}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *InfoResponse) GetName() string {
@@ -573,7 +141,7 @@ type ConfigureRequest struct {
 
 func (x *ConfigureRequest) Reset() {
 	*x = ConfigureRequest{}
-	mi := &file_audit_v1_audit_proto_msgTypes[6]
+	mi := &file_audit_v1_audit_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +153,7 @@ func (x *ConfigureRequest) String() string {
 func (*ConfigureRequest) ProtoMessage() {}
 
 func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[6]
+	mi := &file_audit_v1_audit_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +166,7 @@ func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureRequest) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{6}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ConfigureRequest) GetConfigJson() []byte {
@@ -620,7 +188,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_audit_v1_audit_proto_msgTypes[7]
+	mi := &file_audit_v1_audit_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +200,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[7]
+	mi := &file_audit_v1_audit_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +213,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{7}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ConfigureResponse) GetSandboxed() bool {
@@ -662,112 +230,13 @@ func (x *ConfigureResponse) GetSandbox() string {
 	return ""
 }
 
-type EmitRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Event         *Event                 `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *EmitRequest) Reset() {
-	*x = EmitRequest{}
-	mi := &file_audit_v1_audit_proto_msgTypes[8]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *EmitRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*EmitRequest) ProtoMessage() {}
-
-func (x *EmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[8]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use EmitRequest.ProtoReflect.Descriptor instead.
-func (*EmitRequest) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{8}
-}
-
-func (x *EmitRequest) GetEvent() *Event {
-	if x != nil {
-		return x.Event
-	}
-	return nil
-}
-
-type EmitResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// True when the event was flushed to durable storage before this answer.
-	Durable bool `protobuf:"varint,1,opt,name=durable,proto3" json:"durable,omitempty"`
-	// Events of this request the sink stored shortened, because they did not
-	// fit its output's size limit (a syslog message); the client counts them.
-	Shortened     uint64 `protobuf:"varint,2,opt,name=shortened,proto3" json:"shortened,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *EmitResponse) Reset() {
-	*x = EmitResponse{}
-	mi := &file_audit_v1_audit_proto_msgTypes[9]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *EmitResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*EmitResponse) ProtoMessage() {}
-
-func (x *EmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[9]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use EmitResponse.ProtoReflect.Descriptor instead.
-func (*EmitResponse) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{9}
-}
-
-func (x *EmitResponse) GetDurable() bool {
-	if x != nil {
-		return x.Durable
-	}
-	return false
-}
-
-func (x *EmitResponse) GetShortened() uint64 {
-	if x != nil {
-		return x.Shortened
-	}
-	return 0
-}
-
 type EmitBatchRequest struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Events []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
-	// The same events as their canonical JSON records, one a line, each
-	// ending in a newline: exactly the bytes chain.hash covers, plus the
-	// hash. Set instead of `events` (never both): one field to decode rather
-	// than a message tree per event, which is what makes batches cheap.
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events as the host encoded them, once: their records (package
+	// audit's JSON lines, chain.hash included), each ending in a newline.
+	// These are the bytes a sink stores, and the chain's leaf hashes cover
+	// them (less chain.hash itself). One field to decode rather than a
+	// message tree per event is what makes batches cheap.
 	Records       []byte `protobuf:"bytes,2,opt,name=records,proto3" json:"records,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -775,7 +244,7 @@ type EmitBatchRequest struct {
 
 func (x *EmitBatchRequest) Reset() {
 	*x = EmitBatchRequest{}
-	mi := &file_audit_v1_audit_proto_msgTypes[10]
+	mi := &file_audit_v1_audit_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +256,7 @@ func (x *EmitBatchRequest) String() string {
 func (*EmitBatchRequest) ProtoMessage() {}
 
 func (x *EmitBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[10]
+	mi := &file_audit_v1_audit_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,14 +269,7 @@ func (x *EmitBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitBatchRequest.ProtoReflect.Descriptor instead.
 func (*EmitBatchRequest) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{10}
-}
-
-func (x *EmitBatchRequest) GetEvents() []*Event {
-	if x != nil {
-		return x.Events
-	}
-	return nil
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *EmitBatchRequest) GetRecords() []byte {
@@ -827,7 +289,7 @@ type EmitBatchResponse struct {
 
 func (x *EmitBatchResponse) Reset() {
 	*x = EmitBatchResponse{}
-	mi := &file_audit_v1_audit_proto_msgTypes[11]
+	mi := &file_audit_v1_audit_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +301,7 @@ func (x *EmitBatchResponse) String() string {
 func (*EmitBatchResponse) ProtoMessage() {}
 
 func (x *EmitBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[11]
+	mi := &file_audit_v1_audit_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +314,7 @@ func (x *EmitBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmitBatchResponse.ProtoReflect.Descriptor instead.
 func (*EmitBatchResponse) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{11}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *EmitBatchResponse) GetDurable() bool {
@@ -877,7 +339,7 @@ type FlushRequest struct {
 
 func (x *FlushRequest) Reset() {
 	*x = FlushRequest{}
-	mi := &file_audit_v1_audit_proto_msgTypes[12]
+	mi := &file_audit_v1_audit_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +351,7 @@ func (x *FlushRequest) String() string {
 func (*FlushRequest) ProtoMessage() {}
 
 func (x *FlushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[12]
+	mi := &file_audit_v1_audit_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +364,7 @@ func (x *FlushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushRequest.ProtoReflect.Descriptor instead.
 func (*FlushRequest) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{12}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{6}
 }
 
 type FlushResponse struct {
@@ -913,7 +375,7 @@ type FlushResponse struct {
 
 func (x *FlushResponse) Reset() {
 	*x = FlushResponse{}
-	mi := &file_audit_v1_audit_proto_msgTypes[13]
+	mi := &file_audit_v1_audit_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +387,7 @@ func (x *FlushResponse) String() string {
 func (*FlushResponse) ProtoMessage() {}
 
 func (x *FlushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[13]
+	mi := &file_audit_v1_audit_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +400,7 @@ func (x *FlushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushResponse.ProtoReflect.Descriptor instead.
 func (*FlushResponse) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{13}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{7}
 }
 
 type ReopenRequest struct {
@@ -949,7 +411,7 @@ type ReopenRequest struct {
 
 func (x *ReopenRequest) Reset() {
 	*x = ReopenRequest{}
-	mi := &file_audit_v1_audit_proto_msgTypes[14]
+	mi := &file_audit_v1_audit_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +423,7 @@ func (x *ReopenRequest) String() string {
 func (*ReopenRequest) ProtoMessage() {}
 
 func (x *ReopenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[14]
+	mi := &file_audit_v1_audit_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +436,7 @@ func (x *ReopenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReopenRequest.ProtoReflect.Descriptor instead.
 func (*ReopenRequest) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{14}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{8}
 }
 
 type ReopenResponse struct {
@@ -985,7 +447,7 @@ type ReopenResponse struct {
 
 func (x *ReopenResponse) Reset() {
 	*x = ReopenResponse{}
-	mi := &file_audit_v1_audit_proto_msgTypes[15]
+	mi := &file_audit_v1_audit_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +459,7 @@ func (x *ReopenResponse) String() string {
 func (*ReopenResponse) ProtoMessage() {}
 
 func (x *ReopenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[15]
+	mi := &file_audit_v1_audit_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +472,7 @@ func (x *ReopenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReopenResponse.ProtoReflect.Descriptor instead.
 func (*ReopenResponse) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{15}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{9}
 }
 
 type ShutdownRequest struct {
@@ -1021,7 +483,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_audit_v1_audit_proto_msgTypes[16]
+	mi := &file_audit_v1_audit_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +495,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[16]
+	mi := &file_audit_v1_audit_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +508,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{16}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{10}
 }
 
 type ShutdownResponse struct {
@@ -1057,7 +519,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_audit_v1_audit_proto_msgTypes[17]
+	mi := &file_audit_v1_audit_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +531,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_audit_v1_audit_proto_msgTypes[17]
+	mi := &file_audit_v1_audit_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,40 +544,14 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_audit_v1_audit_proto_rawDescGZIP(), []int{17}
+	return file_audit_v1_audit_proto_rawDescGZIP(), []int{11}
 }
 
 var File_audit_v1_audit_proto protoreflect.FileDescriptor
 
 const file_audit_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x14audit/v1/audit.proto\x12\x11vramward.audit.v1\x1a\x16schema/v1/schema.proto\"h\n" +
-	"\x05Actor\x12\x1b\n" +
-	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1b\n" +
-	"\tsource_ip\x18\x02 \x01(\tR\bsourceIp\x12%\n" +
-	"\x0ecorrelation_id\x18\x03 \x01(\tR\rcorrelationId\"E\n" +
-	"\x05Chain\x12\x14\n" +
-	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x12\n" +
-	"\x04prev\x18\x02 \x01(\fR\x04prev\x12\x12\n" +
-	"\x04hash\x18\x03 \x01(\fR\x04hash\"\x92\x01\n" +
-	"\x05Field\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12+\n" +
-	"\x04kind\x18\x02 \x01(\x0e2\x17.vramward.audit.v1.KindR\x04kind\x12\x10\n" +
-	"\x03str\x18\x03 \x01(\tR\x03str\x12\x10\n" +
-	"\x03int\x18\x04 \x01(\x12R\x03int\x12\x12\n" +
-	"\x04uint\x18\x05 \x01(\x04R\x04uint\x12\x12\n" +
-	"\x04bool\x18\x06 \x01(\bR\x04bool\"\xcd\x02\n" +
-	"\x05Event\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\x12$\n" +
-	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\x12\x12\n" +
-	"\x04type\x18\x04 \x01(\tR\x04type\x127\n" +
-	"\bseverity\x18\x05 \x01(\x0e2\x1b.vramward.audit.v1.SeverityR\bseverity\x12\x1d\n" +
-	"\n" +
-	"service_id\x18\x06 \x01(\tR\tserviceId\x12.\n" +
-	"\x05actor\x18\a \x01(\v2\x18.vramward.audit.v1.ActorR\x05actor\x120\n" +
-	"\x06fields\x18\b \x03(\v2\x18.vramward.audit.v1.FieldR\x06fields\x12.\n" +
-	"\x05chain\x18\t \x01(\v2\x18.vramward.audit.v1.ChainR\x05chain\"\r\n" +
+	"\x14audit/v1/audit.proto\x12\x11vramward.audit.v1\x1a\x16schema/v1/schema.proto\"\r\n" +
 	"\vInfoRequest\"\x9e\x01\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -1128,15 +564,9 @@ const file_audit_v1_audit_proto_rawDesc = "" +
 	"configJson\"K\n" +
 	"\x11ConfigureResponse\x12\x1c\n" +
 	"\tsandboxed\x18\x01 \x01(\bR\tsandboxed\x12\x18\n" +
-	"\asandbox\x18\x02 \x01(\tR\asandbox\"=\n" +
-	"\vEmitRequest\x12.\n" +
-	"\x05event\x18\x01 \x01(\v2\x18.vramward.audit.v1.EventR\x05event\"F\n" +
-	"\fEmitResponse\x12\x18\n" +
-	"\adurable\x18\x01 \x01(\bR\adurable\x12\x1c\n" +
-	"\tshortened\x18\x02 \x01(\x04R\tshortened\"^\n" +
-	"\x10EmitBatchRequest\x120\n" +
-	"\x06events\x18\x01 \x03(\v2\x18.vramward.audit.v1.EventR\x06events\x12\x18\n" +
-	"\arecords\x18\x02 \x01(\fR\arecords\"K\n" +
+	"\asandbox\x18\x02 \x01(\tR\asandbox\":\n" +
+	"\x10EmitBatchRequest\x12\x18\n" +
+	"\arecords\x18\x02 \x01(\fR\arecordsJ\x04\b\x01\x10\x02R\x06events\"K\n" +
 	"\x11EmitBatchResponse\x12\x18\n" +
 	"\adurable\x18\x01 \x01(\bR\adurable\x12\x1c\n" +
 	"\tshortened\x18\x02 \x01(\x04R\tshortened\"\x0e\n" +
@@ -1145,24 +575,10 @@ const file_audit_v1_audit_proto_rawDesc = "" +
 	"\rReopenRequest\"\x10\n" +
 	"\x0eReopenResponse\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
-	"\x10ShutdownResponse*\x88\x01\n" +
-	"\bSeverity\x12\x18\n" +
-	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
-	"\rSEVERITY_INFO\x10\x01\x12\x10\n" +
-	"\fSEVERITY_LOW\x10\x02\x12\x13\n" +
-	"\x0fSEVERITY_MEDIUM\x10\x03\x12\x11\n" +
-	"\rSEVERITY_HIGH\x10\x04\x12\x15\n" +
-	"\x11SEVERITY_CRITICAL\x10\x05*Y\n" +
-	"\x04Kind\x12\x14\n" +
-	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
-	"\vKIND_STRING\x10\x01\x12\f\n" +
-	"\bKIND_INT\x10\x02\x12\r\n" +
-	"\tKIND_UINT\x10\x03\x12\r\n" +
-	"\tKIND_BOOL\x10\x042\x9a\x05\n" +
+	"\x10ShutdownResponse2\xd1\x04\n" +
 	"\tAuditSink\x12G\n" +
 	"\x04Info\x12\x1e.vramward.audit.v1.InfoRequest\x1a\x1f.vramward.audit.v1.InfoResponse\x12V\n" +
-	"\tConfigure\x12#.vramward.audit.v1.ConfigureRequest\x1a$.vramward.audit.v1.ConfigureResponse\x12G\n" +
-	"\x04Emit\x12\x1e.vramward.audit.v1.EmitRequest\x1a\x1f.vramward.audit.v1.EmitResponse\x12V\n" +
+	"\tConfigure\x12#.vramward.audit.v1.ConfigureRequest\x1a$.vramward.audit.v1.ConfigureResponse\x12V\n" +
 	"\tEmitBatch\x12#.vramward.audit.v1.EmitBatchRequest\x1a$.vramward.audit.v1.EmitBatchResponse\x12[\n" +
 	"\n" +
 	"EmitStream\x12#.vramward.audit.v1.EmitBatchRequest\x1a$.vramward.audit.v1.EmitBatchResponse(\x010\x01\x12J\n" +
@@ -1182,61 +598,43 @@ func file_audit_v1_audit_proto_rawDescGZIP() []byte {
 	return file_audit_v1_audit_proto_rawDescData
 }
 
-var file_audit_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_audit_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_audit_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_audit_v1_audit_proto_goTypes = []any{
-	(Severity)(0),             // 0: vramward.audit.v1.Severity
-	(Kind)(0),                 // 1: vramward.audit.v1.Kind
-	(*Actor)(nil),             // 2: vramward.audit.v1.Actor
-	(*Chain)(nil),             // 3: vramward.audit.v1.Chain
-	(*Field)(nil),             // 4: vramward.audit.v1.Field
-	(*Event)(nil),             // 5: vramward.audit.v1.Event
-	(*InfoRequest)(nil),       // 6: vramward.audit.v1.InfoRequest
-	(*InfoResponse)(nil),      // 7: vramward.audit.v1.InfoResponse
-	(*ConfigureRequest)(nil),  // 8: vramward.audit.v1.ConfigureRequest
-	(*ConfigureResponse)(nil), // 9: vramward.audit.v1.ConfigureResponse
-	(*EmitRequest)(nil),       // 10: vramward.audit.v1.EmitRequest
-	(*EmitResponse)(nil),      // 11: vramward.audit.v1.EmitResponse
-	(*EmitBatchRequest)(nil),  // 12: vramward.audit.v1.EmitBatchRequest
-	(*EmitBatchResponse)(nil), // 13: vramward.audit.v1.EmitBatchResponse
-	(*FlushRequest)(nil),      // 14: vramward.audit.v1.FlushRequest
-	(*FlushResponse)(nil),     // 15: vramward.audit.v1.FlushResponse
-	(*ReopenRequest)(nil),     // 16: vramward.audit.v1.ReopenRequest
-	(*ReopenResponse)(nil),    // 17: vramward.audit.v1.ReopenResponse
-	(*ShutdownRequest)(nil),   // 18: vramward.audit.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),  // 19: vramward.audit.v1.ShutdownResponse
-	(*v1.Schema)(nil),         // 20: vramward.schema.v1.Schema
+	(*InfoRequest)(nil),       // 0: vramward.audit.v1.InfoRequest
+	(*InfoResponse)(nil),      // 1: vramward.audit.v1.InfoResponse
+	(*ConfigureRequest)(nil),  // 2: vramward.audit.v1.ConfigureRequest
+	(*ConfigureResponse)(nil), // 3: vramward.audit.v1.ConfigureResponse
+	(*EmitBatchRequest)(nil),  // 4: vramward.audit.v1.EmitBatchRequest
+	(*EmitBatchResponse)(nil), // 5: vramward.audit.v1.EmitBatchResponse
+	(*FlushRequest)(nil),      // 6: vramward.audit.v1.FlushRequest
+	(*FlushResponse)(nil),     // 7: vramward.audit.v1.FlushResponse
+	(*ReopenRequest)(nil),     // 8: vramward.audit.v1.ReopenRequest
+	(*ReopenResponse)(nil),    // 9: vramward.audit.v1.ReopenResponse
+	(*ShutdownRequest)(nil),   // 10: vramward.audit.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),  // 11: vramward.audit.v1.ShutdownResponse
+	(*v1.Schema)(nil),         // 12: vramward.schema.v1.Schema
 }
 var file_audit_v1_audit_proto_depIdxs = []int32{
-	1,  // 0: vramward.audit.v1.Field.kind:type_name -> vramward.audit.v1.Kind
-	0,  // 1: vramward.audit.v1.Event.severity:type_name -> vramward.audit.v1.Severity
-	2,  // 2: vramward.audit.v1.Event.actor:type_name -> vramward.audit.v1.Actor
-	4,  // 3: vramward.audit.v1.Event.fields:type_name -> vramward.audit.v1.Field
-	3,  // 4: vramward.audit.v1.Event.chain:type_name -> vramward.audit.v1.Chain
-	20, // 5: vramward.audit.v1.InfoResponse.config_schema:type_name -> vramward.schema.v1.Schema
-	5,  // 6: vramward.audit.v1.EmitRequest.event:type_name -> vramward.audit.v1.Event
-	5,  // 7: vramward.audit.v1.EmitBatchRequest.events:type_name -> vramward.audit.v1.Event
-	6,  // 8: vramward.audit.v1.AuditSink.Info:input_type -> vramward.audit.v1.InfoRequest
-	8,  // 9: vramward.audit.v1.AuditSink.Configure:input_type -> vramward.audit.v1.ConfigureRequest
-	10, // 10: vramward.audit.v1.AuditSink.Emit:input_type -> vramward.audit.v1.EmitRequest
-	12, // 11: vramward.audit.v1.AuditSink.EmitBatch:input_type -> vramward.audit.v1.EmitBatchRequest
-	12, // 12: vramward.audit.v1.AuditSink.EmitStream:input_type -> vramward.audit.v1.EmitBatchRequest
-	14, // 13: vramward.audit.v1.AuditSink.Flush:input_type -> vramward.audit.v1.FlushRequest
-	16, // 14: vramward.audit.v1.AuditSink.Reopen:input_type -> vramward.audit.v1.ReopenRequest
-	18, // 15: vramward.audit.v1.AuditSink.Shutdown:input_type -> vramward.audit.v1.ShutdownRequest
-	7,  // 16: vramward.audit.v1.AuditSink.Info:output_type -> vramward.audit.v1.InfoResponse
-	9,  // 17: vramward.audit.v1.AuditSink.Configure:output_type -> vramward.audit.v1.ConfigureResponse
-	11, // 18: vramward.audit.v1.AuditSink.Emit:output_type -> vramward.audit.v1.EmitResponse
-	13, // 19: vramward.audit.v1.AuditSink.EmitBatch:output_type -> vramward.audit.v1.EmitBatchResponse
-	13, // 20: vramward.audit.v1.AuditSink.EmitStream:output_type -> vramward.audit.v1.EmitBatchResponse
-	15, // 21: vramward.audit.v1.AuditSink.Flush:output_type -> vramward.audit.v1.FlushResponse
-	17, // 22: vramward.audit.v1.AuditSink.Reopen:output_type -> vramward.audit.v1.ReopenResponse
-	19, // 23: vramward.audit.v1.AuditSink.Shutdown:output_type -> vramward.audit.v1.ShutdownResponse
-	16, // [16:24] is the sub-list for method output_type
-	8,  // [8:16] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	12, // 0: vramward.audit.v1.InfoResponse.config_schema:type_name -> vramward.schema.v1.Schema
+	0,  // 1: vramward.audit.v1.AuditSink.Info:input_type -> vramward.audit.v1.InfoRequest
+	2,  // 2: vramward.audit.v1.AuditSink.Configure:input_type -> vramward.audit.v1.ConfigureRequest
+	4,  // 3: vramward.audit.v1.AuditSink.EmitBatch:input_type -> vramward.audit.v1.EmitBatchRequest
+	4,  // 4: vramward.audit.v1.AuditSink.EmitStream:input_type -> vramward.audit.v1.EmitBatchRequest
+	6,  // 5: vramward.audit.v1.AuditSink.Flush:input_type -> vramward.audit.v1.FlushRequest
+	8,  // 6: vramward.audit.v1.AuditSink.Reopen:input_type -> vramward.audit.v1.ReopenRequest
+	10, // 7: vramward.audit.v1.AuditSink.Shutdown:input_type -> vramward.audit.v1.ShutdownRequest
+	1,  // 8: vramward.audit.v1.AuditSink.Info:output_type -> vramward.audit.v1.InfoResponse
+	3,  // 9: vramward.audit.v1.AuditSink.Configure:output_type -> vramward.audit.v1.ConfigureResponse
+	5,  // 10: vramward.audit.v1.AuditSink.EmitBatch:output_type -> vramward.audit.v1.EmitBatchResponse
+	5,  // 11: vramward.audit.v1.AuditSink.EmitStream:output_type -> vramward.audit.v1.EmitBatchResponse
+	7,  // 12: vramward.audit.v1.AuditSink.Flush:output_type -> vramward.audit.v1.FlushResponse
+	9,  // 13: vramward.audit.v1.AuditSink.Reopen:output_type -> vramward.audit.v1.ReopenResponse
+	11, // 14: vramward.audit.v1.AuditSink.Shutdown:output_type -> vramward.audit.v1.ShutdownResponse
+	8,  // [8:15] is the sub-list for method output_type
+	1,  // [1:8] is the sub-list for method input_type
+	1,  // [1:1] is the sub-list for extension type_name
+	1,  // [1:1] is the sub-list for extension extendee
+	0,  // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_audit_v1_audit_proto_init() }
@@ -1249,14 +647,13 @@ func file_audit_v1_audit_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_audit_v1_audit_proto_rawDesc), len(file_audit_v1_audit_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   18,
+			NumEnums:      0,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_audit_v1_audit_proto_goTypes,
 		DependencyIndexes: file_audit_v1_audit_proto_depIdxs,
-		EnumInfos:         file_audit_v1_audit_proto_enumTypes,
 		MessageInfos:      file_audit_v1_audit_proto_msgTypes,
 	}.Build()
 	File_audit_v1_audit_proto = out.File

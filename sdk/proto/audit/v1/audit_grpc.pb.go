@@ -25,7 +25,6 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	AuditSink_Info_FullMethodName       = "/vramward.audit.v1.AuditSink/Info"
 	AuditSink_Configure_FullMethodName  = "/vramward.audit.v1.AuditSink/Configure"
-	AuditSink_Emit_FullMethodName       = "/vramward.audit.v1.AuditSink/Emit"
 	AuditSink_EmitBatch_FullMethodName  = "/vramward.audit.v1.AuditSink/EmitBatch"
 	AuditSink_EmitStream_FullMethodName = "/vramward.audit.v1.AuditSink/EmitStream"
 	AuditSink_Flush_FullMethodName      = "/vramward.audit.v1.AuditSink/Flush"
@@ -43,11 +42,9 @@ type AuditSinkClient interface {
 	// Configure is called once, before any event, with the sink's config block
 	// already checked against the published schema.
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
-	// Emit persists one event. For a CRITICAL event the answer comes only after
-	// the sink's Flush succeeded, and says so in `durable`.
-	Emit(ctx context.Context, in *EmitRequest, opts ...grpc.CallOption) (*EmitResponse, error)
-	// EmitBatch persists many events in order, all or none. If any of them is
-	// CRITICAL the batch is flushed before the answer.
+	// EmitBatch persists events in order, all or none. If any of them is
+	// CRITICAL the batch is flushed before the answer, which says so in
+	// `durable`.
 	EmitBatch(ctx context.Context, in *EmitBatchRequest, opts ...grpc.CallOption) (*EmitBatchResponse, error)
 	// EmitStream is EmitBatch for many batches in a row: the batches are
 	// written in the order sent, each answered in turn, so the host can send
@@ -86,16 +83,6 @@ func (c *auditSinkClient) Configure(ctx context.Context, in *ConfigureRequest, o
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ConfigureResponse)
 	err := c.cc.Invoke(ctx, AuditSink_Configure_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *auditSinkClient) Emit(ctx context.Context, in *EmitRequest, opts ...grpc.CallOption) (*EmitResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(EmitResponse)
-	err := c.cc.Invoke(ctx, AuditSink_Emit_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -165,11 +152,9 @@ type AuditSinkServer interface {
 	// Configure is called once, before any event, with the sink's config block
 	// already checked against the published schema.
 	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
-	// Emit persists one event. For a CRITICAL event the answer comes only after
-	// the sink's Flush succeeded, and says so in `durable`.
-	Emit(context.Context, *EmitRequest) (*EmitResponse, error)
-	// EmitBatch persists many events in order, all or none. If any of them is
-	// CRITICAL the batch is flushed before the answer.
+	// EmitBatch persists events in order, all or none. If any of them is
+	// CRITICAL the batch is flushed before the answer, which says so in
+	// `durable`.
 	EmitBatch(context.Context, *EmitBatchRequest) (*EmitBatchResponse, error)
 	// EmitStream is EmitBatch for many batches in a row: the batches are
 	// written in the order sent, each answered in turn, so the host can send
@@ -199,9 +184,6 @@ func (UnimplementedAuditSinkServer) Info(context.Context, *InfoRequest) (*InfoRe
 }
 func (UnimplementedAuditSinkServer) Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Configure not implemented")
-}
-func (UnimplementedAuditSinkServer) Emit(context.Context, *EmitRequest) (*EmitResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method Emit not implemented")
 }
 func (UnimplementedAuditSinkServer) EmitBatch(context.Context, *EmitBatchRequest) (*EmitBatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EmitBatch not implemented")
@@ -271,24 +253,6 @@ func _AuditSink_Configure_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AuditSinkServer).Configure(ctx, req.(*ConfigureRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _AuditSink_Emit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(EmitRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(AuditSinkServer).Emit(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: AuditSink_Emit_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AuditSinkServer).Emit(ctx, req.(*EmitRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -386,10 +350,6 @@ var AuditSink_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Configure",
 			Handler:    _AuditSink_Configure_Handler,
-		},
-		{
-			MethodName: "Emit",
-			Handler:    _AuditSink_Emit_Handler,
 		},
 		{
 			MethodName: "EmitBatch",

@@ -1,9 +1,10 @@
-package audit
+package sanitize
 
 import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -26,8 +27,8 @@ func TestSanitize(t *testing.T) {
 		{"non-ASCII kept", "modèle-日本語", "modèle-日本語"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Sanitize(tc.in); got != tc.want {
-				t.Errorf("Sanitize(%q) = %q, want %q", tc.in, got, tc.want)
+			if got := String(tc.in); got != tc.want {
+				t.Errorf("String(%q) = %q, want %q", tc.in, got, tc.want)
 			}
 		})
 	}
@@ -35,11 +36,11 @@ func TestSanitize(t *testing.T) {
 
 func TestSanitizeCaps(t *testing.T) {
 	exact := strings.Repeat("a", MaxStringBytes)
-	if got := Sanitize(exact); got != exact {
+	if got := String(exact); got != exact {
 		t.Errorf("a string of exactly MaxStringBytes was changed (len %d)", len(got))
 	}
 	long := strings.Repeat("a", MaxStringBytes+100)
-	got := Sanitize(long)
+	got := String(long)
 	if len(got) > MaxStringBytes {
 		t.Fatalf("len %d > cap %d", len(got), MaxStringBytes)
 	}
@@ -50,26 +51,26 @@ func TestSanitizeCaps(t *testing.T) {
 	}
 	// Escapes expand; the cut must fall between escapes, never inside one.
 	hostile := strings.Repeat("\x1b", MaxStringBytes)
-	got = Sanitize(hostile)
+	got = String(hostile)
 	body := got[:strings.Index(got, "…")]
 	if len(body)%4 != 0 || strings.Count(body, `\x1b`) != len(body)/4 {
 		t.Errorf("cut inside an escape: tail %q", body[len(body)-6:])
 	}
 	// Multi-byte runes are never split.
 	wide := strings.Repeat("日", MaxStringBytes)
-	if got := Sanitize(wide); !utf8.ValidString(got) || len(got) > MaxStringBytes {
+	if got := String(wide); !utf8.ValidString(got) || len(got) > MaxStringBytes {
 		t.Errorf("wide: valid=%v len=%d", utf8.ValidString(got), len(got))
 	}
 }
 
-// FuzzSanitize: whatever goes in, what comes out is valid UTF-8, within the
-// cap, and free of every character Sanitize promises to escape.
-func FuzzSanitize(f *testing.F) {
+// FuzzString: whatever goes in, what comes out is valid UTF-8, within the
+// cap, and free of every character String promises to escape.
+func FuzzString(f *testing.F) {
 	for _, s := range []string{"", "plain", "\x1b[2J", "a\u202eb", "\xff", strings.Repeat("\\", 5000)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		out := Sanitize(in)
+		out := String(in)
 		if !utf8.ValidString(out) {
 			t.Fatalf("invalid UTF-8 out of %q", in)
 		}
@@ -81,8 +82,15 @@ func FuzzSanitize(f *testing.F) {
 				t.Fatalf("raw %U left in %q", r, out)
 			}
 		}
-		if Sanitize(in) != out {
+		if String(in) != out {
 			t.Fatal("not deterministic")
 		}
 	})
+}
+
+func BenchmarkSanitizeHostile(b *testing.B) {
+	s := "model\x1b[31m/\u202eevil\npath/" + time.Now().String()
+	for i := 0; i < b.N; i++ {
+		_ = String(s)
+	}
 }

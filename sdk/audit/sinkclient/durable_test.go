@@ -1,4 +1,4 @@
-package audit_test
+package sinkclient_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/sinkclient"
 	"github.com/vramward/vramward/sdk/audittest"
 	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/plugintest"
@@ -48,7 +49,7 @@ func (liar) EmitStream(s auditv1.AuditSink_EmitStreamServer) error {
 
 type liarPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
-	host *audit.GRPCPlugin
+	host plugin.GRPCPlugin
 }
 
 func (p liarPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
@@ -68,12 +69,12 @@ func (p liarPlugin) GRPCClient(ctx context.Context, b *plugin.GRPCBroker, c *grp
 // need no flush and pass.
 func TestClientRefusesCriticalAckWithoutDurable(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := audit.NewMetrics(reg)
+	m, err := sinkclient.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	host := audit.PluginForHost(audit.ClientOptions{Sink: "liar", Metrics: m, MaxBatchEvents: 4})
-	c := plugintest.InProcess(t, handshake.KindAuditSink, liarPlugin{host: host}).(*audit.Client)
+	host := sinkclient.Plugin(sinkclient.Options{Sink: "liar", Metrics: m, MaxBatchEvents: 4})
+	c := plugintest.InProcess(t, handshake.KindAuditSink, liarPlugin{host: host.(plugin.GRPCPlugin)}).(*sinkclient.Client)
 	ctx := context.Background()
 
 	crit := func() audit.Event {

@@ -1,4 +1,7 @@
-package audit
+// Package sanitize makes untrusted strings safe to record and to show. An
+// event's strings pass through it when the event is made; a plugin uses it
+// for anything it shows that came from outside (a model's metadata, say).
+package sanitize
 
 import (
 	"strconv"
@@ -9,7 +12,7 @@ import (
 // fields) after sanitising; a longer one is cut and ends in a visible marker.
 const MaxStringBytes = 4096
 
-// Sanitize makes an untrusted string safe to record and to show: it can no
+// String makes an untrusted string safe to record and to show: it can no
 // longer forge a line, colour a terminal or reorder text on screen.
 //
 //   - C0 controls, DEL and C1 controls become \xHH or \u00HH (ANSI escape
@@ -18,10 +21,10 @@ const MaxStringBytes = 4096
 //     separators become \uHHHH;
 //   - invalid UTF-8 becomes U+FFFD;
 //   - a backslash becomes \\, so an escape in the output can only have come
-//     from Sanitize and the original can be recovered;
+//     from String and the original can be recovered;
 //   - the result is cut to MaxStringBytes at an escape boundary and ends with
 //     "…[truncated N bytes]" naming how many input bytes were dropped.
-func Sanitize(s string) string {
+func String(s string) string {
 	if isPlain(s) {
 		return s
 	}

@@ -1,13 +1,19 @@
-package audit
+// Package sinkclient is the host's side of an audit sink plugin: the Client
+// that delivers batches of records to one sink and counts every failure in
+// Prometheus metrics, and the go-plugin glue that dispenses it. Sink authors
+// never need it; package audit is theirs.
+package sinkclient
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/vramward/vramward/sdk/internal/bounded"
 	"io"
 	"sync"
 	"time"
+
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/internal/bounded"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -15,8 +21,8 @@ import (
 	"github.com/vramward/vramward/sdk/schema"
 )
 
-// ClientOptions bind a Client to one configured sink.
-type ClientOptions struct {
+// Options bind a Client to one configured sink.
+type Options struct {
 	// Sink is the sink's name in the host config; it labels every metric.
 	Sink string
 	// Metrics is required: a Client cannot exist without its counters.
@@ -52,12 +58,12 @@ type Client struct {
 	sandbox   string
 }
 
-func newClient(opts ClientOptions, rpc auditv1.AuditSinkClient) (*Client, error) {
+func newClient(opts Options, rpc auditv1.AuditSinkClient) (*Client, error) {
 	if opts.Metrics == nil {
-		return nil, fmt.Errorf("audit client: Metrics are required")
+		return nil, fmt.Errorf("sink client: Metrics are required")
 	}
 	if opts.Sink == "" {
-		return nil, fmt.Errorf("audit client: a sink name is required")
+		return nil, fmt.Errorf("sink client: a sink name is required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
@@ -76,19 +82,19 @@ func newClient(opts ClientOptions, rpc auditv1.AuditSinkClient) (*Client, error)
 func (c *Client) Sink() string { return c.sink }
 
 // Info asks the plugin for its name, version and config schema.
-func (c *Client) Info(ctx context.Context) (SinkInfo, error) {
+func (c *Client) Info(ctx context.Context) (audit.SinkInfo, error) {
 	resp, err := c.rpc.Info(ctx, &auditv1.InfoRequest{})
 	if err != nil {
-		return SinkInfo{}, c.fail(fromStatus("info", err), nil)
+		return audit.SinkInfo{}, c.fail(fromStatus("info", err), nil)
 	}
 	if err := bounded.Info(resp.GetName(), resp.GetVersion()); err != nil {
-		return SinkInfo{}, c.fail(&Error{Op: "info", Reason: ReasonUnavailable, Msg: err.Error()}, nil)
+		return audit.SinkInfo{}, c.fail(&audit.Error{Op: "info", Reason: audit.ReasonUnavailable, Msg: err.Error()}, nil)
 	}
 	sch, err := schema.FromProto(resp.GetConfigSchema())
 	if err != nil {
-		return SinkInfo{}, c.fail(&Error{Op: "info", Reason: ReasonUnavailable, Msg: err.Error()}, nil)
+		return audit.SinkInfo{}, c.fail(&audit.Error{Op: "info", Reason: audit.ReasonUnavailable, Msg: err.Error()}, nil)
 	}
-	return SinkInfo{Name: resp.GetName(), Version: resp.GetVersion(), Schema: sch}, nil
+	return audit.SinkInfo{Name: resp.GetName(), Version: resp.GetVersion(), Schema: sch}, nil
 }
 
 // Configure sends the sink's config (JSON, as schema.Values.JSON makes it).
@@ -112,21 +118,10 @@ func (c *Client) countShortened(n uint64) {
 	}
 }
 
-// Emit sends one event. For a CRITICAL event it returns nil only when the
-// sink flushed it.
-func (c *Client) Emit(ctx context.Context, e Event) error {
-	start := time.Now()
-	resp, err := c.sendOne(ctx, &auditv1.EmitBatchRequest{Events: []*auditv1.Event{eventToProto(&e)}})
-	c.m.emitDuration.WithLabelValues(c.sink, e.Severity.String()).Observe(time.Since(start).Seconds())
-	one := []Event{e}
-	if err != nil {
-		return c.fail(fromStatus("emit", err), one)
-	}
-	c.countShortened(resp.GetShortened())
-	if e.Severity == Critical && !resp.GetDurable() {
-		return c.fail(&Error{Op: "emit", Reason: ReasonNotDurable, Msg: "CRITICAL event acknowledged without a flush"}, one)
-	}
-	return nil
+// Emit sends one event, on the long-lived stream. For a CRITICAL event it
+// returns nil only when the sink flushed it.
+func (c *Client) Emit(ctx context.Context, e audit.Event) error {
+	return c.EmitBatch(ctx, []audit.Event{e})
 }
 
 // sendOne sends one message (an event, or a batch that fits one message) on
@@ -195,10 +190,10 @@ func (c *Client) closeStream() {
 // EmitBatch sends events in order, in as few RPCs as the size limit allows.
 // Several such batches go over one stream with up to streamWindow of them in
 // flight, so the sink writes one while the next travels. On error, the
-// returned *Error's Written events at the front were delivered (earlier
+// returned *audit.Error's Written events at the front were delivered (earlier
 // batches, and a prefix the sink reported); the rest are counted as failed
 // and none of them should be considered delivered.
-func (c *Client) EmitBatch(ctx context.Context, events []Event) error {
+func (c *Client) EmitBatch(ctx context.Context, events []audit.Event) error {
 	n, req, top := c.nextBatch(events)
 	if n == len(events) {
 		start := time.Now()
@@ -211,8 +206,8 @@ func (c *Client) EmitBatch(ctx context.Context, events []Event) error {
 			return c.fail(e, events[e.Written:])
 		}
 		c.countShortened(resp.GetShortened())
-		if top == Critical && !resp.GetDurable() {
-			return c.fail(&Error{Op: "emit_batch", Reason: ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush"}, events)
+		if top == audit.Critical && !resp.GetDurable() {
+			return c.fail(&audit.Error{Op: "emit_batch", Reason: audit.ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush"}, events)
 		}
 		return nil
 	}
@@ -225,11 +220,11 @@ const streamWindow = 4
 
 type sentBatch struct {
 	n     int
-	top   Severity
+	top   audit.Severity
 	start time.Time
 }
 
-func (c *Client) emitStream(ctx context.Context, events []Event) error {
+func (c *Client) emitStream(ctx context.Context, events []audit.Event) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := c.rpc.EmitStream(ctx)
@@ -270,9 +265,9 @@ func (c *Client) emitStream(ctx context.Context, events []Event) error {
 		}
 		c.m.emitDuration.WithLabelValues(c.sink, sb.top.String()).Observe(time.Since(sb.start).Seconds())
 		c.countShortened(resp.GetShortened())
-		if sb.top == Critical && !resp.GetDurable() {
+		if sb.top == audit.Critical && !resp.GetDurable() {
 			cancel()
-			return c.fail(&Error{Op: "emit_batch", Reason: ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush", Written: done}, events[done:])
+			return c.fail(&audit.Error{Op: "emit_batch", Reason: audit.ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush", Written: done}, events[done:])
 		}
 		done += sb.n
 	}
@@ -298,9 +293,9 @@ var recordBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); retu
 
 // nextBatch takes events from the front up to the byte limit (at least
 // one), as canonical records.
-func (c *Client) nextBatch(events []Event) (int, *auditv1.EmitBatchRequest, Severity) {
+func (c *Client) nextBatch(events []audit.Event) (int, *auditv1.EmitBatchRequest, audit.Severity) {
 	recs := (*recordBufs.Get().(*[]byte))[:0]
-	top := Severity(0)
+	top := audit.Severity(0)
 	n := 0
 	for i := range events {
 		if i == c.maxN {
@@ -345,23 +340,23 @@ func (c *Client) Shutdown(ctx context.Context) error {
 
 // fail counts and logs a failure, then returns it. events are the events the
 // failure left undelivered.
-func (c *Client) fail(err *Error, events []Event) error {
+func (c *Client) fail(err *audit.Error, events []audit.Event) error {
 	switch err.Op {
 	case "flush", "shutdown":
 		c.m.flushFailures.WithLabelValues(c.sink).Inc()
 	}
-	var perSeverity [Critical + 1]int
+	var perSeverity [audit.Critical + 1]int
 	for i := range events {
 		if events[i].Severity.Valid() {
 			perSeverity[events[i].Severity]++
 		}
 	}
-	for _, sev := range Severities() {
+	for _, sev := range audit.Severities() {
 		if n := perSeverity[sev]; n > 0 {
 			c.m.emitFailures.WithLabelValues(c.sink, sev.String()).Add(float64(n))
 		}
 	}
-	if n := perSeverity[Critical]; n > 0 {
+	if n := perSeverity[audit.Critical]; n > 0 {
 		c.m.criticalEmitFailures.WithLabelValues(c.sink).Add(float64(n))
 		c.log.Error("CRITICAL audit events not made durable", "sink", c.sink, "op", err.Op, "reason", err.Reason, "events", n, "error", err.Msg)
 	} else {

@@ -1,9 +1,10 @@
-package audit
+package sinkclient
 
 import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vramward/vramward/sdk/audit"
 )
 
 // Metrics are the client-side counters of every sink failure. The host
@@ -83,18 +84,18 @@ func (m *Metrics) InitSink(sink string) { m.initSink(sink) }
 // deliver to sink for a reason it decided itself (the sink is down, never
 // started, failing or backlogged past a deadline, or the host gave up at
 // shutdown), in the same series as the failures a Client counts.
-func (m *Metrics) CountUndelivered(sink string, sev Severity, n int) {
+func (m *Metrics) CountUndelivered(sink string, sev audit.Severity, n int) {
 	if n <= 0 || !sev.Valid() {
 		return
 	}
 	m.emitFailures.WithLabelValues(sink, sev.String()).Add(float64(n))
-	if sev == Critical {
+	if sev == audit.Critical {
 		m.criticalEmitFailures.WithLabelValues(sink).Add(float64(n))
 	}
 }
 
 func (m *Metrics) initSink(sink string) {
-	for _, sev := range Severities() {
+	for _, sev := range audit.Severities() {
 		m.emitFailures.WithLabelValues(sink, sev.String())
 	}
 	m.criticalEmitFailures.WithLabelValues(sink)

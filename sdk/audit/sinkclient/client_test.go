@@ -1,4 +1,4 @@
-package audit_test
+package sinkclient_test
 
 import (
 	"context"
@@ -11,8 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/audit/sinkclient"
 	"github.com/vramward/vramward/sdk/audittest"
 	"github.com/vramward/vramward/sdk/handshake"
+	"github.com/vramward/vramward/sdk/internal/auditglue"
 	"github.com/vramward/vramward/sdk/plugintest"
 	"github.com/vramward/vramward/sdk/schema"
 )
@@ -45,13 +47,17 @@ func (g *gateSink) Write(ctx context.Context, events []audit.Event) error {
 func (g *gateSink) Flush(context.Context) error { return nil }
 func (g *gateSink) Close(context.Context) error { return nil }
 
-func gateClient(t *testing.T, g *gateSink) *audit.Client {
-	m, err := audit.NewMetrics(prometheus.NewRegistry())
+func gateClient(t *testing.T, g *gateSink) *sinkclient.Client {
+	m, err := sinkclient.NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := audit.PluginForSink(g, hclog.NewNullLogger()).WithClient(audit.ClientOptions{Sink: "gate", Metrics: m})
-	c := plugintest.InProcess(t, handshake.KindAuditSink, p).(*audit.Client)
+	server, err := auditglue.ServerPlugin(g, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := auditglue.Pair(server, sinkclient.Plugin(sinkclient.Options{Sink: "gate", Metrics: m}))
+	c := plugintest.InProcess(t, handshake.KindAuditSink, p).(*sinkclient.Client)
 	if err := c.Configure(context.Background(), []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
