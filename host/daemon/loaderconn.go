@@ -15,6 +15,7 @@ import (
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/loader"
+	"github.com/vramward/vramward/sdk/schema"
 )
 
 // startLoader launches the loader plugin, configures it from the loader
@@ -46,35 +47,27 @@ type loaderSupervisor struct {
 
 const maxLoaderRestarts = 2
 
+var loaderKind = kind[*loader.Client]{
+	role: "loader",
+	info: func(c *loader.Client, ctx context.Context) (string, schema.Schema, error) {
+		info, err := c.Info(ctx)
+		return info.Version, info.Schema, err
+	},
+	configure: (*loader.Client).Configure,
+	fields:    fieldsOf(func(r *loader.Rejection) []*schema.FieldError { return r.Fields }),
+}
+
 func (s *loaderSupervisor) connect(ctx context.Context) error {
 	d, u := s.d, s.d.cfg.Loader
-	proc, p, err := d.launchUse(ctx, u, loader.PluginForHost(s.log), s.log)
+	proc, _, err := d.launchUse(ctx, u, loader.PluginForHost(s.log), s.log)
 	if err != nil {
 		return err
 	}
-	d.loader = proc
-	client := proc.Raw.(*loader.Client)
-	info, err := client.Info(ctx)
+	client, version, err := loaderKind.start(ctx, d.cfg, d.launcher, u, proc, d.emitAsync)
 	if err != nil {
-		return fmt.Errorf("loader %s: plugin info: %w", p.Name, err)
+		return err
 	}
-	if u.ConfigJSON == nil {
-		if diags := d.cfg.DecodeUseConfig(u, info.Schema); diags.HasErrors() {
-			return &ConfigError{Diags: diags}
-		}
-	}
-	if err := client.Configure(ctx, u.ConfigJSON); err != nil {
-		var r *loader.Rejection
-		if errors.As(err, &r) && len(r.Fields) > 0 {
-			return &ConfigError{Diags: u.FieldDiagnostics(r.Fields)}
-		}
-		return fmt.Errorf("loader %s: configure: %w", p.Name, err)
-	}
-	s.client, s.version = client, info.Version
-	sb, detail := client.Sandbox()
-	if ev, err := d.launcher.Metrics.Started(proc, info.Version, sb, detail); err == nil {
-		d.emitAsync(ev)
-	}
+	d.loader, s.client, s.version = proc, client, version
 	return nil
 }
 

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -15,6 +14,7 @@ import (
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/sinkclient"
 	"github.com/vramward/vramward/sdk/handshake"
+	"github.com/vramward/vramward/sdk/schema"
 )
 
 // ConfigError is a sink configuration problem found while starting its
@@ -24,6 +24,16 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string { return config.Format(e.Diags) }
+
+var sinkKind = kind[*sinkclient.Client]{
+	role: "sink",
+	info: func(c *sinkclient.Client, ctx context.Context) (string, schema.Schema, error) {
+		info, err := c.Info(ctx)
+		return info.Version, info.Schema, err
+	},
+	configure: (*sinkclient.Client).Configure,
+	fields:    fieldsOf(func(e *audit.Error) []*schema.FieldError { return e.Fields }),
+}
 
 // sinkConn launches and relaunches one sink's plugin for the bus.
 type sinkConn struct {
@@ -62,35 +72,15 @@ func (c *sinkConn) Start(ctx context.Context) (*sinkclient.Client, error) {
 		}
 		return nil, err
 	}
-	client := proc.Raw.(*sinkclient.Client)
-	info, err := client.Info(ctx)
+	client, version, err := sinkKind.start(ctx, c.cfg, c.launcher, c.sink, proc, c.emit)
 	if err != nil {
-		proc.Stop()
-		return nil, fmt.Errorf("sink %s: plugin info: %w", c.sink.Name, err)
-	}
-	if c.sink.ConfigJSON == nil {
-		if diags := c.cfg.DecodeUseConfig(c.sink, info.Schema); diags.HasErrors() {
-			proc.Stop()
-			return nil, &ConfigError{Diags: diags}
-		}
-	}
-	if err := client.Configure(ctx, c.sink.ConfigJSON); err != nil {
-		proc.Stop()
-		var se *audit.Error
-		if errors.As(err, &se) && len(se.Fields) > 0 {
-			return nil, &ConfigError{Diags: c.sink.FieldDiagnostics(se.Fields)}
-		}
-		return nil, fmt.Errorf("sink %s: configure: %w", c.sink.Name, err)
+		return nil, err
 	}
 	if c.starts > 0 {
 		c.launcher.Metrics.CountRestart(c.spec.Name)
 	}
 	c.starts++
-	c.proc, c.version = proc, info.Version
-	sb, detail := client.Sandbox()
-	if ev, err := c.launcher.Metrics.Started(proc, info.Version, sb, detail); err == nil {
-		c.emit(ev)
-	}
+	c.proc, c.version = proc, version
 	return client, nil
 }
 

@@ -3,14 +3,13 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/vramward/vramward/host/worker"
 	"github.com/vramward/vramward/internal/backoff"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/handshake"
+	"github.com/vramward/vramward/sdk/schema"
 	"github.com/vramward/vramward/sdk/vram"
 )
 
@@ -48,37 +47,31 @@ func (d *Daemon) startVram(ctx context.Context) error {
 func (d *Daemon) connectVram(ctx context.Context) (*vram.Client, error) {
 	u := d.cfg.Vram
 	log := d.log.Named("vram")
-	proc, p, err := d.launchUse(ctx, u, vram.PluginForHost(log), log)
+	proc, _, err := d.launchUse(ctx, u, vram.PluginForHost(log), log)
 	if err != nil {
 		return nil, err
 	}
-	d.vram = proc
-	client := proc.Raw.(*vram.Client)
-	info, err := client.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("vram %s: plugin info: %w", p.Name, err)
+	var backend string
+	k := kind[*vram.Client]{
+		role: "vram",
+		info: func(c *vram.Client, ctx context.Context) (string, schema.Schema, error) {
+			info, err := c.Info(ctx)
+			return info.Version, info.Schema, err
+		},
+		configure: func(c *vram.Client, ctx context.Context, cfg []byte) (err error) {
+			backend, err = c.Configure(ctx, cfg, d.modelAccess())
+			return err
+		},
+		fields: fieldsOf(func(f *vram.Failure) []*schema.FieldError { return f.Fields }),
 	}
-	if u.ConfigJSON == nil {
-		if diags := d.cfg.DecodeUseConfig(u, info.Schema); diags.HasErrors() {
-			return nil, &ConfigError{Diags: diags}
-		}
-	}
-	backend, err := client.Configure(ctx, u.ConfigJSON, d.modelAccess())
+	client, version, err := k.start(ctx, d.cfg, d.launcher, u, proc, d.emitAsync)
 	if err != nil {
-		var f *vram.Failure
-		if errors.As(err, &f) && len(f.Fields) > 0 {
-			return nil, &ConfigError{Diags: u.FieldDiagnostics(f.Fields)}
-		}
-		return nil, fmt.Errorf("vram %s: configure: %w", p.Name, err)
+		return nil, err
 	}
 	if backend == vram.BackendEmulated {
 		log.Warn("the VRAM backend is EMULATED: shards live in host memory and prove no GPU residency")
 	}
-	d.vramVersion = info.Version
-	sb, detail := client.Sandbox()
-	if ev, err := d.launcher.Metrics.Started(proc, info.Version, sb, detail); err == nil {
-		d.emitAsync(ev)
-	}
+	d.vram, d.vramVersion = proc, version
 	return client, nil
 }
 
