@@ -2,9 +2,9 @@ package trail
 
 import "runtime"
 
-// Every operation on a secret runs on one goroutine, locked to its own OS
-// thread, whose stack never moves; what it leaves behind is erased before
-// anything else can see it:
+// Every operation on a secret runs on one goroutine whose stack never moves,
+// locked to its thread for the operation; what it leaves behind is erased
+// before anything else can see it:
 //
 //   - Stack: the scalar arithmetic decodes a scalar through local arrays,
 //     so the frames it used hold copies; scrubStack overwrites them after
@@ -18,16 +18,17 @@ import "runtime"
 //     by the thread makes the kernel save every register into a frame on
 //     the thread's signal stack (Go heap memory, never erased), and an
 //     asynchronous preemption saves them on the stack of whatever goroutine
-//     runs next on that thread. So, during an operation, the thread blocks
-//     every signal; after it, the registers are zeroed before the signals
-//     are let in again; and the thread runs nothing else, so no other
-//     goroutine can be preempted with its registers.
+//     runs next on that thread. So, during an operation, the goroutine stays
+//     on its thread and the thread blocks every signal; after it, the
+//     registers are zeroed before the signals are let in again and before
+//     the thread runs anything else. (A thread kept for this goroutine
+//     alone would do too, but waking it for each operation tripled the cost
+//     of a signature.)
 var secretOps = make(chan func())
 
 func init() { go secretLoop() }
 
 func secretLoop() {
-	runtime.LockOSThread()    // never unlocked: the thread is the secret's alone
 	var anchor [20 << 10]byte // live for ever: the stack stays over a quarter used
 	anchor[0] = 1
 	scrubStack() // grow the stack to its final size now

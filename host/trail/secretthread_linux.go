@@ -1,10 +1,16 @@
 package trail
 
-import "golang.org/x/sys/unix"
+import (
+	"runtime"
 
-// runMasked runs op with every signal blocked on this thread, and zeroes
-// the registers before letting them in again.
+	"golang.org/x/sys/unix"
+)
+
+// runMasked runs op on this thread with every signal blocked, and zeroes
+// the registers before letting them in again and leaving the thread.
 func runMasked(op func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	var all, old unix.Sigset_t
 	for i := range all.Val {
 		all.Val[i] = ^uint64(0)
