@@ -33,18 +33,18 @@ func (s *sink) Configure(_ context.Context, cfg schema.Values) (err error) {
 
 // Write hands the records to the kernel before it returns: that is what an
 // acknowledgement promises (a crash of this process loses nothing).
-func (s *sink) Write(_ context.Context, events []audit.Event) error {
+func (s *sink) Write(_ context.Context, records []audit.Record) error {
 	var b []byte
-	for i := range events {
-		if !s.seen.Has(events[i].Seq, events[i].Chain.Hash) {
-			b = append(events[i].AppendRecord(b), '\n')
+	for _, r := range records {
+		if !s.seen.Has(r.Event.Seq, r.Event.Chain.Hash) {
+			b = append(append(b, r.Line...), '\n')
 		}
 	}
 	if _, err := s.f.Write(b); err != nil {
 		return err
 	}
-	for i := range events {
-		s.seen.Add(events[i].Seq, events[i].Chain.Hash)
+	for _, r := range records {
+		s.seen.Add(r.Event.Seq, r.Event.Chain.Hash)
 	}
 	return nil
 }

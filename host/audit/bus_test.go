@@ -38,7 +38,11 @@ func (m *memSink) Info() audit.SinkInfo {
 	return audit.SinkInfo{Name: "mem", Version: "test", Schema: schema.Schema{}}
 }
 func (m *memSink) Configure(context.Context, schema.Values) error { return nil }
-func (m *memSink) Write(ctx context.Context, events []audit.Event) error {
+func (m *memSink) Write(ctx context.Context, records []audit.Record) error {
+	events := make([]audit.Event, len(records))
+	for i := range records {
+		events[i] = records[i].Event
+	}
 	m.mu.Lock()
 	gate, fail := m.gate, m.fail
 	m.mu.Unlock()

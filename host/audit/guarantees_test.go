@@ -193,7 +193,11 @@ type cutSink struct {
 	cut int
 }
 
-func (c *cutSink) Write(ctx context.Context, events []audit.Event) error {
+func (c *cutSink) Write(ctx context.Context, records []audit.Record) error {
+	events := make([]audit.Event, len(records))
+	for i := range records {
+		events[i] = records[i].Event
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cut < 0 {

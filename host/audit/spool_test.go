@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"errors"
-	"github.com/vramward/vramward/sdk/audittest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -11,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vramward/vramward/sdk/audittest"
 )
 
 // TestSpoolCapUnderABacklog: a sink that takes nothing while 200,000

@@ -51,7 +51,7 @@ func BenchmarkServerDecode(b *testing.B) {
 		if err := proto.Unmarshal(wire, &got); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := batchEvents(&got); err != nil {
+		if _, err := batchRecords(&got); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -14,8 +14,8 @@ import (
 
 // ParseCanonical parses a record that must be in the exact canonical form
 // AppendJSON writes, and validates it. It is several times faster than
-// ParseJSON, which accepts any JSON spelling, and is what a sink uses on the
-// records the host sends it.
+// ParseJSON, which accepts any JSON spelling; the SDK's server uses it on
+// every record a sink receives.
 func ParseCanonical(line []byte) (Event, error) {
 	var fields []Field
 	return parseCanonicalInto(string(line), &fields)
@@ -326,7 +326,6 @@ func parseCanonicalInto(line string, fields *[]Field) (Event, error) {
 	if err := e.Validate(); err != nil {
 		return Event{}, err
 	}
-	e.record = p.s
 	return e, nil
 }
 

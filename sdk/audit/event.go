@@ -29,10 +29,6 @@ type Event struct {
 	// Fields are sorted by key and unique.
 	Fields []Field
 	Chain  Chain
-
-	// record is the canonical line the event was parsed from, when it was
-	// (ParseCanonical): AppendRecord copies it instead of encoding again.
-	record string
 }
 
 // Actor says on whose behalf the event happened.

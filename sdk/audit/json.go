@@ -28,17 +28,6 @@ const hexdigits = "0123456789abcdef"
 // keeps the JSON meaning, is detected.
 func (e *Event) AppendJSON(dst []byte) []byte { return e.appendJSON(dst, true) }
 
-// AppendRecord appends the event's canonical JSON line like AppendJSON,
-// copying the bytes it was received as when it came from ParseCanonical.
-// Sinks use it: the events a sink receives are read-only, so those bytes are
-// still exactly AppendJSON's.
-func (e *Event) AppendRecord(dst []byte) []byte {
-	if e.record != "" {
-		return append(dst, e.record...)
-	}
-	return e.AppendJSON(dst)
-}
-
 // AppendCanonical appends the bytes chain.hash covers: the JSON line with
 // chain.hash left out.
 func (e *Event) AppendCanonical(dst []byte) []byte { return e.appendJSON(dst, false) }

@@ -133,11 +133,11 @@ func (s *server) ready(op string) *Error {
 }
 
 func (s *server) EmitBatch(ctx context.Context, req *auditv1.EmitBatchRequest) (*auditv1.EmitBatchResponse, error) {
-	events, err := batchEvents(req)
+	records, err := batchRecords(req)
 	if err != nil {
 		return nil, (&Error{Op: "emit_batch", Reason: ReasonInvalidEvent, Msg: err.Error()}).toStatus()
 	}
-	durable, short, serr := s.write(ctx, "emit_batch", events)
+	durable, short, serr := s.write(ctx, "emit_batch", records)
 	if serr != nil {
 		return nil, serr.toStatus()
 	}
@@ -153,11 +153,11 @@ func (s *server) EmitStream(stream grpc.BidiStreamingServer[auditv1.EmitBatchReq
 		if err != nil {
 			return err
 		}
-		events, err := batchEvents(req)
+		records, err := batchRecords(req)
 		if err != nil {
 			return (&Error{Op: "emit_batch", Reason: ReasonInvalidEvent, Msg: err.Error()}).toStatus()
 		}
-		durable, short, serr := s.write(stream.Context(), "emit_batch", events)
+		durable, short, serr := s.write(stream.Context(), "emit_batch", records)
 		if serr != nil {
 			// Ending the stream here is what keeps order: nothing sent after
 			// a failed batch is written.
@@ -169,44 +169,46 @@ func (s *server) EmitStream(stream grpc.BidiStreamingServer[auditv1.EmitBatchReq
 	}
 }
 
-// batchEvents decodes and validates a batch's records. Every event's
-// fields share one backing array.
-func batchEvents(req *auditv1.EmitBatchRequest) ([]Event, error) {
-	if len(req.GetRecords()) == 0 {
+// batchRecords parses and validates a batch's records. Every event's
+// strings share one copy of the batch and its fields one backing array;
+// each Line slices the request's buffer.
+func batchRecords(req *auditv1.EmitBatchRequest) ([]Record, error) {
+	buf := req.GetRecords()
+	if len(buf) == 0 {
 		return nil, nil
 	}
-	recs := string(req.GetRecords()) // one copy a batch; events slice it
-	if recs[len(recs)-1] != '\n' {
+	if buf[len(buf)-1] != '\n' {
 		return nil, fmt.Errorf("the last record does not end in a newline")
 	}
+	recs := string(buf) // one copy a batch; events slice it
 	n := strings.Count(recs, "\n")
-	events := make([]Event, 0, n)
+	out := make([]Record, 0, n)
 	fields := make([]Field, 0, n*8)
-	for i := 0; len(recs) > 0; i++ {
-		j := strings.IndexByte(recs, '\n')
-		e, err := parseCanonicalInto(recs[:j], &fields)
+	for i, at := 0, 0; at < len(recs); i++ {
+		j := at + strings.IndexByte(recs[at:], '\n')
+		e, err := parseCanonicalInto(recs[at:j], &fields)
 		if err != nil {
 			return nil, fmt.Errorf("record %d: %w", i, err)
 		}
-		events = append(events, e)
-		recs = recs[j+1:]
+		out = append(out, Record{Event: e, Line: buf[at:j:j]})
+		at = j + 1
 	}
-	return events, nil
+	return out, nil
 }
 
-// write hands events to the sink and, if any is CRITICAL, flushes before
+// write hands records to the sink and, if any is CRITICAL, flushes before
 // answering. durable is true only after a successful flush; shortened is
-// how many of the events the sink stored shortened.
-func (s *server) write(ctx context.Context, op string, events []Event) (durable bool, shortened uint64, _ *Error) {
+// how many of the records the sink stored shortened.
+func (s *server) write(ctx context.Context, op string, records []Record) (durable bool, shortened uint64, _ *Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.ready(op); err != nil {
 		return false, 0, err
 	}
-	if len(events) == 0 {
+	if len(records) == 0 {
 		return false, 0, nil
 	}
-	err := s.sink.Write(ctx, events)
+	err := s.sink.Write(ctx, records)
 	if sh, ok := s.sink.(Shortener); ok {
 		// Counted even when the write failed: what was shortened and
 		// then stored stays shortened.
@@ -216,8 +218,8 @@ func (s *server) write(ctx context.Context, op string, events []Event) (durable 
 	if err != nil {
 		return false, shortened, asError(op, ReasonWriteFailed, err)
 	}
-	for i := range events {
-		if events[i].Severity == Critical {
+	for i := range records {
+		if records[i].Event.Severity == Critical {
 			if err := s.sink.Flush(ctx); err != nil {
 				return false, shortened, asError(op, ReasonFlushFailed, err)
 			}

@@ -22,16 +22,17 @@ type Sink interface {
 	// schema.Errors) so the host can point at it in the config file.
 	Configure(ctx context.Context, cfg schema.Values) error
 
-	// Write accepts events in order, all or none, except that a sink that
+	// Write accepts records in order, all or none, except that a sink that
 	// delivered a prefix before failing (a transport that broke mid-batch)
 	// returns *PartialWriteError saying how many: the host then keeps only
-	// the rest, so a restart cannot send that prefix twice. The events are read-only:
-	// a sink that stores JSON writes e.AppendRecord, the exact record bytes. When it returns nil the
-	// events must survive a crash of this process (written to the kernel or
-	// to the transport); they need not be durable yet. An event whose Seq
-	// the sink already holds with the same chain hash is a re-send after a restart
-	// and is skipped, not written twice.
-	Write(ctx context.Context, events []Event) error
+	// the rest, so a restart cannot send that prefix twice. A sink that
+	// stores JSON writes each record's Line, the exact bytes the host made;
+	// one that maps fields reads its Event. When Write
+	// returns nil the records must survive a crash of this process (written
+	// to the kernel or to the transport); they need not be durable yet. A
+	// record whose seq the sink already holds with the same chain hash is a
+	// re-send after a restart and is skipped, not written twice.
+	Write(ctx context.Context, records []Record) error
 
 	// Flush makes everything accepted so far durable: fsync for a file,
 	// every buffered byte written for a socket. Serve calls it after every
@@ -42,6 +43,18 @@ type Sink interface {
 	// Close releases the sink. Serve calls it exactly once, after a final
 	// Flush, on the Shutdown RPC or on any other way out of the process.
 	Close(ctx context.Context) error
+}
+
+// Record is one event as the host sent it to a sink: the event, parsed and
+// validated by the SDK, and its record line, the one encoding of the event
+// (the bytes the chain covers, and the bytes a sink stores). They are two
+// views of the same record; changing a copy of Event changes no Line.
+// Records are read-only and share their batch's buffers, so a sink copies
+// what it keeps after Write returns.
+type Record struct {
+	Event Event
+	// Line is the record without its newline.
+	Line []byte
 }
 
 // SinkInfo describes a sink.

@@ -245,6 +245,17 @@ func Events(n int) []audit.Event {
 	return out
 }
 
+// Records encodes events as the host sends them to a sink (their record
+// lines), for a test that calls a Sink's Write directly.
+func Records(events []audit.Event) []audit.Record {
+	out := make([]audit.Record, len(events))
+	for i := range events {
+		e := &events[i]
+		out[i] = audit.Record{Event: *e, Line: e.AppendJSON(nil)}
+	}
+	return out
+}
+
 // nonCritical returns events of n types that are not CRITICAL, so that no
 // flush is forced by severity.
 func nonCritical(n int) []audit.Event {

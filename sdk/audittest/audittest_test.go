@@ -52,7 +52,11 @@ func (m *memSink) Configure(_ context.Context, cfg schema.Values) error {
 	return nil
 }
 
-func (m *memSink) Write(_ context.Context, events []audit.Event) error {
+func (m *memSink) Write(_ context.Context, records []audit.Record) error {
+	events := make([]audit.Event, len(records))
+	for i := range records {
+		events[i] = records[i].Event
+	}
 	m.st.mu.Lock()
 	defer m.st.mu.Unlock()
 	for _, e := range events {

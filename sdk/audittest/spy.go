@@ -35,11 +35,11 @@ func (s *spy) Configure(ctx context.Context, cfg schema.Values) error {
 	return s.Sink.Configure(ctx, cfg)
 }
 
-func (s *spy) Write(ctx context.Context, events []audit.Event) error {
-	for _, e := range events {
-		s.record(fmt.Sprintf("write %d", e.Seq))
+func (s *spy) Write(ctx context.Context, records []audit.Record) error {
+	for _, r := range records {
+		s.record(fmt.Sprintf("write %d", r.Event.Seq))
 	}
-	return s.Sink.Write(ctx, events)
+	return s.Sink.Write(ctx, records)
 }
 
 func (s *spy) Flush(ctx context.Context) error {

@@ -97,8 +97,8 @@ audit {
 	}
 	for i, l := range lines {
 		_, msg, ok := strings.Cut(l, "] \xef\xbb\xbf")
-		if !ok || msg != string(file[i].AppendRecord(nil)) {
-			t.Fatalf("syslog record %d differs from the file's:\n%s\n%s", i, msg, file[i].AppendRecord(nil))
+		if !ok || msg != string(file[i].AppendJSON(nil)) {
+			t.Fatalf("syslog record %d differs from the file's:\n%s\n%s", i, msg, file[i].AppendJSON(nil))
 		}
 	}
 	if file[len(file)-2].Type != audit.HostStopped || file[len(file)-1].Type != audit.AuditCheckpoint {

@@ -259,7 +259,7 @@ func readEnd(path string, n int64) ([]byte, error) {
 
 // Write implements audit.Sink: the batch goes to the kernel in one write, or
 // nothing of it stays in the file.
-func (s *Sink) Write(_ context.Context, events []audit.Event) error {
+func (s *Sink) Write(_ context.Context, records []audit.Record) error {
 	if re := s.replacedSeen; re != nil {
 		s.replacedSeen = nil
 		return re
@@ -278,13 +278,13 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 	}
 	s.buf = s.buf[:0]
 	s.added = s.added[:0]
-	for i := range events {
-		e := &events[i]
-		if len(e.Chain.Hash) > 0 && s.seen.Has(e.Seq, e.Chain.Hash) {
-			s.log.Debug("skipped a re-sent event already in the trail", "seq", e.Seq)
+	for i := range records {
+		r := &records[i]
+		if len(r.Event.Chain.Hash) > 0 && s.seen.Has(r.Event.Seq, r.Event.Chain.Hash) {
+			s.log.Debug("skipped a re-sent event already in the trail", "seq", r.Event.Seq)
 			continue
 		}
-		s.buf = e.AppendRecord(s.buf)
+		s.buf = append(s.buf, r.Line...)
 		s.buf = append(s.buf, '\n')
 		s.added = append(s.added, i)
 	}
@@ -309,7 +309,7 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 	s.size += int64(n)
 	s.unsynced = true
 	for _, i := range s.added {
-		s.seen.Add(events[i].Seq, events[i].Chain.Hash)
+		s.seen.Add(records[i].Event.Seq, records[i].Event.Chain.Hash)
 	}
 	// Before this batch is acknowledged: is the file written still the
 	// trail at path? One fstat and one lstat a batch.

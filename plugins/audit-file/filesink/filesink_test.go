@@ -68,7 +68,7 @@ func TestModesAndRefusals(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "new")
 	path := filepath.Join(dir, "audit.log")
 	s := open(t, path, "")
-	if err := s.Write(context.Background(), audittest.Events(1)); err != nil {
+	if err := s.Write(context.Background(), audittest.Records(audittest.Events(1))); err != nil {
 		t.Fatal(err)
 	}
 	for p, want := range map[string]os.FileMode{dir: 0o700 | os.ModeDir, path: 0o600} {
@@ -146,7 +146,7 @@ func TestRotationKeepsTheChainVerifiable(t *testing.T) {
 	s := open(t, path, `, "max_bytes": 4096, "max_files": 3`)
 	events := audittest.Events(120)
 	for i := 0; i < len(events); i += 5 {
-		if err := s.Write(context.Background(), events[i:i+5]); err != nil {
+		if err := s.Write(context.Background(), audittest.Records(events[i:i+5])); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -173,7 +173,7 @@ func TestRestartSkipsReSentEvents(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	events := audittest.Events(30)
 	s := open(t, path, "")
-	if err := s.Write(context.Background(), events[:20]); err != nil {
+	if err := s.Write(context.Background(), audittest.Records(events[:20])); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(context.Background()); err != nil {
@@ -181,7 +181,7 @@ func TestRestartSkipsReSentEvents(t *testing.T) {
 	}
 	// The host re-sends what it had in flight (15..19) with what follows.
 	s2 := open(t, path, "")
-	if err := s2.Write(context.Background(), events[15:]); err != nil {
+	if err := s2.Write(context.Background(), audittest.Records(events[15:])); err != nil {
 		t.Fatal(err)
 	}
 	_ = s2.Close(context.Background())
@@ -199,7 +199,7 @@ func TestRestartSkipsReSentEvents(t *testing.T) {
 	other := audittest.Events(31)[30:]
 	other[0].Seq = 30
 	s3 := open(t, path, "")
-	if err := s3.Write(context.Background(), other); err != nil {
+	if err := s3.Write(context.Background(), audittest.Records(other)); err != nil {
 		t.Fatal(err)
 	}
 	_ = s3.Close(context.Background())
@@ -212,7 +212,7 @@ func TestPartialLineFromACrashIsCut(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	events := audittest.Events(3)
 	s := open(t, path, "")
-	if err := s.Write(context.Background(), events[:2]); err != nil {
+	if err := s.Write(context.Background(), audittest.Records(events[:2])); err != nil {
 		t.Fatal(err)
 	}
 	_ = s.Close(context.Background())
@@ -226,7 +226,7 @@ func TestPartialLineFromACrashIsCut(t *testing.T) {
 	}
 	f.Close()
 	s2 := open(t, path, "")
-	if err := s2.Write(context.Background(), events[2:]); err != nil {
+	if err := s2.Write(context.Background(), audittest.Records(events[2:])); err != nil {
 		t.Fatal(err)
 	}
 	_ = s2.Close(context.Background())
@@ -283,12 +283,12 @@ func TestFailedWriteLeavesNoPartialLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	s := open(t, path, "")
 	events := audittest.Events(40)
-	if err := s.Write(context.Background(), events[:10]); err != nil {
+	if err := s.Write(context.Background(), audittest.Records(events[:10])); err != nil {
 		t.Fatal(err)
 	}
 	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EIO} {
 		ff.failWrite = errno
-		err := s.Write(context.Background(), events[10:20])
+		err := s.Write(context.Background(), audittest.Records(events[10:20]))
 		if !errors.Is(err, errno) {
 			t.Fatalf("want %v, got %v", errno, err)
 		}
@@ -298,18 +298,18 @@ func TestFailedWriteLeavesNoPartialLine(t *testing.T) {
 	}
 	// The cut itself fails: the next write cuts first.
 	ff.failWrite, ff.failTruncate = syscall.ENOSPC, syscall.EIO
-	if err := s.Write(context.Background(), events[10:20]); err == nil {
+	if err := s.Write(context.Background(), audittest.Records(events[10:20])); err == nil {
 		t.Fatal("write succeeded")
 	}
 	ff.failWrite, ff.failTruncate = nil, nil
-	if err := s.Write(context.Background(), events[10:20]); err != nil {
+	if err := s.Write(context.Background(), audittest.Records(events[10:20])); err != nil {
 		t.Fatal(err)
 	}
 	if got := readTrail(t, path); len(got) != 20 || got[19].Seq != 20 {
 		t.Fatalf("after recovery: %d records", len(got))
 	}
 	ff.failSync = syscall.EIO
-	if err := s.Write(context.Background(), events[20:21]); err != nil {
+	if err := s.Write(context.Background(), audittest.Records(events[20:21])); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Flush(context.Background()); !errors.Is(err, syscall.EIO) {
@@ -322,7 +322,7 @@ func TestReopenAfterExternalRotation(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	s := open(t, path, "")
 	events := audittest.Events(20)
-	if err := s.Write(context.Background(), events[:10]); err != nil {
+	if err := s.Write(context.Background(), audittest.Records(events[:10])); err != nil {
 		t.Fatal(err)
 	}
 	// logrotate moves the file; without a signal the next Flush notices,
@@ -335,10 +335,10 @@ func TestReopenAfterExternalRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	var re *ReplacedError
-	if err := s.Write(context.Background(), events[10:15]); !errors.As(err, &re) {
+	if err := s.Write(context.Background(), audittest.Records(events[10:15])); !errors.As(err, &re) {
 		t.Fatalf("the first write after an unsignalled rotation returned %v", err)
 	}
-	if err := s.Write(context.Background(), events[10:15]); err != nil {
+	if err := s.Write(context.Background(), audittest.Records(events[10:15])); err != nil {
 		t.Fatal(err)
 	}
 	// With a signal (SIGHUP at the host -> Reopen RPC).
@@ -351,7 +351,7 @@ func TestReopenAfterExternalRotation(t *testing.T) {
 	if err := s.Reopen(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Write(context.Background(), events[15:]); err != nil {
+	if err := s.Write(context.Background(), audittest.Records(events[15:])); err != nil {
 		t.Fatal(err)
 	}
 	_ = s.Close(context.Background())
@@ -400,7 +400,7 @@ func TestDeletedOrReplacedTrailLosesNothing(t *testing.T) {
 			events := audittest.Events(30)
 			s := open(t, path, "")
 			defer s.Close(ctx)
-			if err := s.Write(ctx, events[:10]); err != nil {
+			if err := s.Write(ctx, audittest.Records(events[:10])); err != nil {
 				t.Fatal(err)
 			}
 			switch how {
@@ -412,16 +412,16 @@ func TestDeletedOrReplacedTrailLosesNothing(t *testing.T) {
 				must(t, os.Rename(path, path+".old"))
 				must(t, os.WriteFile(path, nil, 0o600))
 			}
-			err := s.Write(ctx, events[10:20])
+			err := s.Write(ctx, audittest.Records(events[10:20]))
 			var re *ReplacedError
 			if !errors.As(err, &re) {
 				t.Fatalf("a batch written into a %s trail was acknowledged: %v", how, err)
 			}
 			// The host re-sends the refused batch, then goes on.
-			if err := s.Write(ctx, events[10:20]); err != nil {
+			if err := s.Write(ctx, audittest.Records(events[10:20])); err != nil {
 				t.Fatalf("re-send: %v", err)
 			}
-			if err := s.Write(ctx, events[20:]); err != nil {
+			if err := s.Write(ctx, audittest.Records(events[20:])); err != nil {
 				t.Fatal(err)
 			}
 			must(t, s.Flush(ctx))

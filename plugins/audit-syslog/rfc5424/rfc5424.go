@@ -133,13 +133,13 @@ func sdName(s string) bool {
 // the structured data and the shortened MSG of any event.
 const MaxShortened = 2048
 
-// Message writes e's message, with the full event as MSG when the whole
-// message fits in limit bytes, else with MSG shortened to the envelope
-// (no fields) and the SD-PARAM shortened="<bytes of the full event>". It
-// says whether it shortened.
-func (h *Header) Message(b []byte, e *audit.Event, limit int) ([]byte, bool) {
+// Message writes e's message, with its record line (the host's bytes) as MSG
+// when the whole message fits in limit bytes, else with MSG shortened to the
+// envelope (no fields) and the SD-PARAM shortened="<bytes of the full
+// event>". It says whether it shortened.
+func (h *Header) Message(b []byte, e *audit.Event, line []byte, limit int) ([]byte, bool) {
 	start := len(b)
-	b = h.Append(b, e, e.AppendRecord(nil))
+	b = h.Append(b, e, line)
 	if len(b)-start <= limit {
 		return b, false
 	}

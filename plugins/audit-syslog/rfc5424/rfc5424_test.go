@@ -50,7 +50,7 @@ func Parse(t testing.TB, msg []byte) *parser.SyslogMessage {
 func TestFieldByField(t *testing.T) {
 	h := header(t)
 	e := event(t, audit.PathTraversalAttempt, audit.Str("attempted_path", "/etc/"+hostile), audit.Str("allowed_roots", "/models"))
-	msg, short := h.Message(nil, &e, 8192)
+	msg, short := h.Message(nil, &e, e.AppendJSON(nil), 8192)
 	if short {
 		t.Fatal("shortened")
 	}
@@ -74,7 +74,7 @@ func TestFieldByField(t *testing.T) {
 	}
 	// MSG is the event's canonical record, which parses back to the event.
 	body := strings.TrimPrefix(*m.Message, bom)
-	if body != string(e.AppendRecord(nil)) {
+	if body != string(e.AppendJSON(nil)) {
 		t.Fatalf("MSG %q", body)
 	}
 	got, err := audit.ParseJSON([]byte(body))
@@ -92,7 +92,7 @@ func TestControlCharactersInSD(t *testing.T) {
 	h := header(t)
 	e := event(t, audit.HostStarted, audit.Str("version", "1"), audit.Str("config_sha256", "x"))
 	e.Actor.WorkerID = "a\nb\x00c\x7fd\u0085e"
-	msg, _ := h.Message(nil, &e, 8192)
+	msg, _ := h.Message(nil, &e, e.AppendJSON(nil), 8192)
 	sdPart, _, _ := strings.Cut(string(msg), bom)
 	if strings.ContainsAny(sdPart, "\n\x00\x7f\u0085") || strings.ContainsAny(string(msg), "\n\x00") {
 		t.Fatalf("raw control characters in %q", msg)
@@ -119,7 +119,7 @@ func TestSeverities(t *testing.T) {
 			}
 		}
 		e := event(t, typ, fields...)
-		msg, _ := h.Message(nil, &e, 8192)
+		msg, _ := h.Message(nil, &e, e.AppendJSON(nil), 8192)
 		if got := *Parse(t, msg).Severity; got != want {
 			t.Errorf("%s: severity %d, want %d", typ, got, want)
 		}
@@ -132,8 +132,8 @@ func TestOversizeIsShortenedVisibly(t *testing.T) {
 	h := header(t)
 	e := event(t, audit.MalformedModelRejected, audit.Str("model_ref", "m"),
 		audit.Str("validation_error", strings.Repeat("x", 4000)), audit.Str("action_taken", "refused"))
-	full, _ := h.Message(nil, &e, 1<<20)
-	msg, short := h.Message(nil, &e, MaxShortened)
+	full, _ := h.Message(nil, &e, e.AppendJSON(nil), 1<<20)
+	msg, short := h.Message(nil, &e, e.AppendJSON(nil), MaxShortened)
 	if !short || len(msg) > MaxShortened {
 		t.Fatalf("shortened %v, %d bytes", short, len(msg))
 	}

@@ -113,14 +113,14 @@ func TestReceiverGoneMidBatchIsAPartialWrite(t *testing.T) {
 	cfg, _ := json.Marshal(map[string]any{"transport": "relp", "address": recv.ln.Addr().String(), "hostname": "n1"})
 	events := audittest.Events(20)
 	s := configured(t, cfg)
-	err := s.Write(context.Background(), events)
+	err := s.Write(context.Background(), audittest.Records(events))
 	var pe *audit.PartialWriteError
 	if !errors.As(err, &pe) || pe.Written != 7 {
 		t.Fatalf("Write after 7 of 20 acknowledged returned %v", err)
 	}
 	// The host re-sends the rest through a new sink process.
 	s2 := configured(t, cfg)
-	if err := s2.Write(context.Background(), events[pe.Written:]); err != nil {
+	if err := s2.Write(context.Background(), audittest.Records(events[pe.Written:])); err != nil {
 		t.Fatal(err)
 	}
 	got := recv.seqs(t)

@@ -234,25 +234,23 @@ func tlsConfig(cfg schema.Values, addr string) (*tls.Config, error) {
 
 // Write implements audit.Sink: format every new event (all or none are
 // taken), then send everything held.
-func (s *Sink) Write(_ context.Context, events []audit.Event) error {
+func (s *Sink) Write(_ context.Context, records []audit.Record) error {
 	start := len(s.pend)
 	size := s.pendBytes
-	for i := range events {
-		e := &events[i]
-		if s.sent.Has(e.Seq, e.Chain.Hash) || s.held(e.Seq, e.Chain.Hash) {
+	for i := range records {
+		r := &records[i]
+		if s.sent.Has(r.Event.Seq, r.Event.Chain.Hash) || s.held(r.Event.Seq, r.Event.Chain.Hash) {
 			continue // a re-send of an event already sent or held
 		}
-		msg, short := s.header.Message(nil, e, s.limit)
+		e := &r.Event
+		msg, short := s.header.Message(nil, e, r.Line, s.limit)
 		if short {
 			s.shortened++
 			s.log.Warn("event over max_message_bytes sent shortened", "seq", e.Seq, "type", e.Type, "limit", s.limit)
 		}
 		size += len(msg)
 		if size > s.maxBuf {
-			for _, p := range s.pend[start:] {
-				delete(s.pendSeq, p.seq)
-			}
-			s.pend = s.pend[:start]
+			s.dropPending(start)
 			return fmt.Errorf("the buffer for the receiver is full (%d bytes held, buffer_bytes %d): %w", s.pendBytes, s.maxBuf, s.disconnected())
 		}
 		s.pend = append(s.pend, pending{seq: e.Seq, hash: e.Chain.Hash, msg: msg})
@@ -265,7 +263,7 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 		// Tell the host which of these events did reach the receiver, so
 		// it keeps only the rest: a restart must not send them twice.
 		n := 0
-		for n < len(events) && s.sent.Has(events[n].Seq, events[n].Chain.Hash) {
+		for n < len(records) && s.sent.Has(records[n].Event.Seq, records[n].Event.Chain.Hash) {
 			n++
 		}
 		if n > 0 {
@@ -280,6 +278,14 @@ func (s *Sink) Write(_ context.Context, events []audit.Event) error {
 // TLS files were read at Configure (the system's CA pool, read at the first
 // handshake, is allowed to every plugin).
 func (s *Sink) SandboxRules() sandbox.Rules { return sandbox.Rules{} }
+
+// dropPending takes back what a failed Write had queued from start on.
+func (s *Sink) dropPending(start int) {
+	for _, p := range s.pend[start:] {
+		delete(s.pendSeq, p.seq)
+	}
+	s.pend = s.pend[:start]
+}
 
 func (s *Sink) held(seq uint64, hash []byte) bool {
 	m, ok := s.pendSeq[seq]

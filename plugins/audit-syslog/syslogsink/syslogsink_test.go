@@ -161,10 +161,10 @@ func TestEveryTransportFieldByField(t *testing.T) {
 			srv := rsyslogd.Start(t, c.kind)
 			s := configured(t, configFor(t, srv, c.extra))
 			events := hostileEvents(t, 40)
-			if err := s.Write(context.Background(), events[:25]); err != nil {
+			if err := s.Write(context.Background(), audittest.Records(events[:25])); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Write(context.Background(), events[25:]); err != nil {
+			if err := s.Write(context.Background(), audittest.Records(events[25:])); err != nil {
 				t.Fatal(err)
 			}
 			if err := s.Flush(context.Background()); err != nil {
@@ -200,7 +200,7 @@ func compare(t *testing.T, p parsed, e *audit.Event) {
 			t.Fatalf("seq %d: SD %s = %q, want %q", e.Seq, k, p.sd[k], v)
 		}
 	}
-	if got, sent := strings.TrimPrefix(*m.Message, bom), string(e.AppendRecord(nil)); got != sent {
+	if got, sent := strings.TrimPrefix(*m.Message, bom), string(e.AppendJSON(nil)); got != sent {
 		t.Fatalf("seq %d: MSG differs from the record sent\n got %q\nwant %q", e.Seq, got, sent)
 	}
 }
@@ -208,7 +208,7 @@ func compare(t *testing.T, p parsed, e *audit.Event) {
 func TestTLSRefusesTheWrongServer(t *testing.T) {
 	srv := rsyslogd.Start(t, rsyslogd.TLS)
 	s := configured(t, configFor(t, srv, map[string]any{"tls_server_name": "not-the-receiver"}))
-	err := s.Write(context.Background(), audittest.Events(1))
+	err := s.Write(context.Background(), audittest.Records(audittest.Events(1)))
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("want a certificate error, got %v", err)
 	}
@@ -216,7 +216,7 @@ func TestTLSRefusesTheWrongServer(t *testing.T) {
 	cfg := configFor(t, srv, nil)
 	cfg = []byte(strings.Replace(string(cfg), `"tls_ca_file":"`+srv.CA+`",`, "", 1))
 	s = configured(t, cfg)
-	if err := s.Write(context.Background(), audittest.Events(1)); err == nil {
+	if err := s.Write(context.Background(), audittest.Records(audittest.Events(1))); err == nil {
 		t.Fatal("a receiver signed by an unknown CA was accepted")
 	}
 }
@@ -227,7 +227,7 @@ func TestMutualTLSNeedsTheClientCertificate(t *testing.T) {
 	cfg = []byte(strings.NewReplacer(`"tls_cert_file":"`+srv.CertPEM+`",`, "", `"tls_key_file":"`+srv.KeyPEM+`",`, "").Replace(string(cfg)))
 	s := configured(t, cfg)
 	for i := 0; i < 3; i++ {
-		_ = s.Write(context.Background(), audittest.Events(3)[i:i+1])
+		_ = s.Write(context.Background(), audittest.Records(audittest.Events(3)[i:i+1]))
 		time.Sleep(200 * time.Millisecond)
 	}
 	if n := len(srv.Lines()); n != 0 {
@@ -250,14 +250,14 @@ func receiverRestart(t *testing.T, kind string) {
 	s := configured(t, configFor(t, srv, map[string]any{"flush_interval": "50ms"}))
 	events := audittest.Events(300)
 	ctx := context.Background()
-	if err := s.Write(ctx, events[:100]); err != nil {
+	if err := s.Write(ctx, audittest.Records(events[:100])); err != nil {
 		t.Fatal(err)
 	}
 	srv.WaitLines(t, 100, 10*time.Second)
 	srv.Stop(t)
 	failed := 0
 	for i := 100; i < 200; i += 10 {
-		if err := s.Write(ctx, events[i:i+10]); err != nil {
+		if err := s.Write(ctx, audittest.Records(events[i:i+10])); err != nil {
 			failed++
 		}
 	}
@@ -269,7 +269,7 @@ func receiverRestart(t *testing.T, kind string) {
 	// goes on; periodic flushes drain the rest.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err := s.Write(ctx, events[100:300])
+		err := s.Write(ctx, audittest.Records(events[100:300]))
 		if err == nil {
 			break
 		}
@@ -303,7 +303,7 @@ func TestBufferIsBounded(t *testing.T) {
 	events := audittest.Events(40)
 	var full error
 	for i := range events {
-		if err := s.Write(ctx, events[i:i+1]); err != nil && strings.Contains(err.Error(), "buffer") {
+		if err := s.Write(ctx, audittest.Records(events[i:i+1])); err != nil && strings.Contains(err.Error(), "buffer") {
 			full = err
 			break
 		}
@@ -357,7 +357,7 @@ func TestDeployConfig(t *testing.T) {
 	})
 	s := configured(t, configFor(t, srv, nil))
 	events := hostileEvents(t, 10)
-	if err := s.Write(context.Background(), events); err != nil {
+	if err := s.Write(context.Background(), audittest.Records(events)); err != nil {
 		t.Fatal(err)
 	}
 	for i, l := range srv.WaitLines(t, len(events), 10*time.Second) {

@@ -32,15 +32,15 @@ func (g *gateSink) Info() audit.SinkInfo {
 	return audit.SinkInfo{Name: "gate", Version: "test", Schema: schema.Schema{}}
 }
 func (g *gateSink) Configure(context.Context, schema.Values) error { return nil }
-func (g *gateSink) Write(ctx context.Context, events []audit.Event) error {
+func (g *gateSink) Write(ctx context.Context, records []audit.Record) error {
 	<-g.gate
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.failing {
 		return errors.New("disk on fire")
 	}
-	for _, e := range events {
-		g.written = append(g.written, e.Seq)
+	for _, r := range records {
+		g.written = append(g.written, r.Event.Seq)
 	}
 	return nil
 }

@@ -42,19 +42,19 @@ func (s *sink) Configure(_ context.Context, cfg schema.Values) (err error) {
 	return s.seen.Learn(s.f)
 }
 
-func (s *sink) Write(_ context.Context, events []audit.Event) error {
+func (s *sink) Write(_ context.Context, records []audit.Record) error {
 	var b []byte
-	for i := range events {
-		e := &events[i]
+	for i := range records {
+		r := &records[i]
 		s.n++
-		if s.fault != "rewrite-resends" && s.seen.Has(e.Seq, e.Chain.Hash) {
+		if s.fault != "rewrite-resends" && s.seen.Has(r.Event.Seq, r.Event.Chain.Hash) {
 			continue
 		}
-		s.seen.Add(e.Seq, e.Chain.Hash)
+		s.seen.Add(r.Event.Seq, r.Event.Chain.Hash)
 		if s.fault == "drop-100th" && s.n%100 == 0 {
 			continue
 		}
-		b = append(e.AppendRecord(b), '\n')
+		b = append(append(b, r.Line...), '\n')
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

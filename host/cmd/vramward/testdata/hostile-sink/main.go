@@ -19,7 +19,7 @@ func (s sink) Info() audit.SinkInfo {
 	return audit.SinkInfo{Name: s.name, Version: "1", Schema: schema.Schema{}}
 }
 func (sink) Configure(context.Context, schema.Values) error { return nil }
-func (sink) Write(context.Context, []audit.Event) error     { return nil }
+func (sink) Write(context.Context, []audit.Record) error    { return nil }
 func (sink) Flush(context.Context) error                    { return nil }
 func (sink) Close(context.Context) error                    { return nil }
 
