@@ -324,17 +324,17 @@ func interleaved(pluginPath, rawPath, critPath string, events []audit.Event) (ra
 		start := time.Now()
 		// What the host does for a CRITICAL event: seal it, sign a
 		// checkpoint over it, send both in one batch.
-		tl.Seal(&e)
+		r := tl.Seal(&e)
 		c, _, err := tl.Checkpoint(false)
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := client.EmitBatch(context.Background(), []audit.Event{e, c}); err != nil {
+		if err := client.EmitRecords(context.Background(), []audit.Record{r, c}); err != nil {
 			return nil, nil, err
 		}
 		crit = append(crit, float64(time.Since(start).Microseconds())/1000)
-		line := append(e.AppendJSON(nil), '\n')
-		line = append(c.AppendJSON(line), '\n')
+		line := append(append([]byte(nil), r.Line...), '\n')
+		line = append(append(line, c.Line...), '\n')
 		start = time.Now()
 		if _, err := f.Write(line); err != nil {
 			return nil, nil, err

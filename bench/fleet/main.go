@@ -103,8 +103,8 @@ func writeTrail(path, id string, n int) (int, string, error) {
 	defer f.Close()
 	w := bufio.NewWriterSize(f, 1<<20)
 	written := 0
-	put := func(e audit.Event) {
-		w.Write(e.AppendJSON(nil))
+	put := func(r audit.Record) {
+		w.Write(r.Line)
 		w.WriteByte('\n')
 		written++
 	}
@@ -114,8 +114,7 @@ func writeTrail(path, id string, n int) (int, string, error) {
 			return 0, "", err
 		}
 		e.ServiceID = "vramward"
-		l.Seal(&e)
-		put(e)
+		put(l.Seal(&e))
 		if due, end := l.Due(); due {
 			c, _, err := l.Checkpoint(end)
 			if err != nil {

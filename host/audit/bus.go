@@ -329,8 +329,8 @@ func (b *Bus) Submit(e audit.Event) (func(context.Context) error, error) {
 // enqueue seals e and queues it for every sink; b.mu is held.
 func (b *Bus) enqueue(e *audit.Event) (*waiter, error) {
 	b.fill(e)
-	b.tlog.Seal(e)
-	return b.queueSealed(e, e.Severity == audit.Critical)
+	r := b.tlog.Seal(e)
+	return b.queueSealed(&r, e.Severity == audit.Critical)
 }
 
 // fill sets the envelope the bus owns.
@@ -349,9 +349,9 @@ func (b *Bus) fill(e *audit.Event) {
 // returns). The state is written before anything is queued, so no signed
 // checkpoint ever runs ahead of what a restart continues from. b.mu is
 // held.
-func (b *Bus) queueSealed(e *audit.Event, force bool) (*waiter, error) {
+func (b *Bus) queueSealed(e *audit.Record, force bool) (*waiter, error) {
 	critical := e != nil && e.Severity == audit.Critical
-	var batch []audit.Event
+	var batch []audit.Record
 	if e != nil {
 		batch = append(batch, *e)
 	}
@@ -507,7 +507,7 @@ func contains(list []string, s string) bool {
 
 // settle reports a sink's delivery result for the CRITICAL events among
 // events. counted says whether a failure was already counted.
-func (b *Bus) settle(sink string, events []audit.Event, err error, counted bool) {
+func (b *Bus) settle(sink string, events []audit.Record, err error, counted bool) {
 	b.mu.Lock()
 	var ws []*waiter
 	for i := range events {
@@ -613,8 +613,8 @@ func (b *Bus) CloseBy(reason string, deadline time.Time) error {
 	}
 	if err == nil {
 		b.fill(&last)
-		b.tlog.Seal(&last)
-		_, err = b.queueSealed(&last, true)
+		r := b.tlog.Seal(&last)
+		_, err = b.queueSealed(&r, true)
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("record HostStopped: %w", err))

@@ -15,7 +15,7 @@ import (
 type queue struct {
 	mu       sync.Mutex
 	wake     chan struct{} // signalled on push and close
-	mem      []audit.Event
+	mem      []audit.Record
 	cap      int
 	spool    *spool
 	spooling bool
@@ -59,7 +59,7 @@ func (q *queue) signal() {
 // push appends events, together: a CRITICAL event and the checkpoint
 // that covers it go to the same place (memory or spool) and, by peek, into
 // the same batch. It only fails when the spool cannot be written.
-func (q *queue) push(events ...audit.Event) error {
+func (q *queue) push(events ...audit.Record) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	critical := false
@@ -85,7 +85,7 @@ func (q *queue) push(events ...audit.Event) error {
 // next returns up to max events from the front without removing them,
 // waiting up to wait for a batch to fill. It returns nil once the queue is
 // closed and empty, or when stop is closed.
-func (q *queue) next(max int, wait time.Duration, stop <-chan struct{}) ([]audit.Event, error) {
+func (q *queue) next(max int, wait time.Duration, stop <-chan struct{}) ([]audit.Record, error) {
 	var deadline <-chan time.Time
 	for {
 		q.mu.Lock()
@@ -116,7 +116,7 @@ func (q *queue) next(max int, wait time.Duration, stop <-chan struct{}) ([]audit
 // peek returns up to max events from the front (one more when the max-th
 // is CRITICAL, so that the checkpoint pushed with it shares its batch and
 // is made durable with it).
-func (q *queue) peek(max int) ([]audit.Event, error) {
+func (q *queue) peek(max int) ([]audit.Record, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.mem) > 0 {
@@ -124,7 +124,7 @@ func (q *queue) peek(max int) ([]audit.Event, error) {
 		if n < len(q.mem) && q.mem[n-1].Severity == audit.Critical {
 			n++
 		}
-		return append([]audit.Event(nil), q.mem[:n]...), nil
+		return append([]audit.Record(nil), q.mem[:n]...), nil
 	}
 	events, err := q.spool.peek(max)
 	if err == nil && len(events) == max && events[max-1].Severity == audit.Critical {

@@ -72,7 +72,7 @@ func openSpool(path string, limit int64) (*spool, error) {
 	return s, nil
 }
 
-func (s *spool) append(events []audit.Event, sync bool) error {
+func (s *spool) append(events []audit.Record, sync bool) error {
 	if s.f == nil {
 		f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
@@ -82,7 +82,7 @@ func (s *spool) append(events []audit.Event, sync bool) error {
 	}
 	var buf []byte
 	for i := range events {
-		buf = append(events[i].AppendJSON(buf), '\n')
+		buf = append(append(buf, events[i].Line...), '\n')
 	}
 	if s.size+int64(len(buf)) > s.max {
 		return fmt.Errorf("%w: %s holds %d bytes, spool_max_bytes is %d", ErrSpoolFull, s.path, s.size, s.max)
@@ -101,8 +101,20 @@ func (s *spool) append(events []audit.Event, sync bool) error {
 	return nil
 }
 
+// parseSpooled reads a spooled line (its own allocation, newline included)
+// back into the record it was: the line is sent as it is, so it must be
+// the canonical record the host made.
+func parseSpooled(line []byte) (audit.Record, error) {
+	line = line[:len(line)-1]
+	e, err := audit.ParseCanonical(line)
+	if err != nil {
+		return audit.Record{}, err
+	}
+	return audit.Record{Event: e, Line: line}, nil
+}
+
 // peek reads up to max events from the read position.
-func (s *spool) peek(max int) ([]audit.Event, error) {
+func (s *spool) peek(max int) ([]audit.Record, error) {
 	if s.pending == 0 {
 		return nil, nil
 	}
@@ -111,18 +123,18 @@ func (s *spool) peek(max int) ([]audit.Event, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var out []audit.Event
+	var out []audit.Record
 	bytes := 0
 	for len(out) < max {
 		line, err := br.ReadBytes('\n')
 		if err != nil {
 			break
 		}
-		e, perr := audit.ParseJSON(line[:len(line)-1])
+		r, perr := parseSpooled(line)
 		if perr != nil {
 			return nil, fmt.Errorf("spool %s: %w", s.path, perr)
 		}
-		out = append(out, e)
+		out = append(out, r)
 		bytes += len(line)
 	}
 	s.peeked, s.peekedBytes = len(out), bytes
@@ -144,7 +156,7 @@ func (s *spool) fromReadPosition() (*os.File, *bufio.Reader, error) {
 
 // scan hands fn the pending events in order, a chunk at a time, without
 // moving the read position.
-func (s *spool) scan(fn func([]audit.Event)) error {
+func (s *spool) scan(fn func([]audit.Record)) error {
 	if s.pending == 0 {
 		return nil
 	}
@@ -153,15 +165,15 @@ func (s *spool) scan(fn func([]audit.Event)) error {
 		return err
 	}
 	defer f.Close()
-	chunk := make([]audit.Event, 0, 1024)
+	chunk := make([]audit.Record, 0, 1024)
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 && line[len(line)-1] == '\n' {
-			e, perr := audit.ParseJSON(line[:len(line)-1])
+			r, perr := parseSpooled(line)
 			if perr != nil {
 				return fmt.Errorf("spool %s: %w", s.path, perr)
 			}
-			if chunk = append(chunk, e); len(chunk) == cap(chunk) {
+			if chunk = append(chunk, r); len(chunk) == cap(chunk) {
 				fn(chunk)
 				chunk = chunk[:0]
 			}
@@ -243,7 +255,7 @@ func (s *spool) reset() error {
 // the old one, so a kill at any point leaves one whole spool on disk (the
 // old one, with its position, or the new one, whose inode the old position
 // does not match).
-func (s *spool) prepend(events []audit.Event) error {
+func (s *spool) prepend(events []audit.Record) error {
 	s.peeked, s.peekedBytes = 0, 0 // what was peeked is no longer at the front
 	if err := s.close(); err != nil {
 		return err
@@ -255,10 +267,12 @@ func (s *spool) prepend(events []audit.Event) error {
 	}
 	defer os.Remove(tmp) // after a successful rename there is nothing to remove
 	bw := bufio.NewWriterSize(f, 1<<20)
-	var line []byte
 	for i := range events {
-		line = append(events[i].AppendJSON(line[:0]), '\n')
-		if _, err := bw.Write(line); err != nil {
+		_, err := bw.Write(events[i].Line)
+		if err == nil {
+			err = bw.WriteByte('\n')
+		}
+		if err != nil {
 			f.Close()
 			return fmt.Errorf("spool: %w", err)
 		}

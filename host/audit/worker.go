@@ -85,7 +85,7 @@ func (w *sinkWorker) failure() error {
 // offeredWhileFailing counts e as failed for this sink (it was offered while
 // the sink is down or failing, or could not be queued) and tells its
 // CRITICAL waiter, if any. The bus's lock is held.
-func (w *sinkWorker) offeredWhileFailing(e *audit.Event, wt *waiter, err error) {
+func (w *sinkWorker) offeredWhileFailing(e *audit.Record, wt *waiter, err error) {
 	w.mu.Lock()
 	w.countedTo = max(w.countedTo, e.Seq)
 	w.mu.Unlock()
@@ -98,7 +98,7 @@ func (w *sinkWorker) offeredWhileFailing(e *audit.Event, wt *waiter, err error) 
 
 // countUndelivered counts the events of batch not counted yet as failed,
 // for a failure the host decided (no plugin running, shutdown deadline).
-func (w *sinkWorker) countUndelivered(batch []audit.Event) {
+func (w *sinkWorker) countUndelivered(batch []audit.Record) {
 	w.mu.Lock()
 	from := w.countedTo
 	for i := range batch {
@@ -117,7 +117,7 @@ func (w *sinkWorker) countUndelivered(batch []audit.Event) {
 }
 
 // markCounted notes that a client counted the failure of batch.
-func (w *sinkWorker) markCounted(batch []audit.Event) {
+func (w *sinkWorker) markCounted(batch []audit.Record) {
 	w.mu.Lock()
 	for i := range batch {
 		w.countedTo = max(w.countedTo, batch[i].Seq)
@@ -231,7 +231,7 @@ func (w *sinkWorker) sleep(d time.Duration) bool {
 
 // deliver sends batch until the sink takes it. It returns false when the
 // worker was stopped first (the batch stays queued and is spooled).
-func (w *sinkWorker) deliver(batch []audit.Event) bool {
+func (w *sinkWorker) deliver(batch []audit.Record) bool {
 	name := w.conn.Name()
 	for {
 		err := w.send(batch)
@@ -290,7 +290,7 @@ func (w *sinkWorker) deliver(batch []audit.Event) bool {
 
 // delivered takes events, acknowledged by the sink, off the queue and tells
 // their CRITICAL emitters.
-func (w *sinkWorker) delivered(events []audit.Event) {
+func (w *sinkWorker) delivered(events []audit.Record) {
 	if len(events) == 0 {
 		return
 	}
@@ -317,14 +317,14 @@ func (w *sinkWorker) retryDelay(err error) time.Duration {
 	return min(d, maxRetryDelay)
 }
 
-func (w *sinkWorker) send(batch []audit.Event) error {
+func (w *sinkWorker) send(batch []audit.Record) error {
 	client := w.current()
 	if client == nil {
 		return errNotRunning
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, rpcTimeout)
 	defer cancel()
-	return client.EmitBatch(ctx, batch)
+	return client.EmitRecords(ctx, batch)
 }
 
 // errNotRunning is a delivery that found no plugin to send to.
@@ -369,7 +369,7 @@ func (w *sinkWorker) restart() bool {
 	}
 }
 
-func (w *sinkWorker) deliverOneByOne(batch []audit.Event) bool {
+func (w *sinkWorker) deliverOneByOne(batch []audit.Record) bool {
 	for i := range batch {
 		err := w.send(batch[i : i+1])
 		var se *audit.Error

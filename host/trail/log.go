@@ -145,16 +145,18 @@ func (l *Log) Epoch() uint64 { return l.st.Epoch }
 // SetClock replaces the clock, for tests of time limits.
 func (l *Log) SetClock(now func() time.Time) { l.now = now }
 
-// Seal gives e the next seq and the chain, and adds it to the tree.
-func (l *Log) Seal(e *audit.Event) { l.sealAt(e, l.link.Seq()+1) }
+// Seal gives e the next seq and the chain, adds it to the tree, and returns
+// its record (the line every sink receives and the chain covers).
+func (l *Log) Seal(e *audit.Event) audit.Record { return l.sealAt(e, l.link.Seq()+1) }
 
-func (l *Log) sealAt(e *audit.Event, seq uint64) {
-	l.link.LinkAt(e, seq, l.st.Epoch)
+func (l *Log) sealAt(e *audit.Event, seq uint64) audit.Record {
+	r := l.link.LinkAt(e, seq, l.st.Epoch)
 	if err := l.tree.Append(e.Chain.Hash, nil); err != nil {
 		panic(fmt.Sprintf("trail: append to a range from 0: %v", err)) // cannot fail for a well-formed hash
 	}
 	l.st.EpochEvents++
 	l.sinceCkpt++
+	return r
 }
 
 // Due says whether a checkpoint is due (every CheckpointEvents records, or
@@ -183,13 +185,13 @@ func (l *Log) Pending() uint64 { return l.sinceCkpt }
 // AuditCheckpoint record that carries it. With endEpoch the checkpoint
 // certifies a fresh key for the next epoch, and the ending key is erased
 // once it has signed.
-func (l *Log) Checkpoint(endEpoch bool) (audit.Event, Checkpoint, error) {
+func (l *Log) Checkpoint(endEpoch bool) (audit.Record, Checkpoint, error) {
 	c := Checkpoint{Origin: l.st.Origin, Size: l.tree.End(), Root: rootOf(l.tree), Epoch: l.st.Epoch}
 	var next *PrivateKey
 	if endEpoch {
 		var err error
 		if next, err = GenerateKey(l.st.Origin); err != nil {
-			return audit.Event{}, Checkpoint{}, err
+			return audit.Record{}, Checkpoint{}, err
 		}
 		c.NextKey = next.VerifierKey()
 	}
@@ -197,17 +199,17 @@ func (l *Log) Checkpoint(endEpoch bool) (audit.Event, Checkpoint, error) {
 		if next != nil {
 			next.Destroy()
 		}
-		return audit.Event{}, Checkpoint{}, err
+		return audit.Record{}, Checkpoint{}, err
 	}
 	e, err := audit.New(audit.AuditCheckpoint, audit.Actor{}, audit.Str("note", encodeB64(c.Note)), audit.Uint("tree_size", c.Size),
 		audit.Str("root_hash", hex.EncodeToString(c.Root)), audit.Str("next_key", c.NextKey))
 	if err != nil {
-		return audit.Event{}, Checkpoint{}, err
+		return audit.Record{}, Checkpoint{}, err
 	}
 	if l.Fill != nil {
 		l.Fill(&e)
 	}
-	l.Seal(&e)
+	r := l.Seal(&e)
 	l.st.LastCheckpointSeq, l.st.LastCheckpoint = e.Seq, c.Note
 	l.sinceCkpt, l.lastCkpt, l.lastSize = 0, l.now(), c.Size
 	if endEpoch {
@@ -221,7 +223,7 @@ func (l *Log) Checkpoint(endEpoch bool) (audit.Event, Checkpoint, error) {
 			l.st.Certs = append([][]byte(nil), l.st.Certs[len(l.st.Certs)-maxCerts:]...)
 		}
 	}
-	return e, c, nil
+	return r, c, nil
 }
 
 // State returns a copy of the state, for persisting.
@@ -241,7 +243,7 @@ func (l *Log) State() State {
 // vouched for: it seals an AuditRecovered record at reserved+1, linked to
 // the last record the saved state holds, carrying that state's tree so a
 // verifier can continue even where the crashed run's last records are gone.
-func (l *Log) Recover(reserved uint64, reason string) (audit.Event, error) {
+func (l *Log) Recover(reserved uint64, reason string) (audit.Record, error) {
 	st := l.State()
 	tree := make([]string, len(st.Tree))
 	for i, h := range st.Tree {
@@ -256,13 +258,12 @@ func (l *Log) Recover(reserved uint64, reason string) (audit.Event, error) {
 		audit.Uint("resume_seq", st.Seq), audit.Uint("tree_size", st.TreeSize),
 		audit.Str("tree", strings.Join(tree, ",")), audit.Str("key_certs", strings.Join(certs, ",")))
 	if err != nil {
-		return audit.Event{}, err
+		return audit.Record{}, err
 	}
 	if l.Fill != nil {
 		l.Fill(&e)
 	}
-	l.sealAt(&e, max(reserved, st.Seq)+1)
-	return e, nil
+	return l.sealAt(&e, max(reserved, st.Seq)+1), nil
 }
 
 // Destroy erases the current key, at shutdown.

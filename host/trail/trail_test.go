@@ -27,14 +27,13 @@ func testLog(t testing.TB, n int, limits Limits) (*Log, note.Verifier, [][]byte)
 		t.Fatal(err)
 	}
 	var lines [][]byte
-	add := func(e audit.Event) { lines = append(lines, e.AppendJSON(nil)) }
+	add := func(r audit.Record) { lines = append(lines, r.Line) }
 	for i := 0; i < n; i++ {
 		e, err := audit.New(audit.SealVerified, audit.Actor{WorkerID: "w1"}, audit.Str("shard_id", "s"), audit.Uint("gpu_device", uint64(i)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		l.Seal(&e)
-		add(e)
+		add(l.Seal(&e))
 		if due, end := l.Due(); due {
 			c, _, err := l.Checkpoint(end)
 			if err != nil {

@@ -46,13 +46,14 @@ type Sink interface {
 }
 
 // Record is one event as the host sent it to a sink: the event, parsed and
-// validated by the SDK, and its record line, the one encoding of the event
-// (the bytes the chain covers, and the bytes a sink stores). They are two
-// views of the same record; changing a copy of Event changes no Line.
-// Records are read-only and share their batch's buffers, so a sink copies
-// what it keeps after Write returns.
+// validated by the SDK (its fields promoted: r.Seq, r.Chain.Hash), and its
+// record line, the one encoding of the event (the bytes the chain covers,
+// and the bytes a sink stores). They are two views of the same record;
+// changing a copy of the Event changes no Line. Records are read-only and
+// share their batch's buffers, so a sink copies what it keeps after Write
+// returns.
 type Record struct {
-	Event Event
+	Event
 	// Line is the record without its newline.
 	Line []byte
 }

@@ -13,6 +13,7 @@ package chain
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 
 	"github.com/vramward/vramward/sdk/audit"
 )
@@ -34,6 +35,23 @@ func Hash(e *audit.Event) []byte {
 	return LeafHash(e.AppendCanonical(buf[:0]))
 }
 
+// hashTail closes a canonical encoding (which ends with chain.prev) with
+// chain.hash: canonical[:len-len(canonicalEnd)] + hashKey + hex + recordEnd
+// is exactly AppendJSON's record.
+const (
+	canonicalEnd = `"}}`
+	hashKey      = `","hash":"`
+)
+
+// record turns e's canonical bytes, which it owns, into its record line,
+// given its hash: the fields are encoded once, for the hash and the line.
+func record(canonical, hash []byte) []byte {
+	line := canonical[:len(canonical)-len(canonicalEnd)]
+	line = append(line, hashKey...)
+	line = hex.AppendEncode(line, hash)
+	return append(line, canonicalEnd...)
+}
+
 // Linker assigns seq and the chain to records, one at a time, the way the
 // host does. It is not safe for concurrent use.
 type Linker struct {
@@ -46,20 +64,24 @@ func Resume(seq uint64, prev []byte) *Linker {
 	return &Linker{seq: seq, prev: append([]byte(nil), prev...)}
 }
 
-// Link gives e the next seq, epoch and the link to the previous record.
-func (l *Linker) Link(e *audit.Event, epoch uint64) {
-	l.seq++
-	l.LinkAt(e, l.seq, epoch)
+// Link gives e the next seq, epoch and the link to the previous record,
+// and returns its record.
+func (l *Linker) Link(e *audit.Event, epoch uint64) audit.Record {
+	return l.LinkAt(e, l.seq+1, epoch)
 }
 
 // LinkAt links e at seq, which may skip ahead of the last one (a host
-// resuming past the seqs a crashed run may have used).
-func (l *Linker) LinkAt(e *audit.Event, seq, epoch uint64) {
+// resuming past the seqs a crashed run may have used), and returns its
+// record: the event and its line, encoded once (the bytes its hash covers,
+// closed with the hash).
+func (l *Linker) LinkAt(e *audit.Event, seq, epoch uint64) audit.Record {
 	l.seq = seq
 	e.Seq = seq
 	e.Chain = audit.Chain{Epoch: epoch, Prev: l.prev}
-	e.Chain.Hash = Hash(e)
+	canonical := e.AppendCanonical(make([]byte, 0, 512))
+	e.Chain.Hash = LeafHash(canonical)
 	l.prev = e.Chain.Hash
+	return audit.Record{Event: *e, Line: record(canonical, e.Chain.Hash)}
 }
 
 // Seq is the last seq assigned.

@@ -20,10 +20,30 @@ func trail(t testing.TB, n int) [][]byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l.Link(&e, 0)
-		lines = append(lines, e.AppendJSON(nil))
+		r := l.Link(&e, 0)
+		lines = append(lines, r.Line)
 	}
 	return lines
+}
+
+// The line a link returns is the event's record, byte for byte: the fields
+// are encoded once, and closing the canonical bytes with the hash gives
+// what AppendJSON would (first record, later ones, escapes, other epochs).
+func TestLinkReturnsTheRecordLine(t *testing.T) {
+	l := &Linker{}
+	for i, s := range []string{"plain", "quote\" and \\ back", "\x00\x1f\u2028", strings.Repeat("é", 700)} {
+		e, err := audit.New(audit.SealVerified, audit.Actor{WorkerID: s}, audit.Str("shard_id", s), audit.Uint("gpu_device", uint64(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := l.Link(&e, uint64(i*7))
+		if want := e.AppendJSON(nil); !bytes.Equal(r.Line, want) {
+			t.Fatalf("record %d:\n%s\nwant\n%s", i, r.Line, want)
+		}
+		if r.Event.Seq != e.Seq || !bytes.Equal(r.Event.Chain.Hash, e.Chain.Hash) || !bytes.Equal(e.Chain.Hash, Hash(&e)) {
+			t.Fatalf("record %d: the record's event is not the linked event", i)
+		}
+	}
 }
 
 func join(lines [][]byte) []byte {

@@ -124,6 +124,16 @@ func (c *Client) Emit(ctx context.Context, e audit.Event) error {
 	return c.EmitBatch(ctx, []audit.Event{e})
 }
 
+// EmitBatch encodes events (their record lines) and sends them as
+// EmitRecords does.
+func (c *Client) EmitBatch(ctx context.Context, events []audit.Event) error {
+	records := make([]audit.Record, len(events))
+	for i := range events {
+		records[i] = audit.Record{Event: events[i], Line: events[i].AppendJSON(nil)}
+	}
+	return c.EmitRecords(ctx, records)
+}
+
 // sendOne sends one message (an event, or a batch that fits one message) on
 // the long-lived stream, opening it when there is none: a unary RPC costs a
 // new HTTP/2 stream each time, which doubles a CRITICAL emit's latency on a
@@ -187,13 +197,15 @@ func (c *Client) closeStream() {
 	c.dropStream()
 }
 
-// EmitBatch sends events in order, in as few RPCs as the size limit allows.
+// EmitRecords sends records in order, their lines as they are (the host
+// encoded each once, when it linked it), in as few RPCs as the size limit
+// allows.
 // Several such batches go over one stream with up to streamWindow of them in
 // flight, so the sink writes one while the next travels. On error, the
 // returned *audit.Error's Written events at the front were delivered (earlier
 // batches, and a prefix the sink reported); the rest are counted as failed
 // and none of them should be considered delivered.
-func (c *Client) EmitBatch(ctx context.Context, events []audit.Event) error {
+func (c *Client) EmitRecords(ctx context.Context, events []audit.Record) error {
 	n, req, top := c.nextBatch(events)
 	if n == len(events) {
 		start := time.Now()
@@ -224,7 +236,7 @@ type sentBatch struct {
 	start time.Time
 }
 
-func (c *Client) emitStream(ctx context.Context, events []audit.Event) error {
+func (c *Client) emitStream(ctx context.Context, events []audit.Record) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := c.rpc.EmitStream(ctx)
@@ -291,9 +303,9 @@ func (c *Client) release(req *auditv1.EmitBatchRequest) {
 // recordBufs recycles the record buffers of batches.
 var recordBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
 
-// nextBatch takes events from the front up to the byte limit (at least
-// one), as canonical records.
-func (c *Client) nextBatch(events []audit.Event) (int, *auditv1.EmitBatchRequest, audit.Severity) {
+// nextBatch takes records from the front up to the byte limit (at least
+// one).
+func (c *Client) nextBatch(events []audit.Record) (int, *auditv1.EmitBatchRequest, audit.Severity) {
 	recs := (*recordBufs.Get().(*[]byte))[:0]
 	top := audit.Severity(0)
 	n := 0
@@ -302,12 +314,12 @@ func (c *Client) nextBatch(events []audit.Event) (int, *auditv1.EmitBatchRequest
 			break
 		}
 		before := len(recs)
-		recs = append(events[i].AppendJSON(recs), '\n')
+		recs = append(append(recs, events[i].Line...), '\n')
 		if i > 0 && len(recs) > c.max {
 			recs = recs[:before]
 			break
 		}
-		top = max(top, events[i].Severity)
+		top = max(top, events[i].Event.Severity)
 		n++
 	}
 	return n, &auditv1.EmitBatchRequest{Records: recs}, top
@@ -340,15 +352,15 @@ func (c *Client) Shutdown(ctx context.Context) error {
 
 // fail counts and logs a failure, then returns it. events are the events the
 // failure left undelivered.
-func (c *Client) fail(err *audit.Error, events []audit.Event) error {
+func (c *Client) fail(err *audit.Error, events []audit.Record) error {
 	switch err.Op {
 	case "flush", "shutdown":
 		c.m.flushFailures.WithLabelValues(c.sink).Inc()
 	}
 	var perSeverity [audit.Critical + 1]int
 	for i := range events {
-		if events[i].Severity.Valid() {
-			perSeverity[events[i].Severity]++
+		if sev := events[i].Event.Severity; sev.Valid() {
+			perSeverity[sev]++
 		}
 	}
 	for _, sev := range audit.Severities() {
