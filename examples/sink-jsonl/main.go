@@ -36,7 +36,7 @@ func (s *sink) Configure(_ context.Context, cfg schema.Values) (err error) {
 func (s *sink) Write(_ context.Context, records []audit.Record) error {
 	var b []byte
 	for _, r := range records {
-		if !s.seen.Has(r.Event.Seq, r.Event.Chain.Hash) {
+		if !s.seen.Has(r.Seq, r.Chain.Hash) {
 			b = append(append(b, r.Line...), '\n')
 		}
 	}
@@ -44,7 +44,7 @@ func (s *sink) Write(_ context.Context, records []audit.Record) error {
 		return err
 	}
 	for _, r := range records {
-		s.seen.Add(r.Event.Seq, r.Event.Chain.Hash)
+		s.seen.Add(r.Seq, r.Chain.Hash)
 	}
 	return nil
 }

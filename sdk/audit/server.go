@@ -219,7 +219,7 @@ func (s *server) write(ctx context.Context, op string, records []Record) (durabl
 		return false, shortened, asError(op, ReasonWriteFailed, err)
 	}
 	for i := range records {
-		if records[i].Event.Severity == Critical {
+		if records[i].Severity == Critical {
 			if err := s.sink.Flush(ctx); err != nil {
 				return false, shortened, asError(op, ReasonFlushFailed, err)
 			}

@@ -37,7 +37,7 @@ func (s *spy) Configure(ctx context.Context, cfg schema.Values) error {
 
 func (s *spy) Write(ctx context.Context, records []audit.Record) error {
 	for _, r := range records {
-		s.record(fmt.Sprintf("write %d", r.Event.Seq))
+		s.record(fmt.Sprintf("write %d", r.Seq))
 	}
 	return s.Sink.Write(ctx, records)
 }

@@ -280,8 +280,8 @@ func (s *Sink) Write(_ context.Context, records []audit.Record) error {
 	s.added = s.added[:0]
 	for i := range records {
 		r := &records[i]
-		if len(r.Event.Chain.Hash) > 0 && s.seen.Has(r.Event.Seq, r.Event.Chain.Hash) {
-			s.log.Debug("skipped a re-sent event already in the trail", "seq", r.Event.Seq)
+		if len(r.Chain.Hash) > 0 && s.seen.Has(r.Seq, r.Chain.Hash) {
+			s.log.Debug("skipped a re-sent event already in the trail", "seq", r.Seq)
 			continue
 		}
 		s.buf = append(s.buf, r.Line...)
@@ -309,7 +309,7 @@ func (s *Sink) Write(_ context.Context, records []audit.Record) error {
 	s.size += int64(n)
 	s.unsynced = true
 	for _, i := range s.added {
-		s.seen.Add(records[i].Event.Seq, records[i].Event.Chain.Hash)
+		s.seen.Add(records[i].Seq, records[i].Chain.Hash)
 	}
 	// Before this batch is acknowledged: is the file written still the
 	// trail at path? One fstat and one lstat a batch.

@@ -239,7 +239,7 @@ func (s *Sink) Write(_ context.Context, records []audit.Record) error {
 	size := s.pendBytes
 	for i := range records {
 		r := &records[i]
-		if s.sent.Has(r.Event.Seq, r.Event.Chain.Hash) || s.held(r.Event.Seq, r.Event.Chain.Hash) {
+		if s.sent.Has(r.Seq, r.Chain.Hash) || s.held(r.Seq, r.Chain.Hash) {
 			continue // a re-send of an event already sent or held
 		}
 		e := &r.Event
@@ -263,7 +263,7 @@ func (s *Sink) Write(_ context.Context, records []audit.Record) error {
 		// Tell the host which of these events did reach the receiver, so
 		// it keeps only the rest: a restart must not send them twice.
 		n := 0
-		for n < len(records) && s.sent.Has(records[n].Event.Seq, records[n].Event.Chain.Hash) {
+		for n < len(records) && s.sent.Has(records[n].Seq, records[n].Chain.Hash) {
 			n++
 		}
 		if n > 0 {

@@ -40,7 +40,7 @@ func TestLinkReturnsTheRecordLine(t *testing.T) {
 		if want := e.AppendJSON(nil); !bytes.Equal(r.Line, want) {
 			t.Fatalf("record %d:\n%s\nwant\n%s", i, r.Line, want)
 		}
-		if r.Event.Seq != e.Seq || !bytes.Equal(r.Event.Chain.Hash, e.Chain.Hash) || !bytes.Equal(e.Chain.Hash, Hash(&e)) {
+		if r.Seq != e.Seq || !bytes.Equal(r.Chain.Hash, e.Chain.Hash) || !bytes.Equal(e.Chain.Hash, Hash(&e)) {
 			t.Fatalf("record %d: the record's event is not the linked event", i)
 		}
 	}

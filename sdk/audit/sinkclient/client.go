@@ -319,7 +319,7 @@ func (c *Client) nextBatch(events []audit.Record) (int, *auditv1.EmitBatchReques
 			recs = recs[:before]
 			break
 		}
-		top = max(top, events[i].Event.Severity)
+		top = max(top, events[i].Severity)
 		n++
 	}
 	return n, &auditv1.EmitBatchRequest{Records: recs}, top
@@ -359,7 +359,7 @@ func (c *Client) fail(err *audit.Error, events []audit.Record) error {
 	}
 	var perSeverity [audit.Critical + 1]int
 	for i := range events {
-		if sev := events[i].Event.Severity; sev.Valid() {
+		if sev := events[i].Severity; sev.Valid() {
 			perSeverity[sev]++
 		}
 	}

@@ -40,7 +40,7 @@ func (g *gateSink) Write(ctx context.Context, records []audit.Record) error {
 		return errors.New("disk on fire")
 	}
 	for _, r := range records {
-		g.written = append(g.written, r.Event.Seq)
+		g.written = append(g.written, r.Seq)
 	}
 	return nil
 }

@@ -47,10 +47,10 @@ func (s *sink) Write(_ context.Context, records []audit.Record) error {
 	for i := range records {
 		r := &records[i]
 		s.n++
-		if s.fault != "rewrite-resends" && s.seen.Has(r.Event.Seq, r.Event.Chain.Hash) {
+		if s.fault != "rewrite-resends" && s.seen.Has(r.Seq, r.Chain.Hash) {
 			continue
 		}
-		s.seen.Add(r.Event.Seq, r.Event.Chain.Hash)
+		s.seen.Add(r.Seq, r.Chain.Hash)
 		if s.fault == "drop-100th" && s.n%100 == 0 {
 			continue
 		}
