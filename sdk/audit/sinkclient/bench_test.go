@@ -32,7 +32,7 @@ func BenchmarkClientEncode(b *testing.B) {
 	c := &Client{max: 3 << 20, maxN: 512}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		_, req, _ := c.nextBatch(records)
+		_, req, _ := c.nextBatch(recordBatch(records), 0)
 		if _, err := proto.Marshal(req); err != nil {
 			b.Fatal(err)
 		}

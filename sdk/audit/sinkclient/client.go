@@ -85,14 +85,14 @@ func (c *Client) Sink() string { return c.sink }
 func (c *Client) Info(ctx context.Context) (audit.SinkInfo, error) {
 	resp, err := c.rpc.Info(ctx, &auditv1.InfoRequest{})
 	if err != nil {
-		return audit.SinkInfo{}, c.fail(fromStatus("info", err), nil)
+		return audit.SinkInfo{}, c.fail(fromStatus("info", err), nil, 0)
 	}
 	if err := bounded.Info(resp.GetName(), resp.GetVersion()); err != nil {
-		return audit.SinkInfo{}, c.fail(&audit.Error{Op: "info", Reason: audit.ReasonUnavailable, Msg: err.Error()}, nil)
+		return audit.SinkInfo{}, c.fail(&audit.Error{Op: "info", Reason: audit.ReasonUnavailable, Msg: err.Error()}, nil, 0)
 	}
 	sch, err := schema.FromProto(resp.GetConfigSchema())
 	if err != nil {
-		return audit.SinkInfo{}, c.fail(&audit.Error{Op: "info", Reason: audit.ReasonUnavailable, Msg: err.Error()}, nil)
+		return audit.SinkInfo{}, c.fail(&audit.Error{Op: "info", Reason: audit.ReasonUnavailable, Msg: err.Error()}, nil, 0)
 	}
 	return audit.SinkInfo{Name: resp.GetName(), Version: resp.GetVersion(), Schema: sch}, nil
 }
@@ -101,7 +101,7 @@ func (c *Client) Info(ctx context.Context) (audit.SinkInfo, error) {
 func (c *Client) Configure(ctx context.Context, configJSON []byte) error {
 	resp, err := c.rpc.Configure(ctx, &auditv1.ConfigureRequest{ConfigJson: configJSON})
 	if err != nil {
-		return c.fail(fromStatus("configure", err), nil)
+		return c.fail(fromStatus("configure", err), nil, 0)
 	}
 	c.sandboxed, c.sandbox = resp.GetSandboxed(), resp.GetSandbox()
 	return nil
@@ -124,15 +124,42 @@ func (c *Client) Emit(ctx context.Context, e audit.Event) error {
 	return c.EmitBatch(ctx, []audit.Event{e})
 }
 
-// EmitBatch encodes events (their record lines) and sends them as
-// EmitRecords does.
+// EmitBatch encodes events (their record lines) as it frames them, and
+// sends them as EmitRecords does.
 func (c *Client) EmitBatch(ctx context.Context, events []audit.Event) error {
-	records := make([]audit.Record, len(events))
-	for i := range events {
-		records[i] = audit.Record{Event: events[i], Line: events[i].AppendJSON(nil)}
-	}
-	return c.EmitRecords(ctx, records)
+	return c.emit(ctx, eventBatch(events))
 }
+
+// EmitRecords sends records in order, their lines as they are (the host
+// encoded each once, when it linked it), in as few RPCs as the size limit
+// allows. Several such batches go over one stream with up to streamWindow
+// of them in flight, so the sink writes one while the next travels. On
+// error, the returned *audit.Error's Written events at the front were
+// delivered (earlier batches, and a prefix the sink reported); the rest are
+// counted as failed and none of them should be considered delivered.
+func (c *Client) EmitRecords(ctx context.Context, records []audit.Record) error {
+	return c.emit(ctx, recordBatch(records))
+}
+
+// batch is what the client sends: events it encodes, or records whose
+// lines it copies.
+type batch interface {
+	Len() int
+	Severity(i int) audit.Severity
+	AppendLine(dst []byte, i int) []byte
+}
+
+type eventBatch []audit.Event
+
+func (b eventBatch) Len() int                            { return len(b) }
+func (b eventBatch) Severity(i int) audit.Severity       { return b[i].Severity }
+func (b eventBatch) AppendLine(dst []byte, i int) []byte { return b[i].AppendJSON(dst) }
+
+type recordBatch []audit.Record
+
+func (b recordBatch) Len() int                            { return len(b) }
+func (b recordBatch) Severity(i int) audit.Severity       { return b[i].Severity }
+func (b recordBatch) AppendLine(dst []byte, i int) []byte { return append(dst, b[i].Line...) }
 
 // sendOne sends one message (an event, or a batch that fits one message) on
 // the long-lived stream, opening it when there is none: a unary RPC costs a
@@ -197,29 +224,21 @@ func (c *Client) closeStream() {
 	c.dropStream()
 }
 
-// EmitRecords sends records in order, their lines as they are (the host
-// encoded each once, when it linked it), in as few RPCs as the size limit
-// allows.
-// Several such batches go over one stream with up to streamWindow of them in
-// flight, so the sink writes one while the next travels. On error, the
-// returned *audit.Error's Written events at the front were delivered (earlier
-// batches, and a prefix the sink reported); the rest are counted as failed
-// and none of them should be considered delivered.
-func (c *Client) EmitRecords(ctx context.Context, events []audit.Record) error {
-	n, req, top := c.nextBatch(events)
-	if n == len(events) {
+func (c *Client) emit(ctx context.Context, events batch) error {
+	n, req, top := c.nextBatch(events, 0)
+	if n == events.Len() {
 		start := time.Now()
 		resp, err := c.sendOne(ctx, req)
 		c.release(req)
 		c.m.emitDuration.WithLabelValues(c.sink, top.String()).Observe(time.Since(start).Seconds())
 		if err != nil {
 			e := fromStatus("emit_batch", err)
-			e.Written = min(e.Written, len(events))
-			return c.fail(e, events[e.Written:])
+			e.Written = min(e.Written, events.Len())
+			return c.fail(e, events, e.Written)
 		}
 		c.countShortened(resp.GetShortened())
 		if top == audit.Critical && !resp.GetDurable() {
-			return c.fail(&audit.Error{Op: "emit_batch", Reason: audit.ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush"}, events)
+			return c.fail(&audit.Error{Op: "emit_batch", Reason: audit.ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush"}, events, 0)
 		}
 		return nil
 	}
@@ -236,19 +255,19 @@ type sentBatch struct {
 	start time.Time
 }
 
-func (c *Client) emitStream(ctx context.Context, events []audit.Record) error {
+func (c *Client) emitStream(ctx context.Context, events batch) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := c.rpc.EmitStream(ctx)
 	if err != nil {
-		return c.fail(fromStatus("emit_batch", err), events)
+		return c.fail(fromStatus("emit_batch", err), events, 0)
 	}
 	inflight := make(chan sentBatch, streamWindow)
 	sendErr := make(chan error, 1)
 	go func() {
 		defer close(inflight)
-		for rest := events; len(rest) > 0; {
-			n, req, top := c.nextBatch(rest)
+		for at := 0; at < events.Len(); {
+			n, req, top := c.nextBatch(events, at)
 			sb := sentBatch{n: n, top: top, start: time.Now()}
 			select {
 			case inflight <- sb:
@@ -262,7 +281,7 @@ func (c *Client) emitStream(ctx context.Context, events []audit.Record) error {
 				sendErr <- err
 				return
 			}
-			rest = rest[n:]
+			at += n
 		}
 		sendErr <- stream.CloseSend()
 	}()
@@ -273,20 +292,20 @@ func (c *Client) emitStream(ctx context.Context, events []audit.Record) error {
 			cancel()
 			e := fromStatus("emit_batch", err)
 			e.Written = done + min(e.Written, sb.n)
-			return c.fail(e, events[e.Written:])
+			return c.fail(e, events, e.Written)
 		}
 		c.m.emitDuration.WithLabelValues(c.sink, sb.top.String()).Observe(time.Since(sb.start).Seconds())
 		c.countShortened(resp.GetShortened())
 		if sb.top == audit.Critical && !resp.GetDurable() {
 			cancel()
-			return c.fail(&audit.Error{Op: "emit_batch", Reason: audit.ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush", Written: done}, events[done:])
+			return c.fail(&audit.Error{Op: "emit_batch", Reason: audit.ReasonNotDurable, Msg: "batch with a CRITICAL event acknowledged without a flush", Written: done}, events, done)
 		}
 		done += sb.n
 	}
-	if err := <-sendErr; err != nil && done < len(events) {
+	if err := <-sendErr; err != nil && done < events.Len() {
 		e := fromStatus("emit_batch", err)
 		e.Written = done
-		return c.fail(e, events[done:])
+		return c.fail(e, events, done)
 	}
 	// Every batch is acknowledged; let the stream end cleanly.
 	if _, err := stream.Recv(); err != nil && !errors.Is(err, io.EOF) {
@@ -303,23 +322,23 @@ func (c *Client) release(req *auditv1.EmitBatchRequest) {
 // recordBufs recycles the record buffers of batches.
 var recordBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
 
-// nextBatch takes records from the front up to the byte limit (at least
-// one).
-func (c *Client) nextBatch(events []audit.Record) (int, *auditv1.EmitBatchRequest, audit.Severity) {
+// nextBatch takes events from index from on, up to the byte limit (at
+// least one), framed as records.
+func (c *Client) nextBatch(events batch, from int) (int, *auditv1.EmitBatchRequest, audit.Severity) {
 	recs := (*recordBufs.Get().(*[]byte))[:0]
 	top := audit.Severity(0)
 	n := 0
-	for i := range events {
-		if i == c.maxN {
+	for i := from; i < events.Len(); i++ {
+		if i-from == c.maxN {
 			break
 		}
 		before := len(recs)
-		recs = append(append(recs, events[i].Line...), '\n')
-		if i > 0 && len(recs) > c.max {
+		recs = append(events.AppendLine(recs, i), '\n')
+		if i > from && len(recs) > c.max {
 			recs = recs[:before]
 			break
 		}
-		top = max(top, events[i].Severity)
+		top = max(top, events.Severity(i))
 		n++
 	}
 	return n, &auditv1.EmitBatchRequest{Records: recs}, top
@@ -328,7 +347,7 @@ func (c *Client) nextBatch(events []audit.Record) (int, *auditv1.EmitBatchReques
 // Flush asks the sink to make everything it accepted durable.
 func (c *Client) Flush(ctx context.Context) error {
 	if _, err := c.rpc.Flush(ctx, &auditv1.FlushRequest{}); err != nil {
-		return c.fail(fromStatus("flush", err), nil)
+		return c.fail(fromStatus("flush", err), nil, 0)
 	}
 	return nil
 }
@@ -336,7 +355,7 @@ func (c *Client) Flush(ctx context.Context) error {
 // Reopen asks the sink to reopen its outputs (after an external rotation).
 func (c *Client) Reopen(ctx context.Context) error {
 	if _, err := c.rpc.Reopen(ctx, &auditv1.ReopenRequest{}); err != nil {
-		return c.fail(fromStatus("reopen", err), nil)
+		return c.fail(fromStatus("reopen", err), nil, 0)
 	}
 	return nil
 }
@@ -345,21 +364,23 @@ func (c *Client) Reopen(ctx context.Context) error {
 func (c *Client) Shutdown(ctx context.Context) error {
 	c.closeStream()
 	if _, err := c.rpc.Shutdown(ctx, &auditv1.ShutdownRequest{}); err != nil {
-		return c.fail(fromStatus("shutdown", err), nil)
+		return c.fail(fromStatus("shutdown", err), nil, 0)
 	}
 	return nil
 }
 
-// fail counts and logs a failure, then returns it. events are the events the
-// failure left undelivered.
-func (c *Client) fail(err *audit.Error, events []audit.Record) error {
+// fail counts and logs a failure, then returns it. The events of batch
+// from index from on are those it left undelivered.
+func (c *Client) fail(err *audit.Error, events batch, from int) error {
 	switch err.Op {
 	case "flush", "shutdown":
 		c.m.flushFailures.WithLabelValues(c.sink).Inc()
 	}
 	var perSeverity [audit.Critical + 1]int
-	for i := range events {
-		if sev := events[i].Severity; sev.Valid() {
+	undelivered := 0
+	for i := from; events != nil && i < events.Len(); i++ {
+		undelivered++
+		if sev := events.Severity(i); sev.Valid() {
 			perSeverity[sev]++
 		}
 	}
@@ -372,7 +393,7 @@ func (c *Client) fail(err *audit.Error, events []audit.Record) error {
 		c.m.criticalEmitFailures.WithLabelValues(c.sink).Add(float64(n))
 		c.log.Error("CRITICAL audit events not made durable", "sink", c.sink, "op", err.Op, "reason", err.Reason, "events", n, "error", err.Msg)
 	} else {
-		c.log.Warn("audit sink operation failed", "sink", c.sink, "op", err.Op, "reason", err.Reason, "events", len(events), "error", err.Msg)
+		c.log.Warn("audit sink operation failed", "sink", c.sink, "op", err.Op, "reason", err.Reason, "events", undelivered, "error", err.Msg)
 	}
 	return err
 }
