@@ -3,8 +3,8 @@
 // ratios and medians (run it with `make bench`, after `make build`).
 //
 //   - non-CRITICAL throughput with batching, against the same sink appending
-//     JSON in-process (goal: at least 250,000 events/s and a quarter of the
-//     baseline);
+//     JSON in-process (goals: a third of the baseline's rate, which is what
+//     a noisy machine can judge, and at least 250,000 events/s);
 //   - CRITICAL emit latency, with the signed checkpoint the host makes to
 //     cover it (signed here, sent in the same batch as the host does),
 //     against a raw write+fsync of the same bytes on the same disk,
@@ -26,6 +26,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	hostaudit "github.com/vramward/vramward/host/audit"
 	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/plugins/audit-file/filesink"
 	"github.com/vramward/vramward/sdk/audit"
@@ -86,8 +87,8 @@ func run(pluginPath, dir string, n, batch, runs, criticals int) error {
 	ratio := mp / mb
 	fmt.Printf("non-CRITICAL throughput, until every event is acknowledged (in the kernel; fsync'd every flush_interval)\n")
 	fmt.Printf("  in-process JSON append (baseline) %12.0f events/s\n", mb)
-	fmt.Printf("  through the plugin process        %12.0f events/s  ratio %.2f  goal >=250000/s and ratio >=0.25: %s\n",
-		mp, ratio, verdict(mp >= 250000 && ratio >= 0.25))
+	fmt.Printf("  through the plugin process        %12.0f events/s  ratio %.2f  goal ratio >=0.33: %s; goal >=250000/s: %s\n",
+		mp, ratio, verdict(ratio >= 0.33), verdict(mp >= 250000))
 	fmt.Printf("  the same, until a final fsync made all of them durable: baseline %.0f, plugin %.0f events/s, ratio %.2f\n",
 		median(baseD), median(plugD), median(plugD)/median(baseD))
 	fmt.Printf("  CPU per event during the plugin runs: plugin %.2f us, host %.2f us (medians)\n",
@@ -260,10 +261,11 @@ func throughPlugin(pluginPath, path string, events []audit.Event, batch int) (ra
 		hostCPU.add(selfCPU() - h0)
 	}()
 	start := time.Now()
-	// The host's bus hands the client up to four batches at a time, which
-	// it sends in flight together on one stream; do the same.
-	for i := 0; i < len(events); i += 4 * batch {
-		if err := client.EmitBatch(ctx, events[i:min(i+4*batch, len(events))]); err != nil {
+	// The host's bus hands the client hostaudit.BatchesPerDelivery batches
+	// at a time, which it sends on one stream, a few in flight; do the same.
+	per := hostaudit.BatchesPerDelivery * batch
+	for i := 0; i < len(events); i += per {
+		if err := client.EmitBatch(ctx, events[i:min(i+per, len(events))]); err != nil {
 			return rates{}, err
 		}
 	}

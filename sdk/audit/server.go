@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/vramward/vramward/sdk/sandbox"
 	"google.golang.org/grpc"
@@ -170,8 +171,8 @@ func (s *server) EmitStream(stream grpc.BidiStreamingServer[auditv1.EmitBatchReq
 }
 
 // batchRecords parses and validates a batch's records. Every event's
-// strings share one copy of the batch and its fields one backing array;
-// each Line slices the request's buffer.
+// strings and every Line slice the request's buffer; the fields of all
+// events share one backing array.
 func batchRecords(req *auditv1.EmitBatchRequest) ([]Record, error) {
 	buf := req.GetRecords()
 	if len(buf) == 0 {
@@ -180,7 +181,11 @@ func batchRecords(req *auditv1.EmitBatchRequest) ([]Record, error) {
 	if buf[len(buf)-1] != '\n' {
 		return nil, fmt.Errorf("the last record does not end in a newline")
 	}
-	recs := string(buf) // one copy a batch; events slice it
+	// The events' strings alias the request's buffer: the message owns it
+	// (the decoder copied it out of the transport's), nothing writes to it,
+	// and a sink must treat a record as read-only. Copying it would cost a
+	// tenth of the plugin's CPU per event.
+	recs := unsafe.String(&buf[0], len(buf))
 	n := strings.Count(recs, "\n")
 	out := make([]Record, 0, n)
 	fields := make([]Field, 0, n*8)
