@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,9 +44,22 @@ func main() {
 	batch := flag.Int("batch", 512, "events per batch (one RPC message)")
 	runs := flag.Int("runs", 5, "throughput runs (the median is reported)")
 	criticals := flag.Int("critical", 400, "CRITICAL emits per latency run")
+	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (the host's side) here")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*pluginPath, *dir, *events, *batch, *runs, *criticals); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
