@@ -37,7 +37,7 @@ test:
 	cd deploy/tests/kubernetes && GOWORK=off $(GO) test -count=1 ./...
 	cd deploy/tests/nomad && GOWORK=off $(GO) test -count=1 ./...
 	@# What the GGUF reader was compared with ggml on (the line that test logs).
-	@$(GO) test -count=1 -run '^TestAgreesWithGGML$$' -v ./plugins/loader-gguf/gguf | grep -E 'files:|SKIP|^(ok|FAIL)'
+	@$(GO) test -count=1 -run '^TestAgreesWithGGML$$' -v ./plugins/loader-gguf/internal/gguf | grep -E 'files:|SKIP|^(ok|FAIL)'
 
 # Go benchmarks, then the drivers that run the built binaries and print
 # ratios against baselines measured in the same run.

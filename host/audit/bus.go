@@ -93,7 +93,7 @@ type Bus struct {
 	tlog     *trail.Log
 	state    *stateWriter
 	closed   bool
-	sinks    []*sinkWorker
+	sinks    []*sinkDelivery
 	waiters  map[uint64]*waiter
 	stopTick chan struct{}
 
@@ -146,8 +146,8 @@ func (w *waiter) report(sink string, err error, counted bool) {
 	}
 }
 
-// New opens the chain state and starts one delivery worker per sink. The
-// sinks' plugins are started by their workers.
+// New opens the chain state and starts one delivery loop per sink. The
+// sinks' plugins are started by their delivery loops.
 func New(opts Options, conns []SinkConn) (*Bus, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
@@ -206,7 +206,7 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 		if sp.pending > 0 {
 			b.log.Info("replaying events spooled by the last run", "sink", name, "events", sp.pending)
 		}
-		b.sinks = append(b.sinks, newSinkWorker(b, c, q))
+		b.sinks = append(b.sinks, newSinkDelivery(b, c, q))
 	}
 	b.mu.Lock()
 	if rec != nil {
@@ -231,10 +231,10 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 	return b, nil
 }
 
-// Start launches every sink's plugin and its delivery worker. It returns the
+// Start launches every sink's plugin and its delivery loop. It returns the
 // sinks that could not be started; they count as failing (AuditSinkFailed
 // is recorded, CRITICAL emits waiting on them learn it at once) and their
-// workers keep retrying.
+// loops keep retrying.
 func (b *Bus) Start(ctx context.Context) map[string]error {
 	failed := map[string]error{}
 	var mu sync.Mutex

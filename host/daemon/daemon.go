@@ -20,10 +20,10 @@ import (
 	hostaudit "github.com/vramward/vramward/host/audit"
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/host/metrics"
+	"github.com/vramward/vramward/host/models"
 	"github.com/vramward/vramward/host/pluginhost"
 	"github.com/vramward/vramward/host/status"
 	"github.com/vramward/vramward/host/trail"
-	"github.com/vramward/vramward/host/worker"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/sinkclient"
 )
@@ -56,19 +56,19 @@ type Daemon struct {
 	// (nil without a loader block), models the outcome of each model.
 	launcher *pluginhost.Launcher
 	loader   *pluginhost.Process
-	models   []worker.Result
+	models   []models.Result
 	// vram is the VRAM backend's process and shards what it holds (both
 	// nil without a vram block); stopVerify ends the verify loop.
-	vram          *pluginhost.Process
-	shards        *worker.Shards
-	workerMetrics *worker.Metrics
-	stopVerify    func()
-	vramVersion   string
-	metrics       *metrics.Server
-	statusSrv     *status.Server
-	state         hostState
-	token         []byte
-	version       string
+	vram         *pluginhost.Process
+	shards       *models.Shards
+	modelMetrics *models.Metrics
+	stopVerify   func()
+	vramVersion  string
+	metrics      *metrics.Server
+	statusSrv    *status.Server
+	state        hostState
+	token        []byte
+	version      string
 }
 
 // Start brings the host up: it reads the worker token, opens the audit
@@ -111,7 +111,7 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 	launcher := &pluginhost.Launcher{Logger: log.Named("plugin"), Metrics: pluginMetrics, LogLevel: opts.LogLevel}
 	d.launcher = launcher
-	if d.workerMetrics, err = worker.NewMetrics(d.reg); err != nil {
+	if d.modelMetrics, err = models.NewMetrics(d.reg); err != nil {
 		return nil, err
 	}
 

@@ -10,8 +10,8 @@ import (
 	plugin "github.com/hashicorp/go-plugin"
 
 	"github.com/vramward/vramward/host/config"
+	"github.com/vramward/vramward/host/models"
 	"github.com/vramward/vramward/host/pluginhost"
-	"github.com/vramward/vramward/host/worker"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/loader"
@@ -28,7 +28,7 @@ func (d *Daemon) startLoader(ctx context.Context) error {
 	if err := sup.connect(ctx); err != nil {
 		return err
 	}
-	results, err := worker.CheckModels(ctx, sup, d.cfg.Models, d.bus, sup.log)
+	results, err := models.CheckModels(ctx, sup, d.cfg.Models, d.bus, sup.log)
 	d.models = results
 	return err
 }
@@ -71,7 +71,7 @@ func (s *loaderSupervisor) connect(ctx context.Context) error {
 	return nil
 }
 
-// Validate implements worker.Validator.
+// Validate implements models.Validator.
 func (s *loaderSupervisor) Validate(ctx context.Context, path, sha string) (*loader.Model, error) {
 	for restarts := 0; ; restarts++ {
 		m, err := s.client.Validate(ctx, path, sha)
@@ -134,4 +134,4 @@ func (d *Daemon) launchUse(ctx context.Context, u *config.PluginUse, half plugin
 }
 
 // Models is the outcome of each configured model's check at start.
-func (d *Daemon) Models() []worker.Result { return d.models }
+func (d *Daemon) Models() []models.Result { return d.models }

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/vramward/vramward/host/worker"
+	"github.com/vramward/vramward/host/models"
 	"github.com/vramward/vramward/internal/backoff"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/handshake"
@@ -26,7 +26,7 @@ func (d *Daemon) startVram(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.shards = worker.NewShards(client, d.bus, d.workerMetrics, worker.SealOptions{
+	d.shards = models.NewShards(client, d.bus, d.modelMetrics, models.SealOptions{
 		Key: key, WorkerID: d.cfg.Worker.ID, RequireBackend: d.cfg.Vram.RequireBackend, OnFailure: d.cfg.Verify.OnFailure,
 	}, d.log.Named("vram"))
 	if err := d.shards.Load(ctx, d.models); err != nil {
@@ -159,7 +159,7 @@ func (d *Daemon) stopVram() {
 }
 
 // Shards is the sealed shards (nil without a vram block).
-func (d *Daemon) Shards() *worker.Shards { return d.shards }
+func (d *Daemon) Shards() *models.Shards { return d.shards }
 
 // modelAccess is where the VRAM backend may open models: the loader's
 // allowed roots and size cap, so that the copy to the device is confined

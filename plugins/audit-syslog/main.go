@@ -5,7 +5,7 @@
 package main
 
 import (
-	"github.com/vramward/vramward/plugins/audit-syslog/syslogsink"
+	"github.com/vramward/vramward/plugins/audit-syslog/internal/syslogsink"
 	"github.com/vramward/vramward/sdk/audit"
 )
 

@@ -14,7 +14,7 @@ import (
 	parser "github.com/leodido/go-syslog/v4/rfc5424"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vramward/vramward/plugins/audit-syslog/syslogsink"
+	"github.com/vramward/vramward/plugins/audit-syslog/internal/syslogsink"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/sinkclient"
 	"github.com/vramward/vramward/sdk/audittest"

@@ -5,7 +5,7 @@
 package main
 
 import (
-	"github.com/vramward/vramward/plugins/loader-gguf/ggufloader"
+	"github.com/vramward/vramward/plugins/loader-gguf/internal/ggufloader"
 	"github.com/vramward/vramward/sdk/loader"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/vramward/vramward/plugins/loader-gguf/ggufloader"
+	"github.com/vramward/vramward/plugins/loader-gguf/internal/ggufloader"
 	"github.com/vramward/vramward/sdk/gguftest"
 	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/loader"

@@ -5,7 +5,7 @@
 package main
 
 import (
-	"github.com/vramward/vramward/plugins/vram-cuda/core"
+	"github.com/vramward/vramward/plugins/vram-cuda/internal/core"
 	"github.com/vramward/vramward/sdk/vram"
 )
 

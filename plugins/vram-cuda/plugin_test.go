@@ -70,7 +70,7 @@ func TestReleaseBuildHasNoTamperHook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const hook = "vram-cuda/core.(*Core).Corrupt"
+	const hook = "vram-cuda/internal/core.(*Core).Corrupt"
 	if strings.Contains(string(out), hook) {
 		t.Fatal("the release binary contains the tamper hook")
 	}

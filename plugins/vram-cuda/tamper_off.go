@@ -2,7 +2,7 @@
 
 package main
 
-import "github.com/vramward/vramward/plugins/vram-cuda/core"
+import "github.com/vramward/vramward/plugins/vram-cuda/internal/core"
 
 // tamperHook does nothing in release builds: there is no way to change a
 // resident shard from outside.

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/vramward/vramward/plugins/vram-cuda/core"
+	"github.com/vramward/vramward/plugins/vram-cuda/internal/core"
 )
 
 // tamperHook, in test builds only: when the file $VRAMWARD_TAMPER_FILE

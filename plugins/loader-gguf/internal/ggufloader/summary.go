@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vramward/vramward/plugins/loader-gguf/gguf"
+	"github.com/vramward/vramward/plugins/loader-gguf/internal/gguf"
 	"github.com/vramward/vramward/sdk/loader"
 	"github.com/vramward/vramward/sdk/sanitize"
 )

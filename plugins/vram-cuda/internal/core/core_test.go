@@ -14,7 +14,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 
 	"github.com/vramward/vramward/plugins/vram-cuda/gpu"
-	"github.com/vramward/vramward/plugins/vram-cuda/telemetry"
+	"github.com/vramward/vramward/plugins/vram-cuda/internal/telemetry"
 	"github.com/vramward/vramward/sdk/vram"
 	"github.com/vramward/vramward/sdk/vramtest"
 )

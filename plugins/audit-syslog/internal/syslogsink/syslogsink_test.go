@@ -343,7 +343,7 @@ func TestConfigureNamesTheField(t *testing.T) {
 // TestDeployConfig runs deploy/rsyslog-vramward.conf (its paths and port
 // moved into a temporary directory) and sends it events over mutual TLS.
 func TestDeployConfig(t *testing.T) {
-	text, err := os.ReadFile("../../../deploy/rsyslog-vramward.conf")
+	text, err := os.ReadFile("../../../../deploy/rsyslog-vramward.conf")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,9 +26,9 @@ const BatchesPerDelivery = 16
 // restarted instead of holding its queue forever.
 const rpcTimeout = 30 * time.Second
 
-// sinkWorker delivers one sink's queue in order, one batch at a time; a
+// sinkDelivery delivers one sink's queue in order, one batch at a time; a
 // batch leaves the queue only when the sink acknowledged it.
-type sinkWorker struct {
+type sinkDelivery struct {
 	b    *Bus
 	conn SinkConn
 	q    *queue
@@ -56,13 +56,13 @@ type sinkWorker struct {
 	started bool
 }
 
-func newSinkWorker(b *Bus, conn SinkConn, q *queue) *sinkWorker {
+func newSinkDelivery(b *Bus, conn SinkConn, q *queue) *sinkDelivery {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &sinkWorker{b: b, conn: conn, q: q, stop: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+	return &sinkDelivery{b: b, conn: conn, q: q, stop: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		backoff: backoff.Backoff{Min: b.opts.RestartMin, Max: b.opts.RestartMax}}
 }
 
-func (w *sinkWorker) connect(ctx context.Context) error {
+func (w *sinkDelivery) connect(ctx context.Context) error {
 	client, err := w.conn.Start(ctx)
 	w.mu.Lock()
 	w.client = client
@@ -70,14 +70,14 @@ func (w *sinkWorker) connect(ctx context.Context) error {
 	return err
 }
 
-func (w *sinkWorker) current() *sinkclient.Client {
+func (w *sinkDelivery) current() *sinkclient.Client {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.client
 }
 
 // failure returns the error a failing sink last reported, nil when healthy.
-func (w *sinkWorker) failure() error {
+func (w *sinkDelivery) failure() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.failing {
@@ -89,7 +89,7 @@ func (w *sinkWorker) failure() error {
 // offeredWhileFailing counts e as failed for this sink (it was offered while
 // the sink is down or failing, or could not be queued) and tells its
 // CRITICAL waiter, if any. The bus's lock is held.
-func (w *sinkWorker) offeredWhileFailing(e *audit.Record, wt *waiter, err error) {
+func (w *sinkDelivery) offeredWhileFailing(e *audit.Record, wt *waiter, err error) {
 	w.mu.Lock()
 	w.countedTo = max(w.countedTo, e.Seq)
 	w.mu.Unlock()
@@ -102,7 +102,7 @@ func (w *sinkWorker) offeredWhileFailing(e *audit.Record, wt *waiter, err error)
 
 // countUndelivered counts the events of batch not counted yet as failed,
 // for a failure the host decided (no plugin running, shutdown deadline).
-func (w *sinkWorker) countUndelivered(batch []audit.Record) {
+func (w *sinkDelivery) countUndelivered(batch []audit.Record) {
 	w.mu.Lock()
 	from := w.countedTo
 	for i := range batch {
@@ -121,7 +121,7 @@ func (w *sinkWorker) countUndelivered(batch []audit.Record) {
 }
 
 // markCounted notes that a client counted the failure of batch.
-func (w *sinkWorker) markCounted(batch []audit.Record) {
+func (w *sinkDelivery) markCounted(batch []audit.Record) {
 	w.mu.Lock()
 	for i := range batch {
 		w.countedTo = max(w.countedTo, batch[i].Seq)
@@ -137,7 +137,7 @@ const maxFailureReasons = 10
 // every CRITICAL emit waiting on it learns it at once and AuditSinkFailed is
 // recorded (on the other sinks, and on this one once it is back); while it
 // fails, a failure for another reason is recorded too.
-func (w *sinkWorker) markFailing(err error) {
+func (w *sinkDelivery) markFailing(err error) {
 	name := w.conn.Name()
 	w.mu.Lock()
 	first := !w.failing
@@ -179,7 +179,7 @@ func sameFailure(a, b error) bool {
 	return strip(a.Error()) == strip(b.Error())
 }
 
-func (w *sinkWorker) isUp() bool {
+func (w *sinkDelivery) isUp() bool {
 	w.mu.Lock()
 	up := w.client != nil && !w.failing
 	w.mu.Unlock()
@@ -192,14 +192,14 @@ func (w *sinkWorker) isUp() bool {
 }
 
 // launch starts run in its own goroutine.
-func (w *sinkWorker) launch() {
+func (w *sinkDelivery) launch() {
 	w.mu.Lock()
 	w.started = true
 	w.mu.Unlock()
 	go w.run()
 }
 
-func (w *sinkWorker) run() {
+func (w *sinkDelivery) run() {
 	defer close(w.done)
 	for {
 		// Up to BatchesPerDelivery batches at a time: the sink's client
@@ -222,8 +222,8 @@ func (w *sinkWorker) run() {
 	}
 }
 
-// sleep waits d unless the worker is stopped; it reports whether to go on.
-func (w *sinkWorker) sleep(d time.Duration) bool {
+// sleep waits d unless the loop is stopped; it reports whether to go on.
+func (w *sinkDelivery) sleep(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -235,8 +235,8 @@ func (w *sinkWorker) sleep(d time.Duration) bool {
 }
 
 // deliver sends batch until the sink takes it. It returns false when the
-// worker was stopped first (the batch stays queued and is spooled).
-func (w *sinkWorker) deliver(batch []audit.Record) bool {
+// loop was stopped first (the batch stays queued and is spooled).
+func (w *sinkDelivery) deliver(batch []audit.Record) bool {
 	name := w.conn.Name()
 	for {
 		err := w.send(batch)
@@ -295,7 +295,7 @@ func (w *sinkWorker) deliver(batch []audit.Record) bool {
 
 // delivered takes events, acknowledged by the sink, off the queue and tells
 // their CRITICAL emitters.
-func (w *sinkWorker) delivered(events []audit.Record) {
+func (w *sinkDelivery) delivered(events []audit.Record) {
 	if len(events) == 0 {
 		return
 	}
@@ -314,7 +314,7 @@ func (w *sinkWorker) delivered(events []audit.Record) {
 // that has to be restarted backs off further (RestartMax).
 const maxRetryDelay = time.Second
 
-func (w *sinkWorker) retryDelay(err error) time.Duration {
+func (w *sinkDelivery) retryDelay(err error) time.Duration {
 	d := w.backoff.Next()
 	if w.needsRestart(err) {
 		return d
@@ -322,7 +322,7 @@ func (w *sinkWorker) retryDelay(err error) time.Duration {
 	return min(d, maxRetryDelay)
 }
 
-func (w *sinkWorker) send(batch []audit.Record) error {
+func (w *sinkDelivery) send(batch []audit.Record) error {
 	client := w.current()
 	if client == nil {
 		return errNotRunning
@@ -337,7 +337,7 @@ var errNotRunning = &audit.Error{Op: "emit_batch", Reason: audit.ReasonUnavailab
 
 // needsRestart: the plugin process is gone, unreachable or shut down; a
 // sink-level failure (a full disk) is retried on the running plugin.
-func (w *sinkWorker) needsRestart(err error) bool {
+func (w *sinkDelivery) needsRestart(err error) bool {
 	if _, crashed := w.conn.Crash(); crashed {
 		return true
 	}
@@ -346,8 +346,8 @@ func (w *sinkWorker) needsRestart(err error) bool {
 }
 
 // restart records a crash, ends what is left of the plugin and starts it
-// again (with backoff between attempts) until it runs or the worker stops.
-func (w *sinkWorker) restart() bool {
+// again (with backoff between attempts) until it runs or the loop stops.
+func (w *sinkDelivery) restart() bool {
 	name := w.conn.Name()
 	if ev, crashed := w.conn.Crash(); crashed {
 		if err := w.b.Emit(context.Background(), ev); err != nil && !errors.Is(err, ErrClosed) {
@@ -374,7 +374,7 @@ func (w *sinkWorker) restart() bool {
 	}
 }
 
-func (w *sinkWorker) deliverOneByOne(batch []audit.Record) bool {
+func (w *sinkDelivery) deliverOneByOne(batch []audit.Record) bool {
 	for i := range batch {
 		err := w.send(batch[i : i+1])
 		var se *audit.Error
@@ -395,7 +395,7 @@ func (w *sinkWorker) deliverOneByOne(batch []audit.Record) bool {
 
 // finish drains the queue until the deadline, then spools what is left,
 // sends the Shutdown RPC (flush and close) and ends the plugin.
-func (w *sinkWorker) finish(deadline time.Time) error {
+func (w *sinkDelivery) finish(deadline time.Time) error {
 	name := w.conn.Name()
 	w.mu.Lock()
 	started := w.started

@@ -18,8 +18,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/vramward/vramward/plugins/audit-syslog/rfc5424"
-	"github.com/vramward/vramward/plugins/audit-syslog/transport"
+	"github.com/vramward/vramward/plugins/audit-syslog/internal/rfc5424"
+	"github.com/vramward/vramward/plugins/audit-syslog/internal/transport"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/sandbox"
 	"github.com/vramward/vramward/sdk/schema"

@@ -6,11 +6,11 @@ import (
 	"testing"
 
 	"github.com/vramward/vramward/internal/readmetest"
-	"github.com/vramward/vramward/plugins/loader-gguf/gguf"
+	"github.com/vramward/vramward/plugins/loader-gguf/internal/gguf"
 )
 
 func TestReadmeMatchesSchema(t *testing.T) {
-	vals := readmetest.ReadmeConfig(t, "../README.md", Schema, "loader", "config")
+	vals := readmetest.ReadmeConfig(t, "../../README.md", Schema, "loader", "config")
 	if got := vals.StringList("allowed_roots"); len(got) != 1 || got[0] != "/srv/models" {
 		t.Errorf("decoded %s", vals.JSON())
 	}
@@ -19,7 +19,7 @@ func TestReadmeMatchesSchema(t *testing.T) {
 // TestReadmeNamesEveryFormatReason: each reason the reader can give is
 // documented.
 func TestReadmeNamesEveryFormatReason(t *testing.T) {
-	b, err := os.ReadFile("../README.md")
+	b, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,5 +7,5 @@ import (
 )
 
 func TestReadmeMatchesSchema(t *testing.T) {
-	readmetest.ReadmeConfig(t, "../README.md", Schema, "vram", "config")
+	readmetest.ReadmeConfig(t, "../../README.md", Schema, "vram", "config")
 }

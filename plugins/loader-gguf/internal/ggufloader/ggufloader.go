@@ -14,8 +14,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/vramward/vramward/plugins/loader-gguf/gguf"
-	"github.com/vramward/vramward/plugins/loader-gguf/hashread"
+	"github.com/vramward/vramward/plugins/loader-gguf/internal/gguf"
+	"github.com/vramward/vramward/plugins/loader-gguf/internal/hashread"
 	"github.com/vramward/vramward/sdk/confine"
 	"github.com/vramward/vramward/sdk/loader"
 	"github.com/vramward/vramward/sdk/sandbox"

@@ -18,7 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/vramward/vramward/plugins/vram-cuda/gpu"
-	"github.com/vramward/vramward/plugins/vram-cuda/telemetry"
+	"github.com/vramward/vramward/plugins/vram-cuda/internal/telemetry"
 	"github.com/vramward/vramward/sdk/schema"
 	"github.com/vramward/vramward/sdk/version"
 	"github.com/vramward/vramward/sdk/vram"

@@ -1,8 +1,10 @@
-// Package worker is the host's main job for each configured model: have the
-// loader plugin confine, hash and validate the file, and record the outcome
-// as an audit event. The host, not the plugin, makes the event, so a faulty
-// loader cannot skip or forge the record of its own refusal.
-package worker
+// Package models is the host's main job for each configured model: have the
+// loader plugin confine, hash and validate the file (check.go), have the
+// VRAM backend load it, seal it here and keep re-verifying the seal
+// (vram.go), and record every outcome as an audit event. The host, not the
+// plugin, makes the events, so a faulty plugin cannot skip or forge the
+// record of its own refusal.
+package models
 
 import (
 	"errors"
