@@ -45,7 +45,7 @@ type Chain struct {
 	// Prev is the hash of the previous record, nil for the first record.
 	Prev []byte
 	// Hash is this record's RFC 6962 leaf hash: SHA-256 of 0x00 and its
-	// canonical bytes (AppendCanonical). It needs no secret to check; the
+	// hash input (AppendHashInput). It needs no secret to check; the
 	// signed checkpoints over the tree of these hashes are what vouch.
 	Hash []byte
 }

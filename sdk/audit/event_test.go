@@ -110,7 +110,7 @@ func goldenEvent() Event {
 func TestGoldenLine(t *testing.T) {
 	e := goldenEvent()
 	got := append(e.AppendJSON(nil), '\n')
-	got = append(got, e.AppendCanonical(nil)...)
+	got = append(got, e.AppendHashInput(nil)...)
 	got = append(got, '\n')
 	plugintest.Golden(t, filepath.Join("testdata", "golden", "event.jsonl"), got, *update)
 }

@@ -28,9 +28,9 @@ const hexdigits = "0123456789abcdef"
 // keeps the JSON meaning, is detected.
 func (e *Event) AppendJSON(dst []byte) []byte { return e.appendJSON(dst, true) }
 
-// AppendCanonical appends the bytes chain.hash covers: the JSON line with
+// AppendHashInput appends the bytes chain.hash covers: the record with
 // chain.hash left out.
-func (e *Event) AppendCanonical(dst []byte) []byte { return e.appendJSON(dst, false) }
+func (e *Event) AppendHashInput(dst []byte) []byte { return e.appendJSON(dst, false) }
 
 func (e *Event) appendJSON(b []byte, withHash bool) []byte {
 	b = append(b, `{"seq":`...)

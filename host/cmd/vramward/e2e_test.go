@@ -69,12 +69,14 @@ type host struct {
 	exited  chan error
 }
 
-func writeConfig(t *testing.T, dir, extra string) string {
+// configHead writes the worker token into dir and returns the config's
+// worker, metrics and audit-file plugin blocks.
+func configHead(t *testing.T, dir string) string {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`
+	return fmt.Sprintf(`
 worker {
   id         = "e2e"
   token_file = "token"
@@ -87,7 +89,12 @@ plugin "audit-file" {
   kind = "audit_sink"
   path = %q
 }
-audit {
+`, sinkBin)
+}
+
+func writeConfig(t *testing.T, dir, extra string) string {
+	t.Helper()
+	cfg := configHead(t, dir) + `audit {
   sink "local" {
     plugin = "audit-file"
     config {
@@ -95,7 +102,7 @@ audit {
     }
   }
 }
-%s`, sinkBin, extra)
+` + extra
 	path := filepath.Join(dir, "vramward.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

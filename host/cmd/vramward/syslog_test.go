@@ -25,22 +25,7 @@ func TestSyslogReceiverLateGetsEveryRecord(t *testing.T) {
 	srv := rsyslogd.Start(t, rsyslogd.TCP)
 	srv.Stop(t)
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(`
-worker {
-  id         = "e2e"
-  token_file = "token"
-  state_dir  = "state"
-}
-metrics {
-  listen = "127.0.0.1:0"
-}
-plugin "audit-file" {
-  kind = "audit_sink"
-  path = %q
-}
+	cfg := configHead(t, dir) + fmt.Sprintf(`
 plugin "audit-syslog" {
   kind = "audit_sink"
   path = %q
@@ -62,7 +47,7 @@ audit {
     }
   }
 }
-`, sinkBin, syslogBin, srv.Addr())
+`, syslogBin, srv.Addr())
 	if err := os.WriteFile(filepath.Join(dir, "vramward.hcl"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

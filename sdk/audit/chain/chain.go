@@ -2,8 +2,8 @@
 // carries and anyone can check without a key.
 //
 // Each record holds chain {epoch, prev, hash}: hash is the record's RFC 6962
-// leaf hash, SHA-256(0x00 || canonical bytes), where the canonical bytes are
-// the record's JSON line without chain.hash; prev is the previous record's
+// leaf hash, SHA-256(0x00 || hash input), where the hash input is the
+// record's JSON line without chain.hash (Event.AppendHashInput); prev is the previous record's
 // hash. A hash needs no secret, so links alone prove nothing against someone
 // who can rewrite the file: the host's signed checkpoints over the Merkle tree
 // of these hashes do (see the host's trail package). What links give is
@@ -29,27 +29,26 @@ func LeafHash(data []byte) []byte {
 	return h.Sum(make([]byte, 0, HashSize))
 }
 
-// Hash returns e's record hash over its canonical bytes.
+// Hash returns e's record hash over its hash input.
 func Hash(e *audit.Event) []byte {
 	var buf [1024]byte
-	return LeafHash(e.AppendCanonical(buf[:0]))
+	return LeafHash(e.AppendHashInput(buf[:0]))
 }
 
-// hashTail closes a canonical encoding (which ends with chain.prev) with
-// chain.hash: canonical[:len-len(canonicalEnd)] + hashKey + hex + recordEnd
-// is exactly AppendJSON's record.
+// A hash input ends with chain.prev and recordEnd; closing it with hashKey,
+// the hash in hex and recordEnd gives exactly AppendJSON's record.
 const (
-	canonicalEnd = `"}}`
-	hashKey      = `","hash":"`
+	recordEnd = `"}}`
+	hashKey   = `","hash":"`
 )
 
-// record turns e's canonical bytes, which it owns, into its record line,
-// given its hash: the fields are encoded once, for the hash and the line.
-func record(canonical, hash []byte) []byte {
-	line := canonical[:len(canonical)-len(canonicalEnd)]
+// record turns a hash input, which it owns, into the record line, given its
+// hash: the fields are encoded once, for the hash and for the line.
+func record(input, hash []byte) []byte {
+	line := input[:len(input)-len(recordEnd)]
 	line = append(line, hashKey...)
 	line = hex.AppendEncode(line, hash)
-	return append(line, canonicalEnd...)
+	return append(line, recordEnd...)
 }
 
 // Linker assigns seq and the chain to records, one at a time, the way the
@@ -72,16 +71,16 @@ func (l *Linker) Link(e *audit.Event, epoch uint64) audit.Record {
 
 // LinkAt links e at seq, which may skip ahead of the last one (a host
 // resuming past the seqs a crashed run may have used), and returns its
-// record: the event and its line, encoded once (the bytes its hash covers,
-// closed with the hash).
+// record: the event and its line, encoded once (its hash input, closed with
+// the hash).
 func (l *Linker) LinkAt(e *audit.Event, seq, epoch uint64) audit.Record {
 	l.seq = seq
 	e.Seq = seq
 	e.Chain = audit.Chain{Epoch: epoch, Prev: l.prev}
-	canonical := e.AppendCanonical(make([]byte, 0, 512))
-	e.Chain.Hash = LeafHash(canonical)
+	input := e.AppendHashInput(make([]byte, 0, 512))
+	e.Chain.Hash = LeafHash(input)
 	l.prev = e.Chain.Hash
-	return audit.Record{Event: *e, Line: record(canonical, e.Chain.Hash)}
+	return audit.Record{Event: *e, Line: record(input, e.Chain.Hash)}
 }
 
 // Seq is the last seq assigned.

@@ -27,7 +27,7 @@ func trail(t testing.TB, n int) [][]byte {
 }
 
 // The line a link returns is the event's record, byte for byte: the fields
-// are encoded once, and closing the canonical bytes with the hash gives
+// are encoded once, and closing the hash input with the hash gives
 // what AppendJSON would (first record, later ones, escapes, other epochs).
 func TestLinkReturnsTheRecordLine(t *testing.T) {
 	l := &Linker{}
