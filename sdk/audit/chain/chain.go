@@ -3,8 +3,8 @@
 //
 // Each record holds chain {epoch, prev, hash}: hash is the record's RFC 6962
 // leaf hash, SHA-256(0x00 || hash input), where the hash input is the
-// record's JSON line without chain.hash (Event.AppendHashInput); prev is the previous record's
-// hash. A hash needs no secret, so links alone prove nothing against someone
+// record's JSON line without chain.hash (Event.AppendHashInput); prev is the
+// previous record's hash. A hash needs no secret, so links alone prove nothing against someone
 // who can rewrite the file: the host's signed checkpoints over the Merkle tree
 // of these hashes do (see the host's trail package). What links give is
 // locality: the first record that is edited, missing or out of place is named
