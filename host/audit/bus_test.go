@@ -338,7 +338,7 @@ func TestChainStateAcrossRestarts(t *testing.T) {
 	}
 	// The three runs are one log that verifies with the public key; the
 	// crashed run's record after its saved state is named.
-	rep := verifyRecords(t, dir, s.got(), s2.got(), s3.got())
+	rep := verifyRecordsAfterCrash(t, dir, s.got(), s2.got(), s3.got())
 	if len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "not part of the log") {
 		t.Fatalf("notes %q", rep.Notes)
 	}
@@ -347,6 +347,13 @@ func TestChainStateAcrossRestarts(t *testing.T) {
 // verifyRecords verifies what sinks received as one trail, with the key in
 // state_dir/audit.pub.
 func verifyRecords(t *testing.T, dir string, runs ...[]audit.Event) trail.Report {
+	t.Helper()
+	return verifyAccepting(t, dir, nil, runs...)
+}
+
+// verifyRecordsAfterCrash verifies a trail with a crash in it: it fails on
+// the loss the crash declares, and verifies once that loss is accepted.
+func verifyRecordsAfterCrash(t *testing.T, dir string, runs ...[]audit.Event) trail.Report {
 	t.Helper()
 	var buf bytes.Buffer
 	for _, run := range runs {
@@ -359,7 +366,32 @@ func verifyRecords(t *testing.T, dir string, runs ...[]audit.Event) trail.Report
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := trail.Verify(trail.Options{Key: key}, chain.Source{Name: "sink", R: &buf})
+	rep, err := trail.Verify(trail.Options{Key: key}, chain.Source{Name: "sink", R: bytes.NewReader(buf.Bytes())})
+	var ve *chain.Error
+	if !errors.As(err, &ve) || ve.Problem != trail.Lost || len(rep.Lost) == 0 {
+		t.Fatalf("a crash's loss did not fail verification: %v", err)
+	}
+	var accept []trail.SeqRange
+	for _, l := range rep.Lost {
+		accept = append(accept, l.SeqRange)
+	}
+	return verifyAccepting(t, dir, accept, runs...)
+}
+
+func verifyAccepting(t *testing.T, dir string, accept []trail.SeqRange, runs ...[]audit.Event) trail.Report {
+	t.Helper()
+	var buf bytes.Buffer
+	for _, run := range runs {
+		for _, e := range run {
+			buf.Write(e.AppendJSON(nil))
+			buf.WriteByte('\n')
+		}
+	}
+	key, _, err := trail.ReadVerifierKey(filepath.Join(dir, PublicKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := trail.Verify(trail.Options{Key: key, AcceptLoss: accept}, chain.Source{Name: "sink", R: &buf})
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}

@@ -37,17 +37,17 @@ type stateBody struct {
 	// Key is the current epoch's public key: a slot's secret must match
 	// it (the checksum does not cover the secret, so that no hash is ever
 	// computed over it).
-	Key               string    `json:"key"`
-	Seq               uint64    `json:"seq"`
-	Reserved          uint64    `json:"reserved"`
-	Prev              []byte    `json:"prev"`
-	TreeSize          uint64    `json:"tree_size"`
-	Tree              [][]byte  `json:"tree"`
-	EpochEvents       uint64    `json:"epoch_events"`
-	EpochStarted      time.Time `json:"epoch_started"`
-	LastCheckpointSeq uint64    `json:"last_checkpoint_seq"`
-	LastCheckpoint    []byte    `json:"last_checkpoint"`
-	Certs             [][]byte  `json:"certs"`
+	Key               string       `json:"key"`
+	Seq               uint64       `json:"seq"`
+	Reserved          uint64       `json:"reserved"`
+	Prev              []byte       `json:"prev"`
+	TreeSize          uint64       `json:"tree_size"`
+	Tree              [][]byte     `json:"tree"`
+	EpochEvents       uint64       `json:"epoch_events"`
+	EpochStarted      time.Time    `json:"epoch_started"`
+	LastCheckpointSeq uint64       `json:"last_checkpoint_seq"`
+	LastCheckpoint    []byte       `json:"last_checkpoint"`
+	Links             []trail.Link `json:"links"`
 	// Clean is true only when written by a clean shutdown: the next start
 	// continues the log; otherwise it records AuditRecovered first.
 	Clean bool `json:"clean"`
@@ -62,7 +62,7 @@ const stateVersion = 2
 // key instead of being hashed.
 var slotMagic = []byte("vramward-state-2\n")
 
-const slotSize = 16 << 10
+const slotSize = 64 << 10
 
 // chainStore keeps the log's state in two fixed-size slot files written
 // alternately (state_dir/chain.state.a and .b), each with a checksum: a save
@@ -197,7 +197,7 @@ func openLog(dir, origin string, limits trail.Limits, log func(msg string, args 
 	}
 	st := trail.State{Origin: body.Origin, Epoch: body.Epoch, Seq: body.Seq, Prev: body.Prev, TreeSize: body.TreeSize, Tree: body.Tree,
 		EpochEvents: body.EpochEvents, EpochStarted: body.EpochStarted, LastCheckpointSeq: body.LastCheckpointSeq,
-		LastCheckpoint: body.LastCheckpoint, Certs: body.Certs}
+		LastCheckpoint: body.LastCheckpoint, Links: body.Links}
 	l, err := trail.Resume(st, key, limits)
 	if err != nil {
 		key.Destroy()
@@ -269,7 +269,7 @@ func (cs *chainStore) save(l *trail.Log, clean, sync bool) error {
 func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, clean, sync bool) error {
 	body, err := json.Marshal(stateBody{Version: stateVersion, Gen: cs.gen, Origin: st.Origin, Epoch: st.Epoch, Key: l.VerifierKey(), Seq: st.Seq, Reserved: cs.reserved,
 		Prev: st.Prev, TreeSize: st.TreeSize, Tree: st.Tree, EpochEvents: st.EpochEvents, EpochStarted: st.EpochStarted,
-		LastCheckpointSeq: st.LastCheckpointSeq, LastCheckpoint: st.LastCheckpoint, Certs: st.Certs, Clean: clean})
+		LastCheckpointSeq: st.LastCheckpointSeq, LastCheckpoint: st.LastCheckpoint, Links: st.Links, Clean: clean})
 	if err != nil {
 		return err
 	}

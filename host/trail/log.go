@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,10 +63,24 @@ func (l Limits) withDefaults() Limits {
 // Origin is the checkpoint origin (and key name) of a worker's log.
 func Origin(workerID string) string { return "vramward/" + workerID }
 
-// maxCerts is how many epoch-end checkpoints the state keeps, to repeat
-// in an AuditRecovered record: the certifications of keys whose records a
-// crash may have lost.
-const maxCerts = 4
+// maxLinks is how many of its last checkpoints the log keeps, each with
+// the compact range of the leaves from it to the next. An AuditRecovered
+// record carries them so that a verifier can walk from the last checkpoint
+// it verified to the tree the host resumes from, checking every checkpoint
+// (and every key it certifies) on the way: a crash may have kept that many
+// checkpoints from a sink.
+const maxLinks = 6
+
+// Link is one checkpoint of the log's recent history and the leaves after
+// it: Seg is the compact range from the checkpoint's tree size to the next
+// link's (the last link's to the current tree). The first link of a young
+// log is the empty tree (Size 0, no Note).
+type Link struct {
+	Seq  uint64   `json:"seq"` // the AuditCheckpoint record's seq; 0 for the empty tree
+	Size uint64   `json:"size"`
+	Note []byte   `json:"note"`
+	Seg  [][]byte `json:"seg"` // compact range hashes
+}
 
 // State is what the host persists to continue the log. It holds the current
 // epoch's key only; the key's secret is written by the store itself, never
@@ -83,8 +98,9 @@ type State struct {
 	LastCheckpointSeq uint64
 	// LastCheckpoint is that checkpoint's note.
 	LastCheckpoint []byte
-	// Certs are the last epoch-end checkpoints, oldest first.
-	Certs [][]byte
+	// Links are the last checkpoints and the leaves between them, oldest
+	// first (see Link).
+	Links []Link
 }
 
 // Log seals records into the tree and signs checkpoints. It is not safe for
@@ -93,6 +109,7 @@ type Log struct {
 	st        State
 	link      *chain.Linker
 	tree      *compact.Range
+	links     []link // st.Links, live
 	key       *PrivateKey
 	limits    Limits
 	now       func() time.Time
@@ -112,7 +129,7 @@ func New(origin string, limits Limits) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{st: State{Origin: origin, EpochStarted: time.Now()}, link: &chain.Linker{}, tree: rf.NewEmptyRange(0),
-		key: k, limits: limits.withDefaults(), now: time.Now, lastCkpt: time.Now()}
+		links: []link{{seg: rf.NewEmptyRange(0)}}, key: k, limits: limits.withDefaults(), now: time.Now, lastCkpt: time.Now()}
 	return l, nil
 }
 
@@ -125,9 +142,50 @@ func Resume(st State, key *PrivateKey, limits Limits) (*Log, error) {
 	if key.Name() != st.Origin {
 		return nil, fmt.Errorf("saved key is for origin %q, the log is %q", key.Name(), st.Origin)
 	}
-	l := &Log{st: st, link: chain.Resume(st.Seq, st.Prev), tree: tree, key: key, limits: limits.withDefaults(), now: time.Now, lastCkpt: time.Now()}
-	l.st.Tree = nil
+	links, err := resumeLinks(st)
+	if err != nil {
+		return nil, fmt.Errorf("saved checkpoints: %w", err)
+	}
+	l := &Log{st: st, link: chain.Resume(st.Seq, st.Prev), tree: tree, links: links, key: key, limits: limits.withDefaults(), now: time.Now, lastCkpt: time.Now()}
+	l.st.Tree, l.st.Links = nil, nil
 	return l, nil
+}
+
+// link is a Link with its range live.
+type link struct {
+	seq, size uint64
+	note      []byte
+	seg       *compact.Range
+}
+
+// resumeLinks rebuilds the saved links. A state saved before links existed
+// still resumes right after its last checkpoint record (the usual place of
+// a save): its one link is that checkpoint and that record.
+func resumeLinks(st State) ([]link, error) {
+	if len(st.Links) == 0 {
+		c, err := ParseCheckpoint(st.LastCheckpoint)
+		if err != nil || c.Size+1 != st.TreeSize {
+			return nil, nil // an AuditRecovered after this cannot be bound: verify says so
+		}
+		seg := rf.NewEmptyRange(c.Size)
+		if err := seg.Append(st.Prev, nil); err != nil {
+			return nil, err
+		}
+		return []link{{seq: st.LastCheckpointSeq, size: c.Size, note: st.LastCheckpoint, seg: seg}}, nil
+	}
+	links := make([]link, len(st.Links))
+	for i, sl := range st.Links {
+		end := st.TreeSize
+		if i+1 < len(st.Links) {
+			end = st.Links[i+1].Size
+		}
+		seg, err := rf.NewRange(sl.Size, end, sl.Seg)
+		if err != nil {
+			return nil, fmt.Errorf("link at tree size %d: %w", sl.Size, err)
+		}
+		links[i] = link{seq: sl.Seq, size: sl.Size, note: sl.Note, seg: seg}
+	}
+	return links, nil
 }
 
 // VerifierKey is the current epoch's public key.
@@ -153,6 +211,11 @@ func (l *Log) sealAt(e *audit.Event, seq uint64) audit.Record {
 	r := l.link.LinkAt(e, seq, l.st.Epoch)
 	if err := l.tree.Append(e.Chain.Hash, nil); err != nil {
 		panic(fmt.Sprintf("trail: append to a range from 0: %v", err)) // cannot fail for a well-formed hash
+	}
+	if n := len(l.links); n > 0 {
+		if err := l.links[n-1].seg.Append(e.Chain.Hash, nil); err != nil {
+			panic(fmt.Sprintf("trail: append to a link: %v", err))
+		}
 	}
 	l.st.EpochEvents++
 	l.sinceCkpt++
@@ -209,6 +272,10 @@ func (l *Log) Checkpoint(endEpoch bool) (audit.Record, Checkpoint, error) {
 	if l.Fill != nil {
 		l.Fill(&e)
 	}
+	l.links = append(l.links, link{seq: l.link.Seq() + 1, size: c.Size, note: c.Note, seg: rf.NewEmptyRange(c.Size)})
+	if len(l.links) > maxLinks {
+		l.links = append([]link(nil), l.links[len(l.links)-maxLinks:]...)
+	}
 	r := l.Seal(&e)
 	l.st.LastCheckpointSeq, l.st.LastCheckpoint = e.Seq, c.Note
 	l.sinceCkpt, l.lastCkpt, l.lastSize = 0, l.now(), c.Size
@@ -218,10 +285,6 @@ func (l *Log) Checkpoint(endEpoch bool) (audit.Record, Checkpoint, error) {
 		l.st.Epoch++
 		l.st.EpochEvents = 0
 		l.st.EpochStarted = l.now()
-		l.st.Certs = append(l.st.Certs, c.Note)
-		if len(l.st.Certs) > maxCerts {
-			l.st.Certs = append([][]byte(nil), l.st.Certs[len(l.st.Certs)-maxCerts:]...)
-		}
 	}
 	return r, c, nil
 }
@@ -234,29 +297,44 @@ func (l *Log) State() State {
 	for _, h := range l.tree.Hashes() {
 		st.Tree = append(st.Tree, append([]byte(nil), h...))
 	}
-	st.Certs = append([][]byte(nil), l.st.Certs...)
+	st.Links = make([]Link, len(l.links))
+	for i, k := range l.links {
+		st.Links[i] = Link{Seq: k.seq, Size: k.size, Note: k.note, Seg: cloneHashes(k.seg)}
+	}
 	return st
+}
+
+func cloneHashes(r *compact.Range) [][]byte {
+	out := make([][]byte, len(r.Hashes()))
+	for i, h := range r.Hashes() {
+		out[i] = append([]byte(nil), h...)
+	}
+	return out
 }
 
 // Recover records, after a crash, that the seqs after the last checkpoint
 // up to reserved (every seq the crashed run may have used) cannot be
 // vouched for: it seals an AuditRecovered record at reserved+1, linked to
-// the last record the saved state holds, carrying that state's tree so a
-// verifier can continue even where the crashed run's last records are gone.
+// the last record the saved state holds. It carries the log's recent
+// checkpoints and the compact ranges between them (see Link), so that a
+// verifier continues only from a checkpoint it has verified, through
+// checkpoints it checks, to the tree the host resumes from.
 func (l *Log) Recover(reserved uint64, reason string) (audit.Record, error) {
 	st := l.State()
-	tree := make([]string, len(st.Tree))
-	for i, h := range st.Tree {
-		tree[i] = encodeB64(h)
-	}
-	certs := make([]string, len(st.Certs))
-	for i, c := range st.Certs {
-		certs[i] = encodeB64(c)
+	ckpts := make([]string, len(st.Links))
+	segs := make([]string, len(st.Links))
+	for i, k := range st.Links {
+		ckpts[i] = strconv.FormatUint(k.Seq, 10) + ":" + encodeB64(k.Note)
+		hs := make([]string, len(k.Seg))
+		for j, h := range k.Seg {
+			hs[j] = encodeB64(h)
+		}
+		segs[i] = strings.Join(hs, ",")
 	}
 	e, err := audit.New(audit.AuditRecovered, audit.Actor{},
 		audit.Uint("from_seq", st.LastCheckpointSeq+1), audit.Uint("to_seq", max(reserved, st.Seq)), audit.Str("reason", reason),
 		audit.Uint("resume_seq", st.Seq), audit.Uint("tree_size", st.TreeSize),
-		audit.Str("tree", strings.Join(tree, ",")), audit.Str("key_certs", strings.Join(certs, ",")))
+		audit.Str("checkpoints", strings.Join(ckpts, ",")), audit.Str("segments", strings.Join(segs, ";")))
 	if err != nil {
 		return audit.Record{}, err
 	}

@@ -65,6 +65,10 @@ func run(key note.Verifier, data []byte, ext ...External) (Report, error) {
 	return Verify(Options{Key: key, Checkpoints: ext, Keep: true}, chain.Source{Name: "t.log", R: bytes.NewReader(data)})
 }
 
+func runAccepting(key note.Verifier, data []byte, loss ...SeqRange) (Report, error) {
+	return Verify(Options{Key: key, Keep: true, AcceptLoss: loss}, chain.Source{Name: "t.log", R: bytes.NewReader(data)})
+}
+
 var small = Limits{EpochEvents: 7, EpochDuration: time.Hour, CheckpointEvents: 3, CheckpointInterval: time.Hour}
 
 func TestLogVerifies(t *testing.T) {
@@ -183,20 +187,32 @@ func TestRecoverAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	out = append(out, c.AppendJSON(nil))
-	rep, err := run(key, join(out))
+	// A declared loss fails unless the operator accepts that exact range.
+	recSeq := parse(t, rec.Line).Seq
+	_, err = run(key, join(out))
+	expect(t, err, Lost, recSeq)
+	want := SeqRange{st.Seq + 1, st.Seq + 100}
+	if !strings.Contains(err.Error(), "-accept-loss "+want.String()) {
+		t.Fatalf("the failure does not name the range to accept: %v", err)
+	}
+	if _, err := runAccepting(key, join(out), SeqRange{want.From - 1, want.To}); err == nil {
+		t.Fatal("another range accepted the loss")
+	}
+	rep, err := runAccepting(key, join(out), want)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "not part of the log") {
 		t.Fatalf("notes %q", rep.Notes)
 	}
-	// The same with the crashed run's last records lost.
+	// The same with the crashed run's last records lost: nothing after the
+	// last checkpoint is vouched for, and the checkpoint itself is lost too.
 	out = append(append([][]byte{}, lines[:len(lines)-2]...), rec.AppendJSON(nil), c.AppendJSON(nil))
-	if _, err := run(key, join(out)); err != nil {
+	if _, err := runAccepting(key, join(out), want); err != nil {
 		t.Fatal(err)
 	}
 	// Proof of an early record against the last checkpoint.
-	rep, err = run(key, join(append(append([][]byte{}, lines...), rec.AppendJSON(nil), c.AppendJSON(nil))))
+	rep, err = runAccepting(key, join(append(append([][]byte{}, lines...), rec.AppendJSON(nil), c.AppendJSON(nil))), want)
 	if err != nil {
 		t.Fatal(err)
 	}

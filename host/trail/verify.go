@@ -3,10 +3,12 @@ package trail
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -43,6 +45,10 @@ type Options struct {
 	// Keep keeps every record's seq and hash (for comparing copies) and
 	// the tree's leaves (for inclusion proofs).
 	Keep bool
+	// AcceptLoss are the losses the operator accepts, each exactly as
+	// verification names it: any other seqs an AuditRecovered declares lost
+	// fail verification.
+	AcceptLoss []SeqRange
 }
 
 // Seen is one record as read, for comparing copies.
@@ -73,9 +79,11 @@ type Report struct {
 	Leaves []Leaf
 	// Keys are the verifier keys of every epoch, first to last.
 	Keys []string
-	// Lost are the seqs missing from this trail that an AuditRecovered
-	// explains (lost with a crashed host before they were delivered).
-	Lost []SeqRange
+	// Lost are the seqs this trail cannot vouch for after a crash: those an
+	// AuditRecovered declares, and those after the last checkpoint verified
+	// before it that cannot be checked against the tree the log resumed
+	// from. Each fails verification unless accepted (Options.AcceptLoss).
+	Lost []Loss
 	// Certs are the checkpoints that certified each key after the first,
 	// in epoch order: what a proof carries so that the first key suffices.
 	Certs [][]byte
@@ -83,6 +91,30 @@ type Report struct {
 
 // SeqRange is the seqs From to To.
 type SeqRange struct{ From, To uint64 }
+
+func (r SeqRange) String() string { return fmt.Sprintf("%d-%d", r.From, r.To) }
+
+// ParseSeqRange reads "FROM-TO".
+func ParseSeqRange(s string) (SeqRange, error) {
+	a, b, ok := strings.Cut(s, "-")
+	from, err1 := strconv.ParseUint(a, 10, 64)
+	to, err2 := strconv.ParseUint(b, 10, 64)
+	if !ok || err1 != nil || err2 != nil || from == 0 || to < from {
+		return SeqRange{}, fmt.Errorf("%q is not a range of seqs FROM-TO", s)
+	}
+	return SeqRange{from, to}, nil
+}
+
+// Loss is a range of seqs a trail cannot vouch for after a crash, and the
+// AuditRecovered record that declares it.
+type Loss struct {
+	SeqRange
+	At    uint64 // the AuditRecovered's seq
+	Where string
+}
+
+// Lost is the problem of seqs a crash took, not accepted by the operator.
+const Lost chain.Problem = "lost"
 
 // Leaf is one leaf of the tree.
 type Leaf struct {
@@ -108,8 +140,11 @@ type Verifier struct {
 	baseHash []byte         // and its hash
 	lastSeq  uint64
 	last     []byte // hash of the last record read
-	// lastCkptEnd is the tree size just after the last checkpoint record.
-	lastCkptEnd   uint64
+	// ckpt is the last checkpoint verified: the one an AuditRecovered must
+	// continue from.
+	ckpt verified
+	// chainRoots are the tree sizes whose roots a recovery's checkpoints gave.
+	chainRoots    map[uint64]bool
 	lastCkptWhere string
 	want          map[uint64]bool   // sizes external checkpoints need roots at
 	rootsAt       map[uint64][]byte // roots at those sizes, in the current branch
@@ -125,7 +160,7 @@ type Verifier struct {
 // NewVerifier starts verifying a trail.
 func NewVerifier(opts Options) *Verifier {
 	v := &Verifier{opts: opts, keys: []note.Verifier{opts.Key}, tree: rf.NewEmptyRange(0), base: rf.NewEmptyRange(0),
-		want: map[uint64]bool{}, rootsAt: map[uint64][]byte{}}
+		want: map[uint64]bool{}, rootsAt: map[uint64][]byte{}, chainRoots: map[uint64]bool{}, ckpt: verified{tree: rf.NewEmptyRange(0)}}
 	v.rep.Origin = opts.Key.Name()
 	for _, x := range opts.Checkpoints {
 		if c, err := ParseCheckpoint(x.Note); err == nil {
@@ -309,18 +344,13 @@ func (v *Verifier) checkpoint(r *chain.Record) error {
 	case fieldUint(e, "tree_size") != c.Size || fieldStr(e, "root_hash") != hex.EncodeToString(c.Root) || fieldStr(e, "next_key") != c.NextKey:
 		return r.Fail(chain.Edited, "tree_size, root_hash or next_key differ from the signed note")
 	}
-	if c.NextKey != "" {
-		nk, err := note.NewVerifier(c.NextKey)
-		if err != nil || nk.Name() != v.rep.Origin {
-			return r.Fail(chain.Forged, "next-key %q is not a key of this log", short(c.NextKey))
-		}
-		v.keys = append(v.keys, nk)
-		v.rep.Certs = append(v.rep.Certs, raw)
+	if err := v.certify(c, raw); err != nil {
+		return r.Fail(chain.Forged, "%v", err)
 	}
+	v.lastCkptWhere = fmt.Sprintf("%s (seq %d)", r.Where(), e.Seq)
+	v.ckpt = verified{tree: cloneRange(v.tree), size: c.Size, seq: e.Seq, note: raw, where: v.lastCkptWhere}
 	v.appendLeaf(e.Seq, r.Hash)
 	v.rebase(e.Seq, r.Hash)
-	v.lastCkptEnd = v.tree.End()
-	v.lastCkptWhere = fmt.Sprintf("%s (seq %d)", r.Where(), e.Seq)
 	v.rep.Checkpoints++
 	v.rep.Last, v.rep.LastAt = c, e.Seq
 	v.shortCkpt = ""
@@ -334,130 +364,275 @@ func (v *Verifier) firstSince() uint64 {
 	return v.baseSeq
 }
 
-// recovered continues the log from the tree an AuditRecovered record
-// carries: records the crashed run wrote after that point are set aside
-// with a note, records it lost are accepted with a note, as long as every
-// one of them lies after the last checkpoint and within the seqs the record
-// names.
+// recovered continues the log after a crash. An AuditRecovered record can
+// only continue the log it follows: it must carry the last checkpoint this
+// trail verified and the compact ranges from there to the tree the host
+// resumes from, through every checkpoint the host made since (each checked
+// here with the keys verified so far, each key it certifies taken only from
+// those). Records the trail holds up to the resume point must be that
+// tree's leaves; the seqs it cannot vouch for become a loss (Report.Lost),
+// which fails verification unless the operator accepts it.
 func (v *Verifier) recovered(r *chain.Record) error {
 	e := &r.Event
 	if r.Shortened {
 		return r.Fail(chain.Malformed, "AuditRecovered shortened by the syslog sink: the log cannot be followed past it here (verify a full copy)")
 	}
 	from, to, resume, size := fieldUint(e, "from_seq"), fieldUint(e, "to_seq"), fieldUint(e, "resume_seq"), fieldUint(e, "tree_size")
-	for _, s := range splitList(fieldStr(e, "key_certs")) {
-		raw, err := decodeB64(s)
-		if err != nil {
-			return r.Fail(chain.Malformed, "key_certs: %v", err)
+	switch {
+	case e.Seq != to+1 || from > to+1 || resume > to:
+		return r.Fail(chain.Edited, "from_seq %d, to_seq %d and resume_seq %d do not fit seq %d", from, to, resume, e.Seq)
+	case from <= v.ckpt.seq:
+		return r.Fail(chain.Forged, "declares seqs from %d on lost in a crash, but the checkpoint at %s covers them", from, v.ckptWhere())
+	}
+	links, err := parseLinks(e, size)
+	if err != nil {
+		return r.Fail(chain.Malformed, "%v", err)
+	}
+	start := -1
+	for i, k := range links {
+		if k.size == v.ckpt.size && k.seq == v.ckpt.seq && bytes.Equal(k.note, v.ckpt.note) {
+			start = i
 		}
-		c, err := ParseCheckpoint(raw)
-		if err != nil || c.NextKey == "" {
-			return r.Fail(chain.Malformed, "key_certs holds a note that certifies no key")
+	}
+	if start < 0 {
+		return r.Fail(chain.Forged, "does not continue from the last checkpoint this trail verified (%s, tree size %d): it carries %s", v.ckptWhere(), v.ckpt.size, describeLinks(links))
+	}
+	// Walk from the verified checkpoint through each later one.
+	t := cloneRange(v.ckpt.tree)
+	last := v.ckpt
+	for i := start; i < len(links); i++ {
+		k := links[i]
+		if i > start {
+			c, err := v.openNote(k.note)
+			if err != nil {
+				return r.Fail(chain.Forged, "the checkpoint it carries at tree size %d: %v", k.size, err)
+			}
+			if c.Size != t.End() || !bytes.Equal(c.Root, rootOf(t)) {
+				return r.Fail(chain.Forged, "the checkpoint it carries at tree size %d is not consistent with the checkpoint at %s and the leaves between: a rewritten history", k.size, v.ckptWhere())
+			}
+			if err := v.certify(c, k.note); err != nil {
+				return r.Fail(chain.Forged, "the checkpoint it carries at tree size %d: %v", k.size, err)
+			}
+			if v.want[c.Size] {
+				v.rootsAt[c.Size], v.chainRoots[c.Size] = c.Root, true
+			}
+			last = verified{tree: cloneRange(t), size: c.Size, seq: k.seq, note: k.note, where: fmt.Sprintf("the checkpoint of seq %d that AuditRecovered at %s carries", k.seq, r.Where())}
 		}
-		if c.Epoch > v.epoch() {
-			return r.Fail(chain.Forged, "key_certs starts at epoch %d; the last key known is epoch %d's", c.Epoch, v.epoch())
-		}
-		if _, err := Open(raw, v.keys[c.Epoch]); err != nil {
-			return r.Fail(chain.Forged, "key_certs: epoch %d: %v", c.Epoch, err)
-		}
-		nk, err := note.NewVerifier(c.NextKey)
-		if err != nil || nk.Name() != v.rep.Origin {
-			return r.Fail(chain.Forged, "key_certs: next-key %q is not a key of this log", short(c.NextKey))
-		}
-		if c.Epoch == v.epoch() {
-			v.keys = append(v.keys, nk)
-			v.rep.Certs = append(v.rep.Certs, raw)
-		} else if v.keys[c.Epoch+1].KeyHash() != nk.KeyHash() {
-			return r.Fail(chain.Forged, "key_certs certifies another key for epoch %d than the trail did", c.Epoch+1)
+		if err := t.AppendRange(k.seg, nil); err != nil {
+			return r.Fail(chain.Malformed, "segment after tree size %d: %v", k.size, err)
 		}
 	}
 	if e.Chain.Epoch != v.epoch() {
 		return v.epochError(r)
 	}
-	var hashes [][]byte
-	for _, s := range splitList(fieldStr(e, "tree")) {
-		h, err := decodeB64(s)
-		if err != nil || len(h) != 32 {
-			return r.Fail(chain.Malformed, "tree holds a hash that is not 32 bytes in base64")
-		}
-		hashes = append(hashes, h)
-	}
-	carried, err := rf.NewRange(0, size, hashes)
-	if err != nil {
-		return r.Fail(chain.Malformed, "tree does not hold the compact range of %d leaves: %v", size, err)
-	}
-	have := v.tree.End()
-	baseEnd := v.base.End()
+	carried := t
+	have, baseEnd := v.tree.End(), v.base.End()
+	lo := from // the first seq this copy cannot vouch for
 	if v.gap != nil {
 		if v.gapTo > to {
 			return r.Fail(chain.Mismatch, "seqs %d to %d are missing, beyond the seqs %d to %d this AuditRecovered names", v.gapFrom, v.gapTo, from, to)
 		}
-		if size < v.lastCkptEnd {
-			return r.Fail(chain.Mismatch, "resumes the log at %d records, before the checkpoint at %s: a fork", size, v.lastCkptWhere)
-		}
-		v.note("%s: seqs %d to %d are missing: lost in a crash after the last checkpoint, as AuditRecovered at seq %d says (seqs %d to %d); the log continues from the tree the host saved",
-			r.Where(), v.gapFrom, v.gapTo, e.Seq, from, to)
 		for s := range v.rootsAt {
-			if s > v.gapTree {
+			if s > v.gapTree && !v.chainRoots[s] {
 				delete(v.rootsAt, s) // computed over a tree with records missing
 			}
 		}
-		v.rep.Lost = append(v.rep.Lost, SeqRange{v.gapFrom, v.gapTo})
+		v.note("%s: seqs %d to %d are missing from this trail (AuditRecovered at seq %d names seqs %d to %d)", r.Where(), v.gapFrom, v.gapTo, e.Seq, from, to)
 		v.gap = nil
-		return v.resume(r, carried, size, resume)
+		lo = min(lo, v.ckpt.seq+1) // the records after the gap cannot be checked against the tree
+		v.unbound(r, size)
+	} else {
+		switch {
+		case resume < v.baseSeq || size < baseEnd:
+			return r.Fail(chain.Mismatch, "resumes the log at %d records (the last seq %d), before the checkpoint at %s: a fork", size, resume, v.ckptWhere())
+		case v.lastSeq > to:
+			return r.Fail(chain.Edited, "seq %d of the crashed run lies beyond to_seq %d", v.lastSeq, to)
+		}
+		if size <= have {
+			// Every leaf up to the resume point is here: it must be the
+			// tree the checkpoints bind, and the record must link to its
+			// last leaf.
+			at := cloneRange(v.base)
+			for _, s := range v.since[:size-baseEnd] {
+				if err := at.Append(s.hash[:], nil); err != nil {
+					panic(err)
+				}
+			}
+			resumeHash, resumeSeq := v.baseHash, v.baseSeq
+			if size > baseEnd {
+				s := v.since[size-baseEnd-1]
+				resumeHash, resumeSeq = s.hash[:], s.seq
+			}
+			if !at.Equal(carried) || resumeSeq != resume {
+				return r.Fail(chain.Mismatch, "the tree it resumes from (%d records, the last seq %d) is not the trail's: a fork, or records before seq %d were edited", size, resume, resume+1)
+			}
+			if resumeHash != nil && !bytes.Equal(e.Chain.Prev, resumeHash) {
+				return r.Fail(chain.Edited, "chain.prev does not match the hash of seq %d, where the log resumes", resume)
+			}
+			if dead := v.since[size-baseEnd:]; len(dead) > 0 {
+				v.note("%s: seqs %d to %d (%d records), written by a run that crashed after its last saved state, are not part of the log: AuditRecovered at seq %d names seqs %d to %d",
+					r.Where(), dead[0].seq, dead[len(dead)-1].seq, len(dead), e.Seq, from, to)
+			}
+			lo = min(lo, resume+1)
+		} else {
+			// The crashed run's last records before the resume point are
+			// not in this trail (lost with the host's queue): the records
+			// after the last checkpoint it verified cannot be checked
+			// against the tree the checkpoints bind.
+			v.note("%s: seqs %d to %d are missing from this trail: lost in a crash, as AuditRecovered at seq %d says (seqs %d to %d)",
+				r.Where(), v.lastSeq+1, resume, e.Seq, from, to)
+			lo = min(lo, v.ckpt.seq+1)
+			v.unbound(r, size)
+		}
+	}
+	if lo <= to {
+		v.rep.Lost = append(v.rep.Lost, Loss{SeqRange: SeqRange{From: lo, To: to}, At: e.Seq, Where: r.Where()})
+	}
+	if err := v.resume(r, carried, size, resume); err != nil {
+		return err
+	}
+	v.ckpt = last
+	return nil
+}
+
+// unbound handles the records after the last verified checkpoint that a
+// recovery cannot check (some of the crashed run's leaves are missing):
+// they are in the loss, and their leaves serve no proof.
+func (v *Verifier) unbound(r *chain.Record, size uint64) {
+	if n := len(v.since); n > 0 {
+		v.note("%s: seqs %d to %d of this trail are covered by no checkpoint it can check: they are part of the loss", r.Where(), v.since[0].seq, v.since[n-1].seq)
+	}
+	for s := range v.want {
+		if s > v.ckpt.size && s <= size && !v.chainRoots[s] {
+			delete(v.rootsAt, s)
+		}
+	}
+	if v.opts.Keep {
+		n := len(v.rep.Leaves)
+		for n > 0 && v.rep.Leaves[n-1].Index > v.ckpt.size {
+			n--
+		}
+		v.rep.Leaves = v.rep.Leaves[:n]
+	}
+}
+
+// verified is the last checkpoint the verifier checked: the tree it
+// signs, and where it was read.
+type verified struct {
+	tree      *compact.Range
+	size, seq uint64
+	note      []byte // nil for the empty tree
+	where     string
+}
+
+func (v *Verifier) ckptWhere() string {
+	if v.ckpt.note == nil {
+		return "the start of the log (no checkpoint verified)"
+	}
+	return v.ckpt.where
+}
+
+// openNote checks a checkpoint note with the current epoch's key.
+func (v *Verifier) openNote(raw []byte) (Checkpoint, error) {
+	c, err := Open(raw, v.keys[v.epoch()])
+	if err != nil {
+		return c, fmt.Errorf("not signed by the key of epoch %d (signature: %s): %v", v.epoch(), SignerOf(raw), err)
 	}
 	switch {
-	case e.Seq != to+1 || from > to+1 || resume > to || resume < v.baseSeq:
-		return r.Fail(chain.Edited, "from_seq %d, to_seq %d and resume_seq %d do not fit seq %d after seq %d", from, to, resume, e.Seq, v.baseSeq)
-	case size < v.lastCkptEnd || size < baseEnd:
-		return r.Fail(chain.Mismatch, "resumes the log at %d records, before the checkpoint at %s: a fork", size, v.lastCkptWhere)
-	case v.lastSeq > to:
-		return r.Fail(chain.Edited, "seq %d of the crashed run lies beyond to_seq %d", v.lastSeq, to)
+	case c.Origin != v.rep.Origin:
+		return c, fmt.Errorf("checkpoint of log %q in the log %q", c.Origin, v.rep.Origin)
+	case c.Epoch != v.epoch():
+		return c, fmt.Errorf("says epoch %d, signed by the key of epoch %d", c.Epoch, v.epoch())
 	}
-	if size <= have {
-		// Every leaf up to the resume point is here: it must be the tree
-		// the host saved, and the record must link to its last leaf.
-		at := cloneRange(v.base)
-		for _, s := range v.since[:size-baseEnd] {
-			if err := at.Append(s.hash[:], nil); err != nil {
-				panic(err)
+	return c, nil
+}
+
+// certify takes the next epoch's key a checked checkpoint certifies.
+func (v *Verifier) certify(c Checkpoint, raw []byte) error {
+	if c.NextKey == "" {
+		return nil
+	}
+	nk, err := note.NewVerifier(c.NextKey)
+	if err != nil || nk.Name() != v.rep.Origin {
+		return fmt.Errorf("next-key %q is not a key of this log", short(c.NextKey))
+	}
+	v.keys = append(v.keys, nk)
+	v.rep.Certs = append(v.rep.Certs, raw)
+	return nil
+}
+
+// recLink is one checkpoint an AuditRecovered carries and the leaves after it.
+type recLink struct {
+	seq, size uint64
+	note      []byte
+	seg       *compact.Range
+}
+
+// maxRecLinks bounds the checkpoints one AuditRecovered may carry (the host
+// carries maxLinks).
+const maxRecLinks = 1024
+
+func parseLinks(e *audit.Event, size uint64) ([]recLink, error) {
+	ckpts, segs := splitList(fieldStr(e, "checkpoints")), strings.Split(fieldStr(e, "segments"), ";")
+	if len(ckpts) == 0 {
+		return nil, errors.New("carries no checkpoints (a record of an earlier version, which cannot be bound to the log: verify with a full -copy)")
+	}
+	if len(ckpts) > maxRecLinks || len(segs) != len(ckpts) {
+		return nil, fmt.Errorf("carries %d checkpoints and %d segments", len(ckpts), len(segs))
+	}
+	links := make([]recLink, len(ckpts))
+	for i, c := range ckpts {
+		seqText, b64, ok := strings.Cut(c, ":")
+		seq, err := strconv.ParseUint(seqText, 10, 64)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("checkpoint %d is not \"<seq>:<base64 note>\"", i+1)
+		}
+		k := recLink{seq: seq}
+		if b64 != "" {
+			if k.note, err = decodeB64(b64); err != nil {
+				return nil, fmt.Errorf("checkpoint %d: %v", i+1, err)
 			}
-		}
-		resumeHash, resumeSeq := v.baseHash, v.baseSeq
-		if size > baseEnd {
-			s := v.since[size-baseEnd-1]
-			resumeHash, resumeSeq = s.hash[:], s.seq
-		}
-		if !at.Equal(carried) || resumeSeq != resume {
-			return r.Fail(chain.Mismatch, "the tree it resumes from (%d records, the last seq %d) is not the trail's: a fork, or records before seq %d were edited", size, resume, resume+1)
-		}
-		if resumeHash != nil && !bytes.Equal(e.Chain.Prev, resumeHash) {
-			return r.Fail(chain.Edited, "chain.prev does not match the hash of seq %d, where the log resumes", resume)
-		}
-		if dead := v.since[size-baseEnd:]; len(dead) > 0 {
-			v.note("%s: seqs %d to %d (%d records), written by a run that crashed after its last checkpoint, are not part of the log: AuditRecovered at seq %d names seqs %d to %d",
-				r.Where(), dead[0].seq, dead[len(dead)-1].seq, len(dead), e.Seq, from, to)
-		}
-	} else {
-		// The crashed run's last records before the resume point are not
-		// in this trail (lost from a queue with the host): continue from
-		// the tree the host saved.
-		if resume-v.lastSeq != size-have {
-			return r.Fail(chain.Mismatch, "resumes at seq %d with %d records, but the trail holds %d records up to seq %d", resume, size, have, v.lastSeq)
-		}
-		v.note("%s: seqs %d to %d are missing: lost in a crash after the last checkpoint, as AuditRecovered at seq %d says (seqs %d to %d); the log continues from the tree the host saved",
-			r.Where(), v.lastSeq+1, resume, e.Seq, from, to)
-		v.rep.Lost = append(v.rep.Lost, SeqRange{v.lastSeq + 1, resume})
-		for s := range v.want {
-			if s > have && s <= size {
-				delete(v.rootsAt, s) // records it covers are gone: an external checkpoint there fails
+			ck, err := ParseCheckpoint(k.note)
+			if err != nil {
+				return nil, fmt.Errorf("checkpoint %d: %v", i+1, err)
 			}
+			k.size = ck.Size
+		} else if seq != 0 {
+			return nil, fmt.Errorf("checkpoint %d has no note", i+1)
 		}
+		links[i] = k
 	}
-	if v.lastSeq < to && v.lastSeq >= resume && size <= have {
-		v.note("%s: seqs %d to %d do not appear (unused by the crashed run, or lost with it)", r.Where(), v.lastSeq+1, to)
+	for i := range links {
+		end := size
+		if i+1 < len(links) {
+			end = links[i+1].size
+		}
+		if end < links[i].size || (i > 0 && links[i].seq <= links[i-1].seq) {
+			return nil, fmt.Errorf("checkpoints out of order at %d", i+1)
+		}
+		var hashes [][]byte
+		for _, s := range splitList(segs[i]) {
+			h, err := decodeB64(s)
+			if err != nil || len(h) != 32 {
+				return nil, errors.New("segments hold a hash that is not 32 bytes in base64")
+			}
+			hashes = append(hashes, h)
+		}
+		seg, err := rf.NewRange(links[i].size, end, hashes)
+		if err != nil {
+			return nil, fmt.Errorf("segment after tree size %d is not the compact range of leaves %d to %d: %v", links[i].size, links[i].size, end, err)
+		}
+		links[i].seg = seg
 	}
-	return v.resume(r, carried, size, resume)
+	return links, nil
+}
+
+func describeLinks(links []recLink) string {
+	var sizes []string
+	for _, k := range links {
+		sizes = append(sizes, fmt.Sprintf("seq %d (tree size %d)", k.seq, k.size))
+	}
+	return "checkpoints at " + strings.Join(sizes, ", ")
 }
 
 // resume continues the log from the tree an AuditRecovered carries.
@@ -498,6 +673,13 @@ func (v *Verifier) Close() (Report, error) {
 	if v.gap != nil {
 		return v.rep, v.gap
 	}
+	for _, l := range v.rep.Lost {
+		if !accepted(v.opts.AcceptLoss, l.SeqRange) {
+			return v.rep, &chain.Error{Problem: Lost, Source: v.source, Seq: l.At,
+				Detail: fmt.Sprintf("seqs %d to %d cannot be vouched for: AuditRecovered at %s declares a crash, and this trail holds no record of them that a checkpoint covers. If that crash is known and the loss acceptable, verify with -accept-loss %s", l.From, l.To, l.Where, l.SeqRange)}
+		}
+		v.note("seqs %d to %d lost in a crash (AuditRecovered at %s): accepted", l.From, l.To, l.Where)
+	}
 	if n := len(v.since); n > 0 {
 		first, last := v.since[0].seq, v.since[n-1].seq
 		after := "no checkpoint"
@@ -516,6 +698,15 @@ func (v *Verifier) Close() (Report, error) {
 		}
 	}
 	return v.rep, nil
+}
+
+func accepted(list []SeqRange, r SeqRange) bool {
+	for _, a := range list {
+		if a == r {
+			return true
+		}
+	}
+	return false
 }
 
 func (v *Verifier) external(x External) error {

@@ -128,10 +128,14 @@ func init() {
 		// After a crash: from_seq..to_seq are the seqs the crashed run may
 		// have used after its last durable checkpoint, which the host cannot
 		// vouch for. The log continues from the tree it last saved
-		// (tree_size leaves, the last at resume_seq; tree is its compact
-		// range), and key_certs repeats the notes that certified the keys
-		// of the epochs since, in case their records were lost too.
-		{AuditRecovered, High, []FieldSpec{u("from_seq"), u("to_seq"), s("reason"), u("resume_seq"), u("tree_size"), s("tree"), s("key_certs")},
+		// (tree_size leaves, the last at resume_seq). checkpoints lists the
+		// host's last checkpoints ("<seq>:<base64 note>", comma-separated;
+		// "0:" is the empty tree) and segments the compact range of the
+		// leaves from each to the next, the last to tree_size (base64
+		// hashes, comma-separated; one list per checkpoint, ";"-separated):
+		// a verifier continues only from a checkpoint it verified, through
+		// each later one, which it checks.
+		{AuditRecovered, High, []FieldSpec{u("from_seq"), u("to_seq"), s("reason"), u("resume_seq"), u("tree_size"), s("checkpoints"), s("segments")},
 			"the host restarted after a crash; names the seqs it cannot vouch for"},
 	} {
 		sort.Slice(sp.Fields, func(i, j int) bool { return sp.Fields[i].Name < sp.Fields[j].Name })

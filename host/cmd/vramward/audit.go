@@ -37,7 +37,9 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	var copies, ckpts fileList
 	fs.Var(&copies, "copy", "another copy of the same trail (another sink's file, a syslog receiver's file), verified too and compared seq by seq; repeatable")
 	fs.Var(&ckpts, "checkpoint", "a signed checkpoint kept off the node (a witness's, a cron job's copy of state_dir/checkpoint) the trail must be consistent with; repeatable")
-	live := fs.Bool("live", false, "the host is still running: records after the last checkpoint are noted, not failed")
+	live := fs.Bool("live", false, "the host is still running: records after the last checkpoint are noted, not failed (a loss still fails)")
+	var losses fileList
+	fs.Var(&losses, "accept-loss", "accept the seqs `FROM-TO` that an AuditRecovered declares lost in a crash, exactly as a failed verify names them (with -fleet: ID:FROM-TO); repeatable")
 	fleet := fs.String("fleet", "", "verify every node's trail in `DIR` (a relay's directory: <worker id>.log* or <worker id>/), with -keys")
 	keys := fs.String("keys", "", "with -fleet: the inventory `FILE` of the nodes' public keys, one \"<worker id> <key>\" a line")
 	if code, stop := parseFlags(fs, args); stop {
@@ -50,7 +52,15 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 		case *key != "" || fs.NArg() > 0 || len(copies) > 0 || len(ckpts) > 0:
 			return usageError(stderr, "audit verify", "-fleet takes no -key, -copy, -checkpoint or TRAIL")
 		}
-		return verifyFleet(*fleet, *keys, *live, stdout, stderr)
+		accept, err := fleetLosses(losses)
+		if err != nil {
+			return usageError(stderr, "audit verify", "-accept-loss: %v", err)
+		}
+		return verifyFleet(*fleet, *keys, *live, accept, stdout, stderr)
+	}
+	accept, err := parseLosses(losses)
+	if err != nil {
+		return usageError(stderr, "audit verify", "-accept-loss: %v", err)
 	}
 	if *key == "" {
 		return usageError(stderr, "audit verify", "-key is required (state_dir/audit.pub, kept off the node)")
@@ -63,7 +73,8 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vramward: %v\n", err)
 		return 1
 	}
-	opts := trail.Options{Key: v, Live: *live, Keep: len(copies) > 0}
+	opts := trail.Options{Key: v, Live: *live, Keep: len(copies) > 0, AcceptLoss: accept}
+
 	for _, c := range ckpts {
 		data, err := os.ReadFile(c)
 		if err != nil {
@@ -80,6 +91,9 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 		rep.Records, rep.FirstSeq, rep.LastSeq, rep.TreeSize, rep.Epoch, rep.Checkpoints, rep.LastAt)
 	for _, n := range rep.Notes {
 		fmt.Fprintf(stdout, "note: %s\n", n)
+	}
+	if len(copies) == 0 && len(ckpts) == 0 {
+		fmt.Fprintln(stdout, noOffNodeWarning)
 	}
 	code := 0
 	for _, c := range copies {
@@ -101,6 +115,9 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	}
 	return code
 }
+
+// noOffNodeWarning says what the public key alone cannot show.
+const noOffNodeWarning = "warning: verified against the public key alone (no -copy, -checkpoint or -witness-key): a trail cut back to any of its checkpoints, or rolled back to an earlier state, verifies the same (README, \"Threat model\")"
 
 // verifyTrail verifies files as one trail and prints a failure; prefix
 // names a copy.
@@ -153,8 +170,14 @@ func cmdProve(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("audit prove", stderr)
 	key := fs.String("key", "", "the log's public key: the `FILE` state_dir/audit.pub, or the key itself")
 	check := fs.String("check", "", "check the proof in `FILE` instead of making one")
+	var losses fileList
+	fs.Var(&losses, "accept-loss", "accept the seqs `FROM-TO` a crash lost, as audit verify does; repeatable")
 	if code, stop := parseFlags(fs, args); stop {
 		return code
+	}
+	accept, err := parseLosses(losses)
+	if err != nil {
+		return usageError(stderr, "audit prove", "-accept-loss: %v", err)
 	}
 	if *key == "" {
 		return usageError(stderr, "audit prove", "-key is required")
@@ -198,7 +221,7 @@ func cmdProve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	files := fs.Args()[1:]
-	rep, ok := verifyTrail(trail.Options{Key: v, Keep: true, Live: true}, files, "", stdout, stderr)
+	rep, ok := verifyTrail(trail.Options{Key: v, Keep: true, Live: true, AcceptLoss: accept}, files, "", stdout, stderr)
 	if !ok {
 		return 1
 	}
@@ -240,6 +263,35 @@ func findRecord(files []string, seq uint64) ([]byte, error) {
 }
 
 var errFound = errors.New("found")
+
+func parseLosses(list []string) ([]trail.SeqRange, error) {
+	var out []trail.SeqRange
+	for _, v := range list {
+		r, err := trail.ParseSeqRange(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// fleetLosses reads -accept-loss ID:FROM-TO, by worker id.
+func fleetLosses(list []string) (map[string][]trail.SeqRange, error) {
+	out := map[string][]trail.SeqRange{}
+	for _, v := range list {
+		id, rng, ok := strings.Cut(v, ":")
+		if !ok || id == "" {
+			return nil, fmt.Errorf("%q: with -fleet, name the node: ID:FROM-TO", v)
+		}
+		r, err := trail.ParseSeqRange(rng)
+		if err != nil {
+			return nil, err
+		}
+		out[id] = append(out[id], r)
+	}
+	return out, nil
+}
 
 // fileList collects a repeatable flag.
 type fileList []string

@@ -98,7 +98,7 @@ func fleetFiles(dir string, nodes []*fleetNode) (unknown []string, err error) {
 
 // verifyFleet verifies every node's trail in dir against the inventory, in
 // parallel across the cores, and prints one line per node.
-func verifyFleet(dir, inventory string, live bool, stdout, stderr io.Writer) int {
+func verifyFleet(dir, inventory string, live bool, accept map[string][]trail.SeqRange, stdout, stderr io.Writer) int {
 	nodes, err := readInventory(inventory)
 	if err != nil {
 		fmt.Fprintf(stderr, "vramward: %v\n", err)
@@ -120,7 +120,7 @@ func verifyFleet(dir, inventory string, live bool, stdout, stderr io.Writer) int
 					n.err = errors.New("no trail in the fleet directory")
 					continue
 				}
-				n.rep, n.err = trail.VerifyFiles(trail.Options{Key: n.key, Live: live}, n.files...)
+				n.rep, n.err = trail.VerifyFiles(trail.Options{Key: n.key, Live: live, AcceptLoss: accept[n.id]}, n.files...)
 			}
 		}()
 	}

@@ -127,9 +127,16 @@ func TestTamperSuite(t *testing.T) {
 	}
 	must(t, os.WriteFile(witness, ckpt, 0o600))
 
+	// The crash is a declared loss: it fails until the operator accepts
+	// the range it names, and then the trail verifies.
 	code, out := verifyRun(t, "-key", pub, "-checkpoint", witness, path)
+	loss := lossArgs(out)
+	if code != 1 || !strings.Contains(out, ": lost: seqs") || len(loss) != 2 {
+		t.Fatalf("the crash's loss did not fail verification (exit %d):\n%s", code, out)
+	}
+	code, out = verifyRun(t, append(append([]string{"-key", pub, "-checkpoint", witness}, loss...), path)...)
 	if code != 0 || !strings.Contains(out, "note:") {
-		t.Fatalf("the untampered trail (with a crash) does not verify (exit %d):\n%s", code, out)
+		t.Fatalf("the untampered trail (with a crash, its loss accepted) does not verify (exit %d):\n%s", code, out)
 	}
 	m := regexp.MustCompile(`epochs 0 to (\d+)`).FindStringSubmatch(out)
 	if m == nil || m[1] == "0" || m[1] == "1" {
@@ -168,7 +175,7 @@ func TestTamperSuite(t *testing.T) {
 	line := func(f string, i int) string { return regexp.QuoteMeta(fmt.Sprintf("%s.log:%d:", f, i+1)) }
 	var cases []tcase
 	add := func(name string, file string, want string, extra ...string) {
-		cases = append(cases, tcase{name, append(append([]string{"-key", pub}, extra...), file), want})
+		cases = append(cases, tcase{name, append(append(append([]string{"-key", pub}, loss...), extra...), file), want})
 	}
 
 	add("byte flip", with("flip", func(l []string) []string {
@@ -190,7 +197,7 @@ func TestTamperSuite(t *testing.T) {
 	}), line("insert", target+2)+fmt.Sprintf(" seq %d: reordered", seqOf(1)))
 	add("head cut", with("head", func(l []string) []string { return l[4:] }), line("head", 0)+fmt.Sprintf(" seq %d: missing: the trail starts at seq %d", seqOf(4), seqOf(4)))
 	cut := with("cut", func(l []string) []string { return l[:cutAt+1] })
-	if code, out := verifyRun(t, "-key", pub, cut); code != 0 {
+	if code, out := verifyRun(t, append(append([]string{"-key", pub}, loss...), cut)...); code != 0 {
 		t.Fatalf("a trail cut after a checkpoint verifies on its own (it is what the copy and the witness are for): %d\n%s", code, out)
 	}
 	add("tail cut, seen by a stored checkpoint", cut, fmt.Sprintf(`(covers \d+ records, the trail's tree holds \d+|certifies keys up to epoch \d+ only) and ends with seq %d at [^ ]*%s`, seqOf(cutAt), line("cut", cutAt)), "-checkpoint", witness)
@@ -205,12 +212,12 @@ func TestTamperSuite(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec, err := audit.New(audit.AuditRecovered, audit.Actor{}, audit.Uint("from_seq", last.Seq+1), audit.Uint("to_seq", last.Seq+50),
-		audit.Str("reason", "forged"), audit.Uint("resume_seq", last.Seq), audit.Uint("tree_size", 0), audit.Str("tree", ""), audit.Str("key_certs", ""))
+		audit.Str("reason", "forged"), audit.Uint("resume_seq", last.Seq), audit.Uint("tree_size", 0), audit.Str("checkpoints", "0:"), audit.Str("segments", ""))
 	must(t, err)
 	rec.Seq, rec.Chain.Epoch = last.Seq+51, last.Chain.Epoch
 	recLine := rehash(&rec, last.Chain.Hash)
 	add("forged segment after a seq gap", with("forged", func(l []string) []string { return append(l, recLine) }),
-		line("forged", len(lines))+fmt.Sprintf(" seq %d: (edited|mismatch)", rec.Seq))
+		line("forged", len(lines))+fmt.Sprintf(" seq %d: forged: does not continue from the last checkpoint", rec.Seq))
 	fc := trail.Checkpoint{Origin: trail.Origin("node-a"), Size: 1, Root: make([]byte, 32), Epoch: last.Chain.Epoch}
 	must(t, fc.Sign(forger))
 	fe, err := audit.New(audit.AuditCheckpoint, audit.Actor{}, audit.Str("note", base64.StdEncoding.EncodeToString(fc.Note)), audit.Uint("tree_size", 1),
@@ -243,6 +250,28 @@ func TestTamperSuite(t *testing.T) {
 	add("rewrite of an ended epoch with the state dir's key", with("rewrite", func(l []string) []string {
 		return rewriteFrom(t, l, target, stolen)
 	}), `rewrite\.log:\d+: seq \d+: forged: checkpoint is not signed by the key of epoch 0`)
+
+	// Root on the node forges a crash: it cuts the trail back to an early
+	// checkpoint and appends an AuditRecovered made from the state dir (its
+	// links, its key) and a checkpoint signed with the current key. The
+	// recovery does not continue from what the trail verified.
+	early := -1
+	for i := target; i < len(lines); i++ {
+		if parseLine(t, lines[i]).Type == audit.AuditCheckpoint {
+			early = i
+			break
+		}
+	}
+	st, key := stealState(t, filepath.Join(dir, "state"))
+	forged := trailForge(t, st, key, lines[:early+1])
+	forgedFile := with("forgedrec", func([]string) []string { return forged })
+	fseq := parseLine(t, forged[early+1]).Seq
+	want := line("forgedrec", early+1) + fmt.Sprintf(" seq %d: forged: does not continue from the last checkpoint this trail verified", fseq)
+	add("forged AuditRecovered with the state dir's key", forgedFile, want)
+	add("forged AuditRecovered, against an off-node checkpoint", forgedFile, want, "-checkpoint", witness)
+	add("forged AuditRecovered, -live", forgedFile, want, "-live")
+	add("forged AuditRecovered alone, -live -checkpoint", with("forgedalone", func([]string) []string { return forged[early+1:] }),
+		`forgedalone\.log:1: seq \d+: (missing|forged)`, "-live", "-checkpoint", witness)
 
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -296,6 +325,68 @@ func stealKey(t *testing.T, stateDir string) *trail.PrivateKey {
 		t.Fatal("no key in the state dir")
 	}
 	return best
+}
+
+// lossArgs is the -accept-loss a failed verify's output names.
+func lossArgs(out string) []string {
+	var args []string
+	for _, m := range regexp.MustCompile(`-accept-loss (\d+-\d+)`).FindAllStringSubmatch(out, -1) {
+		args = append(args, "-accept-loss", m[1])
+	}
+	return args
+}
+
+// stealState reads the newest state slot as root on the node can: the
+// log's state and its current key.
+func stealState(t *testing.T, stateDir string) (trail.State, *trail.PrivateKey) {
+	t.Helper()
+	key := stealKey(t, stateDir)
+	var best trail.State
+	var bestGen uint64
+	for _, slot := range []string{"chain.state.a", "chain.state.b"} {
+		data, err := os.ReadFile(filepath.Join(stateDir, slot))
+		if err != nil {
+			continue
+		}
+		head := len("vramward-state-2\n") + trail.SecretSize
+		n := int(binary.BigEndian.Uint32(data[head : head+4]))
+		var body struct {
+			Gen               uint64       `json:"gen"`
+			Origin            string       `json:"origin"`
+			Epoch             uint64       `json:"epoch"`
+			Key               string       `json:"key"`
+			Seq               uint64       `json:"seq"`
+			Prev              []byte       `json:"prev"`
+			TreeSize          uint64       `json:"tree_size"`
+			Tree              [][]byte     `json:"tree"`
+			LastCheckpointSeq uint64       `json:"last_checkpoint_seq"`
+			LastCheckpoint    []byte       `json:"last_checkpoint"`
+			Links             []trail.Link `json:"links"`
+		}
+		if json.Unmarshal(data[head+4:head+4+n], &body) != nil || body.Key != key.VerifierKey() || body.Gen < bestGen {
+			continue
+		}
+		bestGen = body.Gen
+		best = trail.State{Origin: body.Origin, Epoch: body.Epoch, Seq: body.Seq, Prev: body.Prev, TreeSize: body.TreeSize, Tree: body.Tree,
+			LastCheckpointSeq: body.LastCheckpointSeq, LastCheckpoint: body.LastCheckpoint, Links: body.Links}
+	}
+	if best.Origin == "" {
+		t.Fatal("no state in the state dir")
+	}
+	return best, key
+}
+
+// trailForge appends to kept a recovery from the stolen state and a
+// checkpoint signed with the stolen key.
+func trailForge(t *testing.T, st trail.State, key *trail.PrivateKey, kept []string) []string {
+	t.Helper()
+	l, err := trail.Resume(st, key, trail.Limits{})
+	must(t, err)
+	rec, err := l.Recover(st.Seq+10, "forged")
+	must(t, err)
+	c, _, err := l.Checkpoint(false)
+	must(t, err)
+	return append(append([]string(nil), kept...), string(rec.Line), string(c.Line))
 }
 
 // rewriteFrom edits the record at index from and makes everything after it
@@ -393,13 +484,21 @@ plugin "broken" {
 
 	pub := filepath.Join(dir, "state", "audit.pub")
 	first, second := filepath.Join(dir, "trail", "audit.log"), filepath.Join(dir, "trail2", "audit.log")
+	var loss []string
 	for _, p := range []string{first, second} {
+		// The crash is a declared loss: it fails until accepted.
 		code, out := verifyRun(t, "-key", pub, p)
+		l := lossArgs(out)
+		if code != 1 || len(l) != 2 {
+			t.Fatalf("%s after kill -9: the loss did not fail (exit %d):\n%s", p, code, out)
+		}
+		code, out = verifyRun(t, append(append([]string{"-key", pub}, l...), p)...)
 		if code != 0 || !strings.Contains(out, "AuditRecovered") {
 			t.Fatalf("%s after kill -9 (exit %d):\n%s", p, code, out)
 		}
+		loss = append(loss, l...)
 	}
-	if code, out := verifyRun(t, "-key", pub, "-copy", second, first); code != 0 {
+	if code, out := verifyRun(t, append(append([]string{"-key", pub}, loss...), "-copy", second, first)...); code != 0 {
 		t.Fatalf("the two sinks disagree (exit %d):\n%s", code, out)
 	}
 	recs := trailEvents(t, second)
