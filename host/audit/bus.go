@@ -62,6 +62,8 @@ type Options struct {
 	// bus counts in them the failures it decides itself. Made from
 	// Registerer when nil.
 	SinkMetrics *sinkclient.Metrics
+	// Witnesses cosign every checkpoint off the node.
+	Witnesses []Witness
 }
 
 // ErrClosed is returned by Emit after shutdown began.
@@ -96,6 +98,7 @@ type Bus struct {
 	sinks    []*sinkDelivery
 	waiters  map[uint64]*waiter
 	stopTick chan struct{}
+	witness  *witnesses // nil without witnesses
 
 	// Recovered is set when the last run did not stop cleanly: this run
 	// recorded AuditRecovered first.
@@ -192,8 +195,18 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 	b := &Bus{opts: opts, log: opts.Logger, m: m, store: store, tlog: tlog, waiters: map[uint64]*waiter{}, Recovered: rec != nil, stopTick: make(chan struct{}),
 		state: newStateWriter(store, opts.Logger.Error)}
 	tlog.Fill = b.fill
+	if len(opts.Witnesses) > 0 {
+		names := make([]string, len(opts.Witnesses))
+		for i, w := range opts.Witnesses {
+			names[i] = w.Name
+		}
+		tlog.SetWitnesses(names)
+		if b.witness, err = startWitnesses(b, opts.Witnesses); err != nil {
+			return nil, err
+		}
+	}
 	if pub, err := os.ReadFile(filepath.Join(opts.StateDir, PublicKeyFile)); err == nil {
-		b.PublicKey = strings.TrimSpace(string(pub))
+		b.PublicKey, _, _ = strings.Cut(strings.TrimSpace(string(pub)), "\n")
 	}
 	for _, c := range conns {
 		sp, err := openSpool(filepath.Join(opts.StateDir, "spool-"+c.Name()+".jsonl"), opts.SpoolMaxBytes)
@@ -368,6 +381,17 @@ func (b *Bus) queueSealed(e *audit.Record, force bool) (*waiter, error) {
 			batch, note = append(batch, c), ck.Note
 		}
 	}
+	// A witness is offered the checkpoint only once the state holding it
+	// is saved; an offer not handed over is withdrawn.
+	offers := b.tlog.TakeOffers()
+	dispatched := false
+	defer func() {
+		if !dispatched {
+			for _, o := range offers {
+				b.tlog.OfferFailed(o.Witness)
+			}
+		}
+	}()
 	if len(batch) == 0 {
 		return nil, nil
 	}
@@ -397,6 +421,10 @@ func (b *Bus) queueSealed(e *audit.Record, force bool) (*waiter, error) {
 			// fdatasync'd while the records travel to the sinks.
 			stateDurable = b.state.persist(last, note)
 		}
+	}
+	if stateDurable != nil && b.witness != nil {
+		b.witness.dispatch(offers)
+		dispatched = true
 	}
 	for i := range batch {
 		b.m.events.WithLabelValues(string(batch[i].Type), batch[i].Severity.String()).Inc()
@@ -622,6 +650,9 @@ func (b *Bus) CloseBy(reason string, deadline time.Time) error {
 	b.closed = true
 	close(b.stopTick)
 	b.mu.Unlock()
+	if b.witness != nil {
+		b.witness.close()
+	}
 
 	for _, s := range b.sinks {
 		s.q.close()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,7 +25,8 @@ const seqReservation = 4096
 
 // Files of the state dir.
 const (
-	PublicKeyFile  = "audit.pub"  // the log's first public key (0644)
+	PublicKeyFile  = "audit.pub"  // the log's first public key and its identity key (0644)
+	IdentityFile   = "log.key"    // the identity key's secret (0600)
 	CheckpointFile = "checkpoint" // the latest signed checkpoint (0644)
 )
 
@@ -37,17 +39,18 @@ type stateBody struct {
 	// Key is the current epoch's public key: a slot's secret must match
 	// it (the checksum does not cover the secret, so that no hash is ever
 	// computed over it).
-	Key               string       `json:"key"`
-	Seq               uint64       `json:"seq"`
-	Reserved          uint64       `json:"reserved"`
-	Prev              []byte       `json:"prev"`
-	TreeSize          uint64       `json:"tree_size"`
-	Tree              [][]byte     `json:"tree"`
-	EpochEvents       uint64       `json:"epoch_events"`
-	EpochStarted      time.Time    `json:"epoch_started"`
-	LastCheckpointSeq uint64       `json:"last_checkpoint_seq"`
-	LastCheckpoint    []byte       `json:"last_checkpoint"`
-	Links             []trail.Link `json:"links"`
+	Key               string               `json:"key"`
+	Seq               uint64               `json:"seq"`
+	Reserved          uint64               `json:"reserved"`
+	Prev              []byte               `json:"prev"`
+	TreeSize          uint64               `json:"tree_size"`
+	Tree              [][]byte             `json:"tree"`
+	EpochEvents       uint64               `json:"epoch_events"`
+	EpochStarted      time.Time            `json:"epoch_started"`
+	LastCheckpointSeq uint64               `json:"last_checkpoint_seq"`
+	LastCheckpoint    []byte               `json:"last_checkpoint"`
+	Links             []trail.Link         `json:"links"`
+	Witnesses         []trail.WitnessState `json:"witnesses,omitempty"`
 	// Clean is true only when written by a clean shutdown: the next start
 	// continues the log; otherwise it records AuditRecovered first.
 	Clean bool `json:"clean"`
@@ -184,11 +187,16 @@ func openLog(dir, origin string, limits trail.Limits, log func(msg string, args 
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		if err := writePublic(pub, l.VerifierKey()+"\n"); err != nil {
+		id, err := openIdentity(dir, origin)
+		if err != nil {
 			return nil, nil, nil, err
 		}
-		log("a new audit log started: record its public key off this node (fleet inventory); `vramward audit verify -key` needs it",
-			"public_key", l.VerifierKey(), "file", pub)
+		l.SetIdentity(id)
+		if err := writePublic(pub, trail.PublicKeyText(l.VerifierKey(), id.VerifierKey())); err != nil {
+			return nil, nil, nil, err
+		}
+		log("a new audit log started: record its public keys off this node (fleet inventory, witnesses); `vramward audit verify -key` needs the first, witnesses pin the identity key",
+			"public_key", l.VerifierKey(), "identity_key", id.VerifierKey(), "file", pub)
 		return l, cs, nil, cs.save(l, false, true)
 	}
 	if body.Origin != origin {
@@ -197,11 +205,21 @@ func openLog(dir, origin string, limits trail.Limits, log func(msg string, args 
 	}
 	st := trail.State{Origin: body.Origin, Epoch: body.Epoch, Seq: body.Seq, Prev: body.Prev, TreeSize: body.TreeSize, Tree: body.Tree,
 		EpochEvents: body.EpochEvents, EpochStarted: body.EpochStarted, LastCheckpointSeq: body.LastCheckpointSeq,
-		LastCheckpoint: body.LastCheckpoint, Links: body.Links}
+		LastCheckpoint: body.LastCheckpoint, Links: body.Links, Witnesses: body.Witnesses}
 	l, err := trail.Resume(st, key, limits)
 	if err != nil {
 		key.Destroy()
 		return nil, nil, nil, fmt.Errorf("chain state in %s: %w", dir, err)
+	}
+	id, err := openIdentity(dir, origin)
+	if err != nil {
+		l.Destroy()
+		return nil, nil, nil, err
+	}
+	l.SetIdentity(id)
+	if err := publishIdentity(filepath.Join(dir, PublicKeyFile), id, log); err != nil {
+		l.Destroy()
+		return nil, nil, nil, err
 	}
 	cs.reserved = body.Reserved
 	var rec *auditRecovered
@@ -213,6 +231,76 @@ func openLog(dir, origin string, limits trail.Limits, log func(msg string, args 
 
 // auditRecovered asks the bus to record AuditRecovered before anything else.
 type auditRecovered struct{ reserved uint64 }
+
+// openIdentity loads the log's identity key from dir, or makes it (a log
+// started before identity keys existed gets one at its next start).
+func openIdentity(dir, origin string) (*trail.PrivateKey, error) {
+	path := filepath.Join(dir, IdentityFile)
+	secret, err := os.ReadFile(path)
+	if err == nil {
+		k, err := trail.LoadKey(origin, secret)
+		clear(secret)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("identity key: %w", err)
+	}
+	k, err := trail.GenerateKey(origin)
+	if err != nil {
+		return nil, err
+	}
+	buf := k.AppendSecret(nil)
+	defer clear(buf)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		k.Destroy()
+		return nil, fmt.Errorf("identity key: %w", err)
+	}
+	_, err = f.Write(buf)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		k.Destroy()
+		return nil, fmt.Errorf("identity key: %w", err)
+	}
+	return k, nil
+}
+
+// publishIdentity adds the identity key's line to a public key file written
+// before identity keys existed.
+func publishIdentity(path string, id *trail.PrivateKey, log func(msg string, args ...any)) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("public key file: %w", err)
+	}
+	if strings.Contains(string(data), trail.IdentityPrefix) {
+		return nil
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(string(data)), "\n")
+	tmp := path + ".new"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := writePublic(tmp, trail.PublicKeyText(first, id.VerifierKey())); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("public key file: %w", err)
+	}
+	log("the audit log has an identity key now: record it off this node too (the second line of the public key file); witnesses pin it",
+		"identity_key", id.VerifierKey(), "file", path)
+	return syncDir(filepath.Dir(path))
+}
 
 func writePublic(path, text string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
@@ -269,7 +357,7 @@ func (cs *chainStore) save(l *trail.Log, clean, sync bool) error {
 func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, clean, sync bool) error {
 	body, err := json.Marshal(stateBody{Version: stateVersion, Gen: cs.gen, Origin: st.Origin, Epoch: st.Epoch, Key: l.VerifierKey(), Seq: st.Seq, Reserved: cs.reserved,
 		Prev: st.Prev, TreeSize: st.TreeSize, Tree: st.Tree, EpochEvents: st.EpochEvents, EpochStarted: st.EpochStarted,
-		LastCheckpointSeq: st.LastCheckpointSeq, LastCheckpoint: st.LastCheckpoint, Links: st.Links, Clean: clean})
+		LastCheckpointSeq: st.LastCheckpointSeq, LastCheckpoint: st.LastCheckpoint, Links: st.Links, Witnesses: st.Witnesses, Clean: clean})
 	if err != nil {
 		return err
 	}

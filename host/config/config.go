@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,6 +23,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/function"
 
+	"github.com/vramward/vramward/host/witness"
 	"github.com/vramward/vramward/sdk/handshake"
 )
 
@@ -104,6 +106,18 @@ type Audit struct {
 	CheckpointEvents   int
 	CheckpointInterval time.Duration
 	Sinks              []*Sink
+	// Witnesses cosign the log's checkpoints off the node.
+	Witnesses []*Witness
+}
+
+// Witness is a C2SP tlog-witness the host submits each checkpoint to.
+type Witness struct {
+	Name string
+	// URL is the witness's submission prefix (add-checkpoint is below it).
+	URL string
+	// Key is the witness's public key (tlog-cosignature/v1 verifier key).
+	Key       string
+	DeclRange hcl.Range
 }
 
 // PluginUse is a block that runs a plugin with its own config block: an
@@ -189,11 +203,12 @@ var Keys = map[string][]string{
 	"plugin":  {"kind", "path", "sha256", "start_timeout"},
 	"audit": {"require", "queue_size", "spool_max_bytes", "batch_size", "batch_wait", "critical_timeout", "shutdown_timeout",
 		"epoch_events", "epoch_duration", "checkpoint_events", "checkpoint_interval"},
-	"sink":   {"plugin", "config"},
-	"loader": {"plugin", "config"},
-	"vram":   {"plugin", "require_backend", "config"},
-	"model":  {"path", "sha256", "device", "shard_id"},
-	"verify": {"interval", "on_failure"},
+	"sink":    {"plugin", "config"},
+	"loader":  {"plugin", "config"},
+	"vram":    {"plugin", "require_backend", "config"},
+	"model":   {"path", "sha256", "device", "shard_id"},
+	"verify":  {"interval", "on_failure"},
+	"witness": {"url", "key"},
 }
 
 var rootSchema = &hcl.BodySchema{
@@ -462,7 +477,7 @@ func decodePlugin(b *hcl.Block, ctx *hcl.EvalContext, dir string, seen map[strin
 }
 
 func decodeAudit(b *hcl.Block, ctx *hcl.EvalContext, dir string, c *Config, diags *hcl.Diagnostics) Audit {
-	content, _ := blockContent(b, Keys["audit"], []hcl.BlockHeaderSchema{{Type: "sink", LabelNames: []string{"name"}}}, diags)
+	content, _ := blockContent(b, Keys["audit"], []hcl.BlockHeaderSchema{{Type: "sink", LabelNames: []string{"name"}}, {Type: "witness", LabelNames: []string{"name"}}}, diags)
 	a := attrs{m: content.Attributes, ctx: ctx, diags: diags}
 	au := Audit{
 		Require:            a.oneOf("require", DefaultRequire, "all", "any"),
@@ -477,16 +492,44 @@ func decodeAudit(b *hcl.Block, ctx *hcl.EvalContext, dir string, c *Config, diag
 		CheckpointEvents:   int(a.integer("checkpoint_events", DefaultCheckpointEvents, 1, 1<<20)),
 		CheckpointInterval: a.duration("checkpoint_interval", DefaultCheckpointInterval, 100*time.Millisecond),
 	}
-	seen := map[string]hcl.Range{}
+	seen, seenWitness := map[string]hcl.Range{}, map[string]hcl.Range{}
 	for _, sb := range content.Blocks {
+		if sb.Type == "witness" {
+			if w := decodeWitness(sb, ctx, seenWitness, diags); w != nil {
+				au.Witnesses = append(au.Witnesses, w)
+			}
+			continue
+		}
 		if s := decodeSink(sb, ctx, c, seen, diags); s != nil {
 			au.Sinks = append(au.Sinks, s)
 		}
 	}
-	if len(content.Blocks) == 0 {
+	if len(au.Sinks) == 0 && len(seen) == 0 {
 		a.errorf(b.DefRange, "No audit sink", "The audit block needs at least one sink block: an audit trail nobody stores is no trail.")
 	}
 	return au
+}
+
+func decodeWitness(b *hcl.Block, ctx *hcl.EvalContext, seen map[string]hcl.Range, diags *hcl.Diagnostics) *Witness {
+	name, ok := checkName(b, seen, diags)
+	a := blockAttrs(b, Keys["witness"], nil, ctx, diags)
+	required(a, "url", b)
+	required(a, "key", b)
+	w := &Witness{Name: name, URL: a.nonEmpty("url", ""), Key: a.nonEmpty("key", ""), DeclRange: b.DefRange}
+	if w.URL != "" {
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			a.errorf(a.rangeOf("url", b.DefRange), "Invalid value for \"url\"", "A witness URL is its submission prefix, http:// or https:// with a host; got %q.", w.URL)
+		}
+	}
+	if w.Key != "" {
+		if _, err := witness.NewVerifier(w.Key); err != nil {
+			a.errorf(a.rangeOf("key", b.DefRange), "Invalid value for \"key\"", "A witness key is its public key in signed-note verifier form (name+hash+base64, as `vramward witness -keygen` prints it): %v.", err)
+		}
+	}
+	if !ok {
+		return nil
+	}
+	return w
 }
 
 func decodeSink(b *hcl.Block, ctx *hcl.EvalContext, c *Config, seen map[string]hcl.Range, diags *hcl.Diagnostics) *Sink {

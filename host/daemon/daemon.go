@@ -125,6 +125,10 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 		conns = append(conns, c)
 	}
 	a := cfg.Audit
+	witnesses, err := witnessClients(a.Witnesses)
+	if err != nil {
+		return nil, err
+	}
 	d.bus, err = hostaudit.New(hostaudit.Options{
 		ServiceID: "vramward",
 		Actor:     audit.Actor{WorkerID: cfg.Worker.ID},
@@ -142,6 +146,7 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 		Logger:          log.Named("audit"),
 		Registerer:      d.reg,
 		SinkMetrics:     sinkMetrics,
+		Witnesses:       witnesses,
 	}, conns)
 	if err != nil {
 		return nil, fmt.Errorf("audit bus: %w", err)

@@ -43,9 +43,10 @@ func (c *Checkpoint) body() string {
 	return b.String()
 }
 
-// Sign signs the checkpoint with k (any note.Signer) and fills Note.
-func (c *Checkpoint) Sign(k note.Signer) error {
-	msg, err := note.Sign(&note.Note{Text: c.body()}, k)
+// Sign signs the checkpoint with each signer (the epoch key, then the log's
+// identity key) and fills Note.
+func (c *Checkpoint) Sign(signers ...note.Signer) error {
+	msg, err := note.Sign(&note.Note{Text: c.body()}, signers...)
 	if err != nil {
 		return fmt.Errorf("sign checkpoint: %w", err)
 	}
@@ -108,6 +109,10 @@ func Open(msg []byte, v note.Verifier) (Checkpoint, error) {
 	}
 	return ParseCheckpoint(msg)
 }
+
+// Text is the checkpoint's text, which its signatures and a witness's
+// cosignatures cover.
+func (c *Checkpoint) Text() string { return c.body() }
 
 // SignerOf returns the key name and hash of the signatures on msg, for a
 // message that says which key a checkpoint claims.

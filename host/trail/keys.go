@@ -162,7 +162,19 @@ func (k *PrivateKey) sign(msg []byte) ([]byte, error) {
 	return append(R, S.Bytes()...), nil
 }
 
-// ReadVerifierKey reads a public key given as a file or as the key itself.
+// IdentityPrefix starts the line of a public key file (state_dir/audit.pub)
+// that names the log's identity key: the stable key that signs every
+// checkpoint beside the epoch key, which witnesses pin for the origin.
+const IdentityPrefix = "identity "
+
+// PublicKeyText is what state_dir/audit.pub holds: the first epoch's key,
+// which verifies the trail, and the log's identity key.
+func PublicKeyText(firstKey, identity string) string {
+	return firstKey + "\n" + IdentityPrefix + identity + "\n"
+}
+
+// ReadVerifierKey reads a public key given as a file or as the key itself:
+// the first epoch's key (a public key file's first line).
 func ReadVerifierKey(arg string) (note.Verifier, string, error) {
 	text := arg
 	if !strings.Contains(arg, "+") || strings.ContainsRune(arg, os.PathSeparator) {
@@ -172,6 +184,7 @@ func ReadVerifierKey(arg string) (note.Verifier, string, error) {
 		}
 		text = string(data)
 	}
+	text, _, _ = strings.Cut(strings.TrimSpace(text), "\n")
 	text = strings.TrimSpace(text)
 	v, err := note.NewVerifier(text)
 	if err != nil {

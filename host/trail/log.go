@@ -10,6 +10,7 @@ import (
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/chain"
@@ -101,6 +102,8 @@ type State struct {
 	// Links are the last checkpoints and the leaves between them, oldest
 	// first (see Link).
 	Links []Link
+	// Witnesses are the witnesses' trees (see WitnessState).
+	Witnesses []WitnessState
 }
 
 // Log seals records into the tree and signs checkpoints. It is not safe for
@@ -110,7 +113,15 @@ type Log struct {
 	link      *chain.Linker
 	tree      *compact.Range
 	links     []link // st.Links, live
+	witnesses []*witnessed
+	offers    []Offer
+	// contentEnd is the tree size after the last record that is not the
+	// log's own bookkeeping (a checkpoint, a witness's cosignature): a
+	// checkpoint with nothing new for a witness is not offered to it, or
+	// each cosignature recorded would call for the next.
+	contentEnd uint64
 	key       *PrivateKey
+	identity  *PrivateKey // the log's stable key; nil signs with the epoch key alone
 	limits    Limits
 	now       func() time.Time
 	sinceCkpt uint64    // leaves since the last checkpoint
@@ -147,7 +158,15 @@ func Resume(st State, key *PrivateKey, limits Limits) (*Log, error) {
 		return nil, fmt.Errorf("saved checkpoints: %w", err)
 	}
 	l := &Log{st: st, link: chain.Resume(st.Seq, st.Prev), tree: tree, links: links, key: key, limits: limits.withDefaults(), now: time.Now, lastCkpt: time.Now()}
-	l.st.Tree, l.st.Links = nil, nil
+	for _, ws := range st.Witnesses {
+		w, err := resumeWitness(ws, st.TreeSize)
+		if err != nil {
+			return nil, fmt.Errorf("saved witness state: %w", err)
+		}
+		l.witnesses = append(l.witnesses, w)
+	}
+	l.st.Tree, l.st.Links, l.st.Witnesses = nil, nil, nil
+	l.contentEnd = st.TreeSize
 	return l, nil
 }
 
@@ -188,6 +207,10 @@ func resumeLinks(st State) ([]link, error) {
 	return links, nil
 }
 
+// SetIdentity makes the log's identity key sign every checkpoint beside
+// the epoch key.
+func (l *Log) SetIdentity(k *PrivateKey) { l.identity = k }
+
 // VerifierKey is the current epoch's public key.
 func (l *Log) VerifierKey() string { return l.key.VerifierKey() }
 
@@ -216,6 +239,10 @@ func (l *Log) sealAt(e *audit.Event, seq uint64) audit.Record {
 		if err := l.links[n-1].seg.Append(e.Chain.Hash, nil); err != nil {
 			panic(fmt.Sprintf("trail: append to a link: %v", err))
 		}
+	}
+	l.appendToWitnesses(e.Chain.Hash)
+	if e.Type != audit.AuditCheckpoint && e.Type != audit.AuditCheckpointCosigned {
+		l.contentEnd = l.tree.End()
 	}
 	l.st.EpochEvents++
 	l.sinceCkpt++
@@ -258,7 +285,11 @@ func (l *Log) Checkpoint(endEpoch bool) (audit.Record, Checkpoint, error) {
 		}
 		c.NextKey = next.VerifierKey()
 	}
-	if err := c.Sign(l.key); err != nil {
+	signers := []note.Signer{l.key}
+	if l.identity != nil {
+		signers = append(signers, l.identity)
+	}
+	if err := c.Sign(signers...); err != nil {
 		if next != nil {
 			next.Destroy()
 		}
@@ -272,6 +303,7 @@ func (l *Log) Checkpoint(endEpoch bool) (audit.Record, Checkpoint, error) {
 	if l.Fill != nil {
 		l.Fill(&e)
 	}
+	l.offer(c.Note)
 	l.links = append(l.links, link{seq: l.link.Seq() + 1, size: c.Size, note: c.Note, seg: rf.NewEmptyRange(c.Size)})
 	if len(l.links) > maxLinks {
 		l.links = append([]link(nil), l.links[len(l.links)-maxLinks:]...)
@@ -300,6 +332,10 @@ func (l *Log) State() State {
 	st.Links = make([]Link, len(l.links))
 	for i, k := range l.links {
 		st.Links[i] = Link{Seq: k.seq, Size: k.size, Note: k.note, Seg: cloneHashes(k.seg)}
+	}
+	st.Witnesses = nil
+	for _, w := range l.witnesses {
+		st.Witnesses = append(st.Witnesses, w.state())
 	}
 	return st
 }
@@ -344,5 +380,10 @@ func (l *Log) Recover(reserved uint64, reason string) (audit.Record, error) {
 	return l.sealAt(&e, max(reserved, st.Seq)+1), nil
 }
 
-// Destroy erases the current key, at shutdown.
-func (l *Log) Destroy() { l.key.Destroy() }
+// Destroy erases the current key and the identity key, at shutdown.
+func (l *Log) Destroy() {
+	l.key.Destroy()
+	if l.identity != nil {
+		l.identity.Destroy()
+	}
+}

@@ -49,6 +49,12 @@ type Options struct {
 	// verification names it: any other seqs an AuditRecovered declares lost
 	// fail verification.
 	AcceptLoss []SeqRange
+	// Witnesses are witness keys (tlog-cosignature/v1): every cosignature
+	// by one of them, in the trail (AuditCheckpointCosigned) or on a
+	// checkpoint given, must verify over the trail's checkpoint of that
+	// size, and at least one checkpoint must be cosigned by Quorum of them.
+	Witnesses []note.Verifier
+	Quorum    int
 }
 
 // Seen is one record as read, for comparing copies.
@@ -87,6 +93,11 @@ type Report struct {
 	// Certs are the checkpoints that certified each key after the first,
 	// in epoch order: what a proof carries so that the first key suffices.
 	Certs [][]byte
+	// Cosigned is the largest checkpoint cosigned by Options.Quorum of
+	// Options.Witnesses (with Witnesses), and its note with their
+	// cosignatures.
+	Cosigned     Checkpoint
+	CosignedNote []byte
 }
 
 // SeqRange is the seqs From to To.
@@ -115,6 +126,9 @@ type Loss struct {
 
 // Lost is the problem of seqs a crash took, not accepted by the operator.
 const Lost chain.Problem = "lost"
+
+// Unwitnessed is the problem of a trail no quorum of witnesses cosigned.
+const Unwitnessed chain.Problem = "unwitnessed"
 
 // Leaf is one leaf of the tree.
 type Leaf struct {
@@ -146,11 +160,15 @@ type Verifier struct {
 	// chainRoots are the tree sizes whose roots a recovery's checkpoints gave.
 	chainRoots    map[uint64]bool
 	lastCkptWhere string
-	want          map[uint64]bool   // sizes external checkpoints need roots at
-	rootsAt       map[uint64][]byte // roots at those sizes, in the current branch
-	shortCkpt     string            // where a checkpoint was shortened, for messages
-	source        string
-	lastWhere     string // the last record read, for messages
+	// notes are the verified checkpoints by tree size; cosigs the witness
+	// cosignature lines verified on each, by witness key.
+	notes     map[uint64][]byte
+	cosigs    map[uint64]map[string][]byte
+	want      map[uint64]bool   // sizes external checkpoints need roots at
+	rootsAt   map[uint64][]byte // roots at those sizes, in the current branch
+	shortCkpt string            // where a checkpoint was shortened, for messages
+	source    string
+	lastWhere string // the last record read, for messages
 	// gap is the first run of missing records not explained yet: from
 	// gapFrom to gapTo (the last gap's end), found at tree size gapTree.
 	gap                     *chain.Error
@@ -160,7 +178,8 @@ type Verifier struct {
 // NewVerifier starts verifying a trail.
 func NewVerifier(opts Options) *Verifier {
 	v := &Verifier{opts: opts, keys: []note.Verifier{opts.Key}, tree: rf.NewEmptyRange(0), base: rf.NewEmptyRange(0),
-		want: map[uint64]bool{}, rootsAt: map[uint64][]byte{}, chainRoots: map[uint64]bool{}, ckpt: verified{tree: rf.NewEmptyRange(0)}}
+		want: map[uint64]bool{}, rootsAt: map[uint64][]byte{}, chainRoots: map[uint64]bool{}, ckpt: verified{tree: rf.NewEmptyRange(0)},
+		notes: map[uint64][]byte{}, cosigs: map[uint64]map[string][]byte{}}
 	v.rep.Origin = opts.Key.Name()
 	for _, x := range opts.Checkpoints {
 		if c, err := ParseCheckpoint(x.Note); err == nil {
@@ -235,6 +254,11 @@ func (v *Verifier) record(r chain.Record) error {
 		}
 	} else if e.Chain.Epoch != v.epoch() {
 		return v.epochError(&r)
+	}
+	if e.Type == audit.AuditCheckpointCosigned && !r.Shortened {
+		if err := v.cosigned(&r); err != nil {
+			return err
+		}
 	}
 	if e.Type == audit.AuditCheckpoint {
 		if err := v.checkpoint(&r); err != nil {
@@ -353,6 +377,7 @@ func (v *Verifier) checkpoint(r *chain.Record) error {
 	v.rebase(e.Seq, r.Hash)
 	v.rep.Checkpoints++
 	v.rep.Last, v.rep.LastAt = c, e.Seq
+	v.notes[c.Size] = raw
 	v.shortCkpt = ""
 	return nil
 }
@@ -416,6 +441,7 @@ func (v *Verifier) recovered(r *chain.Record) error {
 			if v.want[c.Size] {
 				v.rootsAt[c.Size], v.chainRoots[c.Size] = c.Root, true
 			}
+			v.notes[c.Size] = k.note
 			last = verified{tree: cloneRange(t), size: c.Size, seq: k.seq, note: k.note, where: fmt.Sprintf("the checkpoint of seq %d that AuditRecovered at %s carries", k.seq, r.Where())}
 		}
 		if err := t.AppendRange(k.seg, nil); err != nil {
@@ -492,6 +518,81 @@ func (v *Verifier) recovered(r *chain.Record) error {
 		return err
 	}
 	v.ckpt = last
+	return nil
+}
+
+// cosigned checks an AuditCheckpointCosigned record: a cosignature by a
+// witness key given must verify over the trail's checkpoint of its size.
+func (v *Verifier) cosigned(r *chain.Record) error {
+	e := &r.Event
+	size := fieldUint(e, "tree_size")
+	sigs, err := decodeB64(fieldStr(e, "cosignature"))
+	if err != nil {
+		return r.Fail(chain.Malformed, "cosignature is not base64: %v", err)
+	}
+	raw, ok := v.notes[size]
+	if !ok {
+		return r.Fail(chain.Mismatch, "cosigns the checkpoint of tree size %d, and no checkpoint this trail verified has that size", size)
+	}
+	if !bytes.HasSuffix(raw, []byte("\n")) || bytes.Count(sigs, []byte("\n")) > 16 {
+		return r.Fail(chain.Malformed, "cosignature does not hold signature lines")
+	}
+	if err := v.addCosigs(size, append(append([]byte(nil), raw...), sigs...)); err != nil {
+		return r.Fail(chain.Forged, "witness %s: %v", fieldStr(e, "witness"), err)
+	}
+	return nil
+}
+
+// addCosigs verifies the cosignatures on msg (a checkpoint of the trail,
+// with its signature lines and a witness's) and keeps those by the witness
+// keys given.
+func (v *Verifier) addCosigs(size uint64, msg []byte) error {
+	if len(v.opts.Witnesses) == 0 {
+		return nil
+	}
+	n, err := note.Open(msg, note.VerifierList(v.opts.Witnesses...))
+	if err != nil {
+		var unverified *note.UnverifiedNoteError
+		if errors.As(err, &unverified) {
+			return nil // by witnesses not given
+		}
+		return fmt.Errorf("a cosignature by a witness key given does not verify over the checkpoint of tree size %d: the checkpoint was rewritten after the witness cosigned it (%v)", size, err)
+	}
+	if v.cosigs[size] == nil {
+		v.cosigs[size] = map[string][]byte{}
+	}
+	for _, s := range n.Sigs {
+		v.cosigs[size][fmt.Sprintf("%s+%08x", s.Name, s.Hash)] = []byte("— " + s.Name + " " + s.Base64 + "\n")
+	}
+	return nil
+}
+
+// witnessed finds the largest checkpoint cosigned by a quorum of the
+// witness keys given.
+func (v *Verifier) witnessed() error {
+	quorum := max(v.opts.Quorum, 1)
+	var best uint64
+	found := false
+	for size, by := range v.cosigs {
+		if len(by) >= quorum && (!found || size > best) {
+			best, found = size, true
+		}
+	}
+	if !found {
+		return &chain.Error{Problem: Unwitnessed, Source: v.source,
+			Detail: fmt.Sprintf("no checkpoint in this trail, or given with -checkpoint, is cosigned by %d of the %d witness keys given: the trail may have been rewritten after the witnesses cosigned it (give the witness's latest checkpoint with -checkpoint)", quorum, len(v.opts.Witnesses))}
+	}
+	raw := append([]byte(nil), v.notes[best]...)
+	for _, line := range v.cosigs[best] {
+		if !bytes.Contains(raw, line) {
+			raw = append(raw, line...)
+		}
+	}
+	c, _ := ParseCheckpoint(v.notes[best])
+	v.rep.Cosigned, v.rep.CosignedNote = c, raw
+	if best < v.tree.End() {
+		v.note("the last checkpoint cosigned by %d witnesses covers tree size %d of %d: the records after it are vouched for by the node's keys alone", quorum, best, v.tree.End())
+	}
 	return nil
 }
 
@@ -643,6 +744,12 @@ func (v *Verifier) resume(r *chain.Record, carried *compact.Range, size, resume 
 			delete(v.rootsAt, s)
 		}
 	}
+	for s := range v.notes {
+		if s > size {
+			delete(v.notes, s)
+			delete(v.cosigs, s)
+		}
+	}
 	v.tree = carried
 	if v.want[size] {
 		v.rootsAt[size] = rootOf(v.tree)
@@ -697,6 +804,11 @@ func (v *Verifier) Close() (Report, error) {
 			return v.rep, err
 		}
 	}
+	if len(v.opts.Witnesses) > 0 {
+		if err := v.witnessed(); err != nil {
+			return v.rep, err
+		}
+	}
 	return v.rep, nil
 }
 
@@ -737,6 +849,13 @@ func (v *Verifier) external(x External) error {
 		return fail(chain.Mismatch, "the trail is not consistent with the checkpoint at tree size %d (the trail ends with %s): the trail was rolled back and rewritten, or forked", c.Size, v.lastWhere)
 	}
 	v.note("consistent with %s (tree size %d, epoch %d)", x.Name, c.Size, c.Epoch)
+	// A witness's copy carries its cosignatures, over the same text.
+	if err := v.addCosigs(c.Size, x.Note); err != nil {
+		return fail(chain.Forged, "%v", err)
+	}
+	if _, ok := v.notes[c.Size]; !ok {
+		v.notes[c.Size] = x.Note
+	}
 	return nil
 }
 

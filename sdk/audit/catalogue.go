@@ -31,6 +31,10 @@ const (
 	HostStopped            Type = "HostStopped"
 	AuditCheckpoint        Type = "AuditCheckpoint"
 	AuditRecovered         Type = "AuditRecovered"
+	// A witness cosigned a checkpoint, or refused one as inconsistent with
+	// the last it cosigned.
+	AuditCheckpointCosigned Type = "AuditCheckpointCosigned"
+	AuditCheckpointRefused  Type = "AuditCheckpointRefused"
 )
 
 // Kind is the type of one field's value.
@@ -137,6 +141,14 @@ func init() {
 		// each later one, which it checks.
 		{AuditRecovered, High, []FieldSpec{u("from_seq"), u("to_seq"), s("reason"), u("resume_seq"), u("tree_size"), s("checkpoints"), s("segments")},
 			"the host restarted after a crash; names the seqs it cannot vouch for"},
+		// cosignature holds the witness's signature lines (base64) on the
+		// checkpoint of tree_size, which precedes this record in the trail.
+		{AuditCheckpointCosigned, Info, []FieldSpec{s("witness"), u("tree_size"), s("cosignature")},
+			"a witness cosigned a checkpoint"},
+		// status is the witness's HTTP answer (409, 422), witness_size the
+		// tree size it holds: the log was forked or rolled back.
+		{AuditCheckpointRefused, Critical, []FieldSpec{s("witness"), u("tree_size"), u("status"), u("witness_size"), s("reason")},
+			"a witness refused a checkpoint as inconsistent with the last it cosigned"},
 	} {
 		sort.Slice(sp.Fields, func(i, j int) bool { return sp.Fields[i].Name < sp.Fields[j].Name })
 		catalogue[sp.Type] = sp

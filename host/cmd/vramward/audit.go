@@ -1,6 +1,8 @@
 package main
 
 import (
+	"golang.org/x/mod/sumdb/note"
+
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"github.com/vramward/vramward/host/audit"
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/host/trail"
+	"github.com/vramward/vramward/host/witness"
 	"github.com/vramward/vramward/sdk/audit/chain"
 )
 
@@ -38,8 +41,10 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&copies, "copy", "another copy of the same trail (another sink's file, a syslog receiver's file), verified too and compared seq by seq; repeatable")
 	fs.Var(&ckpts, "checkpoint", "a signed checkpoint kept off the node (a witness's, a cron job's copy of state_dir/checkpoint) the trail must be consistent with; repeatable")
 	live := fs.Bool("live", false, "the host is still running: records after the last checkpoint are noted, not failed (a loss still fails)")
-	var losses fileList
+	var losses, witnessKeys fileList
 	fs.Var(&losses, "accept-loss", "accept the seqs `FROM-TO` that an AuditRecovered declares lost in a crash, exactly as a failed verify names them (with -fleet: ID:FROM-TO); repeatable")
+	fs.Var(&witnessKeys, "witness-key", "a witness's public `KEY` (or a file holding it): every cosignature by it must verify, and a checkpoint must be cosigned by -quorum of these; repeatable")
+	quorum := fs.Int("quorum", 1, "with -witness-key: how many of the witnesses must have cosigned one checkpoint")
 	fleet := fs.String("fleet", "", "verify every node's trail in `DIR` (a relay's directory: <worker id>.log* or <worker id>/), with -keys")
 	keys := fs.String("keys", "", "with -fleet: the inventory `FILE` of the nodes' public keys, one \"<worker id> <key>\" a line")
 	if code, stop := parseFlags(fs, args); stop {
@@ -73,7 +78,17 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vramward: %v\n", err)
 		return 1
 	}
-	opts := trail.Options{Key: v, Live: *live, Keep: len(copies) > 0, AcceptLoss: accept}
+	opts := trail.Options{Key: v, Live: *live, Keep: len(copies) > 0, AcceptLoss: accept, Quorum: *quorum}
+	for _, k := range witnessKeys {
+		wv, err := readWitnessKey(k)
+		if err != nil {
+			return usageError(stderr, "audit verify", "-witness-key %s: %v", k, err)
+		}
+		opts.Witnesses = append(opts.Witnesses, wv)
+	}
+	if *quorum < 1 || len(witnessKeys) > 0 && *quorum > len(witnessKeys) {
+		return usageError(stderr, "audit verify", "-quorum %d: want 1 to the number of -witness-key given", *quorum)
+	}
 
 	for _, c := range ckpts {
 		data, err := os.ReadFile(c)
@@ -89,10 +104,13 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "OK: %d records, seq %d to %d, tree size %d, epochs 0 to %d, %d signed checkpoints; the last at seq %d\n",
 		rep.Records, rep.FirstSeq, rep.LastSeq, rep.TreeSize, rep.Epoch, rep.Checkpoints, rep.LastAt)
+	if len(opts.Witnesses) > 0 {
+		fmt.Fprintf(stdout, "witnessed: the checkpoint of tree size %d is cosigned by at least %d of the %d witnesses given\n", rep.Cosigned.Size, *quorum, len(opts.Witnesses))
+	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(stdout, "note: %s\n", n)
 	}
-	if len(copies) == 0 && len(ckpts) == 0 {
+	if len(copies) == 0 && len(ckpts) == 0 && len(witnessKeys) == 0 {
 		fmt.Fprintln(stdout, noOffNodeWarning)
 	}
 	code := 0
@@ -263,6 +281,19 @@ func findRecord(files []string, seq uint64) ([]byte, error) {
 }
 
 var errFound = errors.New("found")
+
+// readWitnessKey reads a witness's public key, given as the key or a file.
+func readWitnessKey(arg string) (note.Verifier, error) {
+	text := arg
+	if !strings.Contains(arg, "+") || strings.ContainsRune(arg, os.PathSeparator) {
+		data, err := os.ReadFile(arg)
+		if err != nil {
+			return nil, err
+		}
+		text = string(data)
+	}
+	return witness.NewVerifier(text)
+}
 
 func parseLosses(list []string) ([]trail.SeqRange, error) {
 	var out []trail.SeqRange

@@ -140,6 +140,24 @@ by size only).`,
 			usageCodes,
 		},
 	},
+	"witness": {
+		name:     "witness",
+		synopsis: "vramward witness -key-file FILE -state DIR -log KEY... [-listen ADDRESS] | vramward witness -keygen NAME -key-file FILE",
+		description: `Runs a witness off the nodes (on the relay, say): it serves the C2SP
+tlog-witness protocol (POST /add-checkpoint), cosigns a node's checkpoint
+(tlog-cosignature/v1) only when it carries the node's identity signature and
+a consistency proof from the last checkpoint it cosigned for that node, and
+persists it before answering. A fork or a rollback is refused (409, 422).
+GET /checkpoint?origin=vramward/<worker id> returns the latest cosigned
+checkpoint, for "audit verify -checkpoint". -keygen makes the witness's key.`,
+		examples: []string{"vramward witness -keygen witness.example/w1 -key-file /etc/vramward/witness.key",
+			"vramward witness -key-file /etc/vramward/witness.key -state /var/lib/vramward-witness -log /srv/fleet/node-1.pub -listen 10.0.0.5:7380"},
+		codes: []exitCode{
+			{0, "stopped by SIGTERM or SIGINT, or the key was made"},
+			{1, "the key, the state or an address could not be used"},
+			usageCodes,
+		},
+	},
 	"version": {
 		name:        "version",
 		synopsis:    "vramward version",

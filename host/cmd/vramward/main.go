@@ -39,6 +39,7 @@ Usage:
   vramward audit checkpoint -config FILE              print the latest signed checkpoint (for a witness)
   vramward audit prove -key KEY SEQ TRAIL...          print an inclusion proof of one record
   vramward gguf inspect [-json] MODEL                 check a GGUF file and print what it holds
+  vramward witness -key-file F -state DIR -log KEY... cosign the nodes' checkpoints off the node (C2SP tlog-witness)
   vramward version                                    print versions
 
 Run "vramward COMMAND -help" for a command's flags.
@@ -62,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(args[1:], stdout, stderr)
 	case "gguf":
 		return cmdGGUF(args[1:], stdout, stderr)
+	case "witness":
+		return cmdWitness(args[1:], stdout, stderr)
 	case "version":
 		fs := newFlags("version", stderr)
 		if code, stop := parseFlags(fs, args[1:]); stop {
