@@ -173,11 +173,52 @@ func PublicKeyText(firstKey, identity string) string {
 	return firstKey + "\n" + IdentityPrefix + identity + "\n"
 }
 
+// IsKeyFile says whether a command-line key argument names a file rather
+// than being the key itself (a key's name holds a '/', so a path cannot be
+// told from it by its look alone).
+func IsKeyFile(arg string) bool {
+	if _, err := os.Stat(arg); err == nil {
+		return true
+	}
+	return !strings.Contains(arg, "+")
+}
+
+// PublicKeys are a log's public keys: the first epoch's and, where the
+// public key file names it, the identity key.
+type PublicKeys struct {
+	First    note.Verifier
+	Identity note.Verifier
+}
+
+// ReadPublicKeys reads both keys from a public key file, or the first
+// epoch's key given as the key itself.
+func ReadPublicKeys(arg string) (PublicKeys, error) {
+	first, _, err := ReadVerifierKey(arg)
+	if err != nil {
+		return PublicKeys{}, err
+	}
+	keys := PublicKeys{First: first}
+	if IsKeyFile(arg) {
+		data, err := os.ReadFile(arg)
+		if err != nil {
+			return keys, err
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, ok := strings.CutPrefix(strings.TrimSpace(line), IdentityPrefix); ok {
+				if keys.Identity, err = note.NewVerifier(k); err != nil {
+					return keys, fmt.Errorf("identity key: %w", err)
+				}
+			}
+		}
+	}
+	return keys, nil
+}
+
 // ReadVerifierKey reads a public key given as a file or as the key itself:
 // the first epoch's key (a public key file's first line).
 func ReadVerifierKey(arg string) (note.Verifier, string, error) {
 	text := arg
-	if !strings.Contains(arg, "+") || strings.ContainsRune(arg, os.PathSeparator) {
+	if IsKeyFile(arg) {
 		data, err := os.ReadFile(arg)
 		if err != nil {
 			return nil, "", fmt.Errorf("read public key: %w", err)

@@ -120,13 +120,17 @@ type Log struct {
 	// checkpoint with nothing new for a witness is not offered to it, or
 	// each cosignature recorded would call for the next.
 	contentEnd uint64
-	key       *PrivateKey
-	identity  *PrivateKey // the log's stable key; nil signs with the epoch key alone
-	limits    Limits
-	now       func() time.Time
-	sinceCkpt uint64    // leaves since the last checkpoint
-	lastCkpt  time.Time // when the last checkpoint was made
-	lastSize  uint64    // the tree size it covers
+	// witnessRetry asks for a checkpoint at the next checkpoint_interval
+	// even with no record added: a witness missed the last one (down, or
+	// it named another size), and an idle host would offer it nothing.
+	witnessRetry bool
+	key          *PrivateKey
+	identity     *PrivateKey // the log's stable key; nil signs with the epoch key alone
+	limits       Limits
+	now          func() time.Time
+	sinceCkpt    uint64    // leaves since the last checkpoint
+	lastCkpt     time.Time // when the last checkpoint was made
+	lastSize     uint64    // the tree size it covers
 	// Fill sets the envelope (service id, actor) of the records the log
 	// makes itself, as its owner does for every other record.
 	Fill func(*audit.Event)
@@ -255,7 +259,7 @@ func (l *Log) sealAt(e *audit.Event, seq uint64) audit.Record {
 func (l *Log) Due() (checkpoint, endEpoch bool) {
 	now := l.now()
 	endEpoch = l.st.EpochEvents >= l.limits.EpochEvents || now.Sub(l.st.EpochStarted) >= l.limits.EpochDuration
-	checkpoint = endEpoch || l.sinceCkpt >= l.limits.CheckpointEvents || (l.sinceCkpt > 0 && now.Sub(l.lastCkpt) >= l.limits.CheckpointInterval)
+	checkpoint = endEpoch || l.sinceCkpt >= l.limits.CheckpointEvents || ((l.sinceCkpt > 0 || l.witnessRetry) && now.Sub(l.lastCkpt) >= l.limits.CheckpointInterval)
 	return checkpoint, endEpoch
 }
 

@@ -220,11 +220,15 @@ func TestRecoverAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := ParseProof(p.Marshal())
+	data, err := p.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.Check(key); err != nil {
+	q, err := ParseProof(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Check(PublicKeys{First: key}, nil, 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -281,10 +285,14 @@ func FuzzParseProof(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(p.Marshal())
+	data, err := p.Marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if p, err := ParseProof(data); err == nil {
-			_, _ = p.Check(key)
+			_, _ = p.Check(PublicKeys{First: key}, nil, 0)
 		}
 	})
 }

@@ -78,6 +78,7 @@ func (l *Log) TakeOffers() []Offer {
 // checkpoint's own record is sealed.
 func (l *Log) offer(note []byte) {
 	l.offers = l.offers[:0]
+	l.witnessRetry = false
 	for _, w := range l.witnesses {
 		if w.inflight || w.refused || l.contentEnd <= w.size {
 			continue
@@ -131,6 +132,7 @@ func (l *Log) Cosigned(name string, size uint64) {
 func (l *Log) OfferFailed(name string) {
 	if w := l.witness(name); w != nil {
 		w.inflight = false
+		l.witnessRetry = true
 	}
 }
 
@@ -154,6 +156,9 @@ func (l *Log) Conflict(name string, size uint64, sameSize bool) bool {
 		w.size, w.base, w.tail, w.cands = 0, rf.NewEmptyRange(0), cloneRange(l.tree), nil
 	default:
 		w.refused = true
+	}
+	if !w.refused {
+		l.witnessRetry = true
 	}
 	return !w.refused
 }

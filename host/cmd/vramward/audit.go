@@ -188,8 +188,10 @@ func cmdProve(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("audit prove", stderr)
 	key := fs.String("key", "", "the log's public key: the `FILE` state_dir/audit.pub, or the key itself")
 	check := fs.String("check", "", "check the proof in `FILE` instead of making one")
-	var losses fileList
+	var losses, witnessKeys fileList
 	fs.Var(&losses, "accept-loss", "accept the seqs `FROM-TO` a crash lost, as audit verify does; repeatable")
+	fs.Var(&witnessKeys, "witness-key", "prove against the last checkpoint this witness `KEY` cosigned (with -check: require its cosignature); repeatable")
+	quorum := fs.Int("quorum", 1, "with -witness-key: how many of the witnesses must have cosigned the checkpoint")
 	if code, stop := parseFlags(fs, args); stop {
 		return code
 	}
@@ -199,6 +201,14 @@ func cmdProve(args []string, stdout, stderr io.Writer) int {
 	}
 	if *key == "" {
 		return usageError(stderr, "audit prove", "-key is required")
+	}
+	var witnesses []note.Verifier
+	for _, k := range witnessKeys {
+		wv, err := readWitnessKey(k)
+		if err != nil {
+			return usageError(stderr, "audit prove", "-witness-key %s: %v", k, err)
+		}
+		witnesses = append(witnesses, wv)
 	}
 	var seq uint64
 	if *check != "" {
@@ -214,7 +224,7 @@ func cmdProve(args []string, stdout, stderr io.Writer) int {
 			return usageError(stderr, "audit prove", "SEQ %q is not a record's seq", fs.Arg(0))
 		}
 	}
-	v, _, err := trail.ReadVerifierKey(*key)
+	keys, err := trail.ReadPublicKeys(*key)
 	if err != nil {
 		fmt.Fprintf(stderr, "vramward: %v\n", err)
 		return 1
@@ -228,10 +238,14 @@ func cmdProve(args []string, stdout, stderr io.Writer) int {
 		p, err := trail.ParseProof(data)
 		if err == nil {
 			var c trail.Checkpoint
-			if c, err = p.Check(v); err == nil {
+			if c, err = p.Check(keys, witnesses, *quorum); err == nil {
 				r, _ := chain.Check(p.Record)
-				fmt.Fprintf(stdout, "OK: seq %d (%s) is leaf %d of the log %s at tree size %d, checkpoint signed by epoch %d's key\n",
-					r.Event.Seq, r.Event.Type, p.Index, c.Origin, c.Size, c.Epoch)
+				by := fmt.Sprintf("signed by epoch %d's key", c.Epoch)
+				if len(witnesses) > 0 {
+					by = fmt.Sprintf("signed by the log's identity key and cosigned by %d of %d witnesses", *quorum, len(witnesses))
+				}
+				fmt.Fprintf(stdout, "OK: seq %d (%s) is leaf %d of the log %s at tree size %d, checkpoint %s\n",
+					r.Event.Seq, r.Event.Type, p.Index, c.Origin, c.Size, by)
 				return 0
 			}
 		}
@@ -239,7 +253,7 @@ func cmdProve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	files := fs.Args()[1:]
-	rep, ok := verifyTrail(trail.Options{Key: v, Keep: true, Live: true, AcceptLoss: accept}, files, "", stdout, stderr)
+	rep, ok := verifyTrail(trail.Options{Key: keys.First, Keep: true, Live: true, AcceptLoss: accept, Witnesses: witnesses, Quorum: *quorum}, files, "", stdout, stderr)
 	if !ok {
 		return 1
 	}
@@ -253,7 +267,12 @@ func cmdProve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vramward: %v\n", err)
 		return 1
 	}
-	_, _ = stdout.Write(p.Marshal())
+	out, err := p.Marshal()
+	if err != nil {
+		fmt.Fprintf(stderr, "vramward: %v\n", err)
+		return 1
+	}
+	_, _ = stdout.Write(out)
 	return 0
 }
 
@@ -285,7 +304,7 @@ var errFound = errors.New("found")
 // readWitnessKey reads a witness's public key, given as the key or a file.
 func readWitnessKey(arg string) (note.Verifier, error) {
 	text := arg
-	if !strings.Contains(arg, "+") || strings.ContainsRune(arg, os.PathSeparator) {
+	if trail.IsKeyFile(arg) {
 		data, err := os.ReadFile(arg)
 		if err != nil {
 			return nil, err

@@ -110,7 +110,7 @@ func TestReadmeConfigKeys(t *testing.T) {
 
 func TestReadmeFlags(t *testing.T) {
 	var code []string
-	for _, args := range [][]string{{"run", "-help"}, {"validate", "-help"}, {"status", "-help"}, {"audit", "verify", "-help"}, {"audit", "checkpoint", "-help"}, {"audit", "prove", "-help"}, {"gguf", "inspect", "-help"}} {
+	for _, args := range [][]string{{"run", "-help"}, {"validate", "-help"}, {"status", "-help"}, {"audit", "verify", "-help"}, {"audit", "checkpoint", "-help"}, {"audit", "prove", "-help"}, {"gguf", "inspect", "-help"}, {"witness", "-help"}} {
 		var out bytes.Buffer
 		run(args, &out, &out)
 		for _, m := range regexp.MustCompile(`(?m)^  (-[a-z-]+)`).FindAllStringSubmatch(out.String(), -1) {

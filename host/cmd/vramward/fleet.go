@@ -41,8 +41,8 @@ func readInventory(path string) ([]*fleetNode, error) {
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, trail.IdentityPrefix) {
+			continue // an identity key line (audit.pub's second) is for witnesses
 		}
 		fields := strings.Fields(line)
 		text := fields[len(fields)-1]

@@ -76,16 +76,21 @@ Exits 0 only while the host is serving: a health check for scripts.`,
 	},
 	"audit verify": {
 		name:     "audit verify",
-		synopsis: "vramward audit verify -key KEY [-copy FILE]... [-checkpoint FILE]... [-live] TRAIL... | -fleet DIR -keys FILE [-live]",
+		synopsis: "vramward audit verify -key KEY [-copy FILE]... [-checkpoint FILE]... [-witness-key KEY]... [-quorum N] [-accept-loss FROM-TO]... [-live] TRAIL... | -fleet DIR -keys FILE [-live]",
 		description: `Verifies an audit trail with the log's public key alone (state_dir/audit.pub,
 kept off the node): every record's hash and link, the Merkle tree, every
 signed checkpoint and the certification of each epoch's key. Files may be
 given in any order (rotated sets, several runs); a syslog receiver's file is
 read as it stored it. -copy verifies another copy and compares it seq by
 seq; -checkpoint checks the trail is consistent with a checkpoint kept
-elsewhere (a cut tail, a rollback, a fork). Records after the last
-checkpoint fail unless -live (the host is still running) or an
-AuditRecovered record explains them (notes). With -fleet, every node's
+elsewhere (a cut tail, a rollback, a fork); -witness-key checks every
+cosignature of that witness and requires a checkpoint cosigned by -quorum
+of them. Records after the last checkpoint fail unless -live (the host is
+still running). A crash's AuditRecovered continues the log only from the
+last checkpoint verified, through every checkpoint the host made since;
+the seqs it cannot vouch for fail until accepted with -accept-loss, exactly
+as the failure names them. Given the public key alone, verify warns that a
+cut tail or a rollback cannot be seen. With -fleet, every node's
 trail in a relay's directory is verified against an inventory of public
 keys, in parallel, one line per node; a node without a trail, or a file of
 no node, fails.`,
@@ -94,7 +99,7 @@ no node, fails.`,
 			"vramward audit verify -fleet /var/log/vramward-fleet -keys /etc/vramward/fleet.keys"},
 		codes: []exitCode{
 			{0, "the trail verifies (notes may follow)"},
-			{1, "a record is edited, missing, inserted, reordered or unsigned, a checkpoint or key is forged, or a copy or checkpoint disagrees"},
+			{1, "a record is edited, missing, inserted, reordered or unsigned, a checkpoint, key, recovery or cosignature is forged, a loss is not accepted, or a copy, checkpoint or witness disagrees"},
 			usageCodes,
 		},
 	},
@@ -113,11 +118,14 @@ for a witness or a cron job to store off the node; "audit verify
 	},
 	"audit prove": {
 		name:     "audit prove",
-		synopsis: "vramward audit prove -key KEY SEQ TRAIL... | vramward audit prove -key KEY -check PROOF",
+		synopsis: "vramward audit prove -key KEY [-witness-key KEY]... SEQ TRAIL... | vramward audit prove -key KEY [-witness-key KEY]... -check PROOF",
 		description: `Prints an inclusion proof of the record with SEQ against the trail's last
-checkpoint: the record, the Merkle path and the signed notes from the
-first key to the checkpoint's. With -check, checks such a proof with the
-public key alone, without the rest of the trail.`,
+checkpoint, in the C2SP tlog-proof format: the leaf index, the Merkle path
+and the checkpoint, with the record and the signed notes from the first
+key to the checkpoint's in its extra data. With -witness-key, against the
+last checkpoint the witnesses cosigned, with their cosignatures. With
+-check, checks such a proof with the public keys alone, without the rest of
+the trail.`,
 		examples: []string{"vramward audit prove -key node-1.pub 4711 /var/log/vramward/audit.log* > seq-4711.proof",
 			"vramward audit prove -key node-1.pub -check seq-4711.proof"},
 		codes: []exitCode{
@@ -215,7 +223,7 @@ func validLogLevel(l string) bool {
 }
 
 // commandOrder is the order of the README's exit code table.
-var commandOrder = []string{"run", "validate", "status", "audit verify", "audit checkpoint", "audit prove", "gguf inspect", "version"}
+var commandOrder = []string{"run", "validate", "status", "audit verify", "audit checkpoint", "audit prove", "gguf inspect", "witness", "version"}
 
 // exitCodeTable is the README's exit code table, made from commands.
 func exitCodeTable() string {

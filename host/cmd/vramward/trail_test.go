@@ -529,8 +529,16 @@ func TestProveAndCheckpoint(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "OK: seq 2") {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
+	if !bytes.HasPrefix(proof, []byte("c2sp.org/tlog-proof@v1\n")) {
+		t.Fatalf("not a tlog-proof:\n%s", proof)
+	}
+	p, err := trail.ParseProof(proof)
+	must(t, err)
+	p.Record = bytes.Replace(p.Record, []byte(`"correlation_id":"`), []byte(`"correlation_id":"x`), 1)
+	edited, err := p.Marshal()
+	must(t, err)
 	bad := filepath.Join(dir, "bad.proof")
-	must(t, os.WriteFile(bad, bytes.Replace(proof, []byte(`"correlation_id":"`), []byte(`"correlation_id":"x`), 1), 0o600))
+	must(t, os.WriteFile(bad, edited, 0o600))
 	if out, err := exec.Command(hostBin, "audit", "prove", "-key", pub, "-check", bad).CombinedOutput(); exitOf(err) != 1 {
 		t.Fatalf("an edited record's proof checked: %v\n%s", err, out)
 	}

@@ -108,7 +108,7 @@ func cmdWitness(args []string, stdout, stderr io.Writer) int {
 // line of a public key file.
 func identityKey(arg string) (note.Verifier, error) {
 	text := arg
-	if !strings.Contains(arg, "+") || strings.ContainsRune(arg, os.PathSeparator) {
+	if trail.IsKeyFile(arg) {
 		data, err := os.ReadFile(arg)
 		if err != nil {
 			return nil, err
