@@ -236,9 +236,19 @@ func TestRecoverAfterCrash(t *testing.T) {
 // FuzzVerify: no trail, however hostile, panics the verifier, makes it work
 // without bound, or yields anything but a *chain.Error for in-memory input.
 func FuzzVerify(f *testing.F) {
-	_, key, lines := testLog(f, 12, small)
+	l, key, lines := testLog(f, 12, small)
 	f.Add(join(lines))
 	f.Add(join(lines[:5]))
+	// A trail with a recovery, its links carried.
+	st := l.State()
+	k, _ := LoadKey(st.Origin, l.Key().AppendSecret(nil))
+	if r, err := Resume(st, k, small); err == nil {
+		if rec, err := r.Recover(st.Seq+3, "crash"); err == nil {
+			if c, _, err := r.Checkpoint(false); err == nil {
+				f.Add(join(append(append([][]byte{}, lines...), rec.Line, c.Line)))
+			}
+		}
+	}
 	f.Add([]byte("{}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rep, err := Verify(Options{Key: key, Keep: true, Checkpoints: []External{{Name: "x", Note: data}}}, chain.Source{Name: "fuzz", R: bytes.NewReader(data)})

@@ -258,3 +258,20 @@ func TestLogTakesAWitnessConflict(t *testing.T) {
 		t.Fatal("a size the log cannot prove from was taken")
 	}
 }
+
+// FuzzParseRequest: no request body, however hostile, panics the parser,
+// and one that parses writes back to the same bytes.
+func FuzzParseRequest(f *testing.F) {
+	f.Add([]byte("old 0\n\nvramward/w1\n1\nAAAA\n\n— x y\n"))
+	f.Add([]byte("old 20852014\nPlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw=\n\nexample.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n\n— example.com/behind-the-sofa Az3g\n"))
+	f.Add([]byte("old 01\n\n"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := witness.ParseRequest(body)
+		if err != nil {
+			return
+		}
+		if got := r.Marshal(); string(got) != string(body) {
+			t.Fatalf("parsed %q, writes %q", body, got)
+		}
+	})
+}
