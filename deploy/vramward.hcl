@@ -21,6 +21,8 @@ plugin "audit-file" {
 plugin "audit-syslog" {
   kind = "audit_sink"
   path = "/usr/local/lib/vramward/vramward-plugin-audit-syslog"
+  # TCP (tcp, tls, relp) to the receiver; the host's sandbox refuses it otherwise.
+  network = true
   # sha256 = "..."
 }
 

@@ -65,6 +65,14 @@ func (a attrs) str(name, def string) string {
 }
 
 // nonEmpty is str for attributes that must not be "" when given.
+func (a attrs) boolean(name string, def bool) bool {
+	v, _, ok := a.value(name, cty.Bool)
+	if !ok {
+		return def
+	}
+	return v.True()
+}
+
 func (a attrs) nonEmpty(name, def string) string {
 	v, attr, ok := a.value(name, cty.String)
 	if !ok {

@@ -81,7 +81,10 @@ type Plugin struct {
 	// StartTimeout bounds the handshake; go-plugin's one-minute default
 	// would hide a broken plugin for too long.
 	StartTimeout time.Duration
-	DeclRange    hcl.Range
+	// Network lets the plugin use TCP (the host's sandbox refuses it
+	// otherwise): a syslog sink sending over tcp, tls or relp needs it.
+	Network   bool
+	DeclRange hcl.Range
 }
 
 // Audit is the audit bus and its sinks.
@@ -200,7 +203,7 @@ var (
 var Keys = map[string][]string{
 	"worker":  {"id", "token_file", "token_env", "token_credential", "state_dir"},
 	"metrics": {"listen"},
-	"plugin":  {"kind", "path", "sha256", "start_timeout"},
+	"plugin":  {"kind", "path", "sha256", "start_timeout", "network"},
 	"audit": {"require", "queue_size", "spool_max_bytes", "batch_size", "batch_wait", "critical_timeout", "shutdown_timeout",
 		"epoch_events", "epoch_duration", "checkpoint_events", "checkpoint_interval"},
 	"sink":    {"plugin", "config"},
@@ -465,6 +468,7 @@ func decodePlugin(b *hcl.Block, ctx *hcl.EvalContext, dir string, seen map[strin
 		Path:         a.nonEmpty("path", ""),
 		SHA256:       a.sha256("sha256"),
 		StartTimeout: a.duration("start_timeout", DefaultStartTimeout, 100*time.Millisecond),
+		Network:      a.boolean("network", false),
 		DeclRange:    b.DefRange,
 	}
 	if p.Path != "" {

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -47,11 +48,14 @@ type Options struct {
 
 // Daemon is a running host.
 type Daemon struct {
-	cfg   *config.Config
-	log   hclog.Logger
-	reg   *prometheus.Registry
-	bus   *hostaudit.Bus
-	conns []*sinkConn
+	// policies are the sandbox policies of the loader and the VRAM
+	// backend, by their config block, once their schema gave them.
+	policies sync.Map
+	cfg      *config.Config
+	log      hclog.Logger
+	reg      *prometheus.Registry
+	bus      *hostaudit.Bus
+	conns    []*sinkConn
 	// launcher starts every plugin; loader is the model loader's process
 	// (nil without a loader block), models the outcome of each model.
 	launcher *pluginhost.Launcher

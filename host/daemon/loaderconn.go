@@ -59,14 +59,16 @@ var loaderKind = kind[*loader.Client]{
 
 func (s *loaderSupervisor) connect(ctx context.Context) error {
 	d, u := s.d, s.d.cfg.Loader
-	proc, _, err := d.launchUse(ctx, u, loader.PluginForHost(s.log), s.log)
+	half := loader.PluginForHost(s.log)
+	proc, _, err := d.launchUse(ctx, u, half, s.log)
 	if err != nil {
 		return err
 	}
-	client, version, err := loaderKind.start(ctx, d.cfg, d.launcher, u, proc, d.emitAsync)
+	client, proc, version, err := loaderKind.start(ctx, d.cfg, d.launcher, u, proc, half, d.emitAsync)
 	if err != nil {
 		return err
 	}
+	d.policies.Store(u, proc.Spec.Policy)
 	d.loader, s.client, s.version = proc, client, version
 	return nil
 }
@@ -121,6 +123,9 @@ func (s *loaderSupervisor) crashed(proc *pluginhost.Process) bool {
 func (d *Daemon) launchUse(ctx context.Context, u *config.PluginUse, half plugin.Plugin, log hclog.Logger) (*pluginhost.Process, *config.Plugin, error) {
 	p := d.cfg.Plugin(u.Plugin)
 	spec := pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256, StartTimeout: p.StartTimeout}
+	if pol, ok := d.policies.Load(u); ok {
+		spec.Policy = pol.(pluginhost.Policy)
+	}
 	proc, err := d.launcher.Launch(ctx, spec, half)
 	var ce *pluginhost.ChecksumError
 	if errors.As(err, &ce) {

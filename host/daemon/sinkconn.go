@@ -61,8 +61,8 @@ func (c *sinkConn) Name() string { return c.sink.Name }
 func (c *sinkConn) Start(ctx context.Context) (*sinkclient.Client, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	proc, err := c.launcher.Launch(ctx, c.spec, sinkclient.Plugin(sinkclient.Options{
-		Sink: c.sink.Name, Metrics: c.metrics, Logger: c.log, MaxBatchEvents: c.cfg.Audit.BatchSize}))
+	half := sinkclient.Plugin(sinkclient.Options{Sink: c.sink.Name, Metrics: c.metrics, Logger: c.log, MaxBatchEvents: c.cfg.Audit.BatchSize})
+	proc, err := c.launcher.Launch(ctx, c.spec, half)
 	if err != nil {
 		c.launcher.Metrics.MarkDown(c.spec)
 		var ce *pluginhost.ChecksumError
@@ -72,10 +72,11 @@ func (c *sinkConn) Start(ctx context.Context) (*sinkclient.Client, error) {
 		}
 		return nil, err
 	}
-	client, version, err := sinkKind.start(ctx, c.cfg, c.launcher, c.sink, proc, c.emit)
+	client, proc, version, err := sinkKind.start(ctx, c.cfg, c.launcher, c.sink, proc, half, c.emit)
 	if err != nil {
 		return nil, err
 	}
+	c.spec.Policy = proc.Spec.Policy
 	if c.starts > 0 {
 		c.launcher.Metrics.CountRestart(c.spec.Name)
 	}

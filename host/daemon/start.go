@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+
+	plugin "github.com/hashicorp/go-plugin"
 
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/host/pluginhost"
@@ -25,13 +28,17 @@ type kind[C interface{ Sandbox() (bool, string) }] struct {
 }
 
 // start runs the shared sequence on a launched plugin; on failure it
-// stops the process. It returns the plugin's version.
-func (k kind[C]) start(ctx context.Context, cfg *config.Config, launcher *pluginhost.Launcher, use *config.PluginUse, proc *pluginhost.Process, emit func(audit.Event)) (C, string, error) {
+// stops the process. It returns the client and the process, and the
+// plugin's version. The host's sandbox policy for the plugin comes from its
+// schema: a first start, launched under the policy it had (System alone),
+// is relaunched under the one its schema and config call for (half makes
+// the new client), before anything is configured.
+func (k kind[C]) start(ctx context.Context, cfg *config.Config, launcher *pluginhost.Launcher, use *config.PluginUse, proc *pluginhost.Process, half plugin.Plugin, emit func(audit.Event)) (C, *pluginhost.Process, string, error) {
 	client := proc.Raw.(C)
-	fail := func(err error) (C, string, error) {
+	fail := func(err error) (C, *pluginhost.Process, string, error) {
 		proc.Stop()
 		var zero C
-		return zero, "", err
+		return zero, nil, "", err
 	}
 	label := use.Name
 	if label == "" {
@@ -46,6 +53,24 @@ func (k kind[C]) start(ctx context.Context, cfg *config.Config, launcher *plugin
 			return fail(&ConfigError{Diags: diags})
 		}
 	}
+	if want := usePolicy(cfg, use, sch); !samePolicy(want, proc.Spec.Policy) {
+		// A directory the plugin writes in must exist for the sandbox to
+		// name it; the plugin would have made it (0700, as a sink does).
+		for _, d := range want.WriteDirs {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return fail(fmt.Errorf("%s %s: the directory it writes in: %w", k.role, label, err))
+			}
+		}
+		spec := proc.Spec
+		spec.Policy = want
+		proc.Stop()
+		np, err := launcher.Launch(ctx, spec, half)
+		if err != nil {
+			var zero C
+			return zero, nil, "", fmt.Errorf("%s %s: relaunch under its sandbox policy: %w", k.role, label, err)
+		}
+		proc, client = np, np.Raw.(C)
+	}
 	if err := k.configure(client, ctx, use.ConfigJSON); err != nil {
 		if fe := k.fields(err); len(fe) > 0 {
 			return fail(&ConfigError{Diags: use.FieldDiagnostics(fe)})
@@ -56,7 +81,7 @@ func (k kind[C]) start(ctx context.Context, cfg *config.Config, launcher *plugin
 	if ev, err := launcher.Metrics.Started(proc, version, sb, detail); err == nil {
 		emit(ev)
 	}
-	return client, version, nil
+	return client, proc, version, nil
 }
 
 // fieldsOf returns the config attributes an error of type E blames.

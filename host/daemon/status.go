@@ -52,6 +52,7 @@ func (d *Daemon) refreshState() (string, string, time.Time) {
 
 // serveStatus serves the status view on state_dir/status.sock.
 func (d *Daemon) serveStatus() error {
+	status.RefusePeer = pluginhost.IsPluginProcess
 	srv, err := status.Serve(filepath.Join(d.cfg.Worker.StateDir, status.SocketName), d.Status, d.log.Named("status"))
 	if err != nil {
 		return err
@@ -65,19 +66,18 @@ func (d *Daemon) Status() status.Status {
 	state, reason, since := d.refreshState()
 	st := status.Status{Host: status.Host{WorkerID: d.cfg.Worker.ID, Version: d.version, ConfigSHA256: d.cfg.SHA256,
 		Started: d.state.started, State: state, Reason: reason, Since: since}}
-	sandboxed := d.gaugeByLabel("vramward_plugin_sandboxed", "plugin")
 	for _, c := range d.conns {
 		c.mu.Lock()
-		p := pluginStatus(c.spec, c.proc, c.version, sandboxed)
+		p := pluginStatus(c.spec, c.proc, c.version)
 		p.Restarts = max(c.starts-1, 0)
 		c.mu.Unlock()
 		st.Plugins = append(st.Plugins, p)
 	}
 	if d.loader != nil {
-		st.Plugins = append(st.Plugins, pluginStatus(d.loader.Spec, d.loader, "", sandboxed))
+		st.Plugins = append(st.Plugins, pluginStatus(d.loader.Spec, d.loader, ""))
 	}
 	if d.vram != nil {
-		st.Plugins = append(st.Plugins, pluginStatus(d.vram.Spec, d.vram, d.vramVersion, sandboxed))
+		st.Plugins = append(st.Plugins, pluginStatus(d.vram.Spec, d.vram, d.vramVersion))
 	}
 	failures := d.failuresBySink()
 	for _, s := range d.bus.Sinks() {
@@ -123,11 +123,13 @@ func (d *Daemon) Status() status.Status {
 	return st
 }
 
-func pluginStatus(spec pluginhost.Spec, p *pluginhost.Process, version string, sandboxed map[string]bool) status.Plugin {
+func pluginStatus(spec pluginhost.Spec, p *pluginhost.Process, version string) status.Plugin {
 	out := status.Plugin{Name: spec.Name, Kind: spec.Kind, Version: version, Protocol: handshake.ProtocolVersion, PinnedSHA256: spec.SHA256}
 	if p != nil {
 		out.PID, out.Running, out.RunningSHA256 = p.Pid, !p.Exited(), p.SHA256
-		out.Sandboxed = sandboxed[spec.Name]
+		// Measured again now: what the kernel holds for the process.
+		enf := p.Observe()
+		out.Sandboxed, out.Sandbox = enf.Sandboxed(), enf.Describe(p.Spec.Policy)
 		if p.Crashed() {
 			out.LastCrash = p.ExitReason()
 		}
@@ -159,23 +161,6 @@ func (d *Daemon) failuresBySink() map[string]map[string]uint64 {
 		for k, v := range byS {
 			if v == 0 {
 				delete(byS, k)
-			}
-		}
-	}
-	return out
-}
-
-// gaugeByLabel reads a gauge's series as booleans (non-zero) by one label.
-func (d *Daemon) gaugeByLabel(metric, key string) map[string]bool {
-	out := map[string]bool{}
-	mfs, err := d.reg.Gather()
-	if err != nil {
-		return out
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == metric {
-			for _, m := range mf.GetMetric() {
-				out[label(m, key)] = m.GetGauge().GetValue() != 0
 			}
 		}
 	}

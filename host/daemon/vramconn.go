@@ -47,7 +47,8 @@ func (d *Daemon) startVram(ctx context.Context) error {
 func (d *Daemon) connectVram(ctx context.Context) (*vram.Client, error) {
 	u := d.cfg.Vram
 	log := d.log.Named("vram")
-	proc, _, err := d.launchUse(ctx, u, vram.PluginForHost(log), log)
+	half := vram.PluginForHost(log)
+	proc, _, err := d.launchUse(ctx, u, half, log)
 	if err != nil {
 		return nil, err
 	}
@@ -64,10 +65,11 @@ func (d *Daemon) connectVram(ctx context.Context) (*vram.Client, error) {
 		},
 		fields: fieldsOf(func(f *vram.Failure) []*schema.FieldError { return f.Fields }),
 	}
-	client, version, err := k.start(ctx, d.cfg, d.launcher, u, proc, d.emitAsync)
+	client, proc, version, err := k.start(ctx, d.cfg, d.launcher, u, proc, half, d.emitAsync)
 	if err != nil {
 		return nil, err
 	}
+	d.policies.Store(u, proc.Spec.Policy)
 	if backend == vram.BackendEmulated {
 		log.Warn("the VRAM backend is EMULATED: shards live in host memory and prove no GPU residency")
 	}

@@ -31,6 +31,9 @@ type Spec struct {
 	Path         string
 	SHA256       string // "" when not pinned
 	StartTimeout time.Duration
+	// Policy is what the host lets the process reach (System is added);
+	// the zero Policy lets it reach System and its own temporary directory.
+	Policy Policy
 }
 
 // ChecksumError is returned when a pinned binary's SHA-256 differs: the
@@ -64,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"plugin"}),
 		sandboxed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vramward_plugin_sandboxed",
-			Help: "1 while the plugin's process has restricted itself (Landlock) after Configure, else 0.",
+			Help: "1 while the host holds the plugin's process in its sandbox (no capability, no_new_privs, seccomp, Landlock), as /proc shows it, else 0.",
 		}, []string{"plugin"}),
 	}
 	for _, c := range []prometheus.Collector{m.up, m.restarts, m.sandboxed} {
@@ -90,10 +93,13 @@ type Process struct {
 	Pid  int
 	// SHA256 is the binary that runs, hashed through the descriptor that
 	// was executed.
-	SHA256  string
-	client  *plugin.Client
-	run     *groupRunner
-	metrics *Metrics
+	SHA256 string
+	// Enforced is the sandbox the host applied, as the launcher recorded
+	// it and the kernel shows it.
+	Enforced Enforced
+	client   *plugin.Client
+	run      *groupRunner
+	metrics  *Metrics
 	// stopping is set when the host ends the process itself, so that its
 	// exit is not reported as a crash.
 	stopping atomic.Bool
@@ -145,7 +151,10 @@ func (l *Launcher) Launch(ctx context.Context, spec Spec, p plugin.Plugin) (*Pro
 		VersionedPlugins: map[int]plugin.PluginSet{handshake.ProtocolVersion: {spec.Kind: p}},
 		RunnerFunc: func(log hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
 			cmd.Env = append(l.Environ(), cmd.Env...)
-			r := newGroupRunner(log, spec, bin, cmd)
+			r, err := newGroupRunner(log, spec, bin, cmd)
+			if err != nil {
+				return nil, err
+			}
 			run.Store(r)
 			return r, nil
 		},
@@ -176,7 +185,11 @@ func (l *Launcher) Launch(ctx context.Context, spec Spec, p plugin.Plugin) (*Pro
 		return nil, fmt.Errorf("plugin %s: dispense %s: %w", spec.Name, spec.Kind, err)
 	}
 	r := run.Load()
-	proc := &Process{Spec: spec, Raw: raw, Pid: r.pid, SHA256: sum, client: client, run: r, metrics: l.Metrics}
+	enf := r.enforced
+	if err := observe(r.pid, &enf); err != nil {
+		enf.Error = "cannot read /proc/" + fmt.Sprint(r.pid) + "/status: " + err.Error()
+	}
+	proc := &Process{Spec: spec, Raw: raw, Pid: r.pid, SHA256: sum, Enforced: enf, client: client, run: r, metrics: l.Metrics}
 	live.Store(proc, struct{}{})
 	if l.Metrics != nil {
 		l.Metrics.up.WithLabelValues(spec.Name, spec.Kind).Set(1)
@@ -223,8 +236,14 @@ func startClient(ctx context.Context, client *plugin.Client, run *atomic.Pointer
 const MaxRecvBytes = 16 << 20
 
 // Started records a plugin process that was configured: its PluginStarted
-// event (with whether it sandboxed itself) and vramward_plugin_sandboxed.
-func (m *Metrics) Started(p *Process, version string, sandboxed bool, sandbox string) (audit.Event, error) {
+// event and vramward_plugin_sandboxed, both saying what the host enforced
+// (the plugin's own claim about sandboxing itself is only appended).
+func (m *Metrics) Started(p *Process, version string, ownSandbox bool, ownDetail string) (audit.Event, error) {
+	sandboxed := p.Enforced.Sandboxed()
+	sandbox := p.Enforced.Describe(p.Spec.Policy)
+	if ownSandbox {
+		sandbox += "; the plugin's own: " + ownDetail
+	}
 	if m != nil {
 		v := 0.0
 		if sandboxed {

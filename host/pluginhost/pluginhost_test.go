@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/vramward/vramward/sdk/sandbox"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,7 +191,7 @@ func TestPluginEnvironmentIsAllowListed(t *testing.T) {
 	bin := writeScript(t, dir, "plugin.sh", "env > "+out+"\n")
 	l, sm := testLauncher(t)
 	l.LogLevel = "warn"
-	if _, err := l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: time.Second},
+	if _, err := l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: time.Second, Policy: Policy{WriteDirs: []string{dir}}},
 		sinkclient.Plugin(sinkclient.Options{Sink: "p", Metrics: sm})); err == nil {
 		t.Fatal("a script was started as a plugin")
 	}
@@ -206,5 +207,61 @@ func TestPluginEnvironmentIsAllowListed(t *testing.T) {
 		if !strings.Contains(env, want) {
 			t.Errorf("plugin environment lacks %s:\n%s", want, env)
 		}
+	}
+}
+
+// TestHostSandboxHoldsThePlugin: a plugin binary (a script, so that it
+// probes before any SDK code could restrict it) finds itself held by the
+// host before its first instruction: no capability, no_new_privs, the
+// seccomp filter; a file outside its policy unreadable, a file beside it
+// unwritable, and the host out of reach of its signals.
+func TestHostSandboxHoldsThePlugin(t *testing.T) {
+	if abi := sandbox.ABI(); abi < 6 {
+		t.Skipf("this kernel's Landlock ABI is %d: the scoping of signals needs 6", abi)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	must(t, os.MkdirAll(out, 0o700))
+	secret := filepath.Join(dir, "secret")
+	must(t, os.WriteFile(secret, []byte("the-secret"), 0o600))
+	bin := writeScript(t, dir, "plugin.sh", `
+grep -E '^(NoNewPrivs|Seccomp|CapEff|CapBnd):' /proc/$$/status > `+out+`/status
+cat `+secret+` > `+out+`/secret 2>&1
+echo x > `+dir+`/beside 2>`+out+`/beside.err
+kill -HUP $PPID 2>`+out+`/kill.err; echo $? > `+out+`/kill
+`)
+	l, sm := testLauncher(t)
+	if _, err := l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: time.Second, Policy: Policy{WriteDirs: []string{out}}},
+		sinkclient.Plugin(sinkclient.Options{Sink: "p", Metrics: sm})); err == nil {
+		t.Fatal("a script was started as a plugin")
+	}
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	status := read("status")
+	for _, want := range []string{"NoNewPrivs:\t1", "Seccomp:\t2", "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("the plugin's status lacks %q:\n%s", want, status)
+		}
+	}
+	if s := read("secret"); strings.Contains(s, "the-secret") {
+		t.Error("the plugin read a file outside its policy")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "beside")); err == nil {
+		t.Error("the plugin wrote outside its policy")
+	}
+	if k := strings.TrimSpace(read("kill")); k == "0" {
+		t.Errorf("the plugin signalled the host (%s)", read("kill.err"))
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -50,10 +52,13 @@ type groupRunner struct {
 	stdout *os.File
 	stderr *os.File
 
-	pid     int
-	exited  chan struct{}
-	waitErr error
-	closeMu sync.Once
+	pid      int
+	exited   chan struct{}
+	waitErr  error
+	closeMu  sync.Once
+	record   *os.File // the launcher's record of what it applied
+	enforced Enforced
+	tmp      string // the plugin's own temporary directory
 }
 
 var _ runner.Runner = (*groupRunner)(nil)
@@ -139,20 +144,66 @@ func checkOwnership(path string, st os.FileInfo) error {
 	return bad("its directory "+dir, dst)
 }
 
-// newGroupRunner takes go-plugin's command (its environment) and runs bin.
-func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd) *groupRunner {
+// newGroupRunner takes go-plugin's command (its environment) and runs bin
+// through the launcher (this binary, see launcher_linux.go), which applies
+// spec.Policy before it executes bin.
+func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd) (*groupRunner, error) {
+	tmp, err := os.MkdirTemp("", "vramward-plugin-")
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: its temporary directory: %w", spec.Name, err)
+	}
+	policy := spec.Policy
+	policy.WriteDirs = append(append([]string(nil), policy.WriteDirs...), tmp)
+	// The binary itself, executed (and, for a script, read) through fd 3.
+	policy.ReadFiles = append(append([]string(nil), policy.ReadFiles...), spec.Path)
+	// go-plugin's client made a directory of this plugin's own for the
+	// socket the plugin serves on.
+	for _, kv := range pcmd.Env {
+		if d, ok := strings.CutPrefix(kv, "PLUGIN_UNIX_SOCKET_DIR="); ok && d != "" {
+			policy.WriteDirs = append(policy.WriteDirs, d)
+		}
+	}
+	pj, err := json.Marshal(policy)
+	if err != nil {
+		os.Remove(tmp)
+		return nil, err
+	}
+	env := append(append([]string(nil), pcmd.Env...), "TMPDIR="+tmp, policyEnv+"="+string(pj))
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/fd/" + strconv.Itoa(binaryFD),
-		Args:       []string{spec.Path},
-		Env:        pcmd.Env,
-		ExtraFiles: []*os.File{bin},
+		Path: "/proc/self/exe",
+		Args: []string{"vramward-plugin-launcher", launcherArg, spec.Path},
+		Env:  env,
 		// Setpgid: a process group of the plugin's own, see groupRunner.
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
-	return &groupRunner{log: log, cmd: cmd, bin: bin, name: spec.Path, exited: make(chan struct{})}
+	return &groupRunner{log: log, cmd: cmd, bin: bin, name: spec.Path, exited: make(chan struct{}), tmp: tmp}, nil
 }
 
 func (r *groupRunner) Start(_ context.Context) error {
+	recR, recW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer recR.Close()
+	r.cmd.ExtraFiles = []*os.File{r.bin, recW}
+	err = r.start()
+	recW.Close()
+	if err != nil {
+		return err
+	}
+	// The launcher writes its record before it executes the plugin, or
+	// its failure before it exits.
+	_ = recR.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := json.NewDecoder(recR).Decode(&r.enforced); err != nil {
+		r.enforced.Error = "no record from the launcher: " + err.Error()
+	}
+	if r.enforced.Error != "" {
+		return fmt.Errorf("the host's sandbox could not be applied: %s", r.enforced.Error)
+	}
+	return nil
+}
+
+func (r *groupRunner) start() error {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return err
@@ -186,6 +237,7 @@ func (r *groupRunner) Start(_ context.Context) error {
 func (r *groupRunner) reap() {
 	r.waitErr = r.cmd.Wait()
 	r.killGroup()
+	os.RemoveAll(r.tmp)
 	close(r.exited)
 	time.AfterFunc(pipeGrace, r.closePipes)
 }

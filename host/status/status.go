@@ -58,8 +58,11 @@ type Plugin struct {
 	Protocol      int    `json:"protocol"`
 	PinnedSHA256  string `json:"pinned_sha256,omitempty"`
 	RunningSHA256 string `json:"running_sha256,omitempty"`
-	// Sandboxed says the process restricted itself with Landlock.
+	// Sandboxed says the host holds the process in its sandbox, as the
+	// kernel shows it (/proc/PID/status) and the launcher recorded it;
+	// Sandbox says what that is. The plugin's own claims are not taken.
 	Sandboxed bool   `json:"sandboxed"`
+	Sandbox   string `json:"sandbox,omitempty"`
 	Restarts  int    `json:"restarts"`
 	LastCrash string `json:"last_crash,omitempty"`
 }
@@ -147,15 +150,23 @@ func Serve(path string, get func() Status, logger hclog.Logger) (*Server, error)
 	})
 	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, path: path}
 	go func() {
-		if err := s.srv.Serve(peerListener{ln}); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(peerListener{Listener: ln, refuse: RefusePeer}); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("status socket stopped", "path", path, "error", err)
 		}
 	}()
 	return s, nil
 }
 
-// peerListener drops connections from another user than this process's.
-type peerListener struct{ net.Listener }
+// RefusePeer, when set, drops a connection from a process it names: the
+// host's plugins (which run as the host's user) are refused.
+var RefusePeer func(pid int32) bool
+
+// peerListener drops connections from another user than this process's,
+// and from the processes refuse names.
+type peerListener struct {
+	net.Listener
+	refuse func(pid int32) bool
+}
 
 func (l peerListener) Accept() (net.Conn, error) {
 	for {
@@ -167,7 +178,7 @@ func (l peerListener) Accept() (net.Conn, error) {
 			if raw, err := uc.SyscallConn(); err == nil {
 				var cred *unix.Ucred
 				_ = raw.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-				if cred == nil || (cred.Uid != uint32(os.Getuid()) && cred.Uid != 0) {
+				if cred == nil || (cred.Uid != uint32(os.Getuid()) && cred.Uid != 0) || l.refuse != nil && l.refuse(cred.Pid) {
 					c.Close()
 					continue
 				}

@@ -34,6 +34,8 @@ var (
 	vramBin   string // built with the vramward_tamper tag: tests corrupt shards
 	// faultyLoaderBin is built with vramward_faults: it dies on "crash-me".
 	faultyLoaderBin string
+	// hostileBin is a third-party sink that attacks the host (testdata).
+	hostileBin string
 )
 
 func TestMain(m *testing.M) {
@@ -52,6 +54,9 @@ func TestMain(m *testing.M) {
 			return err
 		}
 		if vramBin, err = plugintest.Build(dir, "../../../plugins/vram-cuda", "vramward-plugin-vram-cuda", "vramward_tamper"); err != nil {
+			return err
+		}
+		if hostileBin, err = plugintest.Build(dir, "./testdata/probing-sink", "vramward-plugin-probing"); err != nil {
 			return err
 		}
 		faultyLoaderBin, err = plugintest.Build(filepath.Join(dir, "faulty"), "../../../plugins/loader-gguf", "vramward-plugin-loader-gguf", "vramward_faults")

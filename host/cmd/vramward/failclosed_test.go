@@ -530,10 +530,12 @@ func TestTokenNeverReachesAPlugin(t *testing.T) {
 // and the host's peak RSS stays under 100 MiB (it refuses the message
 // instead of allocating it).
 func TestHostileInfoAnswerIsBounded(t *testing.T) {
-	bin, err := plugintest.Build(t.TempDir(), "./testdata/hostile-sink", "hostile-sink")
+	built, err := plugintest.Build(t.TempDir(), "./testdata/hostile-sink", "hostile-sink")
 	if err != nil {
 		t.Fatal(err)
 	}
+	data, err := os.ReadFile(built)
+	must(t, err)
 	for _, tc := range []struct {
 		size int
 		want string
@@ -542,7 +544,10 @@ func TestHostileInfoAnswerIsBounded(t *testing.T) {
 		{1000, "name is 1000 bytes long; at most 128"},
 	} {
 		t.Run(strconv.Itoa(tc.size), func(t *testing.T) {
-			must(t, os.WriteFile(bin+".size", []byte(strconv.Itoa(tc.size)), 0o600))
+			// The size is in the binary's name: the host's sandbox lets a
+			// plugin read no file beside it.
+			bin := filepath.Join(t.TempDir(), "hostile-sink-"+strconv.Itoa(tc.size))
+			must(t, os.WriteFile(bin, data, 0o755))
 			dir := t.TempDir()
 			cfg := writeConfig(t, dir, "")
 			replaceInFile(t, cfg, "path = \""+sinkBin+"\"", "path = \""+bin+"\"\n  start_timeout = \"4s\"")

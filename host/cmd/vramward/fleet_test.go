@@ -66,8 +66,9 @@ func TestFleetThroughARelay(t *testing.T) {
 		dir := t.TempDir()
 		cfg := writeConfig(t, dir, fmt.Sprintf(`
 plugin "audit-syslog" {
-  kind = "audit_sink"
-  path = %q
+  kind    = "audit_sink"
+  path    = %q
+  network = true
 }
 `, syslogBin))
 		replaceInFile(t, cfg, `id         = "e2e"`, fmt.Sprintf(`id         = %q`, id))

@@ -44,6 +44,13 @@ func cmdGGUF(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vramward: %v\n", err)
 		return daemon.ExitStartup
 	}
+	// The host's sandbox lets the loader read its roots, as run does.
+	var roots struct {
+		Roots []string `json:"allowed_roots"`
+	}
+	_ = json.Unmarshal(configJSON, &roots)
+	spec.Policy.ReadDirs = roots.Roots
+	closeToChildren()
 	launcher := &pluginhost.Launcher{Logger: newLogger("warn", stderr).Named("plugin"), LogLevel: "warn"}
 	proc, err := launcher.Launch(context.Background(), spec, loader.PluginForHost(nil))
 	if err != nil {

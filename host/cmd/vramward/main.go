@@ -21,6 +21,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/mattn/go-isatty"
+	"golang.org/x/sys/unix"
 
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/host/daemon"
@@ -144,9 +145,18 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if !ok {
 		return daemon.ExitStartup
 	}
+	closeToChildren()
 	return daemon.Run(context.Background(), daemon.Options{
 		Config: cfg, Logger: newLogger(*level, stderr), Version: version.Version, LogLevel: *level,
 	})
+}
+
+// closeToChildren makes this process non-dumpable: its /proc/PID/mem,
+// environ and the rest become root's, and no process of the same user can
+// ptrace it; a plugin, which the host's sandbox leaves without any
+// capability, cannot read the host's memory even when both run as root.
+func closeToChildren() {
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
@@ -162,6 +172,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
+	closeToChildren()
 	diags := daemon.Preflight(cfg)
 	if !diags.HasErrors() {
 		// Plugins are started (to read their schemas) only when their

@@ -27,8 +27,9 @@ func TestSyslogReceiverLateGetsEveryRecord(t *testing.T) {
 	dir := t.TempDir()
 	cfg := configHead(t, dir) + fmt.Sprintf(`
 plugin "audit-syslog" {
-  kind = "audit_sink"
-  path = %q
+  kind    = "audit_sink"
+  path    = %q
+  network = true
 }
 audit {
   require = "any"
@@ -161,8 +162,9 @@ func TestSyslogOutageWithHostRestart(t *testing.T) {
 	cfg := writeConfig(t, dir, modelConfig(sum, `backend = "emulated"
     emulated_device_bytes = 16777216`, "")+fmt.Sprintf(`
 plugin "audit-syslog" {
-  kind = "audit_sink"
-  path = %q
+  kind    = "audit_sink"
+  path    = %q
+  network = true
 }
 `, syslogBin))
 	replaceInFile(t, cfg, "audit {\n", fmt.Sprintf(`audit {

@@ -1,6 +1,6 @@
 // Command hostile-sink is a test plugin that answers Info with a name of
-// the size written in the file next to it (its path + ".size"): what a
-// hostile third-party sink could send the host.
+// the size its binary's name ends with (hostile-sink-SIZE): what a hostile
+// third-party sink could send the host.
 package main
 
 import (
@@ -24,7 +24,6 @@ func (sink) Flush(context.Context) error                    { return nil }
 func (sink) Close(context.Context) error                    { return nil }
 
 func main() {
-	b, _ := os.ReadFile(os.Args[0] + ".size")
-	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	n, _ := strconv.Atoi(os.Args[0][strings.LastIndexByte(os.Args[0], '-')+1:])
 	audit.Serve(sink{name: strings.Repeat("x", max(n, 1))})
 }

@@ -1,0 +1,82 @@
+package daemon
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/vramward/vramward/host/config"
+	"github.com/vramward/vramward/host/pluginhost"
+	"github.com/vramward/vramward/sdk/schema"
+)
+
+// usePolicy is what the host lets a plugin reach, from its block in the
+// config and the schema it publishes: a file attribute it writes gives it
+// that file's directory, one it reads that file; a loader and a VRAM backend
+// read the loader's allowed roots (the backend opens the model beneath
+// them); a VRAM backend gets the GPU's device nodes and driver state; the
+// plugin block's network = true lets it use TCP. Nothing else: not the
+// state dir, not the token, not another plugin's files.
+func usePolicy(cfg *config.Config, u *config.PluginUse, sch schema.Schema) pluginhost.Policy {
+	var p pluginhost.Policy
+	vals := map[string]any{}
+	_ = json.Unmarshal(u.ConfigJSON, &vals)
+	for _, a := range sch {
+		v, _ := vals[a.Name].(string)
+		if v == "" {
+			continue
+		}
+		switch a.Path {
+		case schema.WrittenFile:
+			p.WriteDirs = append(p.WriteDirs, filepath.Dir(v))
+		case schema.ReadFile:
+			p.ReadFiles = append(p.ReadFiles, v)
+		}
+	}
+	if u.Role == "loader" || u.Role == "vram" {
+		p.ReadDirs = append(p.ReadDirs, loaderRoots(cfg)...)
+	}
+	if u.Role == "vram" {
+		devs, _ := filepath.Glob("/dev/nvidia*")
+		p.Devices = append(devs, "/dev/dri")
+		p.ReadDirs = append(p.ReadDirs, "/proc/driver/nvidia", "/sys/bus", "/sys/devices", "/sys/module/nvidia", "/run/nvidia-persistenced",
+			"/var/run/nvidia-persistenced", "/usr/local/nvidia", "/usr/local/cuda")
+		for _, d := range filepath.SplitList(os.Getenv("LD_LIBRARY_PATH")) {
+			if filepath.IsAbs(d) {
+				p.ReadDirs = append(p.ReadDirs, d)
+			}
+		}
+		// vram-cuda's tamper build (tests only) reads the file this names.
+		if f := os.Getenv("VRAMWARD_TAMPER_FILE"); f != "" {
+			p.WriteDirs = append(p.WriteDirs, filepath.Dir(f))
+		}
+	}
+	if pl := cfg.Plugin(u.Plugin); pl != nil {
+		p.Network = pl.Network
+	}
+	return p
+}
+
+// loaderRoots are the loader block's allowed_roots.
+func loaderRoots(cfg *config.Config) []string {
+	if cfg.Loader == nil {
+		return nil
+	}
+	var lc struct {
+		Roots []string `json:"allowed_roots"`
+	}
+	_ = json.Unmarshal(cfg.Loader.ConfigJSON, &lc)
+	return lc.Roots
+}
+
+func samePolicy(a, b pluginhost.Policy) bool {
+	eq := func(x, y []string) bool {
+		x, y = slices.Clone(x), slices.Clone(y)
+		slices.Sort(x)
+		slices.Sort(y)
+		return strings.Join(x, "\x00") == strings.Join(y, "\x00")
+	}
+	return eq(a.ReadDirs, b.ReadDirs) && eq(a.ReadFiles, b.ReadFiles) && eq(a.WriteDirs, b.WriteDirs) && eq(a.Devices, b.Devices) && a.Network == b.Network
+}
