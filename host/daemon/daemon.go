@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -422,6 +423,10 @@ func Run(ctx context.Context, opts Options) int {
 	return ExitOK
 }
 
+// TokenFDEnv names the descriptor holding the token after vramward run
+// re-executed itself without the token's variable.
+const TokenFDEnv = "VRAMWARD_TOKEN_FD"
+
 // minTokenBytes is the shortest worker token accepted from any source.
 const minTokenBytes = 16
 
@@ -433,6 +438,23 @@ func readToken(w config.Worker) ([]byte, error) {
 	var tok []byte
 	var from string
 	switch {
+	case w.TokenEnv != "" && os.Getenv(TokenFDEnv) != "":
+		// vramward run re-executed itself without the variable (see its
+		// dropTokenEnv) and holds the token in this descriptor.
+		from = "environment variable " + w.TokenEnv
+		fd, err := strconv.Atoi(os.Getenv(TokenFDEnv))
+		if err != nil || fd < 3 {
+			return nil, fmt.Errorf("worker token: %s=%q is not a descriptor", TokenFDEnv, os.Getenv(TokenFDEnv))
+		}
+		f := os.NewFile(uintptr(fd), "token")
+		b, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<20))
+		f.Close()
+		_ = os.Unsetenv(TokenFDEnv)
+		if err != nil {
+			return nil, fmt.Errorf("worker token: read it back: %w", err)
+		}
+		tok = []byte(strings.TrimSpace(string(b)))
+		clear(b)
 	case w.TokenEnv != "":
 		from = "environment variable " + w.TokenEnv
 		v, ok := os.LookupEnv(w.TokenEnv)

@@ -10,5 +10,5 @@ import (
 )
 
 func main() {
-	loader.Serve(withFaults(ggufloader.New(loader.NewLogger("loader-gguf"))))
+	loader.Serve(withProbes(withFaults(ggufloader.New(loader.NewLogger("loader-gguf")))))
 }

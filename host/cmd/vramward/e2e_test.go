@@ -34,8 +34,10 @@ var (
 	vramBin   string // built with the vramward_tamper tag: tests corrupt shards
 	// faultyLoaderBin is built with vramward_faults: it dies on "crash-me".
 	faultyLoaderBin string
-	// hostileBin is a third-party sink that attacks the host (testdata).
-	hostileBin string
+	// hostileBin is a third-party sink that attacks the host (testdata);
+	// hostileLoaderBin the shipped loader built with vramward_hostile, which
+	// attacks it once configured.
+	hostileBin, hostileLoaderBin string
 )
 
 func TestMain(m *testing.M) {
@@ -57,6 +59,9 @@ func TestMain(m *testing.M) {
 			return err
 		}
 		if hostileBin, err = plugintest.Build(dir, "./testdata/probing-sink", "vramward-plugin-probing"); err != nil {
+			return err
+		}
+		if hostileLoaderBin, err = plugintest.Build(filepath.Join(dir, "hostile"), "../../../plugins/loader-gguf", "vramward-plugin-loader-gguf", "vramward_hostile"); err != nil {
 			return err
 		}
 		faultyLoaderBin, err = plugintest.Build(filepath.Join(dir, "faulty"), "../../../plugins/loader-gguf", "vramward-plugin-loader-gguf", "vramward_faults")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vramward/vramward/sdk/gguftest"
 	"github.com/vramward/vramward/sdk/hostiletest"
 	"github.com/vramward/vramward/sdk/sandbox"
 )
@@ -97,6 +99,35 @@ func TestHostilePluginIsHeld(t *testing.T) {
 	}
 	dir, _ := hostileConfig(t)
 	token := "0123456789abcdef0123456789abcdef"
+	runProbed(t, dir, token, "hostile")
+}
+
+// TestHostileLoaderIsHeld: the shipped loader's worst case, a build that
+// turns hostile once it is configured (it holds its roots): every probe is
+// refused by the host's sandbox, and the model it was given still loads.
+func TestHostileLoaderIsHeld(t *testing.T) {
+	if abi := sandbox.ABI(); abi < 6 {
+		t.Skipf("Landlock ABI %d: scoping signals needs 6", abi)
+	}
+	dir := t.TempDir()
+	sum := writeModel(t, gguftest.Small(), filepath.Join(dir, "models", "m.gguf"))
+	plugins := filepath.Join(dir, "plugins")
+	must(t, os.MkdirAll(plugins, 0o755))
+	bin := filepath.Join(plugins, "vramward-plugin-loader-gguf")
+	data, err := os.ReadFile(hostileLoaderBin)
+	must(t, err)
+	must(t, os.WriteFile(bin, data, 0o755))
+	cfg := writeConfig(t, dir, modelConfig(sum, `backend = "emulated"
+    emulated_device_bytes = 16777216`, ""))
+	replaceInFile(t, cfg, fmt.Sprintf("%q", loaderBin), fmt.Sprintf("%q", bin))
+	runProbed(t, dir, "", "loader-gguf")
+}
+
+// runProbed runs the host on dir's config until the plugin named plugin
+// reported every probe, asserts each was refused and that the status shows
+// what the host enforced on it.
+func runProbed(t *testing.T, dir, token, plugin string) {
+	t.Helper()
 
 	h := startHost(t, dir)
 	h.waitStarted()
@@ -147,7 +178,7 @@ func TestHostilePluginIsHeld(t *testing.T) {
 	}
 	found := false
 	for _, p := range st.Plugins {
-		if p.Name == "hostile" {
+		if p.Name == plugin {
 			found = true
 			if !p.Sandboxed || !strings.HasPrefix(p.Sandbox, "host-enforced: landlock") || !strings.Contains(p.Sandbox, "seccomp true, no_new_privs true, CapEff 0000000000000000") {
 				t.Errorf("status of the hostile plugin: sandboxed %v, %q", p.Sandboxed, p.Sandbox)
@@ -155,10 +186,19 @@ func TestHostilePluginIsHeld(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Fatalf("no hostile plugin in the status:\n%s", out)
+		t.Fatalf("no plugin %s in the status:\n%s", plugin, out)
 	}
-	if strings.Contains(out, token) {
-		t.Fatal("the status holds the token")
+	if token != "" {
+		if strings.Contains(out, token) {
+			t.Fatal("the status holds the token")
+		}
+		// token_env is gone from the kernel's copy of the environment too
+		// (the host re-executed itself without it).
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", h.cmd.Process.Pid))
+		must(t, err)
+		if strings.Contains(string(env), token) || strings.Contains(string(env), "VRAMWARD_HOSTILE_TOKEN") {
+			t.Error("the token is still in the host's environ block")
+		}
 	}
 	h.signal(syscall.SIGTERM)
 	if code := h.wait(); code != 0 {

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -146,6 +147,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return daemon.ExitStartup
 	}
 	closeToChildren()
+	if err := dropTokenEnv(cfg.Worker.TokenEnv); err != nil {
+		fmt.Fprintf(stderr, "vramward: %v\n", err)
+		return daemon.ExitStartup
+	}
 	return daemon.Run(context.Background(), daemon.Options{
 		Config: cfg, Logger: newLogger(*level, stderr), Version: version.Version, LogLevel: *level,
 	})
@@ -157,6 +162,35 @@ func cmdRun(args []string, stderr io.Writer) int {
 // capability, cannot read the host's memory even when both run as root.
 func closeToChildren() {
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+}
+
+// dropTokenEnv takes the worker token out of the kernel's copy of the
+// environment, which unsetenv does not change (/proc/PID/environ keeps it
+// for the process's life): the host re-executes itself without the
+// variable and hands the token over in a sealed memfd. It returns only on
+// failure, or when there is nothing to do.
+func dropTokenEnv(name string) error {
+	v, ok := os.LookupEnv(name)
+	if name == "" || !ok {
+		return nil // no variable: readToken says what is wrong, if anything
+	}
+	fd, err := unix.MemfdCreate("vramward-token", unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return fmt.Errorf("worker token: memfd: %w", err)
+	}
+	if _, err := unix.Write(fd, []byte(v)); err != nil {
+		return fmt.Errorf("worker token: memfd: %w", err)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE); err != nil {
+		return fmt.Errorf("worker token: seal the memfd: %w", err)
+	}
+	env := []string{daemon.TokenFDEnv + "=" + strconv.Itoa(fd)}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, name+"=") && !strings.HasPrefix(kv, daemon.TokenFDEnv+"=") {
+			env = append(env, kv)
+		}
+	}
+	return fmt.Errorf("worker token: re-execute without %s: %w", name, unix.Exec("/proc/self/exe", os.Args, env))
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
