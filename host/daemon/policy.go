@@ -38,7 +38,7 @@ func usePolicy(cfg *config.Config, u *config.PluginUse, sch schema.Schema) plugi
 	if u.Role == "loader" || u.Role == "vram" {
 		p.ReadDirs = append(p.ReadDirs, loaderRoots(cfg)...)
 	}
-	if u.Role == "vram" {
+	if b, _ := vals["backend"].(string); u.Role == "vram" && b != "emulated" {
 		devs, _ := filepath.Glob("/dev/nvidia*")
 		p.Devices = append(devs, "/dev/dri")
 		p.ReadDirs = append(p.ReadDirs, "/proc/driver/nvidia", "/sys/bus", "/sys/devices", "/sys/module/nvidia", "/run/nvidia-persistenced",
@@ -48,10 +48,10 @@ func usePolicy(cfg *config.Config, u *config.PluginUse, sch schema.Schema) plugi
 				p.ReadDirs = append(p.ReadDirs, d)
 			}
 		}
-		// vram-cuda's tamper build (tests only) reads the file this names.
-		if f := os.Getenv("VRAMWARD_TAMPER_FILE"); f != "" {
-			p.WriteDirs = append(p.WriteDirs, filepath.Dir(f))
-		}
+	}
+	// vram-cuda's tamper build (tests only) reads the file this names.
+	if f := os.Getenv("VRAMWARD_TAMPER_FILE"); f != "" && u.Role == "vram" {
+		p.WriteDirs = append(p.WriteDirs, filepath.Dir(f))
 	}
 	if pl := cfg.Plugin(u.Plugin); pl != nil {
 		p.Network = pl.Network

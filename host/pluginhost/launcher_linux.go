@@ -99,6 +99,10 @@ func dropCapabilities() error {
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err == nil && data == [2]unix.CapUserData{} {
+		return nil // none held (a unit with CapabilityBoundingSet= may also forbid capset)
+	}
+	data = [2]unix.CapUserData{}
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("clear capabilities: %w", err)
 	}
