@@ -141,8 +141,17 @@ func applyLandlock(p Policy) (abi int, netRestricted, scoped bool, err error) {
 	if p.Network {
 		cfg.HandledAccessNet = 0
 	}
-	if err := cfg.BestEffort().Restrict(rules...); err != nil {
+	// The ruleset is made by go-landlock, and enforced on this thread
+	// alone, which executes the plugin: go-landlock's own enforcement on
+	// every thread reads /proc/<getpid()>, which in the plugin's PID
+	// namespace is another process.
+	fd, flags, err := cfg.BestEffort().NewRulesetFD(rules...)
+	if err != nil {
 		return abi, false, false, err
+	}
+	defer unix.Close(fd)
+	if _, _, errno := unix.Syscall(unix.SYS_LANDLOCK_RESTRICT_SELF, uintptr(fd), uintptr(flags), 0); errno != 0 {
+		return abi, false, false, fmt.Errorf("restrict_self: %w", errno)
 	}
 	return abi, abi >= 4 && !p.Network, abi >= 6, nil
 }

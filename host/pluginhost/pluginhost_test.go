@@ -225,10 +225,14 @@ func TestHostSandboxHoldsThePlugin(t *testing.T) {
 	secret := filepath.Join(dir, "secret")
 	must(t, os.WriteFile(secret, []byte("the-secret"), 0o600))
 	bin := writeScript(t, dir, "plugin.sh", `
-grep -E '^(NoNewPrivs|Seccomp|CapEff|CapBnd):' /proc/$$/status > `+out+`/status
+# The shell opens /proc/self itself: in the plugin's PID namespace $$ and
+# $PPID are numbers of that namespace, /proc is the host's.
+read -r stat < /proc/self/stat
+ppid=$(echo "$stat" | sed 's/.*) //' | cut -d' ' -f2)
+while read -r l; do case "$l" in NoNewPrivs*|Seccomp*|CapEff*|CapBnd*) echo "$l";; esac; done < /proc/self/status > `+out+`/status
 cat `+secret+` > `+out+`/secret 2>&1
 echo x > `+dir+`/beside 2>`+out+`/beside.err
-kill -HUP $PPID 2>`+out+`/kill.err; echo $? > `+out+`/kill
+kill -HUP $ppid 2>`+out+`/kill.err; echo $? > `+out+`/kill
 `)
 	l, sm := testLauncher(t)
 	if _, err := l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: time.Second, Policy: Policy{WriteDirs: []string{out}}},

@@ -174,9 +174,25 @@ func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd) (
 		Args: []string{"vramward-plugin-launcher", launcherArg, spec.Path},
 		Env:  env,
 		// Setpgid: a process group of the plugin's own, see groupRunner.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		SysProcAttr: namespaces(),
 	}
 	return &groupRunner{log: log, cmd: cmd, bin: bin, name: spec.Path, exited: make(chan struct{}), tmp: tmp}, nil
+}
+
+// namespaces puts the plugin in IPC and UTS namespaces of its own (no
+// System V IPC or POSIX message queue of the host's), made at the fork. A
+// host without root would need a user namespace for them, whose id maps Go
+// writes from the parent into /proc/CHILD, which a non-dumpable host (see
+// vramward run) cannot: such a host leaves its plugins in its namespaces.
+// No PID namespace: the plugin would be its pid 1, which takes
+// only the signals it handles and sees getppid() as 0, so it could not
+// tell when the host died (sdk/internal/parentwatch); Landlock's signal
+// scoping and the seccomp filter already keep it from the host's processes.
+func namespaces() *syscall.SysProcAttr {
+	if os.Geteuid() != 0 {
+		return &syscall.SysProcAttr{Setpgid: true}
+	}
+	return &syscall.SysProcAttr{Setpgid: true, Cloneflags: syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS}
 }
 
 func (r *groupRunner) Start(_ context.Context) error {
@@ -187,8 +203,17 @@ func (r *groupRunner) Start(_ context.Context) error {
 	defer recR.Close()
 	r.cmd.ExtraFiles = []*os.File{r.bin, recW}
 	err = r.start()
+	if err != nil && r.cmd.SysProcAttr.Cloneflags != 0 {
+		// Namespaces refused (a kernel or a container that allows no
+		// user namespaces): the rest of the sandbox still holds.
+		r.log.Warn("the plugin's namespaces could not be made; it shares the host's", "error", err)
+		c := r.cmd
+		r.cmd = &exec.Cmd{Path: c.Path, Args: c.Args, Env: c.Env, ExtraFiles: c.ExtraFiles, SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
+		err = r.start()
+	}
 	recW.Close()
 	if err != nil {
+		r.bin.Close()
 		return err
 	}
 	// The launcher writes its record before it executes the plugin, or
@@ -200,7 +225,21 @@ func (r *groupRunner) Start(_ context.Context) error {
 	if r.enforced.Error != "" {
 		return fmt.Errorf("the host's sandbox could not be applied: %s", r.enforced.Error)
 	}
+	r.enforced.Namespaces = namespaceNames(r.cmd.SysProcAttr.Cloneflags)
 	return nil
+}
+
+func namespaceNames(flags uintptr) []string {
+	var out []string
+	for _, n := range []struct {
+		flag uintptr
+		name string
+	}{{syscall.CLONE_NEWIPC, "ipc"}, {syscall.CLONE_NEWUTS, "uts"}} {
+		if flags&n.flag != 0 {
+			out = append(out, n.name)
+		}
+	}
+	return out
 }
 
 func (r *groupRunner) start() error {
@@ -219,7 +258,9 @@ func (r *groupRunner) start() error {
 	// The child has its own copies; ours would keep the pipes open.
 	outW.Close()
 	errW.Close()
-	r.bin.Close()
+	if err == nil {
+		r.bin.Close()
+	}
 	if err != nil {
 		outR.Close()
 		errR.Close()

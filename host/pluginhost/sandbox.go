@@ -57,6 +57,8 @@ type Enforced struct {
 	Seccomp        bool   `json:"seccomp"`
 	CapsDropped    bool   `json:"caps_dropped"`
 	Error          string `json:"error,omitempty"`
+	// Namespaces the host made the process at its fork.
+	Namespaces []string `json:"-"`
 	// From the kernel.
 	NoNewPrivs bool   `json:"-"`
 	SeccompOn  bool   `json:"-"`
@@ -92,6 +94,11 @@ func (e Enforced) Describe(p Policy) string {
 		parts = append(parts, "no Landlock on this kernel")
 	}
 	parts = append(parts, fmt.Sprintf("seccomp %v, no_new_privs %v, CapEff %016x", e.SeccompOn, e.NoNewPrivs, e.CapEff))
+	if len(e.Namespaces) > 0 {
+		parts = append(parts, "namespaces "+strings.Join(e.Namespaces, ", "))
+	} else {
+		parts = append(parts, "the host's namespaces")
+	}
 	return "host-enforced: " + strings.Join(parts, "; ")
 }
 

@@ -33,6 +33,21 @@ type Result struct {
 // Base is the test's directory as the plugin finds it from its own path.
 func Base() string { return filepath.Dir(filepath.Dir(os.Args[0])) }
 
+// HostPID is the parent's pid as /proc shows it: in a PID namespace of its
+// own, getppid says 0, but /proc (the host's) still names the parent.
+func HostPID() int {
+	if b, err := os.ReadFile("/proc/self/stat"); err == nil {
+		if i := strings.LastIndexByte(string(b), ')'); i >= 0 {
+			if f := strings.Fields(string(b[i+1:])); len(f) > 1 {
+				if n, err := strconv.Atoi(f[1]); err == nil && n > 0 {
+					return n
+				}
+			}
+		}
+	}
+	return os.Getppid()
+}
+
 // Files are the probes of what the host holds in files: its environ and
 // memory under /proc, the state dir, the token file. A test runs them
 // itself too, unconfined, to show that each reaches its target there.
@@ -60,7 +75,7 @@ func Files(base string, host int) []Result {
 // parent's environ and memory, the state dir, the token file, ptrace,
 // signals, TCP, capabilities, a file outside its directories.
 func Run(base string) []Result {
-	host := os.Getppid()
+	host := HostPID()
 	out := Files(base, host)
 	add := func(probe string, err error, detail string) { out = append(out, result(probe, err, detail)) }
 	err := unix.PtraceAttach(host)
@@ -127,7 +142,9 @@ func Run(base string) []Result {
 func result(probe string, err error, detail string) Result {
 	r := Result{Probe: probe, Detail: detail}
 	if err != nil {
-		r.Refused = errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, errRefused)
+		// ESRCH: the target process is not even visible (another PID
+		// namespace).
+		r.Refused = errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.ESRCH) || errors.Is(err, errRefused)
 		r.Detail = err.Error()
 	}
 	return r
