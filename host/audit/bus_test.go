@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/sdk/audit"
@@ -351,9 +352,8 @@ func verifyRecords(t *testing.T, dir string, runs ...[]audit.Event) trail.Report
 	return verifyAccepting(t, dir, nil, runs...)
 }
 
-// verifyRecordsAfterCrash verifies a trail with a crash in it: it fails on
-// the loss the crash declares, and verifies once that loss is accepted.
-func verifyRecordsAfterCrash(t *testing.T, dir string, runs ...[]audit.Event) trail.Report {
+// trailOf is the runs' records as one trail, and the log's public key.
+func trailOf(t *testing.T, dir string, runs [][]audit.Event) (note.Verifier, []byte) {
 	t.Helper()
 	var buf bytes.Buffer
 	for _, run := range runs {
@@ -366,7 +366,15 @@ func verifyRecordsAfterCrash(t *testing.T, dir string, runs ...[]audit.Event) tr
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := trail.Verify(trail.Options{Key: key}, chain.Source{Name: "sink", R: bytes.NewReader(buf.Bytes())})
+	return key, buf.Bytes()
+}
+
+// verifyRecordsAfterCrash verifies a trail with a crash in it: it fails on
+// the loss the crash declares, and verifies once that loss is accepted.
+func verifyRecordsAfterCrash(t *testing.T, dir string, runs ...[]audit.Event) trail.Report {
+	t.Helper()
+	key, data := trailOf(t, dir, runs)
+	rep, err := trail.Verify(trail.Options{Key: key}, chain.Source{Name: "sink", R: bytes.NewReader(data)})
 	var ve *chain.Error
 	if !errors.As(err, &ve) || ve.Problem != trail.Lost || len(rep.Lost) == 0 {
 		t.Fatalf("a crash's loss did not fail verification: %v", err)
@@ -380,18 +388,8 @@ func verifyRecordsAfterCrash(t *testing.T, dir string, runs ...[]audit.Event) tr
 
 func verifyAccepting(t *testing.T, dir string, accept []trail.SeqRange, runs ...[]audit.Event) trail.Report {
 	t.Helper()
-	var buf bytes.Buffer
-	for _, run := range runs {
-		for _, e := range run {
-			buf.Write(e.AppendJSON(nil))
-			buf.WriteByte('\n')
-		}
-	}
-	key, _, err := trail.ReadVerifierKey(filepath.Join(dir, PublicKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := trail.Verify(trail.Options{Key: key, AcceptLoss: accept}, chain.Source{Name: "sink", R: &buf})
+	key, data := trailOf(t, dir, runs)
+	rep, err := trail.Verify(trail.Options{Key: key, AcceptLoss: accept}, chain.Source{Name: "sink", R: bytes.NewReader(data)})
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}

@@ -107,21 +107,15 @@ func cmdWitness(args []string, stdout, stderr io.Writer) int {
 // identityKey reads a log's identity key: the key itself, or the identity
 // line of a public key file.
 func identityKey(arg string) (note.Verifier, error) {
-	text := arg
-	if trail.IsKeyFile(arg) {
-		data, err := os.ReadFile(arg)
-		if err != nil {
-			return nil, err
-		}
-		text = ""
-		for _, line := range strings.Split(string(data), "\n") {
-			if k, ok := strings.CutPrefix(strings.TrimSpace(line), trail.IdentityPrefix); ok {
-				text = k
-			}
-		}
-		if text == "" {
-			return nil, errors.New("no identity line (a public key file written before identity keys: start the host once to add it)")
-		}
+	if !trail.IsKeyFile(arg) {
+		return note.NewVerifier(strings.TrimSpace(arg))
 	}
-	return note.NewVerifier(strings.TrimSpace(text))
+	keys, err := trail.ReadPublicKeys(arg)
+	if err != nil {
+		return nil, err
+	}
+	if keys.Identity == nil {
+		return nil, errors.New("no identity line (a public key file written before identity keys: start the host once to add it)")
+	}
+	return keys.Identity, nil
 }
