@@ -482,23 +482,31 @@ func (b *Bus) awaitCritical(ctx context.Context, e audit.Event, w *waiter) error
 		delete(b.waiters, e.Seq)
 		b.mu.Unlock()
 	}()
-	timer := time.NewTimer(b.opts.CriticalTimeout)
-	defer timer.Stop()
+	// One deadline for both waits: a timer fires once, so a second select
+	// on it would wait for ever once the first had taken its tick.
+	wctx, cancel := context.WithTimeout(ctx, b.opts.CriticalTimeout)
+	defer cancel()
+	gaveUp := func() error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("timed out after %s", b.opts.CriticalTimeout)
+	}
 	var cause error
 	select {
 	case <-w.settled:
-	case <-timer.C:
-		cause = fmt.Errorf("timed out after %s", b.opts.CriticalTimeout)
-	case <-ctx.Done():
-		cause = ctx.Err()
+	case <-wctx.Done():
+		cause = gaveUp()
 	}
 	var stateErr error
 	select {
-	case stateErr = <-w.state:
-	case <-timer.C:
-		stateErr = fmt.Errorf("the log's state not fsync'd within %s", b.opts.CriticalTimeout)
-	case <-ctx.Done():
-		stateErr = ctx.Err()
+	case stateErr = <-w.state: // durable already: taken even past the deadline
+	default:
+		select {
+		case stateErr = <-w.state:
+		case <-wctx.Done():
+			stateErr = fmt.Errorf("the log's state not fsync'd: %w", gaveUp())
+		}
 	}
 	if stateErr != nil {
 		return fmt.Errorf("CRITICAL audit event %s (seq %d): persist the log's state with its checkpoint: %w", e.Type, e.Seq, stateErr)

@@ -452,3 +452,37 @@ func TestTornStateSlotFallsBack(t *testing.T) {
 		t.Fatal("resumed from an older, unclean slot without AuditRecovered")
 	}
 }
+
+// TestCriticalReturnsAtTimeoutWithAStuckStateSync: a sink that does not
+// answer in time and a state fdatasync that never returns (a hung disk): the
+// CRITICAL emit still returns, failed, at critical_timeout. Before, the
+// timer's one tick went to the sinks' wait and the state's wait had none.
+func TestCriticalReturnsAtTimeoutWithAStuckStateSync(t *testing.T) {
+	s := &memSink{}
+	b := newBus(t, t.TempDir(), Options{CriticalTimeout: 200 * time.Millisecond}, s)
+	stuck := make(chan struct{})
+	hook := func(int) error { <-stuck; return nil }
+	fdatasyncHook.Store(&hook)
+	t.Cleanup(func() { fdatasyncHook.Store(nil); close(stuck) })
+	s.mu.Lock()
+	s.gate = make(chan struct{}) // the sink answers only after the deadline
+	s.mu.Unlock()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- b.Emit(context.Background(), critical(t)) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a CRITICAL emit succeeded with its sink and its state both stuck")
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("returned after %s, critical_timeout is 200ms", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the CRITICAL emit did not return at critical_timeout")
+	}
+	s.mu.Lock()
+	close(s.gate)
+	s.gate = nil
+	s.mu.Unlock()
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -395,13 +396,24 @@ func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, clean, sync
 	}
 	cs.dirty[i] = true
 	if sync {
-		if err := unix.Fdatasync(int(cs.slots[i].Fd())); err != nil {
+		if err := fdatasync(int(cs.slots[i].Fd())); err != nil {
 			return fmt.Errorf("save chain state: fdatasync: %w", err)
 		}
 		cs.dirty[i] = false
 	}
 	cs.slotValid[i], cs.slotEpoch[i] = true, st.Epoch
 	return nil
+}
+
+// fdatasyncHook, when set, replaces unix.Fdatasync: tests stall or fail
+// the state's disk with it.
+var fdatasyncHook atomic.Pointer[func(int) error]
+
+func fdatasync(fd int) error {
+	if h := fdatasyncHook.Load(); h != nil {
+		return (*h)(fd)
+	}
+	return unix.Fdatasync(fd)
 }
 
 // sync makes every slot write so far durable: one fdatasync per slot
@@ -417,7 +429,7 @@ func (cs *chainStore) sync() error {
 	}
 	cs.mu.Unlock()
 	for _, f := range files {
-		if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		if err := fdatasync(int(f.Fd())); err != nil {
 			return fmt.Errorf("save chain state: fdatasync: %w", err)
 		}
 	}
