@@ -67,7 +67,7 @@ func launch() {
 	if err != nil {
 		fail(fmt.Errorf("landlock: %w", err))
 	}
-	e.Landlock, e.LandlockNet, e.ScopedSignals, e.ScopedAbstract = abi, netOn, scoped, scoped
+	e.Landlock, e.LandlockNet, e.Scoped = abi, netOn, scoped
 	if err := installSeccomp(); err != nil {
 		fail(fmt.Errorf("seccomp: %w", err))
 	}

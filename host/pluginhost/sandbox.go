@@ -50,13 +50,14 @@ func (p Policy) With(o Policy) Policy {
 // shows in /proc/PID/status after the handshake.
 type Enforced struct {
 	// From the launcher.
-	Landlock       int    `json:"landlock_abi"` // 0: no Landlock on this kernel
-	LandlockNet    bool   `json:"landlock_net"`
-	ScopedSignals  bool   `json:"scoped_signals"`
-	ScopedAbstract bool   `json:"scoped_abstract_unix"`
-	Seccomp        bool   `json:"seccomp"`
-	CapsDropped    bool   `json:"caps_dropped"`
-	Error          string `json:"error,omitempty"`
+	Landlock    int  `json:"landlock_abi"` // 0: no Landlock on this kernel
+	LandlockNet bool `json:"landlock_net"`
+	// Scoped: signals and abstract unix sockets reach only the plugin's
+	// own Landlock domain (ABI 6).
+	Scoped      bool   `json:"scoped"`
+	Seccomp     bool   `json:"seccomp"`
+	CapsDropped bool   `json:"caps_dropped"`
+	Error       string `json:"error,omitempty"`
 	// Namespaces the host made the process at its fork.
 	Namespaces []string `json:"-"`
 	// From the kernel.
@@ -86,7 +87,7 @@ func (e Enforced) Describe(p Policy) string {
 		case e.LandlockNet:
 			l += "; no TCP"
 		}
-		if e.ScopedSignals {
+		if e.Scoped {
 			l += "; signals and abstract sockets scoped"
 		}
 		parts = append(parts, l)

@@ -110,10 +110,6 @@ func Open(msg []byte, v note.Verifier) (Checkpoint, error) {
 	return ParseCheckpoint(msg)
 }
 
-// Text is the checkpoint's text, which its signatures and a witness's
-// cosignatures cover.
-func (c *Checkpoint) Text() string { return c.body() }
-
 // SignerOf returns the key name and hash of the signatures on msg, for a
 // message that says which key a checkpoint claims.
 func SignerOf(msg []byte) string {

@@ -158,8 +158,7 @@ type Verifier struct {
 	// continue from.
 	ckpt verified
 	// chainRoots are the tree sizes whose roots a recovery's checkpoints gave.
-	chainRoots    map[uint64]bool
-	lastCkptWhere string
+	chainRoots map[uint64]bool
 	// notes are the verified checkpoints by tree size; cosigs the witness
 	// cosignature lines verified on each, by witness key.
 	notes     map[uint64][]byte
@@ -371,8 +370,7 @@ func (v *Verifier) checkpoint(r *chain.Record) error {
 	if err := v.certify(c, raw); err != nil {
 		return r.Fail(chain.Forged, "%v", err)
 	}
-	v.lastCkptWhere = fmt.Sprintf("%s (seq %d)", r.Where(), e.Seq)
-	v.ckpt = verified{tree: cloneRange(v.tree), size: c.Size, seq: e.Seq, note: raw, where: v.lastCkptWhere}
+	v.ckpt = verified{tree: cloneRange(v.tree), size: c.Size, seq: e.Seq, note: raw, where: fmt.Sprintf("%s (seq %d)", r.Where(), e.Seq)}
 	v.appendLeaf(e.Seq, r.Hash)
 	v.rebase(e.Seq, r.Hash)
 	v.rep.Checkpoints++
@@ -790,8 +788,8 @@ func (v *Verifier) Close() (Report, error) {
 	if n := len(v.since); n > 0 {
 		first, last := v.since[0].seq, v.since[n-1].seq
 		after := "no checkpoint"
-		if v.lastCkptWhere != "" {
-			after = "the last checkpoint, at " + v.lastCkptWhere
+		if v.ckpt.where != "" {
+			after = "the last checkpoint, at " + v.ckpt.where
 		}
 		if !v.opts.Live {
 			return v.rep, &chain.Error{Problem: Unsigned, Source: v.source, Seq: first,
