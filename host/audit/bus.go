@@ -91,14 +91,23 @@ type Bus struct {
 	m     *busMetrics
 	store *chainStore
 
-	mu       sync.Mutex // orders sealing with enqueueing
-	tlog     *trail.Log
-	state    *stateWriter
-	closed   bool
-	sinks    []*sinkDelivery
-	waiters  map[uint64]*waiter
-	stopTick chan struct{}
-	witness  *witnesses // nil without witnesses
+	mu    sync.Mutex // orders sealing with enqueueing
+	tlog  *trail.Log
+	state *stateWriter
+	// held are records sealed while the state could not be written (see
+	// hold.go), stateTried the last attempt to write it.
+	held       []audit.Record
+	stateTried time.Time
+	// healthMu guards the state's health, which the state writer reports
+	// without the bus's lock.
+	healthMu   sync.Mutex
+	stateErr   error
+	stateSince time.Time
+	closed     bool
+	sinks      []*sinkDelivery
+	waiters    map[uint64]*waiter
+	stopTick   chan struct{}
+	witness    *witnesses // nil without witnesses
 
 	// Recovered is set when the last run did not stop cleanly: this run
 	// recorded AuditRecovered first.
@@ -108,6 +117,7 @@ type Bus struct {
 }
 
 type waiter struct {
+	seq uint64 // the CRITICAL record's
 	// state answers when the chain state holding the event is fsync'd.
 	state <-chan error
 	// countFail counts a failure the bus decided (not one a client's RPC
@@ -192,8 +202,8 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bus{opts: opts, log: opts.Logger, m: m, store: store, tlog: tlog, waiters: map[uint64]*waiter{}, Recovered: rec != nil, stopTick: make(chan struct{}),
-		state: newStateWriter(store, opts.Logger.Error)}
+	b := &Bus{opts: opts, log: opts.Logger, m: m, store: store, tlog: tlog, waiters: map[uint64]*waiter{}, Recovered: rec != nil, stopTick: make(chan struct{})}
+	b.state = newStateWriter(store, opts.Logger.Error, b.stateFailed)
 	tlog.Fill = b.fill
 	if len(opts.Witnesses) > 0 {
 		names := make([]string, len(opts.Witnesses))
@@ -216,6 +226,11 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 		name := c.Name()
 		opts.SinkMetrics.InitSink(name)
 		q := newQueue(opts.QueueSize, sp, func(n int) { m.queueDepth.WithLabelValues(name).Set(float64(n)) })
+		m.spoolLost.WithLabelValues(name).Add(float64(sp.lost))
+		if sp.lost > 0 {
+			b.log.Error("the sink's spool held damaged records (a tail torn by a crash or a full disk, or frames failing their checksum): they were cut off or are skipped, and that sink's copy lacks them",
+				"sink", name, "records", sp.lost, "spool", sp.path)
+		}
 		if sp.pending > 0 {
 			b.log.Info("replaying events spooled by the last run", "sink", name, "events", sp.pending)
 		}
@@ -240,8 +255,17 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
+	if skew := b.tlog.ResumeJump(); skew != 0 {
+		b.clockJumped(skew, "start")
+	}
 	go b.tick()
 	return b, nil
+}
+
+// clockJumped records that the wall clock moved against the monotonic one.
+func (b *Bus) clockJumped(skew time.Duration, detected string) {
+	b.log.Warn("the wall clock jumped: record times around it are not comparable; epochs are timed by the monotonic clock", "skew", skew.Round(time.Millisecond).String(), "detected", detected)
+	b.emitInternal(audit.AuditClockJumped, audit.Int("skew_seconds", int64(skew.Round(time.Second)/time.Second)), audit.Str("detected", detected))
 }
 
 // Start launches every sink's plugin and its delivery loop. It returns the
@@ -297,12 +321,18 @@ func (b *Bus) tick() {
 		case <-t.C:
 		}
 		b.mu.Lock()
+		skew, jumped := b.tlog.ClockJump()
 		if due, _ := b.tlog.Due(); due && !b.closed {
 			if _, err := b.queueSealed(nil, true); err != nil {
 				b.log.Error("could not make a checkpoint", "error", err)
 			}
+		} else if !b.closed && time.Since(b.stateTried) >= stateRetryEvery {
+			_ = b.retryState() // a failure is counted and logged there
 		}
 		b.mu.Unlock()
+		if jumped {
+			b.clockJumped(skew, "running")
+		}
 	}
 }
 
@@ -342,6 +372,9 @@ func (b *Bus) Submit(e audit.Event) (func(context.Context) error, error) {
 // enqueue seals e and queues it for every sink; b.mu is held.
 func (b *Bus) enqueue(e *audit.Event) (*waiter, error) {
 	b.fill(e)
+	if len(b.held) >= b.opts.QueueSize && b.retryState() != nil {
+		return nil, b.refuseUnsealed(e)
+	}
 	r := b.tlog.Seal(e)
 	return b.queueSealed(&r, e.Severity == audit.Critical)
 }
@@ -370,13 +403,14 @@ func (b *Bus) queueSealed(e *audit.Record, force bool) (*waiter, error) {
 	}
 	due, endEpoch := b.tlog.Due()
 	var note []byte
+	// A CRITICAL record without its checkpoint still goes to the sinks (it
+	// is sealed: dropping it would leave a hole), and its emit fails.
+	var ckErr error
 	if force || due {
 		c, ck, err := b.tlog.Checkpoint(endEpoch)
 		if err != nil {
 			b.log.Error("could not make a checkpoint", "error", err)
-			if critical {
-				return nil, fmt.Errorf("CRITICAL audit event %s (seq %d): checkpoint: %w", e.Type, e.Seq, err)
-			}
+			ckErr = err
 		} else {
 			batch, note = append(batch, c), ck.Note
 		}
@@ -395,39 +429,38 @@ func (b *Bus) queueSealed(e *audit.Record, force bool) (*waiter, error) {
 	if len(batch) == 0 {
 		return nil, nil
 	}
-	last := batch[len(batch)-1].Seq
-	var stateDurable <-chan error
-	if endEpoch && note != nil || b.store.needsReservation(last) {
-		// fdatasync'd now: the ended epoch's key leaves both slots before
-		// the next key signs, and seqs past the reservation are safe.
-		if err := b.store.save(b.tlog, false, true); err != nil {
-			b.log.Error("could not persist the log's state", "seq", last, "error", err)
-			if critical {
-				return nil, fmt.Errorf("CRITICAL audit event %s (seq %d): persist the log's state: %w", e.Type, e.Seq, err)
+	for i := range batch {
+		b.m.events.WithLabelValues(string(batch[i].Type), batch[i].Severity.String()).Inc()
+	}
+	stateDurable, err := b.writeState(batch[len(batch)-1].Seq, note, endEpoch, critical)
+	if err != nil {
+		// Held until the state is written: a sink given these now could
+		// hold seqs a restart hands out again.
+		b.held = append(b.held, batch...)
+		if critical {
+			cerr := fmt.Errorf("CRITICAL audit event %s (seq %d): persist the log's state: %w", e.Type, e.Seq, err)
+			for _, s := range b.sinks {
+				s.offeredWhileFailing(e, nil, cerr)
 			}
-		} else {
-			b.state.saved(last)
-			if note != nil {
-				stateDurable = b.state.persist(last, note)
-			}
+			return nil, cerr
 		}
-	} else if note != nil {
-		if err := b.store.save(b.tlog, false, false); err != nil {
-			b.log.Error("could not persist the log's state", "seq", last, "error", err)
-			if critical {
-				return nil, fmt.Errorf("CRITICAL audit event %s (seq %d): persist the log's state: %w", e.Type, e.Seq, err)
-			}
-		} else {
-			// fdatasync'd while the records travel to the sinks.
-			stateDurable = b.state.persist(last, note)
-		}
+		return nil, nil
+	}
+	if len(b.held) > 0 {
+		batch = append(b.held, batch...)
+		b.held = nil
 	}
 	if stateDurable != nil && b.witness != nil {
 		b.witness.dispatch(offers)
 		dispatched = true
 	}
-	for i := range batch {
-		b.m.events.WithLabelValues(string(batch[i].Type), batch[i].Severity.String()).Inc()
+	if critical && ckErr != nil {
+		cerr := fmt.Errorf("CRITICAL audit event %s (seq %d): checkpoint: %w", e.Type, e.Seq, ckErr)
+		for _, s := range b.sinks {
+			s.offeredWhileFailing(e, nil, cerr)
+		}
+		b.push(batch, nil)
+		return nil, cerr
 	}
 	var w *waiter
 	if critical {
@@ -436,9 +469,23 @@ func (b *Bus) queueSealed(e *audit.Record, force bool) (*waiter, error) {
 			need = 1
 		}
 		sev := e.Severity
-		w = &waiter{state: stateDurable, need: need, total: len(b.sinks), failed: map[string]error{}, settled: make(chan struct{}),
+		w = &waiter{seq: e.Seq, state: stateDurable, need: need, total: len(b.sinks), failed: map[string]error{}, settled: make(chan struct{}),
 			countFail: func(sink string) { b.opts.SinkMetrics.CountUndelivered(sink, sev, 1) }}
 		b.waiters[e.Seq] = w
+	}
+	b.push(batch, w)
+	return w, nil
+}
+
+// push queues batch for every sink; w waits for the CRITICAL record among
+// them, if any (the checkpoint that covers it travels with it). b.mu is
+// held.
+func (b *Bus) push(batch []audit.Record, w *waiter) {
+	waiterOf := func(r *audit.Record) *waiter {
+		if w != nil && r.Seq == w.seq {
+			return w
+		}
+		return nil
 	}
 	for _, s := range b.sinks {
 		if err := s.q.push(batch...); err != nil {
@@ -448,7 +495,7 @@ func (b *Bus) queueSealed(e *audit.Record, force bool) (*waiter, error) {
 				b.log.Error("could not queue an audit event for a sink; it is counted as failed", "sink", s.conn.Name(), "seq", batch[0].Seq, "error", err)
 			}
 			for i := range batch {
-				s.offeredWhileFailing(&batch[i], waiterFor(w, i), err)
+				s.offeredWhileFailing(&batch[i], waiterOf(&batch[i]), err)
 			}
 			continue
 		}
@@ -460,20 +507,10 @@ func (b *Bus) queueSealed(e *audit.Record, force bool) (*waiter, error) {
 		// it now rather than at critical_timeout). It stays queued.
 		if err := s.failure(); err != nil {
 			for i := range batch {
-				s.offeredWhileFailing(&batch[i], waiterFor(w, i), err)
+				s.offeredWhileFailing(&batch[i], waiterOf(&batch[i]), err)
 			}
 		}
 	}
-	return w, nil
-}
-
-// waiterFor is the waiter of the i-th record of a batch: only the first
-// (the CRITICAL event) has one; its checkpoint travels with it.
-func waiterFor(w *waiter, i int) *waiter {
-	if i == 0 {
-		return w
-	}
-	return nil
 }
 
 func (b *Bus) awaitCritical(ctx context.Context, e audit.Event, w *waiter) error {
@@ -637,6 +674,11 @@ func (b *Bus) CloseBy(reason string, deadline time.Time) error {
 		undelivered = max(undelivered, s.q.size())
 	}
 	var errs []error
+	// A failing state gets one more try, whenever it was last tried: what
+	// it holds back goes out with the last records, or is counted.
+	if err := b.retryState(); err != nil {
+		b.log.Error("the log's state still cannot be written at shutdown", "error", err)
+	}
 	// A checkpoint over everything before HostStopped, then HostStopped
 	// with its own: the trail of a clean stop ends covered.
 	var err error
@@ -654,6 +696,9 @@ func (b *Bus) CloseBy(reason string, deadline time.Time) error {
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("record HostStopped: %w", err))
+	}
+	if err := b.dropHeld(); err != nil {
+		errs = append(errs, err)
 	}
 	b.closed = true
 	close(b.stopTick)
@@ -692,8 +737,10 @@ func (b *Bus) CloseBy(reason string, deadline time.Time) error {
 
 // SinkState is one sink's delivery, for the status view.
 type SinkState struct {
-	Name       string
-	State      string // "up", "failing" or "down"
+	Name  string
+	State string // "up", "failing" (its plugin runs) or "down"
+	// Since is when the sink began failing (zero while up).
+	Since      time.Time
 	LastError  string
 	QueueDepth int
 	SpoolBytes int64
@@ -707,15 +754,18 @@ func (b *Bus) Sinks() []SinkState {
 		st := SinkState{Name: s.conn.Name(), QueueDepth: s.q.size(), SpoolBytes: s.q.spoolBytes()}
 		s.mu.Lock()
 		st.LastSeq = s.acked
-		failing, lastErr := s.failing, s.lastErr
+		failing, lastErr, since := s.failing, s.lastErr, s.failingSince
 		s.mu.Unlock()
 		switch {
-		case !s.isUp():
+		case !s.running():
 			st.State = "down"
 		case failing:
 			st.State = "failing"
 		default:
 			st.State = "up"
+		}
+		if st.State != "up" {
+			st.Since = since
 		}
 		if lastErr != nil && st.State != "up" {
 			st.LastError = lastErr.Error()

@@ -37,6 +37,8 @@ type sinkDelivery struct {
 	client  *sinkclient.Client
 	failing bool
 	lastErr error
+	// failingSince is when the current failure began.
+	failingSince time.Time
 	// reasons counts the AuditSinkFailed events of the current failure.
 	reasons int
 	// countedTo is the highest seq already counted as failed for this sink
@@ -145,6 +147,7 @@ func (w *sinkDelivery) markFailing(err error) {
 	w.failing, w.lastErr = true, err
 	if first {
 		w.reasons = 1
+		w.failingSince = time.Now()
 	} else if news {
 		w.reasons++
 	}
@@ -181,9 +184,17 @@ func sameFailure(a, b error) bool {
 
 func (w *sinkDelivery) isUp() bool {
 	w.mu.Lock()
-	up := w.client != nil && !w.failing
+	failing := w.failing
 	w.mu.Unlock()
-	if !up {
+	return !failing && w.running()
+}
+
+// running reports whether the sink's plugin runs (it may be failing).
+func (w *sinkDelivery) running() bool {
+	w.mu.Lock()
+	started := w.client != nil
+	w.mu.Unlock()
+	if !started {
 		return false
 	}
 	// Not under w.mu: the conn's lock is taken before the bus's elsewhere.
@@ -207,7 +218,9 @@ func (w *sinkDelivery) run() {
 		// travels.
 		batch, err := w.q.next(w.b.opts.BatchSize*BatchesPerDelivery, w.b.opts.BatchWait, w.stop)
 		if err != nil {
-			w.b.log.Error("cannot read the sink's spool; retrying", "sink", w.conn.Name(), "error", err)
+			// Nothing after the unreadable part can be delivered: the sink
+			// is failing, in health and status, until the spool reads.
+			w.markFailing(fmt.Errorf("cannot read the sink's spool: %w", err))
 			if !w.sleep(time.Second) {
 				return
 			}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,11 +15,19 @@ import (
 	"github.com/vramward/vramward/sdk/audit"
 )
 
-// spool is an append-only JSON-lines file of events with a read position
+// spool is an append-only file of framed records with a read position
 // kept beside it (path.pos: the offset and the spool file's inode, so a
 // position left from a file that was since replaced is not applied to the
 // new one), so a restart resumes where delivery stopped. It is never read
 // whole: every pass streams it.
+//
+// Each record is framed: the CRC-32C of its line in 8 hex digits, a space,
+// the line, a newline. A write cut short (a full disk) is cut off again, and
+// a tail torn by a crash or a truncation is detected at the next start and
+// cut off at the last whole record; a frame that fails its check between
+// whole ones is skipped. Either way the loss is counted, and no record is
+// ever appended onto a partial one. Lines of an earlier version, unframed
+// records, are read as they are.
 type spool struct {
 	path    string
 	max     int64 // cap of the file's size
@@ -29,15 +38,66 @@ type spool struct {
 	// peeked/peekedBytes: the events the last peek returned and the bytes
 	// they take, so consume need not read them again.
 	peeked, peekedBytes int
+	// lost counts the records found damaged when the spool was opened: a
+	// torn tail cut off, frames failing their check.
+	lost int
+	// needsBreak is set when a partial frame could not be cut off: the
+	// next append starts with a newline, so the partial frame stays one
+	// damaged frame of its own instead of swallowing the next record.
+	needsBreak bool
 }
 
 // ErrSpoolFull is an event that would take a spool past its cap.
 var ErrSpoolFull = errors.New("spool full")
 
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// frameHead is the checksum and the space before a record's line.
+const frameHead = 9
+
+func appendFrame(buf, line []byte) []byte {
+	buf = fmt.Appendf(buf, "%08x ", crc32.Checksum(line, castagnoli))
+	buf = append(buf, line...)
+	return append(buf, '\n')
+}
+
+// errTornFrame is a frame without its newline: the file ends inside it.
+var errTornFrame = errors.New("torn record (no newline)")
+
+// frameLine checks one frame (newline included) and returns its record's
+// line, a part of frame.
+func frameLine(frame []byte) ([]byte, error) {
+	if len(frame) == 0 || frame[len(frame)-1] != '\n' {
+		return nil, errTornFrame
+	}
+	body := frame[:len(frame)-1]
+	if len(body) > 0 && body[0] == '{' {
+		return body, nil // an unframed line of an earlier version
+	}
+	if len(body) < frameHead || body[frameHead-1] != ' ' {
+		return nil, errors.New("not a framed record")
+	}
+	want, err := strconv.ParseUint(string(body[:frameHead-1]), 16, 32)
+	if err != nil {
+		return nil, errors.New("not a framed record")
+	}
+	line := body[frameHead:]
+	if got := crc32.Checksum(line, castagnoli); got != uint32(want) {
+		return nil, fmt.Errorf("record fails its checksum (%08x, the frame says %08x)", got, want)
+	}
+	return line, nil
+}
+
+// spoolWrite writes to the spool file; tests cut writes short with it.
+var spoolWrite = func(f *os.File, b []byte) (int, error) { return f.Write(b) }
+
 func openSpool(path string, limit int64) (*spool, error) {
 	s := &spool{path: path, max: limit}
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
+		if _, perr := os.Stat(path + ".pos"); perr == nil {
+			return nil, fmt.Errorf("spool %s is gone but its read position %s.pos is there: the spool was deleted; remove the .pos file to start without it (what it held is lost for that sink)", path, path)
+		}
 		return s, nil
 	}
 	if err != nil {
@@ -49,27 +109,91 @@ func openSpool(path string, limit int64) (*spool, error) {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	s.size = st.Size()
-	if data, err := os.ReadFile(path + ".pos"); err == nil {
-		off, ino, _ := strings.Cut(strings.TrimSpace(string(data)), " ")
-		if ino == "" || ino == strconv.FormatUint(inode(st), 10) {
-			s.readOff, _ = strconv.ParseInt(off, 10, 64)
-		}
+	if err := s.readPosition(f, st); err != nil {
+		return nil, err
 	}
-	s.readOff = min(max(s.readOff, 0), s.size)
-	if _, err := f.Seek(s.readOff, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	br := bufio.NewReader(f)
-	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 && line[len(line)-1] == '\n' {
-			s.pending++
-		}
-		if err != nil {
-			break
-		}
+	if err := s.check(f); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// readPosition reads path.pos, refusing a position the spool cannot hold:
+// past its end, or inside a record.
+func (s *spool) readPosition(f *os.File, st os.FileInfo) error {
+	data, err := os.ReadFile(s.path + ".pos")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("spool read position: %w", err)
+	}
+	offText, ino, _ := strings.Cut(strings.TrimSpace(string(data)), " ")
+	if ino != "" && ino != strconv.FormatUint(inode(st), 10) {
+		return nil // left from a spool since replaced whole: read the new one from its start
+	}
+	fix := fmt.Sprintf("remove %s.pos to deliver the whole spool again (the sink is sent what it may already hold; the file sink skips those)", s.path)
+	off, err := strconv.ParseInt(offText, 10, 64)
+	if err != nil || off < 0 {
+		return fmt.Errorf("spool read position %s.pos holds %q, not an offset: %s", s.path, data, fix)
+	}
+	if off > s.size {
+		return fmt.Errorf("spool read position %s.pos is at byte %d, past the end of the spool (%d bytes): the spool was truncated, or the position edited; %s", s.path, off, s.size, fix)
+	}
+	if off > 0 {
+		var b [1]byte
+		if _, err := f.ReadAt(b[:], off-1); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		if b[0] != '\n' {
+			return fmt.Errorf("spool read position %s.pos is at byte %d, inside a record: %s", s.path, off, fix)
+		}
+	}
+	s.readOff = off
+	return nil
+}
+
+// check counts the whole records after the read position and cuts off a
+// damaged tail.
+func (s *spool) check(f *os.File) error {
+	if _, err := f.Seek(s.readOff, io.SeekStart); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	br := bufio.NewReader(f)
+	off := s.readOff
+	tail, tailFrames := int64(-1), 0 // where the damaged frames since the last whole one begin
+	for {
+		frame, err := br.ReadBytes('\n')
+		if len(frame) > 0 {
+			if _, ferr := frameLine(frame); ferr == nil {
+				s.pending++
+				s.lost += tailFrames // damaged frames between whole ones: skipped when read
+				tail, tailFrames = -1, 0
+			} else {
+				if tail < 0 {
+					tail = off
+				}
+				tailFrames++
+			}
+			off += int64(len(frame))
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("spool %s: %w", s.path, err)
+		}
+	}
+	if tail < 0 {
+		return nil
+	}
+	s.lost += tailFrames
+	if err := os.Truncate(s.path, tail); err != nil {
+		s.needsBreak = true
+		return nil
+	}
+	s.size = tail
+	return nil
 }
 
 func (s *spool) append(events []audit.Record, sync bool) error {
@@ -81,17 +205,32 @@ func (s *spool) append(events []audit.Record, sync bool) error {
 		s.f = f
 	}
 	var buf []byte
+	if s.needsBreak {
+		buf = append(buf, '\n')
+	}
 	for i := range events {
-		buf = append(append(buf, events[i].Line...), '\n')
+		buf = appendFrame(buf, events[i].Line)
 	}
 	if s.size+int64(len(buf)) > s.max {
 		return fmt.Errorf("%w: %s holds %d bytes, spool_max_bytes is %d", ErrSpoolFull, s.path, s.size, s.max)
 	}
-	n, err := s.f.Write(buf)
-	s.size += int64(n)
+	n, err := spoolWrite(s.f, buf)
+	if err == nil && n < len(buf) {
+		err = io.ErrShortWrite
+	}
 	if err != nil {
+		// Cut the partial frame off again; failing that, keep it apart
+		// from the next one.
+		if n > 0 {
+			if terr := s.f.Truncate(s.size); terr != nil {
+				s.size += int64(n)
+				s.needsBreak = true
+			}
+		}
 		return fmt.Errorf("spool: %w", err)
 	}
+	s.size += int64(n)
+	s.needsBreak = false
 	if sync {
 		if err := s.f.Sync(); err != nil {
 			return fmt.Errorf("spool: %w", err)
@@ -101,16 +240,39 @@ func (s *spool) append(events []audit.Record, sync bool) error {
 	return nil
 }
 
-// parseSpooled reads a spooled line (its own allocation, newline included)
-// back into the record it was: the line is sent as it is, so it must be
-// the canonical record the host made.
-func parseSpooled(line []byte) (audit.Record, error) {
-	line = line[:len(line)-1]
+// parseSpooled reads a spooled frame (its own allocation, newline
+// included) back into the record it holds: the line is sent as it is, so
+// it must be the canonical record the host made.
+func parseSpooled(frame []byte) (audit.Record, error) {
+	line, err := frameLine(frame)
+	if err != nil {
+		return audit.Record{}, err
+	}
 	e, err := audit.ParseCanonical(line)
 	if err != nil {
 		return audit.Record{}, err
 	}
 	return audit.Record{Event: e, Line: line}, nil
+}
+
+// nextRecord reads the next whole record from br, skipping damaged frames
+// (counted when the spool was opened). It returns the bytes it read, and
+// io.EOF at the end.
+func nextRecord(br *bufio.Reader) (audit.Record, int, error) {
+	read := 0
+	for {
+		frame, err := br.ReadBytes('\n')
+		read += len(frame)
+		if err != nil {
+			if err == io.EOF && len(frame) > 0 {
+				continue // a torn frame at the end: not a record
+			}
+			return audit.Record{}, read, err
+		}
+		if r, perr := parseSpooled(frame); perr == nil {
+			return r, read, nil
+		}
+	}
 }
 
 // peek reads up to max events from the read position.
@@ -126,16 +288,15 @@ func (s *spool) peek(max int) ([]audit.Record, error) {
 	var out []audit.Record
 	bytes := 0
 	for len(out) < max {
-		line, err := br.ReadBytes('\n')
-		if err != nil {
+		r, n, err := nextRecord(br)
+		if err == io.EOF {
 			break
 		}
-		r, perr := parseSpooled(line)
-		if perr != nil {
-			return nil, fmt.Errorf("spool %s: %w", s.path, perr)
+		if err != nil {
+			return nil, fmt.Errorf("spool %s: %w", s.path, err)
 		}
 		out = append(out, r)
-		bytes += len(line)
+		bytes += n
 	}
 	s.peeked, s.peekedBytes = len(out), bytes
 	return out, nil
@@ -167,19 +328,16 @@ func (s *spool) scan(fn func([]audit.Record)) error {
 	defer f.Close()
 	chunk := make([]audit.Record, 0, 1024)
 	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 && line[len(line)-1] == '\n' {
-			r, perr := parseSpooled(line)
-			if perr != nil {
-				return fmt.Errorf("spool %s: %w", s.path, perr)
-			}
-			if chunk = append(chunk, r); len(chunk) == cap(chunk) {
-				fn(chunk)
-				chunk = chunk[:0]
-			}
+		r, _, err := nextRecord(br)
+		if err == io.EOF {
+			break
 		}
 		if err != nil {
-			break
+			return fmt.Errorf("spool %s: %w", s.path, err)
+		}
+		if chunk = append(chunk, r); len(chunk) == cap(chunk) {
+			fn(chunk)
+			chunk = chunk[:0]
 		}
 	}
 	if len(chunk) > 0 {
@@ -227,11 +385,11 @@ func (s *spool) skip(n int) error {
 	}
 	defer f.Close()
 	for i := 0; i < n; i++ {
-		line, err := br.ReadBytes('\n')
+		_, read, err := nextRecord(br)
 		if err != nil {
 			return fmt.Errorf("spool: consume: %w", err)
 		}
-		s.readOff += int64(len(line))
+		s.readOff += int64(read)
 	}
 	return nil
 }
@@ -267,12 +425,10 @@ func (s *spool) prepend(events []audit.Record) error {
 	}
 	defer os.Remove(tmp) // after a successful rename there is nothing to remove
 	bw := bufio.NewWriterSize(f, 1<<20)
+	var frame []byte
 	for i := range events {
-		_, err := bw.Write(events[i].Line)
-		if err == nil {
-			err = bw.WriteByte('\n')
-		}
-		if err != nil {
+		frame = appendFrame(frame[:0], events[i].Line)
+		if _, err := bw.Write(frame); err != nil {
 			f.Close()
 			return fmt.Errorf("spool: %w", err)
 		}
@@ -316,6 +472,9 @@ func (s *spool) prepend(events []audit.Record) error {
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
+	// A partial frame at the old spool's end was copied with the rest
+	// and still needs its break; without a copy there is none.
+	s.needsBreak = s.needsBreak && s.pending > 0
 	s.size, s.readOff, s.peeked, s.peekedBytes = st.Size(), 0, 0, 0
 	s.pending += len(events)
 	return ignoreMissing(os.Remove(s.path + ".pos"))

@@ -48,6 +48,8 @@ type stateBody struct {
 	Tree              [][]byte             `json:"tree"`
 	EpochEvents       uint64               `json:"epoch_events"`
 	EpochStarted      time.Time            `json:"epoch_started"`
+	EpochElapsed      time.Duration        `json:"epoch_elapsed_ns,omitempty"`
+	SavedAt           time.Time            `json:"saved_at,omitzero"`
 	LastCheckpointSeq uint64               `json:"last_checkpoint_seq"`
 	LastCheckpoint    []byte               `json:"last_checkpoint"`
 	Links             []trail.Link         `json:"links"`
@@ -205,7 +207,7 @@ func openLog(dir, origin string, limits trail.Limits, log func(msg string, args 
 		return nil, nil, nil, fmt.Errorf("the state dir %s holds the log %q, and this config names worker %q (log %q): one state dir per worker", dir, body.Origin, origin[len("vramward/"):], origin)
 	}
 	st := trail.State{Origin: body.Origin, Epoch: body.Epoch, Seq: body.Seq, Prev: body.Prev, TreeSize: body.TreeSize, Tree: body.Tree,
-		EpochEvents: body.EpochEvents, EpochStarted: body.EpochStarted, LastCheckpointSeq: body.LastCheckpointSeq,
+		EpochEvents: body.EpochEvents, EpochStarted: body.EpochStarted, EpochElapsed: body.EpochElapsed, SavedAt: body.SavedAt, LastCheckpointSeq: body.LastCheckpointSeq,
 		LastCheckpoint: body.LastCheckpoint, Links: body.Links, Witnesses: body.Witnesses}
 	l, err := trail.Resume(st, key, limits)
 	if err != nil {
@@ -337,15 +339,25 @@ func (cs *chainStore) save(l *trail.Log, clean, sync bool) error {
 	st := l.State()
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	if st.Seq >= cs.reserved {
-		cs.reserved = st.Seq + seqReservation
+	// cs.reserved is what a slot on disk reserves: it moves only once a
+	// slot holding the new reservation is fdatasync'd, so a failed save
+	// never lets seqs run past what a restart skips.
+	reserved := cs.reserved
+	if st.Seq >= reserved {
+		reserved = st.Seq + seqReservation
 		sync = true
 	}
 	for {
 		cs.gen++
 		i := int(cs.gen % 2)
-		if err := cs.writeSlot(i, l, st, clean, sync); err != nil {
+		if err := cs.writeSlot(i, l, st, reserved, clean, sync); err != nil {
+			// The slot may be torn: the next save goes to it again, and
+			// the other, whole one is kept.
+			cs.gen--
 			return err
+		}
+		if sync {
+			cs.reserved = reserved
 		}
 		if other := 1 - i; !cs.slotValid[other] || cs.slotEpoch[other] == st.Epoch {
 			return nil
@@ -355,10 +367,10 @@ func (cs *chainStore) save(l *trail.Log, clean, sync bool) error {
 	}
 }
 
-func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, clean, sync bool) error {
-	body, err := json.Marshal(stateBody{Version: stateVersion, Gen: cs.gen, Origin: st.Origin, Epoch: st.Epoch, Key: l.VerifierKey(), Seq: st.Seq, Reserved: cs.reserved,
+func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, reserved uint64, clean, sync bool) error {
+	body, err := json.Marshal(stateBody{Version: stateVersion, Gen: cs.gen, Origin: st.Origin, Epoch: st.Epoch, Key: l.VerifierKey(), Seq: st.Seq, Reserved: reserved,
 		Prev: st.Prev, TreeSize: st.TreeSize, Tree: st.Tree, EpochEvents: st.EpochEvents, EpochStarted: st.EpochStarted,
-		LastCheckpointSeq: st.LastCheckpointSeq, LastCheckpoint: st.LastCheckpoint, Links: st.Links, Witnesses: st.Witnesses, Clean: clean})
+		EpochElapsed: st.EpochElapsed, SavedAt: st.SavedAt, LastCheckpointSeq: st.LastCheckpointSeq, LastCheckpoint: st.LastCheckpoint, Links: st.Links, Witnesses: st.Witnesses, Clean: clean})
 	if err != nil {
 		return err
 	}
@@ -391,7 +403,7 @@ func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, clean, sync
 			defer syncDir(cs.dir)
 		}
 	}
-	if _, err := cs.slots[i].WriteAt(cs.buf[:n], 0); err != nil {
+	if err := writeAt(cs.slots[i], cs.buf[:n]); err != nil {
 		return fmt.Errorf("save chain state: %w", err)
 	}
 	cs.dirty[i] = true
@@ -405,9 +417,23 @@ func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, clean, sync
 	return nil
 }
 
-// fdatasyncHook, when set, replaces unix.Fdatasync: tests stall or fail
-// the state's disk with it.
-var fdatasyncHook atomic.Pointer[func(int) error]
+// fdatasyncHook, when set, replaces unix.Fdatasync, and writeHook is
+// asked before each slot write (an error it returns stands for the
+// disk's): tests stall or fail the state's disk with them.
+var (
+	fdatasyncHook atomic.Pointer[func(int) error]
+	writeHook     atomic.Pointer[func() error]
+)
+
+func writeAt(f *os.File, b []byte) error {
+	if h := writeHook.Load(); h != nil {
+		if err := (*h)(); err != nil {
+			return &os.PathError{Op: "write", Path: f.Name(), Err: err}
+		}
+	}
+	_, err := f.WriteAt(b, 0)
+	return err
+}
 
 func fdatasync(fd int) error {
 	if h := fdatasyncHook.Load(); h != nil {

@@ -13,7 +13,10 @@ import (
 type stateWriter struct {
 	store *chainStore
 	log   func(msg string, args ...any)
-	mu    sync.Mutex
+	// failed hears of a failed fdatasync: the bus holds back what follows
+	// until a save succeeds.
+	failed func(error)
+	mu     sync.Mutex
 	// latest is the newest seq submitted, note its checkpoint; durable is
 	// the newest seq fdatasync'd.
 	latest  uint64
@@ -31,8 +34,8 @@ type stateWaiter struct {
 	ch  chan error
 }
 
-func newStateWriter(store *chainStore, log func(msg string, args ...any)) *stateWriter {
-	sw := &stateWriter{store: store, log: log, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+func newStateWriter(store *chainStore, log func(msg string, args ...any), failed func(error)) *stateWriter {
+	sw := &stateWriter{store: store, log: log, failed: failed, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go sw.run()
 	return sw
 }
@@ -84,6 +87,9 @@ func (sw *stateWriter) flush() {
 		return
 	}
 	err := sw.store.sync()
+	if err != nil {
+		sw.failed(err)
+	}
 	if err == nil && note != nil {
 		if werr := sw.store.writeCheckpoint(note); werr != nil {
 			sw.log("could not refresh the checkpoint file", "error", werr)

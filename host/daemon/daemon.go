@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -311,19 +312,49 @@ func (d *Daemon) emitAsync(e audit.Event) {
 }
 
 func (d *Daemon) ready() (bool, string) {
-	var down []string
+	ok, why, _ := d.readiness()
+	return ok, why
+}
+
+// readiness says what keeps the host from serving and since when: the
+// earliest of its causes began then (zero when unknown).
+func (d *Daemon) readiness() (bool, string, time.Time) {
+	var why []string
+	var since time.Time
+	began := func(t time.Time) {
+		if !t.IsZero() && (since.IsZero() || t.Before(since)) {
+			since = t
+		}
+	}
+	if err, at := d.bus.StateHealth(); err != nil {
+		why = append(why, "the log's state cannot be written ("+err.Error()+"): records are held back, CRITICAL emits fail")
+		began(at)
+	}
+	var down, failing []string
 	for _, c := range d.conns {
 		if !c.up() {
 			down = append(down, c.Name())
 		}
 	}
+	for _, s := range d.bus.Sinks() {
+		began(s.Since)
+		switch {
+		case s.State == "failing":
+			failing = append(failing, s.Name+" ("+s.LastError+")")
+		case s.State == "down" && !slices.Contains(down, s.Name):
+			down = append(down, s.Name)
+		}
+	}
 	if len(down) > 0 {
-		return false, "audit sinks not up: " + strings.Join(down, ", ")
+		why = append(why, "audit sinks not up: "+strings.Join(down, ", "))
 	}
-	if !d.bus.Up() {
-		return false, "an audit sink is failing"
+	if len(failing) > 0 {
+		why = append(why, "audit sinks failing: "+strings.Join(failing, ", "))
 	}
-	return true, ""
+	if len(why) > 0 {
+		return false, strings.Join(why, "; "), since
+	}
+	return true, "", time.Time{}
 }
 
 // health is /healthz's one line: what is degraded, and since when.

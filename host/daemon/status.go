@@ -23,12 +23,24 @@ type hostState struct {
 	since   time.Time
 }
 
-func (h *hostState) set(state, reason string) {
+func (h *hostState) set(state, reason string) { h.setSince(state, reason, time.Time{}) }
+
+// setSince moves to state for reason, which began at since (now when zero).
+// A reason that changes within one state keeps the state's since: the host
+// has been degraded since its first cause, whatever was added later.
+func (h *hostState) setSince(state, reason string, since time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.state != state || h.reason != reason {
-		h.state, h.reason, h.since = state, reason, time.Now().UTC()
+	if h.state == state && h.reason == reason {
+		return
 	}
+	if since.IsZero() {
+		since = time.Now()
+	}
+	if h.state == state && !h.since.IsZero() && h.since.Before(since) {
+		since = h.since
+	}
+	h.state, h.reason, h.since = state, reason, since.UTC()
 }
 
 func (h *hostState) get() (state, reason string, since time.Time) {
@@ -41,10 +53,10 @@ func (h *hostState) get() (state, reason string, since time.Time) {
 func (d *Daemon) refreshState() (string, string, time.Time) {
 	state, _, _ := d.state.get()
 	if state == status.Serving || state == status.Degraded {
-		if ok, why := d.ready(); ok {
+		if ok, why, since := d.readiness(); ok {
 			d.state.set(status.Serving, "")
 		} else {
-			d.state.set(status.Degraded, why)
+			d.state.setSince(status.Degraded, why, since)
 		}
 	}
 	return d.state.get()

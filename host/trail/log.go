@@ -95,6 +95,12 @@ type State struct {
 	Tree         [][]byte // compact range [0, TreeSize)
 	EpochEvents  uint64
 	EpochStarted time.Time
+	// EpochElapsed is how long the host has run in the epoch, by its
+	// monotonic clock: the epoch ends by it, so a wall clock set back
+	// cannot keep a key alive. SavedAt is the wall clock when the state
+	// was taken, to tell at the next start that the clock went back.
+	EpochElapsed time.Duration
+	SavedAt      time.Time
 	// LastCheckpointSeq is the seq of the last AuditCheckpoint record.
 	LastCheckpointSeq uint64
 	// LastCheckpoint is that checkpoint's note.
@@ -128,9 +134,20 @@ type Log struct {
 	identity     *PrivateKey // the log's stable key; nil signs with the epoch key alone
 	limits       Limits
 	now          func() time.Time
-	sinceCkpt    uint64    // leaves since the last checkpoint
-	lastCkpt     time.Time // when the last checkpoint was made
-	lastSize     uint64    // the tree size it covers
+	// wall reads the wall clock alone; the epoch's time is epochBase (what
+	// earlier runs spent in it) plus now() since epochMark, which a real
+	// clock measures monotonically. wallMark is the wall clock at
+	// epochMark's reading or the last ClockJump check.
+	wall                func() time.Time
+	epochBase           time.Duration
+	epochMark, wallMark time.Time
+	monoMark            time.Time
+	// resumeJump is how far the wall clock stood behind the saved state's
+	// at Resume (zero when it did not).
+	resumeJump time.Duration
+	sinceCkpt  uint64    // leaves since the last checkpoint
+	lastCkpt   time.Time // when the last checkpoint was made
+	lastSize   uint64    // the tree size it covers
 	// Fill sets the envelope (service id, actor) of the records the log
 	// makes itself, as its owner does for every other record.
 	Fill func(*audit.Event)
@@ -145,6 +162,7 @@ func New(origin string, limits Limits) (*Log, error) {
 	}
 	l := &Log{st: State{Origin: origin, EpochStarted: time.Now()}, link: &chain.Linker{}, tree: rf.NewEmptyRange(0),
 		links: []link{{seg: rf.NewEmptyRange(0)}}, key: k, limits: limits.withDefaults(), now: time.Now, lastCkpt: time.Now()}
+	l.startClocks()
 	return l, nil
 }
 
@@ -162,6 +180,8 @@ func Resume(st State, key *PrivateKey, limits Limits) (*Log, error) {
 		return nil, fmt.Errorf("saved checkpoints: %w", err)
 	}
 	l := &Log{st: st, link: chain.Resume(st.Seq, st.Prev), tree: tree, links: links, key: key, limits: limits.withDefaults(), now: time.Now, lastCkpt: time.Now()}
+	l.startClocks()
+	l.resumeClocks()
 	for _, ws := range st.Witnesses {
 		w, err := resumeWitness(ws, st.TreeSize)
 		if err != nil {
@@ -227,8 +247,64 @@ func (l *Log) Seq() uint64 { return l.link.Seq() }
 // Epoch is the current epoch.
 func (l *Log) Epoch() uint64 { return l.st.Epoch }
 
-// SetClock replaces the clock, for tests of time limits.
-func (l *Log) SetClock(now func() time.Time) { l.now = now }
+// SetClock replaces the clock, for tests of time limits; the epoch's time
+// is measured on it from now on.
+func (l *Log) SetClock(now func() time.Time) {
+	l.epochBase = l.epochElapsed()
+	l.now = now
+	l.epochMark = now()
+}
+
+// SetWallClock replaces the wall clock ClockJump compares with, for tests.
+func (l *Log) SetWallClock(wall func() time.Time) {
+	l.wall = wall
+	l.wallMark, l.monoMark = wall(), l.now()
+}
+
+func (l *Log) startClocks() {
+	l.wall = func() time.Time { return time.Now().Round(0) }
+	l.epochMark = l.now()
+	l.wallMark, l.monoMark = l.wall(), l.epochMark
+}
+
+// resumeClocks takes the epoch's time from the saved state: what earlier
+// runs spent in it, or the wall clock since it began when that is more
+// (the host was down meanwhile) — never less because the clock went back.
+func (l *Log) resumeClocks() {
+	now := l.wall()
+	l.epochBase = l.st.EpochElapsed
+	if since := now.Sub(l.st.EpochStarted); since > l.epochBase {
+		l.epochBase = since
+	}
+	if !l.st.SavedAt.IsZero() && now.Before(l.st.SavedAt.Add(-clockTolerance)) {
+		l.resumeJump = now.Sub(l.st.SavedAt)
+	}
+}
+
+// clockTolerance is the wall clock's drift from the monotonic one that is
+// not called a jump (NTP slews far less).
+const clockTolerance = 2 * time.Second
+
+func (l *Log) epochElapsed() time.Duration {
+	return l.epochBase + max(l.now().Sub(l.epochMark), 0)
+}
+
+// ResumeJump is how far the wall clock stood behind the saved state's when
+// the log resumed (negative), or zero.
+func (l *Log) ResumeJump() time.Duration { return l.resumeJump }
+
+// ClockJump reports how far the wall clock moved against the monotonic
+// one since the last check (positive: forward), once it is more than a
+// little; the next check measures from now.
+func (l *Log) ClockJump() (time.Duration, bool) {
+	wall, mono := l.wall(), l.now()
+	skew := wall.Sub(l.wallMark) - mono.Sub(l.monoMark)
+	if skew > -clockTolerance && skew < clockTolerance {
+		return 0, false
+	}
+	l.wallMark, l.monoMark = wall, mono
+	return skew, true
+}
 
 // Seal gives e the next seq and the chain, adds it to the tree, and returns
 // its record (the line every sink receives and the chain covers).
@@ -258,7 +334,7 @@ func (l *Log) sealAt(e *audit.Event, seq uint64) audit.Record {
 // the epoch has ended (then the checkpoint must end it).
 func (l *Log) Due() (checkpoint, endEpoch bool) {
 	now := l.now()
-	endEpoch = l.st.EpochEvents >= l.limits.EpochEvents || now.Sub(l.st.EpochStarted) >= l.limits.EpochDuration
+	endEpoch = l.st.EpochEvents >= l.limits.EpochEvents || l.epochElapsed() >= l.limits.EpochDuration
 	checkpoint = endEpoch || l.sinceCkpt >= l.limits.CheckpointEvents || ((l.sinceCkpt > 0 || l.witnessRetry) && now.Sub(l.lastCkpt) >= l.limits.CheckpointInterval)
 	return checkpoint, endEpoch
 }
@@ -320,7 +396,8 @@ func (l *Log) Checkpoint(endEpoch bool) (audit.Record, Checkpoint, error) {
 		l.key = next
 		l.st.Epoch++
 		l.st.EpochEvents = 0
-		l.st.EpochStarted = l.now()
+		l.st.EpochStarted = l.wall()
+		l.epochBase, l.epochMark = 0, l.now()
 	}
 	return r, c, nil
 }
@@ -328,6 +405,7 @@ func (l *Log) Checkpoint(endEpoch bool) (audit.Record, Checkpoint, error) {
 // State returns a copy of the state, for persisting.
 func (l *Log) State() State {
 	st := l.st
+	st.EpochElapsed, st.SavedAt = l.epochElapsed(), l.wall()
 	st.Seq, st.Prev = l.link.Seq(), append([]byte(nil), l.link.Prev()...)
 	st.TreeSize = l.tree.End()
 	for _, h := range l.tree.Hashes() {

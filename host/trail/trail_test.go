@@ -374,3 +374,84 @@ func TestShortenedRecordStillChains(t *testing.T) {
 		t.Fatalf("notes %q", rep.Notes)
 	}
 }
+
+// TestResendsInACopy: a receiver's copy holding seqs 6 to 9 twice, byte
+// for byte (RELP re-sends what was unacknowledged after a stall), verifies
+// as a copy with a note naming the run, and counts each record once; the
+// same re-send fails a trail read without Resends, and a second record of
+// a seq that differs fails even with it.
+func TestResendsInACopy(t *testing.T) {
+	_, key, lines := testLog(t, 20, small)
+	var twice [][]byte
+	twice = append(twice, lines[:9]...)
+	twice = append(twice, lines[5:]...)
+	rep, err := Verify(Options{Key: key, Keep: true, Resends: true}, chain.Source{Name: "copy.log", R: bytes.NewReader(join(twice))})
+	if err != nil {
+		t.Fatalf("a copy with byte-identical re-sends: %v", err)
+	}
+	if rep.Records != len(lines) || rep.Resent != 4 || len(rep.Seen) != len(lines) {
+		t.Fatalf("records %d, resent %d, seen %d; want %d, 4, %d", rep.Records, rep.Resent, len(rep.Seen), len(lines), len(lines))
+	}
+	if len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "seqs 6 to 9 from copy.log:10") {
+		t.Fatalf("notes %q", rep.Notes)
+	}
+	if _, err := run(key, join(twice)); err == nil {
+		t.Fatal("re-sends accepted in a trail verified without Resends")
+	}
+	// Seq 7 again, but another record: an insertion, not a re-send.
+	_, _, other := testLog(t, 20, small)
+	forged := append(append([][]byte(nil), lines[:9]...), other[6])
+	forged = append(forged, lines[9:]...)
+	_, err = Verify(Options{Key: key, Resends: true}, chain.Source{Name: "copy.log", R: bytes.NewReader(join(forged))})
+	expect(t, err, chain.Duplicate, 7)
+}
+
+// TestEpochEndsByMonotonicTimeAfterTheClockWentBack: the state was saved
+// 59 minutes into a one-hour epoch by a clock a day ahead of the one the
+// host restarts with. The epoch still ends after one more minute of
+// running, and the jump back is reported. Before, the epoch's age was the
+// wall clock's now minus its start, negative for a day.
+func TestEpochEndsByMonotonicTimeAfterTheClockWentBack(t *testing.T) {
+	limits := Limits{EpochDuration: time.Hour, EpochEvents: 1 << 30, CheckpointEvents: 1 << 30, CheckpointInterval: 24 * time.Hour}
+	l, _, _ := testLog(t, 3, limits)
+	now := time.Now().Round(0)
+	st := l.State()
+	st.SavedAt, st.EpochStarted, st.EpochElapsed = now.Add(24*time.Hour), now.Add(24*time.Hour-59*time.Minute), 59*time.Minute
+	r, err := Resume(st, l.Key(), limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := r.ResumeJump(); j > -23*time.Hour {
+		t.Fatalf("ResumeJump %s with the clock a day behind the saved state", j)
+	}
+	mono := now
+	r.SetClock(func() time.Time { return mono })
+	if _, end := r.Due(); end {
+		t.Fatal("the epoch ended at once")
+	}
+	mono = mono.Add(2 * time.Minute)
+	if _, end := r.Due(); !end {
+		t.Fatal("the epoch did not end an hour into it: a clock set back kept its key alive")
+	}
+}
+
+// TestClockJumpWhileRunning: the wall clock moving against the monotonic
+// one by more than a little is reported once; drift under it is not.
+func TestClockJumpWhileRunning(t *testing.T) {
+	l, _, _ := testLog(t, 1, small)
+	mono, wall := time.Unix(1000, 0), time.Unix(5000, 0)
+	l.SetClock(func() time.Time { return mono })
+	l.SetWallClock(func() time.Time { return wall })
+	mono, wall = mono.Add(time.Minute), wall.Add(time.Minute+time.Second)
+	if _, ok := l.ClockJump(); ok {
+		t.Fatal("a second of drift in a minute called a jump")
+	}
+	wall = wall.Add(-time.Hour)
+	j, ok := l.ClockJump()
+	if !ok || j > -59*time.Minute || j < -61*time.Minute {
+		t.Fatalf("a clock set back an hour: %s %v", j, ok)
+	}
+	if _, ok := l.ClockJump(); ok {
+		t.Fatal("the same jump reported twice")
+	}
+}

@@ -55,7 +55,17 @@ type Options struct {
 	// size, and at least one checkpoint must be cosigned by Quorum of them.
 	Witnesses []note.Verifier
 	Quorum    int
+	// Resends accepts a record read again byte for byte (the same hash) as
+	// a re-send of an at-least-once transport (RELP after a stall), noted
+	// and counted once; a record of a seq already read that differs still
+	// fails. For copies a receiver wrote; a sink's own trail has no
+	// re-sends.
+	Resends bool
 }
+
+// resendWindow is how many of the last records a re-send is matched
+// against: far more than a transport keeps unacknowledged.
+const resendWindow = 1 << 16
 
 // Seen is one record as read, for comparing copies.
 type Seen struct {
@@ -80,6 +90,8 @@ type Report struct {
 	LastAt uint64
 	Notes  []string
 	Seen   []Seen // with Options.Keep, in the order read
+	// Resent counts the byte-identical re-sends skipped (Options.Resends).
+	Resent int
 	// Leaves are the final tree's leaves present in the trail, by index
 	// (Options.Keep); a leaf lost in a crash is absent.
 	Leaves []Leaf
@@ -172,6 +184,16 @@ type Verifier struct {
 	// gapFrom to gapTo (the last gap's end), found at tree size gapTree.
 	gap                     *chain.Error
 	gapFrom, gapTo, gapTree uint64
+	// recent are the hashes of the last records read, by seq, for matching
+	// re-sends (Options.Resends); resent is the run of re-sends being read.
+	recent     map[uint64][32]byte
+	recentSeqs []uint64
+	resent     *resendRun
+}
+
+type resendRun struct {
+	from, to uint64
+	where    string
 }
 
 // NewVerifier starts verifying a trail.
@@ -210,6 +232,11 @@ func (v *Verifier) ReadFrom(src chain.Source) error {
 
 func (v *Verifier) record(r chain.Record) error {
 	e := &r.Event
+	if v.opts.Resends {
+		if again, err := v.resend(&r); again || err != nil {
+			return err
+		}
+	}
 	if v.opts.Keep {
 		s := Seen{Seq: e.Seq, Source: r.Source, Line: r.Line}
 		copy(s.Hash[:], r.Hash)
@@ -298,6 +325,51 @@ func (v *Verifier) epochError(r *chain.Record) error {
 		return r.Fail(chain.Forged, "epoch %d, but no checkpoint certified a key beyond epoch %d", got, v.epoch())
 	}
 	return r.Fail(chain.Edited, "epoch %d after epoch %d", got, v.epoch())
+}
+
+// resend reports whether r is a byte-identical re-send of a record read
+// before (skipped, and noted with its run); a different record of a seq
+// already read is a duplicate.
+func (v *Verifier) resend(r *chain.Record) (bool, error) {
+	seq := r.Event.Seq
+	if v.recent == nil {
+		v.recent = map[uint64][32]byte{}
+	}
+	if h, ok := v.recent[seq]; ok && v.rep.Records > 0 && seq <= v.lastSeq {
+		if !bytes.Equal(h[:], r.Hash) {
+			return false, r.Fail(chain.Duplicate, "seq %d appears twice, and the two records differ: not a re-send", seq)
+		}
+		if v.resent != nil && seq == v.resent.to+1 {
+			v.resent.to = seq
+		} else {
+			v.endResend()
+			v.resent = &resendRun{from: seq, to: seq, where: r.Where()}
+		}
+		v.rep.Resent++
+		return true, nil
+	}
+	v.endResend()
+	var h [32]byte
+	copy(h[:], r.Hash)
+	v.recent[seq] = h
+	v.recentSeqs = append(v.recentSeqs, seq)
+	if len(v.recentSeqs) > resendWindow {
+		delete(v.recent, v.recentSeqs[0])
+		v.recentSeqs = v.recentSeqs[1:]
+	}
+	return false, nil
+}
+
+func (v *Verifier) endResend() {
+	if v.resent == nil {
+		return
+	}
+	if v.resent.from == v.resent.to {
+		v.note("seq %d at %s is a byte-identical re-send (at-least-once delivery): counted once", v.resent.from, v.resent.where)
+	} else {
+		v.note("seqs %d to %d from %s are byte-identical re-sends (at-least-once delivery): counted once", v.resent.from, v.resent.to, v.resent.where)
+	}
+	v.resent = nil
 }
 
 func (v *Verifier) note(format string, args ...any) {
@@ -767,6 +839,7 @@ func (v *Verifier) resume(r *chain.Record, carried *compact.Range, size, resume 
 // Live, may hold records after it), and every external checkpoint must be
 // consistent with it.
 func (v *Verifier) Close() (Report, error) {
+	v.endResend()
 	v.rep.TreeSize = v.tree.End()
 	v.rep.Epoch = v.epoch()
 	for _, k := range v.keys {

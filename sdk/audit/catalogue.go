@@ -35,6 +35,9 @@ const (
 	// the last it cosigned.
 	AuditCheckpointCosigned Type = "AuditCheckpointCosigned"
 	AuditCheckpointRefused  Type = "AuditCheckpointRefused"
+	// The wall clock moved against the monotonic one: timestamps around
+	// it are not comparable, and epochs are timed by the monotonic clock.
+	AuditClockJumped Type = "AuditClockJumped"
 )
 
 // Kind is the type of one field's value.
@@ -147,6 +150,11 @@ func init() {
 			"a witness cosigned a checkpoint"},
 		// status is the witness's HTTP answer (409, 422), witness_size the
 		// tree size it holds: the log was forked or rolled back.
+		// skew_seconds is how far the wall clock moved against the
+		// monotonic one (negative: back); detected is "start" (behind the
+		// state the last run saved) or "running".
+		{AuditClockJumped, High, []FieldSpec{{"skew_seconds", KindInt}, s("detected")},
+			"the wall clock jumped (set back, or forward) against the host's monotonic clock"},
 		{AuditCheckpointRefused, Critical, []FieldSpec{s("witness"), u("tree_size"), u("status"), u("witness_size"), s("reason")},
 			"a witness refused a checkpoint as inconsistent with the last it cosigned"},
 	} {

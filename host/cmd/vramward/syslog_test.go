@@ -103,6 +103,26 @@ audit {
 	if out := verifyCLI(t, dir, "-copy", copyPath, trail); !strings.Contains(out, "copy "+copyPath+": OK") || strings.Contains(out, "FAILED") {
 		t.Fatalf("verify with -copy: %s", out)
 	}
+	// RELP re-sends what was unacknowledged after a stall: the receiver's
+	// file holds those records twice, byte for byte. The copy still
+	// verifies, with a note; a re-sent record that differs does not.
+	resent := append(append(append([]string(nil), lines[:6]...), lines[3:6]...), lines[6:]...)
+	if err := os.WriteFile(copyPath, []byte(strings.Join(resent, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := verifyCLI(t, dir, "-copy", copyPath, trail); !strings.Contains(out, "copy "+copyPath+": OK") || !strings.Contains(out, "byte-identical re-sends") {
+		t.Fatalf("verify with -copy of a copy holding re-sends: %s", out)
+	}
+	resent[6] = strings.Replace(resent[6], "{", "{ ", 1)
+	if err := os.WriteFile(copyPath, []byte(strings.Join(resent, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(hostBin, "audit", "verify", "-key", filepath.Join(dir, "state", "audit.pub"), "-copy", copyPath, trail).CombinedOutput(); err == nil {
+		t.Fatalf("a copy whose re-sent record differs passed:\n%s", out)
+	}
+	if err := os.WriteFile(copyPath, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	b, err := os.ReadFile(trail)
 	if err != nil {
 		t.Fatal(err)
