@@ -9,12 +9,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -262,6 +264,9 @@ func Parse(filename string, src []byte) (*Config, map[string]*hcl.File, hcl.Diag
 	if b := single(blocks["metrics"], "metrics", false, fileRange, &diags); b != nil {
 		a := blockAttrs(b, Keys["metrics"], nil, ctx, &diags)
 		c.Metrics.Listen = a.nonEmpty("listen", DefaultMetricsListen)
+		if err := checkListen(c.Metrics.Listen); err != nil {
+			a.errorf(a.rangeOf("listen", b.DefRange), `Invalid value for "listen"`, "%q: %v.", c.Metrics.Listen, err)
+		}
 	}
 	seen := map[string]hcl.Range{}
 	for _, b := range blocks["plugin"] {
@@ -610,4 +615,31 @@ func decodeModel(b *hcl.Block, ctx *hcl.EvalContext, dir string, seen, seenShard
 		return nil
 	}
 	return m
+}
+
+// checkListen refuses a listen address the host could not bind: it must be
+// HOST:PORT with a port from 0 to 65535 and a host that is empty, an IP
+// address or a host name (a dotted quad that is no IPv4 address is
+// refused, not looked up).
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want HOST:PORT (%v)", err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	if host == "" || net.ParseIP(host) != nil {
+		return nil
+	}
+	if strings.Trim(host, "0123456789.") == "" {
+		return fmt.Errorf("%q is not an IPv4 address", host)
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(host, "."), ".") {
+		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") ||
+			strings.Trim(label, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
+			return fmt.Errorf("%q is neither an IP address nor a host name", host)
+		}
+	}
+	return nil
 }

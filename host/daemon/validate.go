@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/host/pluginhost"
@@ -35,6 +36,12 @@ func Preflight(cfg *config.Config) hcl.Diagnostics {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid state_dir",
 			Detail: err.Error(), Subject: cfg.Worker.DeclRange.Ptr()})
 	}
+	for _, m := range cfg.Models {
+		if err := checkModelPath(m.Path); err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Model refused",
+				Detail: fmt.Sprintf("model %q: %v", m.Name, err), Subject: m.DeclRange.Ptr()})
+		}
+	}
 	for _, p := range cfg.Plugins {
 		spec := pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256}
 		if err := pluginhost.CheckBinary(spec); err != nil {
@@ -57,6 +64,12 @@ func checkStateDir(dir string) error {
 			}
 			if d == dir && st.Mode().Perm()&0o077 != 0 {
 				return fmt.Errorf("%s is open to group or others (mode %04o); run chmod 700 on it", d, st.Mode().Perm())
+			}
+			// The host writes the log's state and spools there (or
+			// creates the directory there): a read-only mount or a
+			// directory it may not write is refused now, not at start.
+			if err := unix.Access(d, unix.W_OK|unix.X_OK); err != nil {
+				return fmt.Errorf("%s is not writable by the host: %w", d, err)
 			}
 			return nil
 		}
@@ -131,4 +144,18 @@ func fetchSchema(l *pluginhost.Launcher, p *config.Plugin) (schema.Schema, error
 		return nil, fmt.Errorf("plugin %s: info: %w", p.Name, err)
 	}
 	return sch, nil
+}
+
+// checkModelPath: a model path must name a regular file the host can read
+// (the loader refuses anything else at load time: a FIFO would block it, a
+// device would feed it for ever).
+func checkModelPath(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file (mode %s)", path, st.Mode().Type())
+	}
+	return nil
 }

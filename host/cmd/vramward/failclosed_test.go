@@ -337,6 +337,17 @@ func TestValidateRefusesWhatRunRefuses(t *testing.T) {
 			must(t, os.MkdirAll(filepath.Join(dir, "state"), 0o700))
 			must(t, os.Chmod(filepath.Join(dir, "state"), 0o755))
 		}, "open to group or others"},
+		{"metrics listen address unparsable", func(t *testing.T, _, cfg string) {
+			replaceInFile(t, cfg, `listen = "127.0.0.1:0"`, `listen = "999.1.1.1:99999"`)
+		}, `"999.1.1.1:99999": port "99999" is not a number from 0 to 65535`},
+		{"metrics listen host not an address", func(t *testing.T, _, cfg string) {
+			replaceInFile(t, cfg, `listen = "127.0.0.1:0"`, `listen = "999.1.1.1:9464"`)
+		}, `"999.1.1.1" is not an IPv4 address`},
+		{"state_dir read-only", func(t *testing.T, dir, _ string) {
+			state := filepath.Join(dir, "state")
+			must(t, os.MkdirAll(state, 0o700))
+			readOnly(t, state)
+		}, "is not writable by the host"},
 		{"env token too short", func(t *testing.T, dir, cfg string) {
 			replaceInFile(t, cfg, `token_file = "token"`, `token_env  = "VRAMWARD_SHORT_TOKEN"`)
 			t.Setenv("VRAMWARD_SHORT_TOKEN", "short")
@@ -588,4 +599,24 @@ func TestHostileInfoAnswerIsBounded(t *testing.T) {
 			t.Logf("run: the host's peak RSS %d MiB", hwm>>10)
 		})
 	}
+}
+
+// readOnly makes dir unwritable for the host: a read-only bind mount when
+// the test runs as root (root writes through any mode bits), mode 0500
+// otherwise.
+func readOnly(t *testing.T, dir string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		must(t, os.Chmod(dir, 0o500))
+		t.Cleanup(func() { _ = os.Chmod(dir, 0o700) })
+		return
+	}
+	if out, err := exec.Command("mount", "--bind", "-o", "ro", dir, dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot make a read-only bind mount here: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
 }
