@@ -319,6 +319,14 @@ func (s *Sink) drain() error {
 		msgs[i] = s.pend[i].msg
 	}
 	n, err := s.conn.Send(msgs)
+	if err == nil {
+		// Over TCP a message counts as sent once the receiver's stack has
+		// acknowledged it; one that is not is sent again on a new
+		// connection (a receiver may then hold it twice, byte for byte).
+		if err = s.conn.WaitAcked(s.cfg.WriteTimeout); err != nil {
+			n = 0
+		}
+	}
 	for _, p := range s.pend[:n] {
 		s.sent.Add(p.seq, p.hash)
 		s.pendBytes -= len(p.msg)

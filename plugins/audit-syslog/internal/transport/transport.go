@@ -202,6 +202,57 @@ func (c *Conn) peerClosed() error {
 	return err
 }
 
+// ErrNotAcked is a TCP receiver that did not acknowledge what was sent
+// within the write timeout: a blackholed or stalled receiver, whose bytes
+// are still in the kernel's send buffer and would be lost with the
+// connection.
+var ErrNotAcked = errors.New("the receiver did not acknowledge what was sent")
+
+// WaitAcked waits until the receiver's TCP stack has acknowledged every
+// byte sent (the kernel's SIOCOUTQ is 0), up to timeout (none: a minute).
+// Only then is a message past this node: before, a receiver that vanished
+// without a reset would take it with the connection. Transports that
+// cannot tell (UDP, unix sockets) or that acknowledge each message
+// themselves (RELP) return at once.
+func (c *Conn) WaitAcked(timeout time.Duration) error {
+	if c.relp != nil || (c.cfg.Network != TCP && c.cfg.Network != TLS) {
+		return nil
+	}
+	raw := c.c
+	if t, ok := raw.(*tls.Conn); ok {
+		raw = t.NetConn()
+	}
+	sc, ok := raw.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	deadline := time.Now().Add(timeout)
+	for wait := 20 * time.Microsecond; ; wait = min(wait*2, 2*time.Millisecond) {
+		var n int
+		var ierr error
+		if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil {
+			return err
+		}
+		if ierr != nil {
+			return fmt.Errorf("SIOCOUTQ: %w", ierr)
+		}
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %d bytes unacknowledged after %s", ErrNotAcked, n, timeout)
+		}
+		time.Sleep(wait)
+	}
+}
+
 // Close closes the connection.
 func (c *Conn) Close() error {
 	if c.relp != nil {
