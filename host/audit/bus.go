@@ -401,12 +401,19 @@ func (b *Bus) queueSealed(e *audit.Record, force bool) (*waiter, error) {
 	if e != nil {
 		batch = append(batch, *e)
 	}
+	// A failing state is tried again first (a CRITICAL emit always tries);
+	// while it fails no checkpoint is made: it could not leave, and the
+	// state would move on past checkpoints no copy holds.
+	if b.stateFailing() != nil && (critical || time.Since(b.stateTried) >= stateRetryEvery) {
+		_ = b.retryState() // a failure is counted and logged there
+	}
+	failing := b.stateFailing() != nil
 	due, endEpoch := b.tlog.Due()
 	var note []byte
 	// A CRITICAL record without its checkpoint still goes to the sinks (it
 	// is sealed: dropping it would leave a hole), and its emit fails.
 	var ckErr error
-	if force || due {
+	if (force || due) && !failing {
 		c, ck, err := b.tlog.Checkpoint(endEpoch)
 		if err != nil {
 			b.log.Error("could not make a checkpoint", "error", err)
@@ -432,7 +439,7 @@ func (b *Bus) queueSealed(e *audit.Record, force bool) (*waiter, error) {
 	for i := range batch {
 		b.m.events.WithLabelValues(string(batch[i].Type), batch[i].Severity.String()).Inc()
 	}
-	stateDurable, err := b.writeState(batch[len(batch)-1].Seq, note, endEpoch, critical)
+	stateDurable, err := b.writeState(batch[len(batch)-1].Seq, note, endEpoch)
 	if err != nil {
 		// Held until the state is written: a sink given these now could
 		// hold seqs a restart hands out again.

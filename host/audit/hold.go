@@ -65,18 +65,17 @@ func (b *Bus) stateFailing() error {
 }
 
 // writeState saves the log's state before the records up to last leave:
-// fdatasync'd when they pass the reservation, when an epoch ended (its key
-// must leave both slots before the next one signs) or while writes fail;
-// otherwise written now and fdatasync'd by the state writer, whose channel
-// answers then. b.mu is held.
-func (b *Bus) writeState(last uint64, note []byte, endEpoch, critical bool) (<-chan error, error) {
-	failing := b.stateFailing()
-	sync := endEpoch && note != nil || b.store.needsReservation(last) || failing != nil
+// fdatasync'd when they pass the reservation or when an epoch ended (its
+// key must leave both slots before the next one signs); otherwise written
+// now and fdatasync'd by the state writer, whose channel answers then.
+// While the state fails, it fails at once (see queueSealed). b.mu is held.
+func (b *Bus) writeState(last uint64, note []byte, endEpoch bool) (<-chan error, error) {
+	if failing := b.stateFailing(); failing != nil {
+		return nil, failing // queueSealed tried it again just before
+	}
+	sync := endEpoch && note != nil || b.store.needsReservation(last)
 	if !sync && note == nil {
 		return nil, nil
-	}
-	if failing != nil && !critical && time.Since(b.stateTried) < stateRetryEvery {
-		return nil, failing
 	}
 	b.stateTried = time.Now()
 	if err := b.store.save(b.tlog, false, sync); err != nil {

@@ -67,6 +67,15 @@ func (q *queue) push(events ...audit.Record) error {
 		critical = critical || events[i].Severity == audit.Critical
 	}
 	if q.spooling || len(q.mem)+len(events) > q.cap {
+		// The older events in memory go to the spool first: a kill -9
+		// must not lose them while the newer ones it spools survive,
+		// which would cut a hole a checkpoint covers into this sink's copy.
+		if len(q.mem) > 0 {
+			if err := q.spool.prepend(q.mem); err != nil {
+				return err
+			}
+			q.mem = nil
+		}
 		if err := q.spool.append(events, critical); err != nil {
 			return err
 		}

@@ -128,8 +128,12 @@ func (s *spool) readPosition(f *os.File, st os.FileInfo) error {
 	if err != nil {
 		return fmt.Errorf("spool read position: %w", err)
 	}
-	offText, ino, _ := strings.Cut(strings.TrimSpace(string(data)), " ")
-	if ino != "" && ino != strconv.FormatUint(inode(st), 10) {
+	text := strings.TrimSpace(string(data))
+	if text == "" {
+		return nil // written by an earlier version and cut by a crash: read from the start
+	}
+	offText, ino, _ := strings.Cut(text, " ")
+	if n, err := strconv.ParseUint(ino, 10, 64); ino != "" && (err != nil || n != inode(st)) {
 		return nil // left from a spool since replaced whole: read the new one from its start
 	}
 	fix := fmt.Sprintf("remove %s.pos to deliver the whole spool again (the sink is sent what it may already hold; the file sink skips those)", s.path)
@@ -361,13 +365,26 @@ func (s *spool) consume(n int) error {
 	return s.savePos()
 }
 
-// savePos writes the read position with the spool file's inode.
+// savePos writes the read position with the spool file's inode, in place
+// and at a fixed width: one small write that a kill leaves whole or
+// undone, never truncated to nothing.
 func (s *spool) savePos() error {
 	st, err := os.Stat(s.path)
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	return os.WriteFile(s.path+".pos", []byte(fmt.Sprintf("%d %d", s.readOff, inode(st))), 0o600)
+	f, err := os.OpenFile(s.path+".pos", os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	_, err = f.WriteAt(fmt.Appendf(nil, "%020d %020d\n", s.readOff, inode(st)), 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
 }
 
 func inode(st os.FileInfo) uint64 {
@@ -401,7 +418,13 @@ func (s *spool) reset() error {
 		s.f = nil
 	}
 	s.readOff, s.peeked, s.peekedBytes, s.size = 0, 0, 0, 0
-	err := errors.Join(ignoreMissing(os.Remove(s.path)), ignoreMissing(os.Remove(s.path+".pos")))
+	// The position goes first: a kill between the two leaves a spool read
+	// again from its start (the sink skips what it holds), never a
+	// position without its spool.
+	err := ignoreMissing(os.Remove(s.path + ".pos"))
+	if err == nil {
+		err = ignoreMissing(os.Remove(s.path))
+	}
 	if err != nil {
 		return fmt.Errorf("spool: reset: %w", err)
 	}

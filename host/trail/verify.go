@@ -559,17 +559,26 @@ func (v *Verifier) recovered(r *chain.Record) error {
 				s := v.since[size-baseEnd-1]
 				resumeHash, resumeSeq = s.hash[:], s.seq
 			}
-			if !at.Equal(carried) || resumeSeq != resume {
-				return r.Fail(chain.Mismatch, "the tree it resumes from (%d records, the last seq %d) is not the trail's: a fork, or records before seq %d were edited", size, resume, resume+1)
-			}
-			if resumeHash != nil && !bytes.Equal(e.Chain.Prev, resumeHash) {
+			switch {
+			case !at.Equal(carried) || resumeSeq != resume:
+				// The records after the last checkpoint verified are not
+				// the ones the log resumes from. The checkpoints carried
+				// bind the log's; these are covered by none (an earlier
+				// crashed run's, whose own AuditRecovered never reached
+				// this copy, or edited ones): part of the loss.
+				v.note("%s: the records after %s are not the ones the log resumes from (%d records, the last seq %d): written by a run that crashed, or edited, they are not part of the log",
+					r.Where(), v.ckptWhere(), size, resume)
+				lo = min(lo, v.ckpt.seq+1)
+				v.unbound(r, size)
+			case resumeHash != nil && !bytes.Equal(e.Chain.Prev, resumeHash):
 				return r.Fail(chain.Edited, "chain.prev does not match the hash of seq %d, where the log resumes", resume)
+			default:
+				if dead := v.since[size-baseEnd:]; len(dead) > 0 {
+					v.note("%s: seqs %d to %d (%d records), written by a run that crashed after its last saved state, are not part of the log: AuditRecovered at seq %d names seqs %d to %d",
+						r.Where(), dead[0].seq, dead[len(dead)-1].seq, len(dead), e.Seq, from, to)
+				}
+				lo = min(lo, resume+1)
 			}
-			if dead := v.since[size-baseEnd:]; len(dead) > 0 {
-				v.note("%s: seqs %d to %d (%d records), written by a run that crashed after its last saved state, are not part of the log: AuditRecovered at seq %d names seqs %d to %d",
-					r.Where(), dead[0].seq, dead[len(dead)-1].seq, len(dead), e.Seq, from, to)
-			}
-			lo = min(lo, resume+1)
 		} else {
 			// The crashed run's last records before the resume point are
 			// not in this trail (lost with the host's queue): the records
