@@ -486,3 +486,56 @@ func TestCriticalReturnsAtTimeoutWithAStuckStateSync(t *testing.T) {
 	s.gate = nil
 	s.mu.Unlock()
 }
+
+// TestChangedPublicKeyFileIsRefused: an audit.pub edited to another first
+// key, to another identity key, or deleted, next to the log's state, stops
+// the start naming the file; so do an identity key or a checkpoint left
+// without the state. Before, each went unnoticed.
+func TestChangedPublicKeyFileIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	b := newBus(t, dir, Options{}, &memSink{})
+	if err := b.Close("x"); err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(dir, PublicKeyFile)
+	orig, err := os.ReadFile(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := trail.New(trail.Origin("test"), trail.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Destroy()
+	lines := strings.Split(strings.TrimSpace(string(orig)), "\n")
+	for _, c := range []struct {
+		name, text, want string
+	}{
+		{"first key replaced", other.VerifierKey() + "\n" + lines[1] + "\n", "names the first key"},
+		{"identity replaced", lines[0] + "\n" + trail.IdentityPrefix + other.VerifierKey() + "\n", "names the identity key"},
+		{"deleted", "", "is gone"},
+	} {
+		if c.text == "" {
+			err = os.Remove(pub)
+		} else {
+			err = os.WriteFile(pub, []byte(c.text), 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err := New(Options{StateDir: dir, Origin: trail.Origin("test")}, nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), pub) {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+	// Slots and audit.pub gone, the identity key left: refused too.
+	if err := errors.Join(removeState(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{StateDir: dir, Origin: trail.Origin("test")}, nil); err == nil || !strings.Contains(err.Error(), IdentityFile) {
+		t.Errorf("a state dir with only log.key left started a new log: %v", err)
+	}
+	if !HasLog(dir) {
+		t.Error("HasLog false with log.key there")
+	}
+}

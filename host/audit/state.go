@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sys/unix"
 
 	"github.com/vramward/vramward/host/trail"
@@ -54,6 +55,9 @@ type stateBody struct {
 	LastCheckpoint    []byte               `json:"last_checkpoint"`
 	Links             []trail.Link         `json:"links"`
 	Witnesses         []trail.WitnessState `json:"witnesses,omitempty"`
+	// FirstKey is the first epoch's public key, as audit.pub publishes it:
+	// a start refuses an audit.pub that says otherwise.
+	FirstKey string `json:"first_key,omitempty"`
 	// Clean is true only when written by a clean shutdown: the next start
 	// continues the log; otherwise it records AuditRecovered first.
 	Clean bool `json:"clean"`
@@ -84,6 +88,7 @@ type chainStore struct {
 	slotValid [2]bool
 	dirty     [2]bool // written since the last fdatasync
 	buf       []byte  // the slot being written; its key bytes are zeroed after each write
+	firstKey  string  // the log's first public key (stateBody.FirstKey)
 }
 
 func (cs *chainStore) slotPath(i int) string {
@@ -186,21 +191,13 @@ func openLog(dir, origin string, limits trail.Limits, log func(msg string, args 
 		if _, err := os.Stat(pub); err == nil {
 			return nil, nil, nil, fmt.Errorf("%s exists but the chain state is gone: keep that key (it verifies the old trail), move it and the old trail away, and start again", pub)
 		}
-		l, err := trail.New(origin, limits)
-		if err != nil {
-			return nil, nil, nil, err
+		for _, f := range []string{IdentityFile, CheckpointFile} {
+			if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+				return nil, nil, nil, fmt.Errorf("%s holds %s of a log whose chain state and public key are gone: restore them to continue that log, or move the state dir and the old trail away and start again", dir, f)
+			}
 		}
-		id, err := openIdentity(dir, origin)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		l.SetIdentity(id)
-		if err := writePublic(pub, trail.PublicKeyText(l.VerifierKey(), id.VerifierKey())); err != nil {
-			return nil, nil, nil, err
-		}
-		log("a new audit log started: record its public keys off this node (fleet inventory, witnesses); `vramward audit verify -key` needs the first, witnesses pin the identity key",
-			"public_key", l.VerifierKey(), "identity_key", id.VerifierKey(), "file", pub)
-		return l, cs, nil, cs.save(l, false, true)
+		l, err := startLog(cs, origin, limits, log)
+		return l, cs, nil, err
 	}
 	if body.Origin != origin {
 		key.Destroy()
@@ -220,7 +217,12 @@ func openLog(dir, origin string, limits trail.Limits, log func(msg string, args 
 		return nil, nil, nil, err
 	}
 	l.SetIdentity(id)
-	if err := publishIdentity(filepath.Join(dir, PublicKeyFile), id, log); err != nil {
+	pub := filepath.Join(dir, PublicKeyFile)
+	if cs.firstKey, err = checkPublic(pub, body.FirstKey, id.VerifierKey()); err != nil {
+		l.Destroy()
+		return nil, nil, nil, err
+	}
+	if err := publishIdentity(pub, id, log); err != nil {
 		l.Destroy()
 		return nil, nil, nil, err
 	}
@@ -230,6 +232,50 @@ func openLog(dir, origin string, limits trail.Limits, log func(msg string, args 
 		rec = &auditRecovered{reserved: body.Reserved}
 	}
 	return l, cs, rec, nil
+}
+
+// startLog begins a new log in cs's dir: its identity key, its first
+// state (fdatasync'd), then audit.pub. A failure on the way removes what it
+// made, so that the next start begins again instead of finding parts of a
+// log that never held a record (and refusing them as a lost state).
+func startLog(cs *chainStore, origin string, limits trail.Limits, log func(msg string, args ...any)) (l *trail.Log, err error) {
+	dir := cs.dir
+	made := []string{filepath.Join(dir, IdentityFile), cs.slotPath(0), cs.slotPath(1), filepath.Join(dir, PublicKeyFile)}
+	defer func() {
+		if err == nil {
+			return
+		}
+		if l != nil {
+			l.Destroy()
+			l = nil
+		}
+		cs.close()
+		for _, f := range made {
+			if rerr := os.Remove(f); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				err = errors.Join(err, fmt.Errorf("remove the unfinished log's %s: %w", f, rerr))
+			}
+		}
+	}()
+	l, err = trail.New(origin, limits)
+	if err != nil {
+		return nil, err
+	}
+	id, err := openIdentity(dir, origin)
+	if err != nil {
+		return l, err
+	}
+	l.SetIdentity(id)
+	cs.firstKey = l.VerifierKey()
+	if err := cs.save(l, false, true); err != nil {
+		return l, err
+	}
+	pub := filepath.Join(dir, PublicKeyFile)
+	if err := writePublic(pub, trail.PublicKeyText(l.VerifierKey(), id.VerifierKey())); err != nil {
+		return l, err
+	}
+	log("a new audit log started: record its public keys off this node (fleet inventory, witnesses); `vramward audit verify -key` needs the first, witnesses pin the identity key",
+		"public_key", l.VerifierKey(), "identity_key", id.VerifierKey(), "file", pub)
+	return l, nil
 }
 
 // auditRecovered asks the bus to record AuditRecovered before anything else.
@@ -277,6 +323,34 @@ func openIdentity(dir, origin string) (*trail.PrivateKey, error) {
 		return nil, fmt.Errorf("identity key: %w", err)
 	}
 	return k, nil
+}
+
+// checkPublic refuses an audit.pub that no longer says what the log's
+// state does: its first key (taken from audit.pub itself for a state saved
+// before the state kept it) and its identity key. It returns the first key.
+func checkPublic(path, firstKey, identity string) (string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("public key file %s is gone while the log's state is here: restore it from the copy kept off the node (its first line is the first epoch's key, its second `identity KEY`)", path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("public key file: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	first := strings.TrimSpace(lines[0])
+	restore := "restore it from the copy kept off the node"
+	if firstKey != "" && first != firstKey {
+		return "", fmt.Errorf("public key file %s names the first key %q, and the log's state %q: it was edited or replaced; %s", path, first, firstKey, restore)
+	}
+	if _, err := note.NewVerifier(first); err != nil {
+		return "", fmt.Errorf("public key file %s: its first line is not a public key (%v); %s", path, err, restore)
+	}
+	for _, l := range lines[1:] {
+		if k, ok := strings.CutPrefix(strings.TrimSpace(l), trail.IdentityPrefix); ok && k != identity {
+			return "", fmt.Errorf("public key file %s names the identity key %q, and %s holds %q: one of them was replaced; %s", path, k, IdentityFile, identity, restore)
+		}
+	}
+	return first, nil
 }
 
 // publishIdentity adds the identity key's line to a public key file written
@@ -370,7 +444,7 @@ func (cs *chainStore) save(l *trail.Log, clean, sync bool) error {
 func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, reserved uint64, clean, sync bool) error {
 	body, err := json.Marshal(stateBody{Version: stateVersion, Gen: cs.gen, Origin: st.Origin, Epoch: st.Epoch, Key: l.VerifierKey(), Seq: st.Seq, Reserved: reserved,
 		Prev: st.Prev, TreeSize: st.TreeSize, Tree: st.Tree, EpochEvents: st.EpochEvents, EpochStarted: st.EpochStarted,
-		EpochElapsed: st.EpochElapsed, SavedAt: st.SavedAt, LastCheckpointSeq: st.LastCheckpointSeq, LastCheckpoint: st.LastCheckpoint, Links: st.Links, Witnesses: st.Witnesses, Clean: clean})
+		EpochElapsed: st.EpochElapsed, SavedAt: st.SavedAt, LastCheckpointSeq: st.LastCheckpointSeq, LastCheckpoint: st.LastCheckpoint, Links: st.Links, Witnesses: st.Witnesses, FirstKey: cs.firstKey, Clean: clean})
 	if err != nil {
 		return err
 	}
@@ -495,4 +569,15 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// HasLog says whether dir holds any part of an audit log's state: its slots,
+// its public key file, its identity key or its checkpoint.
+func HasLog(dir string) bool {
+	for _, f := range []string{"chain.state.a", "chain.state.b", PublicKeyFile, IdentityFile, CheckpointFile} {
+		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+			return true
+		}
+	}
+	return false
 }

@@ -46,7 +46,7 @@ func BenchmarkShutdownDrain100k(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		if err := d.start(context.Background()); err != nil {
+		if err := d.start(context.Background(), context.Background()); err != nil {
 			b.Fatal(err)
 		}
 		t0 := time.Now()

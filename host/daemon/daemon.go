@@ -46,6 +46,9 @@ type Options struct {
 	Version string
 	// LogLevel is passed on to plugins.
 	LogLevel string
+	// NewLog starts a new log even when a sink's output holds records
+	// (run -new-log): the state dir was lost and the operator knows.
+	NewLog bool
 }
 
 // Daemon is a running host.
@@ -81,12 +84,17 @@ type Daemon struct {
 // chain, starts every sink's plugin, records HostStarted and serves metrics.
 // A config problem found on the way (a plugin's schema or Configure refusing
 // a value) is returned as *ConfigError with source positions.
-func Start(ctx context.Context, opts Options) (*Daemon, error) {
+func Start(ctx context.Context, opts Options) (*Daemon, error) { return startUntil(ctx, ctx, opts) }
+
+// startUntil is Start whose models phase stops between two models once
+// interrupt ends (a SIGTERM during the start); the sinks' start is not cut
+// short by it.
+func startUntil(ctx, interrupt context.Context, opts Options) (*Daemon, error) {
 	d, err := prepare(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := d.start(ctx); err != nil {
+	if err := d.start(ctx, interrupt); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -103,6 +111,11 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 	if err := checkStateDir(cfg.Worker.StateDir); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
+	}
+	if !opts.NewLog {
+		if err := refuseNewLogOverATrail(cfg, &pluginhost.Launcher{Logger: log.Named("plugin"), LogLevel: opts.LogLevel}); err != nil {
+			return nil, err
+		}
 	}
 	d := &Daemon{cfg: cfg, log: log, reg: metrics.NewRegistry(), token: token, version: opts.Version}
 	d.state.started = time.Now().UTC()
@@ -175,7 +188,7 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 // audit.require is met; only then does it start the loader and the VRAM
 // backend, whose work causes events. Whatever fails, it has shut down
 // through the one path before it returns.
-func (d *Daemon) start(ctx context.Context) error {
+func (d *Daemon) start(ctx, interrupt context.Context) error {
 	cfg, log := d.cfg, d.log
 	var err error
 	// Metrics first, so that a start that fails closed shows on a scrape.
@@ -208,13 +221,17 @@ func (d *Daemon) start(ctx context.Context) error {
 		return err
 	}
 	if cfg.Loader != nil {
-		if err := d.startLoader(ctx); err != nil {
+		if err := d.startLoader(ctx, interrupt); err != nil {
 			d.shutdownAfterFailedStart(err)
 			return err
 		}
 	}
+	if interrupt.Err() != nil {
+		log.Warn("start interrupted between models: shutting down", "models_checked", len(d.models))
+		return nil
+	}
 	if cfg.Vram != nil {
-		if err := d.startVram(ctx); err != nil {
+		if err := d.startVram(ctx, interrupt); err != nil {
 			d.shutdownAfterFailedStart(err)
 			return err
 		}
@@ -417,7 +434,32 @@ func Run(ctx context.Context, opts Options) int {
 	// fail instead, and the host goes on. Caught, not ignored, so that the
 	// plugins it starts get the default disposition back.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	d, err := Start(ctx, opts)
+	// SIGTERM or SIGINT during the start stops it between two models (not
+	// after every model was loaded and sealed), then shuts down as usual.
+	startCtx, interrupt := context.WithCancel(ctx)
+	defer interrupt()
+	startDone, startSignal := make(chan struct{}), make(chan string, 1)
+	var watching sync.WaitGroup
+	watching.Add(1)
+	go func() {
+		defer watching.Done()
+		for {
+			select {
+			case s := <-sigs:
+				if s == syscall.SIGHUP {
+					continue // nothing to reopen yet
+				}
+				startSignal <- "signal " + s.String()
+				interrupt()
+				return
+			case <-startDone:
+				return
+			}
+		}
+	}()
+	d, err := startUntil(ctx, startCtx, opts)
+	close(startDone)
+	watching.Wait()
 	if err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) {
@@ -428,6 +470,11 @@ func Run(ctx context.Context, opts Options) int {
 		return ExitStartup
 	}
 	reason := ""
+	select {
+	case reason = <-startSignal:
+		d.log.Info("stopping: a signal came during the start", "reason", reason)
+	default:
+	}
 	for reason == "" {
 		select {
 		case <-ctx.Done():

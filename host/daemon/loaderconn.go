@@ -23,12 +23,12 @@ import (
 // outcome. A refused model does not stop the host (it is not loaded, and
 // its event says why); a loader that cannot start, or an event that cannot
 // be made durable, does.
-func (d *Daemon) startLoader(ctx context.Context) error {
+func (d *Daemon) startLoader(ctx, interrupt context.Context) error {
 	sup := &loaderSupervisor{d: d, log: d.log.Named("loader")}
 	if err := sup.connect(ctx); err != nil {
 		return err
 	}
-	results, err := models.CheckModels(ctx, sup, d.cfg.Models, d.bus, sup.log)
+	results, err := models.CheckModels(interrupt, sup, d.cfg.Models, d.bus, sup.log)
 	d.models = results
 	return err
 }

@@ -17,7 +17,7 @@ import (
 // be opened, loads every model the loader accepted and seals it here (the
 // seal key, derived from the worker token, never leaves the host), and
 // starts the verify loop.
-func (d *Daemon) startVram(ctx context.Context) error {
+func (d *Daemon) startVram(ctx, interrupt context.Context) error {
 	client, err := d.connectVram(ctx)
 	if err != nil {
 		return err
@@ -29,7 +29,7 @@ func (d *Daemon) startVram(ctx context.Context) error {
 	d.shards = models.NewShards(client, d.bus, d.modelMetrics, models.SealOptions{
 		Key: key, WorkerID: d.cfg.Worker.ID, RequireBackend: d.cfg.Vram.RequireBackend, OnFailure: d.cfg.Verify.OnFailure,
 	}, d.log.Named("vram"))
-	if err := d.shards.Load(ctx, d.models); err != nil {
+	if err := d.shards.Load(interrupt, d.models); err != nil {
 		return err
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())

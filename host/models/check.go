@@ -40,10 +40,19 @@ const ValidateTimeout = 30 * time.Minute
 // CheckModels validates every model through v and records each outcome.
 // It fails closed: an event that cannot be recorded (a CRITICAL one not made
 // durable) is returned as an error, after the other models were checked.
+//
+// ctx ending stops it between two models (a SIGTERM during start): the
+// model being checked is finished and recorded, the rest are not checked,
+// and the results cover the models checked.
 func CheckModels(ctx context.Context, v Validator, models []*config.Model, em Emitter, log hclog.Logger) ([]Result, error) {
 	var results []Result
 	var errs []error
-	for _, m := range models {
+	stop, ctx := ctx, context.WithoutCancel(ctx)
+	for i, m := range models {
+		if stop.Err() != nil {
+			log.Warn("stopping between models: the rest are not checked", "checked", i, "models", len(models))
+			break
+		}
 		vctx, cancel := context.WithTimeout(ctx, ValidateTimeout)
 		model, err := v.Validate(vctx, m.Path, m.SHA256)
 		cancel()

@@ -126,9 +126,17 @@ func (s *Shards) emit(ctx context.Context, t audit.Type, fields ...audit.Field) 
 // Load loads and seals every model the loader accepted, recording each
 // step. A refused model is recorded and skipped; an event that cannot be
 // recorded is an error (the caller fails closed).
+//
+// ctx ending stops it between two models, as CheckModels does: the shard
+// being sealed is finished and recorded, the rest are not loaded.
 func (s *Shards) Load(ctx context.Context, checked []Result) error {
 	var errs []error
+	stop, ctx := ctx, context.WithoutCancel(ctx)
 	for _, r := range checked {
+		if stop.Err() != nil {
+			s.log.Warn("stopping between models: the rest are not loaded")
+			break
+		}
 		if r.Loaded == nil {
 			continue
 		}

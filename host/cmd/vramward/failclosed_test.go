@@ -620,3 +620,52 @@ func readOnly(t *testing.T, dir string) {
 		}
 	})
 }
+
+// TestLostStateDirNextToATrailIsRefused: the state dir deleted whole while
+// the trail stays. The next start is refused, naming the sink, its trail
+// and the ways out, and writes nothing (no new log appended after the old
+// one); `run -new-log` starts one on purpose. Before, a new log started
+// silently after the old records (exit 0).
+func TestLostStateDirNextToATrailIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, "")
+	h := startHost(t, dir)
+	h.waitStarted()
+	h.signal(syscall.SIGTERM)
+	if code := h.wait(); code != 0 {
+		t.Fatalf("first run: exit %d", code)
+	}
+	trailPath := filepath.Join(dir, "trail", "audit.log")
+	before, err := os.ReadFile(trailPath)
+	must(t, err)
+	must(t, os.RemoveAll(filepath.Join(dir, "state")))
+	res := runUntilExit(t, dir)
+	if res.code != 1 || !strings.Contains(res.logs, "holds no audit log") || !strings.Contains(res.logs, trailPath) || !strings.Contains(res.logs, "-new-log") {
+		t.Fatalf("start with the state dir gone: exit %d:\n%s", res.code, res.logs)
+	}
+	after, err := os.ReadFile(trailPath)
+	must(t, err)
+	if string(after) != string(before) {
+		t.Fatal("the refused start wrote to the trail")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "audit.pub")); err == nil {
+		t.Fatal("the refused start made a new log's key")
+	}
+	cmd := exec.Command(hostBin, "run", "-new-log", "-config", filepath.Join(dir, "vramward.hcl"))
+	must(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "state", "audit.pub")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("run -new-log did not start a new log")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("run -new-log: %v", err)
+	}
+}

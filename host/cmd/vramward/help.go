@@ -26,7 +26,7 @@ var usageCodes = exitCode{2, "bad command line: an unknown flag or argument, a m
 var commands = map[string]command{
 	"run": {
 		name:     "run",
-		synopsis: "vramward run -config FILE [-log-level LEVEL]",
+		synopsis: "vramward run -config FILE [-log-level LEVEL] [-new-log]",
 		description: `Runs the host: starts the audit sinks and waits until audit.require is met
 (or fails closed after their start_timeout), checks, loads and seals every
 model, and keeps verifying the seals. SIGTERM or SIGINT shut it down in
@@ -35,7 +35,7 @@ SIGHUP asks every sink to reopen its output.`,
 		examples: []string{"vramward run -config /etc/vramward/vramward.hcl", "VRAMWARD_LOG_LEVEL=debug vramward run -config vramward.hcl"},
 		codes: []exitCode{
 			{0, "clean shutdown, every event delivered"},
-			{1, "the config, a plugin or the audit sinks prevented the start; nothing was loaded"},
+			{1, "the config, a plugin, the state dir or the audit sinks prevented the start; nothing was loaded"},
 			usageCodes,
 			{3, "stopped, but events were spooled for the next start or a sink did not close cleanly"},
 		},

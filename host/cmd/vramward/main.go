@@ -132,6 +132,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	fs := newFlags("run", stderr)
 	cfgPath := fs.String("config", "", "the HCL config `FILE`")
 	level := fs.String("log-level", envOr("VRAMWARD_LOG_LEVEL", "info"), "`LEVEL`: trace, debug, info, warn or error (env VRAMWARD_LOG_LEVEL)")
+	newLog := fs.Bool("new-log", false, "start a new audit log although the state dir holds none and a sink's output already holds records (the state dir was lost): the new log's records follow the old ones")
 	if code, stop := parseFlags(fs, args); stop {
 		return code
 	}
@@ -152,7 +153,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return daemon.ExitStartup
 	}
 	return daemon.Run(context.Background(), daemon.Options{
-		Config: cfg, Logger: newLogger(*level, stderr), Version: version.Version, LogLevel: *level,
+		Config: cfg, Logger: newLogger(*level, stderr), Version: version.Version, LogLevel: *level, NewLog: *newLog,
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -215,4 +216,59 @@ loader {
   }
 }
 `, bin)
+}
+
+// TestSIGTERMDuringStartStopsBetweenModels: 200 models to check; a SIGTERM
+// right after the first is checked stops the start between two models:
+// the host shuts down through its one path (exit 0, HostStopped last, the
+// trail verifies) without checking the rest. Before, it checked and sealed
+// every model first.
+func TestSIGTERMDuringStartStopsBetweenModels(t *testing.T) {
+	dir := t.TempDir()
+	const n = 200
+	sum := writeModel(t, gguftest.Small(), filepath.Join(dir, "models", "m.gguf"))
+	var blocks strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&blocks, "model \"m%d\" {\n  path   = \"models/m.gguf\"\n  sha256 = %q\n}\n", i, sum)
+	}
+	writeConfig(t, dir, loaderConfig()+blocks.String())
+	cmd := exec.Command(hostBin, "run", "-config", filepath.Join(dir, "vramward.hcl"))
+	stderr, err := cmd.StderrPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	buf := make([]byte, 64<<10)
+	var logs strings.Builder
+	for !strings.Contains(logs.String(), `"model checked"`) {
+		k, err := stderr.Read(buf)
+		logs.Write(buf[:k])
+		if err != nil {
+			t.Fatalf("the host ended before checking a model:\n%s", logs.String())
+		}
+	}
+	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	rest := make(chan string)
+	go func() { b, _ := io.ReadAll(stderr); rest <- string(b) }()
+	logs.WriteString(<-rest)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("run after SIGTERM during start: %v\n%s", err, logs.String())
+	}
+	events := trailEvents(t, filepath.Join(dir, "trail", "audit.log"))
+	loaded := 0
+	for _, e := range events {
+		if e.Type == audit.ModelLoaded {
+			loaded++
+		}
+	}
+	if loaded == 0 || loaded >= n {
+		t.Fatalf("%d of %d models checked after a SIGTERM during the start", loaded, n)
+	}
+	if last := events[len(events)-1]; last.Type != audit.HostStopped {
+		var types []audit.Type
+		for _, e := range events[max(len(events)-5, 0):] {
+			types = append(types, e.Type)
+		}
+		t.Fatalf("the trail ends with %v\n%s", types, logs.String())
+	}
+	verifyCLI(t, dir, filepath.Join(dir, "trail", "audit.log"))
 }
