@@ -189,7 +189,7 @@ func critical(t *testing.T) audit.Event {
 	return e
 }
 
-func info(t *testing.T, i int) audit.Event {
+func info(t testing.TB, i int) audit.Event {
 	e, err := audit.New(audit.SealVerified, audit.Actor{}, audit.Str("shard_id", fmt.Sprint(i)), audit.Uint("gpu_device", 0))
 	if err != nil {
 		t.Fatal(err)
@@ -528,14 +528,14 @@ func TestChangedPublicKeyFileIsRefused(t *testing.T) {
 			t.Errorf("%s: %v", c.name, err)
 		}
 	}
-	// Slots and audit.pub gone, the identity key left: refused too.
+	// Slots and audit.pub gone, the checkpoint left: refused too.
 	if err := errors.Join(removeState(dir)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(Options{StateDir: dir, Origin: trail.Origin("test")}, nil); err == nil || !strings.Contains(err.Error(), IdentityFile) {
-		t.Errorf("a state dir with only log.key left started a new log: %v", err)
+	if _, err := New(Options{StateDir: dir, Origin: trail.Origin("test")}, nil); err == nil || !strings.Contains(err.Error(), CheckpointFile) {
+		t.Errorf("a state dir with only its checkpoint left started a new log: %v", err)
 	}
 	if !HasLog(dir) {
-		t.Error("HasLog false with log.key there")
+		t.Error("HasLog false with the checkpoint there")
 	}
 }

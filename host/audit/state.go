@@ -191,10 +191,10 @@ func openLog(dir, origin string, limits trail.Limits, log func(msg string, args 
 		if _, err := os.Stat(pub); err == nil {
 			return nil, nil, nil, fmt.Errorf("%s exists but the chain state is gone: keep that key (it verifies the old trail), move it and the old trail away, and start again", pub)
 		}
-		for _, f := range []string{IdentityFile, CheckpointFile} {
-			if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
-				return nil, nil, nil, fmt.Errorf("%s holds %s of a log whose chain state and public key are gone: restore them to continue that log, or move the state dir and the old trail away and start again", dir, f)
-			}
+		// An identity key alone may have been provisioned before the first
+		// start (for witnesses to pin); a checkpoint is a log's remains.
+		if _, err := os.Stat(filepath.Join(dir, CheckpointFile)); err == nil {
+			return nil, nil, nil, fmt.Errorf("%s holds the %s of a log whose chain state and public key are gone: restore them to continue that log, or move the state dir and the old trail away and start again", dir, CheckpointFile)
 		}
 		l, err := startLog(cs, origin, limits, log)
 		return l, cs, nil, err
@@ -240,7 +240,10 @@ func openLog(dir, origin string, limits trail.Limits, log func(msg string, args 
 // log that never held a record (and refusing them as a lost state).
 func startLog(cs *chainStore, origin string, limits trail.Limits, log func(msg string, args ...any)) (l *trail.Log, err error) {
 	dir := cs.dir
-	made := []string{filepath.Join(dir, IdentityFile), cs.slotPath(0), cs.slotPath(1), filepath.Join(dir, PublicKeyFile)}
+	made := []string{cs.slotPath(0), cs.slotPath(1), filepath.Join(dir, PublicKeyFile)}
+	if _, err := os.Stat(filepath.Join(dir, IdentityFile)); errors.Is(err, os.ErrNotExist) {
+		made = append(made, filepath.Join(dir, IdentityFile)) // not one provisioned before
+	}
 	defer func() {
 		if err == nil {
 			return
@@ -572,9 +575,10 @@ func syncDir(dir string) error {
 }
 
 // HasLog says whether dir holds any part of an audit log's state: its slots,
-// its public key file, its identity key or its checkpoint.
+// its public key file or its checkpoint (an identity key alone may be
+// provisioned before the first start).
 func HasLog(dir string) bool {
-	for _, f := range []string{"chain.state.a", "chain.state.b", PublicKeyFile, IdentityFile, CheckpointFile} {
+	for _, f := range []string{"chain.state.a", "chain.state.b", PublicKeyFile, CheckpointFile} {
 		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
 			return true
 		}

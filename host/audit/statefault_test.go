@@ -141,11 +141,7 @@ func TestStateFailureHoldsThenReleasesInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := s.got()
-	for i := 1; i < len(got); i++ {
-		if got[i].Seq != got[i-1].Seq+1 {
-			t.Fatalf("seq %d follows %d", got[i].Seq, got[i-1].Seq)
-		}
-	}
+	inSeqOrder(t, got)
 	verifyRecords(t, dir, got)
 }
 
@@ -217,11 +213,7 @@ func TestHeldRecordsFillingAQueueAreRefusedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := s.got()
-	for i := 1; i < len(got); i++ {
-		if got[i].Seq != got[i-1].Seq+1 {
-			t.Fatalf("seq %d follows %d: a refused emit used a seq", got[i].Seq, got[i-1].Seq)
-		}
-	}
+	inSeqOrder(t, got) // a refused emit used no seq
 }
 
 // TestClockJumpIsRecorded: the wall clock set back an hour while the host
@@ -290,5 +282,15 @@ func TestTwoCrashesInARow(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("the first run's unsaved records are not named: %q", rep.Notes)
+	}
+}
+
+// inSeqOrder fails unless events run seq by seq, each once.
+func inSeqOrder(t *testing.T, events []audit.Event) {
+	t.Helper()
+	for i := 1; i < len(events); i++ {
+		if events[i].Seq != events[i-1].Seq+1 {
+			t.Fatalf("seq %d follows %d", events[i].Seq, events[i-1].Seq)
+		}
 	}
 }

@@ -154,16 +154,8 @@ func (c *Conn) Send(msgs [][]byte) (int, error) {
 // something (a session ticket, a close_notify), a short read lets
 // crypto/tls take it and report a close.
 func (c *Conn) peerClosed() error {
-	raw := c.c
-	if t, ok := raw.(*tls.Conn); ok {
-		raw = t.NetConn()
-	}
-	sc, ok := raw.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc, err := c.socket()
+	if rc == nil {
 		return err
 	}
 	var n int
@@ -218,16 +210,8 @@ func (c *Conn) WaitAcked(timeout time.Duration) error {
 	if c.relp != nil || (c.cfg.Network != TCP && c.cfg.Network != TLS) {
 		return nil
 	}
-	raw := c.c
-	if t, ok := raw.(*tls.Conn); ok {
-		raw = t.NetConn()
-	}
-	sc, ok := raw.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc, err := c.socket()
+	if rc == nil {
 		return err
 	}
 	if timeout <= 0 {
@@ -251,6 +235,20 @@ func (c *Conn) WaitAcked(timeout time.Duration) error {
 		}
 		time.Sleep(wait)
 	}
+}
+
+// socket is the connection's socket, under TLS the TCP one; nil (and no
+// error) when the connection has none to reach.
+func (c *Conn) socket() (syscall.RawConn, error) {
+	raw := c.c
+	if t, ok := raw.(*tls.Conn); ok {
+		raw = t.NetConn()
+	}
+	sc, ok := raw.(syscall.Conn)
+	if !ok {
+		return nil, nil
+	}
+	return sc.SyscallConn()
 }
 
 // Close closes the connection.
