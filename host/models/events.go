@@ -41,8 +41,7 @@ func ModelEvent(m *config.Model, model *loader.Model, err error) (audit.Event, b
 	)
 	switch r.Reason {
 	case loader.ReasonPathTraversal:
-		t = audit.PathTraversalAttempt
-		fields = []audit.Field{audit.Str("attempted_path", m.Path), audit.Str("allowed_roots", strings.Join(r.AllowedRoots, ", "))}
+		t, fields = audit.PathTraversalAttempt, pathTraversal(m, r.AllowedRoots)
 	case loader.ReasonIntegrityViolation:
 		t = audit.IntegrityViolation
 		fields = []audit.Field{audit.Str("resource_type", "model_file"), audit.Str("resource_id", m.Name+" ("+m.Path+")"),
@@ -51,12 +50,23 @@ func ModelEvent(m *config.Model, model *loader.Model, err error) (audit.Event, b
 		t = audit.MalformedModelRejected
 		fields = []audit.Field{audit.Str("model_ref", m.Name), audit.Str("validation_error", string(r.Reason)+": "+r.Msg), audit.Str("action_taken", ActionRefused)}
 	case loader.ReasonTooLarge:
-		t = audit.ResourceLimitViolation
-		fields = []audit.Field{audit.Str("resource_type", "model_file"), audit.Str("limit_type", loader.KeyMaxFileBytes),
-			audit.Uint("limit_value", r.Limit), audit.Uint("actual_value", r.Actual), audit.Str("action_taken", ActionRefused)}
+		t, fields = audit.ResourceLimitViolation, modelTooLarge(r.Limit, r.Actual)
 	default:
 		return audit.Event{}, false, nil
 	}
 	e, err := audit.New(t, audit.Actor{}, fields...)
 	return e, true, err
+}
+
+// pathTraversal is a PathTraversalAttempt's fields for m, whether the
+// loader refused its path at the check or the VRAM backend at the copy.
+func pathTraversal(m *config.Model, roots []string) []audit.Field {
+	return []audit.Field{audit.Str("attempted_path", m.Path), audit.Str("allowed_roots", strings.Join(roots, ", "))}
+}
+
+// modelTooLarge is a ResourceLimitViolation's fields for a model file over
+// max_file_bytes, at the check or at the copy: one action either way.
+func modelTooLarge(limit, actual uint64) []audit.Field {
+	return []audit.Field{audit.Str("resource_type", "model_file"), audit.Str("limit_type", loader.KeyMaxFileBytes),
+		audit.Uint("limit_value", limit), audit.Uint("actual_value", actual), audit.Str("action_taken", ActionRefused)}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -234,10 +233,9 @@ func (s *Shards) recordLoadFailure(ctx context.Context, m *config.Model, err err
 	case vram.ReasonPathTraversal:
 		// The loader checked this path at start; at the copy it leads
 		// elsewhere (a symlink swapped in since, say).
-		return s.emit(ctx, audit.PathTraversalAttempt, audit.Str("attempted_path", m.Path), audit.Str("allowed_roots", strings.Join(f.AllowedRoots, ", ")))
+		return s.emit(ctx, audit.PathTraversalAttempt, pathTraversal(m, f.AllowedRoots)...)
 	case vram.ReasonTooLarge:
-		return s.emit(ctx, audit.ResourceLimitViolation, audit.Str("resource_type", "model_file"), audit.Str("limit_type", "max_file_bytes"),
-			audit.Uint("limit_value", f.Limit), audit.Uint("actual_value", f.Actual), audit.Str("action_taken", "not_loaded"))
+		return s.emit(ctx, audit.ResourceLimitViolation, modelTooLarge(f.Limit, f.Actual)...)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/loader"
 	"github.com/vramward/vramward/sdk/vram"
 )
 
@@ -198,4 +199,35 @@ type lyingVerify struct{ *fakeVram }
 
 func (l *lyingVerify) Verify(_ context.Context, s vram.SealedShard) (vram.Verification, error) {
 	return vram.Verification{Result: vram.VerifyOK, Expected: s.Digest, Actual: [32]byte{9}}, nil
+}
+
+// TestTooLargeAtTheCopyReadsAsAtTheCheck: a model over max_file_bytes is
+// recorded with the same fields and action whether the loader refused it
+// or the VRAM backend did at the copy (they had drifted: load_refused and
+// not_loaded).
+func TestTooLargeAtTheCopyReadsAsAtTheCheck(t *testing.T) {
+	m := &config.Model{Name: "big", ShardID: "big", Path: "/m/big"}
+	fv := &fakeVram{loadErr: map[string]error{"big": &vram.Failure{Reason: vram.ReasonTooLarge, Limit: 10, Actual: 11}}}
+	rec := &recorder{}
+	metrics, _ := NewMetrics(prometheus.NewRegistry())
+	s := NewShards(fv, rec, metrics, sealOpts("release"), hclog.NewNullLogger())
+	if err := s.Load(context.Background(), []Result{{Model: m, Loaded: &loader0}}); err != nil {
+		t.Fatal(err)
+	}
+	atCheck, _, err := ModelEvent(m, nil, &loader.Rejection{Reason: loader.ReasonTooLarge, Limit: 10, Actual: 11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.events) != 1 || rec.events[0].Type != audit.ResourceLimitViolation {
+		t.Fatalf("events %v", types(rec))
+	}
+	got, want := rec.events[0].Fields, atCheck.Fields
+	if len(got) != len(want) {
+		t.Fatalf("fields %v, at the check %v", got, want)
+	}
+	for i := range want {
+		if got[i].Key != want[i].Key || !got[i].Value.Equal(want[i].Value) {
+			t.Fatalf("field %s = %v at the copy, %s = %v at the check", got[i].Key, got[i].Value, want[i].Key, want[i].Value)
+		}
+	}
 }

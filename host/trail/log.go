@@ -191,6 +191,11 @@ func Resume(st State, key *PrivateKey, limits Limits) (*Log, error) {
 	}
 	l.st.Tree, l.st.Links, l.st.Witnesses = nil, nil, nil
 	l.contentEnd = st.TreeSize
+	// The size the last checkpoint signed, for the status view after a
+	// restart (it showed 0 until this run's first checkpoint).
+	if c, err := ParseCheckpoint(st.LastCheckpoint); err == nil {
+		l.lastSize = c.Size
+	}
 	return l, nil
 }
 

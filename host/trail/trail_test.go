@@ -455,3 +455,18 @@ func TestClockJumpWhileRunning(t *testing.T) {
 		t.Fatal("the same jump reported twice")
 	}
 }
+
+// TestLastCheckpointSurvivesResume: after a restart the log reports the
+// tree size its last checkpoint signed, not 0 (status showed "last
+// checkpoint at seq 65 (tree size 0)").
+func TestLastCheckpointSurvivesResume(t *testing.T) {
+	l, _, _ := testLog(t, 10, small)
+	seq, size, _ := l.LastCheckpoint()
+	r, err := Resume(l.State(), l.Key(), small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs, rsize, _ := r.LastCheckpoint(); rs != seq || rsize != size || size == 0 {
+		t.Fatalf("before the restart: seq %d size %d; after: seq %d size %d", seq, size, rs, rsize)
+	}
+}

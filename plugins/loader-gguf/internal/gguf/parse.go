@@ -470,6 +470,11 @@ func (p *parser) array(depth int) (Value, error) {
 	if !elem.known() {
 		return Value{}, p.fail(at, ReasonUnknownValueType, "the array has unknown element type %d", et)
 	}
+	if elem == TypeArray {
+		// ggml refuses the element type itself ("invalid GGUF type 9"),
+		// whatever the count: an empty array of arrays too.
+		return Value{}, p.fail(at, ReasonArrayTooDeep, "an array of arrays (element type %d): ggml refuses them, even empty", et)
+	}
 	n, err := p.u64("the array's length")
 	if err != nil {
 		return Value{}, err
@@ -486,12 +491,6 @@ func (p *parser) array(depth int) (Value, error) {
 	case TypeString:
 		for i := uint64(0); i < n; i++ {
 			if _, _, err := p.str("a string in the array", p.lim.MaxStringBytes, 0, ReasonStringTooLong); err != nil {
-				return v, in(err, "element %d", i)
-			}
-		}
-	case TypeArray:
-		for i := uint64(0); i < n; i++ {
-			if _, err := p.array(depth + 1); err != nil {
 				return v, in(err, "element %d", i)
 			}
 		}
@@ -583,8 +582,10 @@ func (p *parser) tensorShape(t *Tensor) error {
 		return p.fail(typeAt, ReasonRemovedTensorType, "type %s (%d), which ggml removed; re-quantise the model", info.name, typ)
 	}
 	// ggml fills the dimensions a tensor does not list with 1 (n_dims = 0
-	// is a scalar), refuses ne[1..3] = 0 (it divides by them) and an
-	// element count its int64 check cannot prove representable.
+	// is a scalar) and refuses an element count its int64 check cannot
+	// prove representable. ne[1..3] = 0 (a tensor of no elements) ggml
+	// v0.5.0 loads; this loader refuses it: no model holds one, and the
+	// overflow check below divides by those dimensions.
 	var ne [MaxDims]uint64
 	for j := range ne {
 		ne[j] = 1
@@ -594,7 +595,7 @@ func (p *parser) tensorShape(t *Tensor) error {
 	}
 	for j := 1; j < MaxDims; j++ {
 		if ne[j] == 0 {
-			return p.fail(dimsAt, ReasonBadDims, "ne[%d] = 0: ggml divides by it and fails", j)
+			return p.fail(dimsAt, ReasonBadDims, "ne[%d] = 0: a tensor of no elements, which this loader refuses (ggml loads it; no model holds one)", j)
 		}
 	}
 	if math.MaxInt64/ne[1] <= ne[0] || math.MaxInt64/ne[2] <= ne[0]*ne[1] || math.MaxInt64/ne[3] <= ne[0]*ne[1]*ne[2] {

@@ -189,6 +189,8 @@ func malformedFiles() []malformed {
 		// Where ggml and a careful reader could disagree (each was found
 		// by loading mutants with ggml's own reader), the file is refused.
 		{"nested-array", withKV(gt.KV{Key: "x.y", Value: gt.Arr(gt.ValArray, gt.Arr(gt.ValInt32, gt.I32(1)))}), ReasonArrayTooDeep, -1, "ggml refuses"},
+		// ggml refuses element type 9 itself: an empty array of arrays too.
+		{"empty-array-of-arrays", withKV(gt.KV{Key: "x.a", Value: gt.Arr(gt.ValArray)}), ReasonArrayTooDeep, -1, "even empty"},
 		{"key-nul-shadows-architecture", func() []byte {
 			f := gt.Small()
 			f.KV = append([]gt.KV{{Key: "general.architecture\x00", Value: gt.Str("gpt2")}}, f.KV...)
