@@ -60,7 +60,7 @@ func CheckModels(ctx context.Context, v Validator, models []*config.Model, em Em
 		if err != nil {
 			log.Error("model refused", "model", m.Name, "path", m.Path, "error", err)
 		} else {
-			log.Info("model checked", "model", m.Name, "sha256", model.SHA256, "architecture", model.Summary.Architecture,
+			log.Info("model checked", "model", m.Name, "sha256", model.SHA256, "architecture", model.Summary.ArchitectureName(),
 				"tensors", model.Summary.TensorCount, "bytes", model.Summary.FileBytes)
 		}
 		e, ok, eerr := ModelEvent(m, model, err)

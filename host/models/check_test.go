@@ -85,7 +85,7 @@ func (f fakeValidator) Validate(_ context.Context, path, _ string) (*loader.Mode
 	if err := f[path]; err != nil {
 		return nil, err
 	}
-	return &loader.Model{SHA256: "aa", Summary: loader.Summary{Architecture: "llama", TensorCount: 3, FileBytes: 99}}, nil
+	return &loader.Model{SHA256: "aa", Summary: loader.Summary{Architecture: new("llama"), TensorCount: 3, FileBytes: 99}}, nil
 }
 
 type recorder struct {

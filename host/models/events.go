@@ -27,7 +27,7 @@ func ModelEvent(m *config.Model, model *loader.Model, err error) (audit.Event, b
 	if err == nil {
 		s := model.Summary
 		e, err := audit.New(audit.ModelLoaded, audit.Actor{},
-			audit.Str("model_ref", m.Name), audit.Str("sha256", model.SHA256), audit.Str("architecture", s.Architecture),
+			audit.Str("model_ref", m.Name), audit.Str("sha256", model.SHA256), audit.Str("architecture", s.ArchitectureName()),
 			audit.Uint("tensor_count", s.TensorCount), audit.Uint("file_bytes", s.FileBytes))
 		return e, true, err
 	}

@@ -93,8 +93,8 @@ func TestMemoryBoundedByHeldMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Summary.KVCount != uint64(len(f.KV)) || m.Summary.Architecture != "llama" {
-		t.Fatalf("summary: %d pairs, architecture %q", m.Summary.KVCount, m.Summary.Architecture)
+	if m.Summary.KVCount != uint64(len(f.KV)) || m.Summary.ArchitectureName() != "llama" {
+		t.Fatalf("summary: %d pairs, architecture %q", m.Summary.KVCount, m.Summary.ArchitectureName())
 	}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.ReattachConfig().Pid))
 	if err != nil {

@@ -23,7 +23,7 @@ func summaryToProto(s *Summary) *loaderv1.ModelSummary {
 func summaryFromProto(p *loaderv1.ModelSummary) Summary {
 	s := Summary{
 		Path: p.GetPath(), Format: p.GetFormat(), FormatVersion: p.GetFormatVersion(), FileBytes: p.GetFileBytes(),
-		Architecture: p.GetArchitecture(), Name: p.GetName(), FileType: p.GetFileType(),
+		Architecture: p.Architecture, Name: p.GetName(), FileType: p.GetFileType(),
 		TensorCount: p.GetTensorCount(), ParameterCount: p.GetParameterCount(), TensorBytes: p.GetTensorBytes(),
 		ContextLength: p.GetContextLength(), KVCount: p.GetKvCount(), Alignment: p.GetAlignment(), DataOffset: p.GetDataOffset(),
 		ChatTemplatePresent: p.GetChatTemplatePresent(), ChatTemplateBytes: p.GetChatTemplateBytes(),

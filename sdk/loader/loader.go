@@ -69,11 +69,13 @@ type Model struct {
 
 // Summary describes a model file that passed the format checks.
 type Summary struct {
-	Path           string      `json:"path"`
-	Format         string      `json:"format"`
-	FormatVersion  uint32      `json:"format_version"`
-	FileBytes      uint64      `json:"file_bytes"`
-	Architecture   string      `json:"architecture"`
+	Path          string `json:"path"`
+	Format        string `json:"format"`
+	FormatVersion uint32 `json:"format_version"`
+	FileBytes     uint64 `json:"file_bytes"`
+	// Architecture is general.architecture: nil (JSON null) when the file
+	// has none, "" when it names the empty string.
+	Architecture   *string     `json:"architecture"`
 	Name           string      `json:"name"`
 	FileType       string      `json:"file_type"`
 	TensorCount    uint64      `json:"tensor_count"`
@@ -88,6 +90,14 @@ type Summary struct {
 	ChatTemplatePresent bool       `json:"chat_template_present"`
 	ChatTemplateBytes   uint64     `json:"chat_template_bytes"`
 	Metadata            []Metadata `json:"metadata"`
+}
+
+// ArchitectureName is the architecture, "" when the file names none.
+func (s *Summary) ArchitectureName() string {
+	if s.Architecture == nil {
+		return ""
+	}
+	return *s.Architecture
 }
 
 // TypeCount is how many tensors have one type.

@@ -455,7 +455,7 @@ func checkHostile(t *testing.T, connect connector, o *options) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	texts := []string{m.Summary.Name, m.Summary.Architecture, m.Summary.FileType}
+	texts := []string{m.Summary.Name, m.Summary.ArchitectureName(), m.Summary.FileType}
 	for _, md := range m.Summary.Metadata {
 		texts = append(texts, md.Key, md.Type, md.Value)
 	}

@@ -163,7 +163,7 @@ func printSummary(w io.Writer, s *loader.Summary) {
 	row := func(k, format string, args ...any) { fmt.Fprintf(w, "%-15s %s\n", k+":", fmt.Sprintf(format, args...)) }
 	row("file", "%s (%s bytes)", s.Path, group(s.FileBytes))
 	row("format", "%s v%d", strings.ToUpper(s.Format), s.FormatVersion)
-	row("architecture", "%s", orNone(s.Architecture))
+	row("architecture", "%s", orNone(s.ArchitectureName()))
 	row("name", "%s", orNone(s.Name))
 	row("file type", "%s", orNone(s.FileType))
 	row("parameters", "%s", group(s.ParameterCount))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -42,8 +43,8 @@ func TestSummaryOfSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := m.Summary
-	if s.Architecture != "llama" || s.Name != "tiny-test" || s.FileType != "MOSTLY_Q8_0" || s.ContextLength != 4096 {
-		t.Fatalf("arch %q name %q file type %q context %d", s.Architecture, s.Name, s.FileType, s.ContextLength)
+	if s.ArchitectureName() != "llama" || s.Name != "tiny-test" || s.FileType != "MOSTLY_Q8_0" || s.ContextLength != 4096 {
+		t.Fatalf("arch %q name %q file type %q context %d", s.ArchitectureName(), s.Name, s.FileType, s.ContextLength)
 	}
 	if s.FormatVersion != 3 || s.TensorCount != 4 || s.KVCount != 12 || s.ParameterCount != 1088 || s.FileBytes != uint64(len(b)) {
 		t.Fatalf("%+v", s)
@@ -124,5 +125,54 @@ func TestValidateDoesNotHoldTheFile(t *testing.T) {
 	// Three 4 MiB read-ahead buffers, the reader's 64 KiB, the summary.
 	if got := after.TotalAlloc - before.TotalAlloc; got > 14<<20 {
 		t.Fatalf("validating a 256 MiB file allocated %d MiB", got>>20)
+	}
+}
+
+// TestArchitectureAbsentOrEmpty: a file without general.architecture and
+// one naming "" read differently: null and "" in the summary's JSON (the
+// CLI printed "" for both).
+func TestArchitectureAbsentOrEmpty(t *testing.T) {
+	root := t.TempDir()
+	for _, c := range []struct {
+		name string
+		edit func(*gguftest.File)
+		want string
+	}{
+		{"absent", func(f *gguftest.File) {
+			kv := f.KV[:0]
+			for _, e := range f.KV {
+				if e.Key != "general.architecture" {
+					kv = append(kv, e)
+				}
+			}
+			f.KV = kv
+		}, `"architecture":null`},
+		{"empty", func(f *gguftest.File) {
+			for i := range f.KV {
+				if f.KV[i].Key == "general.architecture" {
+					f.KV[i].Value = gguftest.Str("")
+				}
+			}
+		}, `"architecture":""`},
+	} {
+		f := gguftest.Small()
+		c.edit(f)
+		path, err := f.Write(filepath.Join(root, c.name+".gguf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(path)
+		sum := sha256.Sum256(b)
+		m, err := configured(t, root).Validate(context.Background(), path, hex.EncodeToString(sum[:]))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		out, err := json.Marshal(m.Summary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("%s: summary JSON lacks %s: %s", c.name, c.want, out)
+		}
 	}
 }

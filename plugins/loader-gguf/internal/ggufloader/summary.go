@@ -25,7 +25,8 @@ func summarize(f *gguf.File, path string) loader.Summary {
 		KVCount: f.KVCount, Alignment: f.Alignment, DataOffset: f.DataOffset,
 	}
 	if v, ok := f.Get("general.architecture"); ok && v.Type == gguf.TypeString {
-		s.Architecture = sanitize.String(v.Str)
+		a := sanitize.String(v.Str)
+		s.Architecture = &a
 	}
 	if v, ok := f.Get("general.name"); ok && v.Type == gguf.TypeString {
 		s.Name = sanitize.String(v.Str)
@@ -33,7 +34,7 @@ func summarize(f *gguf.File, path string) loader.Summary {
 	if v, ok := f.Get("general.file_type"); ok && isUint(v.Type) {
 		s.FileType = gguf.FileTypeName(v.Uint)
 	}
-	if v, ok := f.Get(s.Architecture + ".context_length"); ok && isUint(v.Type) {
+	if v, ok := f.Get(s.ArchitectureName() + ".context_length"); ok && isUint(v.Type) {
 		s.ContextLength = v.Uint
 	}
 	counts := map[string]uint64{}

@@ -440,8 +440,10 @@ type ModelSummary struct {
 	Format        string `protobuf:"bytes,2,opt,name=format,proto3" json:"format,omitempty"`
 	FormatVersion uint32 `protobuf:"varint,3,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
 	FileBytes     uint64 `protobuf:"varint,4,opt,name=file_bytes,json=fileBytes,proto3" json:"file_bytes,omitempty"`
-	Architecture  string `protobuf:"bytes,5,opt,name=architecture,proto3" json:"architecture,omitempty"`
-	Name          string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	// general.architecture; unset when the file has none (or not as a
+	// string), "" when it names the empty string.
+	Architecture *string `protobuf:"bytes,5,opt,name=architecture,proto3,oneof" json:"architecture,omitempty"`
+	Name         string  `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
 	// general.file_type, named ("MOSTLY_Q4_K_M"); empty when absent.
 	FileType       string `protobuf:"bytes,7,opt,name=file_type,json=fileType,proto3" json:"file_type,omitempty"`
 	TensorCount    uint64 `protobuf:"varint,8,opt,name=tensor_count,json=tensorCount,proto3" json:"tensor_count,omitempty"`
@@ -523,8 +525,8 @@ func (x *ModelSummary) GetFileBytes() uint64 {
 }
 
 func (x *ModelSummary) GetArchitecture() string {
-	if x != nil {
-		return x.Architecture
+	if x != nil && x.Architecture != nil {
+		return *x.Architecture
 	}
 	return ""
 }
@@ -894,14 +896,14 @@ const file_loader_v1_loader_proto_rawDesc = "" +
 	"\x0eInspectRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\"M\n" +
 	"\x0fInspectResponse\x12:\n" +
-	"\asummary\x18\x01 \x01(\v2 .vramward.loader.v1.ModelSummaryR\asummary\"\xaa\x05\n" +
+	"\asummary\x18\x01 \x01(\v2 .vramward.loader.v1.ModelSummaryR\asummary\"\xc0\x05\n" +
 	"\fModelSummary\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06format\x18\x02 \x01(\tR\x06format\x12%\n" +
 	"\x0eformat_version\x18\x03 \x01(\rR\rformatVersion\x12\x1d\n" +
 	"\n" +
-	"file_bytes\x18\x04 \x01(\x04R\tfileBytes\x12\"\n" +
-	"\farchitecture\x18\x05 \x01(\tR\farchitecture\x12\x12\n" +
+	"file_bytes\x18\x04 \x01(\x04R\tfileBytes\x12'\n" +
+	"\farchitecture\x18\x05 \x01(\tH\x00R\farchitecture\x88\x01\x01\x12\x12\n" +
 	"\x04name\x18\x06 \x01(\tR\x04name\x12\x1b\n" +
 	"\tfile_type\x18\a \x01(\tR\bfileType\x12!\n" +
 	"\ftensor_count\x18\b \x01(\x04R\vtensorCount\x12'\n" +
@@ -916,7 +918,8 @@ const file_loader_v1_loader_proto_rawDesc = "" +
 	"\ftensor_types\x18\x0f \x03(\v2\x1d.vramward.loader.v1.TypeCountR\vtensorTypes\x122\n" +
 	"\x15chat_template_present\x18\x10 \x01(\bR\x13chatTemplatePresent\x12.\n" +
 	"\x13chat_template_bytes\x18\x11 \x01(\x04R\x11chatTemplateBytes\x12=\n" +
-	"\bmetadata\x18\x12 \x03(\v2!.vramward.loader.v1.MetadataEntryR\bmetadata\"5\n" +
+	"\bmetadata\x18\x12 \x03(\v2!.vramward.loader.v1.MetadataEntryR\bmetadataB\x0f\n" +
+	"\r_architecture\"5\n" +
 	"\tTypeCount\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\"c\n" +
@@ -997,6 +1000,7 @@ func file_loader_v1_loader_proto_init() {
 	if File_loader_v1_loader_proto != nil {
 		return
 	}
+	file_loader_v1_loader_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
