@@ -51,16 +51,16 @@ func (b *Bus) stateWritten() {
 	}
 }
 
-// StateHealth reports the last failed write of the log's state and when the
-// failure began; nil while the state is written.
-func (b *Bus) StateHealth() (error, time.Time) {
+// StateHealth reports when the current failure to write the log's state
+// began and its last error; a nil error while the state is written.
+func (b *Bus) StateHealth() (since time.Time, err error) {
 	b.healthMu.Lock()
 	defer b.healthMu.Unlock()
-	return b.stateErr, b.stateSince
+	return b.stateSince, b.stateErr
 }
 
 func (b *Bus) stateFailing() error {
-	err, _ := b.StateHealth()
+	_, err := b.StateHealth()
 	return err
 }
 

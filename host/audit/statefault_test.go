@@ -77,7 +77,7 @@ func TestFailedStateWriteNeverReissuesASeq(t *testing.T) {
 			t.Fatalf("emit %d: %v", i, err)
 		}
 	}
-	if err, since := b1.StateHealth(); err == nil || since.IsZero() {
+	if since, err := b1.StateHealth(); err == nil || since.IsZero() {
 		t.Fatal("the state's writes fail and the bus does not say so")
 	}
 	if got := audittest.MetricSum(t, reg, "vramward_audit_state_degraded"); got != 1 {
@@ -128,13 +128,13 @@ func TestStateFailureHoldsThenReleasesInOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err, _ := b.StateHealth(); err == nil {
+	if _, err := b.StateHealth(); err == nil {
 		t.Fatal("not degraded with the state's writes failing")
 	}
 	held := len(s.got())
 	failing.Store(false)
 	eventually(t, "the held records delivered", func() bool { return len(s.got()) > held+40 })
-	if err, _ := b.StateHealth(); err != nil {
+	if _, err := b.StateHealth(); err != nil {
 		t.Fatalf("still degraded after a save succeeded: %v", err)
 	}
 	if err := b.Close("done"); err != nil {

@@ -343,7 +343,7 @@ func (d *Daemon) readiness() (bool, string, time.Time) {
 			since = t
 		}
 	}
-	if err, at := d.bus.StateHealth(); err != nil {
+	if at, err := d.bus.StateHealth(); err != nil {
 		why = append(why, "the log's state cannot be written ("+err.Error()+"): records are held back, CRITICAL emits fail")
 		began(at)
 	}
