@@ -9,6 +9,9 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X github.com/vramward/vramward/sdk/version.Version=$(VERSION)
 # go-nvml's cgo headers carry deprecation warnings that say nothing about our code.
 export CGO_CFLAGS ?= -Wno-deprecated-declarations
+# runtime/secret erases what signing with an epoch key leaves in registers,
+# stacks and signal stacks (host/trail/secret.go).
+export GOEXPERIMENT ?= runtimesecret
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 # Every module's packages: ./... stops at a nested module's go.mod.
 PKGS      := ./... ./sdk/... ./examples/sink-jsonl/...

@@ -117,7 +117,7 @@ func (cs *chainStore) load() (stateBody, *trail.PrivateKey, bool, error) {
 			continue
 		}
 		// The secret is read in place: a copy made here would pass through
-		// this thread's registers (see trail's secretthread.go).
+		// registers of a thread outside trail's erasure (see trail/secret.go).
 		k, err := trail.LoadKey(body.Origin, secret)
 		clear(data)
 		if err != nil || k.VerifierKey() != body.Key {

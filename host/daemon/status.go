@@ -10,6 +10,7 @@ import (
 
 	"github.com/vramward/vramward/host/pluginhost"
 	"github.com/vramward/vramward/host/status"
+	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/sdk/handshake"
 )
 
@@ -77,7 +78,7 @@ func (d *Daemon) serveStatus() error {
 func (d *Daemon) Status() status.Status {
 	state, reason, since := d.refreshState()
 	st := status.Status{Host: status.Host{WorkerID: d.cfg.Worker.ID, Version: d.version, ConfigSHA256: d.cfg.SHA256,
-		Started: d.state.started, State: state, Reason: reason, Since: since}}
+		Started: d.state.started, State: state, Reason: reason, Since: since, SecretErasure: trail.SecretErasure}}
 	for _, c := range d.conns {
 		c.mu.Lock()
 		p := pluginStatus(c.spec, c.proc, c.version)

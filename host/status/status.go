@@ -46,6 +46,9 @@ type Host struct {
 	State        string    `json:"state"`
 	Reason       string    `json:"reason,omitempty"`
 	Since        time.Time `json:"since"`
+	// SecretErasure names what erases the copies signing leaves of an
+	// epoch key: "runtime/secret", or "none: ..." saying why not.
+	SecretErasure string `json:"secret_erasure"`
 }
 
 // Plugin is one plugin process.

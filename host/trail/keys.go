@@ -44,7 +44,7 @@ const SecretSize = 32
 
 // GenerateKey makes a key named name (the log's origin).
 func GenerateKey(name string) (k *PrivateKey, err error) {
-	onSecretStack(func() { k, err = generateKey(name) })
+	eraseAfter(func() { k, err = generateKey(name) })
 	return k, err
 }
 
@@ -70,7 +70,7 @@ func generateKey(name string) (*PrivateKey, error) {
 // LoadKey rebuilds a key from a secret a state file holds; it copies secret
 // into the key's own buffer (the caller zeroes its copy).
 func LoadKey(name string, secret []byte) (k *PrivateKey, err error) {
-	onSecretStack(func() { k, err = loadKey(name, secret) })
+	eraseAfter(func() { k, err = loadKey(name, secret) })
 	return k, err
 }
 
@@ -107,17 +107,17 @@ func (k *PrivateKey) init() error {
 func (k *PrivateKey) VerifierKey() string { return k.vkey }
 
 // AppendSecret appends the secret, for the state file; the caller zeroes
-// it after use. The copy is made on the secret thread (see
-// secretthread.go), so that no other thread's registers ever hold it.
+// it after use. The copy is made inside eraseAfter (see secret.go), so the
+// registers it passed through are erased.
 func (k *PrivateKey) AppendSecret(dst []byte) []byte {
-	onSecretStack(func() { dst = append(dst, k.secret[:]...) })
+	eraseAfter(func() { dst = append(dst, k.secret[:]...) })
 	return dst
 }
 
 // Destroy zeroes the secret; the key cannot sign again.
 func (k *PrivateKey) Destroy() {
 	if k.secret != nil {
-		onSecretStack(func() { clear(k.secret[:]) })
+		eraseAfter(func() { clear(k.secret[:]) })
 		k.secret = nil
 	}
 }
@@ -129,7 +129,7 @@ func (k *PrivateKey) KeyHash() uint32 { return k.hash }
 // Sign makes an Ed25519 signature of msg: R = rB for a random r,
 // S = r + H(R || A || msg)·s.
 func (k *PrivateKey) Sign(msg []byte) (sig []byte, err error) {
-	onSecretStack(func() { sig, err = k.sign(msg) })
+	eraseAfter(func() { sig, err = k.sign(msg) })
 	return sig, err
 }
 

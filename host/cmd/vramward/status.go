@@ -66,6 +66,7 @@ func printStatus(w io.Writer, st status.Status) {
 		fmt.Fprintf(w, " (%s)", h.Reason)
 	}
 	fmt.Fprintf(w, "\n  version %s, config sha256 %s, started %s\n", h.Version, short(h.ConfigSHA256, 12), h.Started.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "  secret erasure: %s\n", h.SecretErasure)
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	section := func(title, header string) {
 		tw.Flush()

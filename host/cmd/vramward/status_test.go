@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/vramward/vramward/host/status"
+	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/sdk/gguftest"
 )
 
@@ -68,6 +69,11 @@ model "bad" {
 	}
 	if st.Trail.Seq == 0 || st.Trail.LastCheckpointSeq == 0 {
 		t.Fatalf("trail %+v", st.Trail)
+	}
+	// What erases the epoch key's copies is what this build has (the host
+	// is built as the test is).
+	if st.Host.SecretErasure != trail.SecretErasure {
+		t.Fatalf("secret erasure %q, this build %q", st.Host.SecretErasure, trail.SecretErasure)
 	}
 
 	// The socket is the host's user's only, and holds nothing secret.

@@ -587,6 +587,7 @@ func TestEndedKeysLeaveNoTrace(t *testing.T) {
 	h.waitStarted()
 	state := filepath.Join(dir, "state")
 	keys := map[uint64][]byte{} // epoch -> secret
+	var origin string
 	// current reads both slots as the host's own load does: a slot read
 	// while the host rewrites it may be torn, and is taken only when its
 	// secret gives the public key its body names.
@@ -619,6 +620,7 @@ func TestEndedKeysLeaveNoTrace(t *testing.T) {
 			if _, ok := keys[body.Epoch]; !ok {
 				keys[body.Epoch] = secret
 			}
+			origin = body.Origin
 			top = max(top, body.Epoch)
 		}
 		return top
@@ -638,10 +640,7 @@ func TestEndedKeysLeaveNoTrace(t *testing.T) {
 	if len(ended) < 3 {
 		t.Fatalf("only %d ended epochs seen (now in epoch %d)", len(ended), now)
 	}
-	forms := func(k []byte) [][]byte {
-		return [][]byte{k, []byte(hex.EncodeToString(k)), []byte(strings.ToUpper(hex.EncodeToString(k))),
-			[]byte(base64.StdEncoding.EncodeToString(k)), []byte(base64.RawURLEncoding.EncodeToString(k))}
-	}
+	forms := secretForms
 	// At an epoch's end the host rewrites one slot, then the other: for a
 	// moment the second still holds the ended key. What is checked is that
 	// none stays: a hit is looked at again a little later.
@@ -659,8 +658,23 @@ func TestEndedKeysLeaveNoTrace(t *testing.T) {
 	checkFiles("while running")
 
 	// The host's memory, read as root on the node could: no ended key, in
-	// any form. (A copy used to survive in the registers a signal frame
-	// saved; trail's secretthread.go says how that is closed.)
+	// any form, and no nonce any of them signed with (a nonce and its
+	// signature give the key). A copy used to survive in the registers a
+	// signal frame saved; trail's secret.go says how that is closed.
+	if trail.SecretErasure != "runtime/secret" {
+		if os.Getenv("VRAMWARD_CI") != "" {
+			t.Fatalf("this build erases no secret (%s): make test sets GOEXPERIMENT=runtimesecret", trail.SecretErasure)
+		}
+		t.Skipf("this build erases no secret (%s): run it through make test", trail.SecretErasure)
+	}
+	endedKeys := map[uint64][]byte{}
+	for _, k := range ended {
+		endedKeys[epochOf[string(k)]] = k
+	}
+	nonces := signatureNonces(t, origin, filepath.Join(dir, "trail", "audit.log"), endedKeys)
+	if len(nonces) < len(ended) {
+		t.Fatalf("only %d signatures of %d ended keys found in the trail", len(nonces), len(ended))
+	}
 	pid := h.cmd.Process.Pid
 	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
 	must(t, err)
@@ -694,6 +708,13 @@ func TestEndedKeysLeaveNoTrace(t *testing.T) {
 			for _, form := range forms(k) {
 				if i := bytes.Index(buf, form); i >= 0 {
 					t.Errorf("an ended epoch's key (epoch %d of %d, %d bytes form) is in the host's memory at %#x (%s); around it:\n%s", epochOf[string(k)], now, len(form), lo+uint64(i), l, hex.Dump(buf[max(0, i-256):min(len(buf), i+256)]))
+				}
+			}
+		}
+		for r, ep := range nonces {
+			for _, form := range forms([]byte(r)) {
+				if i := bytes.Index(buf, form); i >= 0 {
+					t.Errorf("the nonce of a signature by epoch %d's key (%d bytes form) is in the host's memory at %#x (%s); around it:\n%s", ep, len(form), lo+uint64(i), l, hex.Dump(buf[max(0, i-256):min(len(buf), i+256)]))
 				}
 			}
 		}
