@@ -212,3 +212,36 @@ func TestOldFormatNamed(t *testing.T) {
 		t.Fatalf("an old-format trail: %v", err)
 	}
 }
+
+// Check takes a canonical line by the fast parser and cuts its hash input
+// out of it; a line in any other spelling, or edited, goes the general way
+// and is named for what is wrong. Both ways agree on a good line's hash.
+func TestCheckFastAndGeneralAgree(t *testing.T) {
+	for _, line := range trail(t, 3) {
+		fast, err := Check(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow, err := checkSlow(line, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(fast.Hash, slow.Hash) || !bytes.Equal(fast.Hash, fast.Event.Chain.Hash) {
+			t.Fatalf("hashes: fast %x, general %x, record %x", fast.Hash, slow.Hash, fast.Event.Chain.Hash)
+		}
+	}
+	line := trail(t, 1)[0]
+	for name, edit := range map[string]struct {
+		line   []byte
+		detail string
+	}{
+		"respelled": {bytes.Replace(line, []byte(`{"seq":1,`), []byte(`{"seq": 1,`), 1), "not in canonical form"},
+		"field":     {bytes.Replace(line, []byte(`"gpu_device":0`), []byte(`"gpu_device":1`), 1), "does not match the record's content"},
+		"truncated": {line[:len(line)-2], ""},
+	} {
+		_, err := Check(edit.line)
+		if err == nil || !strings.Contains(err.Detail, edit.detail) {
+			t.Errorf("%s: %v, want %q", name, err, edit.detail)
+		}
+	}
+}
