@@ -166,7 +166,7 @@ func (l *Launcher) Launch(ctx context.Context, spec Spec, p plugin.Plugin) (*Pro
 		Logger:           l.Logger.Named(spec.Name),
 		// go-plugin lets a plugin send the host messages of up to 2 GiB;
 		// a hostile plugin could make the host allocate that much.
-		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxRecvBytes))},
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxRecvBytes)), grpc.WithInitialWindowSize(handshake.WindowBytes), grpc.WithInitialConnWindowSize(handshake.WindowBytes)},
 		// Plugins log through hclog on stderr; anything on stdout after the
 		// handshake is noise and must not block the plugin.
 		SyncStdout: io.Discard,

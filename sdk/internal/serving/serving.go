@@ -33,8 +33,10 @@ func Serve(kind string, p plugin.Plugin, final func(why string), logger hclog.Lo
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  handshake.Config,
 		VersionedPlugins: map[int]plugin.PluginSet{handshake.ProtocolVersion: {kind: p}},
-		GRPCServer:       server,
-		Logger:           logger,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return server(append(opts, grpc.InitialWindowSize(handshake.WindowBytes), grpc.InitialConnWindowSize(handshake.WindowBytes)))
+		},
+		Logger: logger,
 	})
 	final("plugin server stopped")
 }
