@@ -123,7 +123,7 @@ func TestChainStateDurableBeforeCriticalReturns(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.mu.Lock()
-		seq := b.tlog.Seq()
+		seq := b.seq.tlog.Seq()
 		b.mu.Unlock()
 		st, key, ok, err := (&chainStore{dir: dir}).load()
 		if err != nil || !ok {
@@ -280,7 +280,7 @@ func TestConcurrentCriticalEmitsWithTinyEpochs(t *testing.T) {
 						key.Destroy()
 					}
 					b.mu.Lock()
-					epoch := b.tlog.Epoch()
+					epoch := b.seq.tlog.Epoch()
 					b.mu.Unlock()
 					if err == nil && ok && st.Epoch > epoch {
 						t.Errorf("state on disk in epoch %d, the bus in %d", st.Epoch, epoch)

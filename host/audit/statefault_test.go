@@ -46,7 +46,7 @@ func crash(b *Bus) {
 	b.closed = true
 	close(b.stopTick)
 	b.mu.Unlock()
-	b.store.close()
+	b.seq.store.close()
 }
 
 func seqsOf(runs ...[]audit.Event) map[uint64]int {
@@ -223,7 +223,7 @@ func TestClockJumpIsRecorded(t *testing.T) {
 	b := newBus(t, t.TempDir(), Options{}, s)
 	var offset atomic.Int64
 	b.mu.Lock()
-	b.tlog.SetWallClock(func() time.Time { return time.Now().Round(0).Add(time.Duration(offset.Load())) })
+	b.seq.tlog.SetWallClock(func() time.Time { return time.Now().Round(0).Add(time.Duration(offset.Load())) })
 	b.mu.Unlock()
 	offset.Store(int64(-time.Hour))
 	eventually(t, "AuditClockJumped", func() bool { return hasType(s.got(), audit.AuditClockJumped) })

@@ -99,7 +99,7 @@ func (ws *witnesses) dispatch(offers []trail.Offer) {
 		select {
 		case ws.queues[o.Witness] <- o:
 		default:
-			ws.b.tlog.OfferFailed(o.Witness) // cannot happen: one offer at a time
+			ws.b.seq.offerFailed(o.Witness) // cannot happen: one offer at a time
 		}
 	}
 }
@@ -128,7 +128,7 @@ func (ws *witnesses) submit(ctx context.Context, w Witness, o trail.Offer) {
 	b := ws.b
 	fail := func(result string, err error) {
 		b.mu.Lock()
-		b.tlog.OfferFailed(w.Name)
+		b.seq.offerFailed(w.Name)
 		b.mu.Unlock()
 		ws.m.submissions.WithLabelValues(w.Name, result).Inc()
 		if ctx.Err() == nil {
@@ -136,7 +136,7 @@ func (ws *witnesses) submit(ctx context.Context, w Witness, o trail.Offer) {
 		}
 	}
 	// No witness sees a checkpoint a restart could lose.
-	if err := b.store.sync(); err != nil {
+	if err := b.seq.syncState(); err != nil {
 		fail(witnessError, err)
 		return
 	}
@@ -153,7 +153,7 @@ func (ws *witnesses) submit(ctx context.Context, w Witness, o trail.Offer) {
 	switch {
 	case err == nil:
 		b.mu.Lock()
-		b.tlog.Cosigned(w.Name, o.Size)
+		b.seq.cosigned(w.Name, o.Size)
 		b.mu.Unlock()
 		ws.m.submissions.WithLabelValues(w.Name, witnessCosigned).Inc()
 		ws.m.size.WithLabelValues(w.Name).Set(float64(o.Size))
@@ -161,7 +161,7 @@ func (ws *witnesses) submit(ctx context.Context, w Witness, o trail.Offer) {
 			audit.Str("cosignature", base64.StdEncoding.EncodeToString(sigs)))
 	case errors.As(err, &conflict):
 		b.mu.Lock()
-		ok := b.tlog.Conflict(w.Name, conflict.Size, conflict.Size == o.OldSize)
+		ok := b.seq.conflict(w.Name, conflict.Size, conflict.Size == o.OldSize)
 		b.mu.Unlock()
 		if ok {
 			ws.m.submissions.WithLabelValues(w.Name, witnessConflict).Inc()
@@ -171,7 +171,7 @@ func (ws *witnesses) submit(ctx context.Context, w Witness, o trail.Offer) {
 		ws.refused(w, o, http.StatusConflict, conflict.Size, err)
 	case errors.As(err, &status) && status.Inconsistent():
 		b.mu.Lock()
-		b.tlog.Refuse(w.Name)
+		b.seq.refuse(w.Name)
 		b.mu.Unlock()
 		ws.refused(w, o, status.Code, o.OldSize, err)
 	default:
