@@ -150,7 +150,7 @@ func TestSequencerHoldsWhileTheStateFails(t *testing.T) {
 
 // TestSequencerRace: through the bus, with -race, six emitters of INFO and
 // CRITICAL events, epochs of four records and checkpoints every two, while
-// the state's fdatasync hangs for a second in the middle: every CRITICAL
+// the state's fdatasync hangs for a second in their midst: every CRITICAL
 // emit returns by critical_timeout (failed while the disk hangs), none
 // after it, and what the sink got is one gapless trail that verifies.
 func TestSequencerRace(t *testing.T) {
@@ -170,11 +170,13 @@ func TestSequencerRace(t *testing.T) {
 	defer fdatasyncHook.Store(nil)
 	var wg sync.WaitGroup
 	var failed, slow atomic.Int32
+	var done atomic.Bool
 	for g := 0; g < 6; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < 60; i++ {
+			// Until a while after the hang, and at most 2,000 emits each.
+			for i := 0; i < 2000 && !done.Load(); i++ {
 				e := info(t, i)
 				if i%3 == 0 {
 					e = critical(t)
@@ -198,6 +200,8 @@ func TestSequencerRace(t *testing.T) {
 	time.Sleep(time.Second)
 	stuck.Store(false)
 	close(release)
+	time.Sleep(200 * time.Millisecond)
+	done.Store(true)
 	wg.Wait()
 	if n := slow.Load(); n > 0 {
 		t.Errorf("%d CRITICAL emits took longer than critical_timeout and a second", n)

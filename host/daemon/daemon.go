@@ -6,12 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -328,61 +324,6 @@ func (d *Daemon) emitAsync(e audit.Event) {
 	}()
 }
 
-func (d *Daemon) ready() (bool, string) {
-	ok, why, _ := d.readiness()
-	return ok, why
-}
-
-// readiness says what keeps the host from serving and since when: the
-// earliest of its causes began then (zero when unknown).
-func (d *Daemon) readiness() (bool, string, time.Time) {
-	var why []string
-	var since time.Time
-	began := func(t time.Time) {
-		if !t.IsZero() && (since.IsZero() || t.Before(since)) {
-			since = t
-		}
-	}
-	if at, err := d.bus.StateHealth(); err != nil {
-		why = append(why, "the log's state cannot be written ("+err.Error()+"): records are held back, CRITICAL emits fail")
-		began(at)
-	}
-	var down, failing []string
-	for _, c := range d.conns {
-		if !c.up() {
-			down = append(down, c.Name())
-		}
-	}
-	for _, s := range d.bus.Sinks() {
-		began(s.Since)
-		switch {
-		case s.State == "failing":
-			failing = append(failing, s.Name+" ("+s.LastError+")")
-		case s.State == "down" && !slices.Contains(down, s.Name):
-			down = append(down, s.Name)
-		}
-	}
-	if len(down) > 0 {
-		why = append(why, "audit sinks not up: "+strings.Join(down, ", "))
-	}
-	if len(failing) > 0 {
-		why = append(why, "audit sinks failing: "+strings.Join(failing, ", "))
-	}
-	if len(why) > 0 {
-		return false, strings.Join(why, "; "), since
-	}
-	return true, "", time.Time{}
-}
-
-// health is /healthz's one line: what is degraded, and since when.
-func (d *Daemon) health() string {
-	state, reason, since := d.refreshState()
-	if reason == "" {
-		return state
-	}
-	return state + " since " + since.Format(time.RFC3339) + ": " + reason
-}
-
 // stopLoader ends the loader process: it holds nothing to flush.
 func (d *Daemon) stopLoader() {
 	if d.loader != nil {
@@ -499,95 +440,4 @@ func Run(ctx context.Context, opts Options) int {
 		return ExitIncomplete
 	}
 	return ExitOK
-}
-
-// TokenFDEnv names the descriptor holding the token after vramward run
-// re-executed itself without the token's variable.
-const TokenFDEnv = "VRAMWARD_TOKEN_FD"
-
-// minTokenBytes is the shortest worker token accepted from any source.
-const minTokenBytes = 16
-
-// readToken reads the worker token from its credential, file or variable,
-// with the same rules for each: at least minTokenBytes, and a file not
-// readable by group or others. The variable is removed from the host's
-// environment once read, so nothing the host starts later can inherit it.
-func readToken(w config.Worker) ([]byte, error) {
-	var tok []byte
-	var from string
-	switch {
-	case w.TokenEnv != "" && os.Getenv(TokenFDEnv) != "":
-		// vramward run re-executed itself without the variable (see its
-		// dropTokenEnv) and holds the token in this descriptor.
-		from = "environment variable " + w.TokenEnv
-		fd, err := strconv.Atoi(os.Getenv(TokenFDEnv))
-		if err != nil || fd < 3 {
-			return nil, fmt.Errorf("worker token: %s=%q is not a descriptor", TokenFDEnv, os.Getenv(TokenFDEnv))
-		}
-		f := os.NewFile(uintptr(fd), "token")
-		b, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<20))
-		f.Close()
-		_ = os.Unsetenv(TokenFDEnv)
-		if err != nil {
-			return nil, fmt.Errorf("worker token: read it back: %w", err)
-		}
-		tok = []byte(strings.TrimSpace(string(b)))
-		clear(b)
-	case w.TokenEnv != "":
-		from = "environment variable " + w.TokenEnv
-		v, ok := os.LookupEnv(w.TokenEnv)
-		if !ok || strings.TrimSpace(v) == "" {
-			return nil, fmt.Errorf("worker token: %s is empty or unset", from)
-		}
-		tok = []byte(strings.TrimSpace(v))
-		_ = os.Unsetenv(w.TokenEnv)
-	case w.TokenCredential != "":
-		dir := os.Getenv("CREDENTIALS_DIRECTORY")
-		if dir == "" {
-			return nil, fmt.Errorf("worker token: token_credential %q needs $CREDENTIALS_DIRECTORY (systemd's LoadCredential= sets it)", w.TokenCredential)
-		}
-		path := filepath.Join(dir, w.TokenCredential)
-		from = path
-		b, err := readSecretFile(path)
-		if err != nil {
-			return nil, err
-		}
-		tok = b
-	default:
-		from = w.TokenFile
-		b, err := readSecretFile(w.TokenFile)
-		if err != nil {
-			return nil, err
-		}
-		tok = b
-	}
-	if len(tok) < minTokenBytes {
-		return nil, fmt.Errorf("worker token: %s holds %d bytes; use at least %d random bytes", from, len(tok), minTokenBytes)
-	}
-	return tok, nil
-}
-
-// readSecretFile reads a token file that must be a regular file not
-// readable by group or others.
-func readSecretFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("worker token: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("worker token: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("worker token: %s is not a regular file", path)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("worker token: %s is readable by group or others (mode %04o); chmod 600 it", path, st.Mode().Perm())
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
-	if err != nil {
-		return nil, fmt.Errorf("worker token: %w", err)
-	}
-	return []byte(strings.TrimSpace(string(b))), nil
 }

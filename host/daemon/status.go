@@ -3,6 +3,8 @@ package daemon
 import (
 	"encoding/hex"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -187,4 +189,59 @@ func label(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+func (d *Daemon) ready() (bool, string) {
+	ok, why, _ := d.readiness()
+	return ok, why
+}
+
+// readiness says what keeps the host from serving and since when: the
+// earliest of its causes began then (zero when unknown).
+func (d *Daemon) readiness() (bool, string, time.Time) {
+	var why []string
+	var since time.Time
+	began := func(t time.Time) {
+		if !t.IsZero() && (since.IsZero() || t.Before(since)) {
+			since = t
+		}
+	}
+	if at, err := d.bus.StateHealth(); err != nil {
+		why = append(why, "the log's state cannot be written ("+err.Error()+"): records are held back, CRITICAL emits fail")
+		began(at)
+	}
+	var down, failing []string
+	for _, c := range d.conns {
+		if !c.up() {
+			down = append(down, c.Name())
+		}
+	}
+	for _, s := range d.bus.Sinks() {
+		began(s.Since)
+		switch {
+		case s.State == "failing":
+			failing = append(failing, s.Name+" ("+s.LastError+")")
+		case s.State == "down" && !slices.Contains(down, s.Name):
+			down = append(down, s.Name)
+		}
+	}
+	if len(down) > 0 {
+		why = append(why, "audit sinks not up: "+strings.Join(down, ", "))
+	}
+	if len(failing) > 0 {
+		why = append(why, "audit sinks failing: "+strings.Join(failing, ", "))
+	}
+	if len(why) > 0 {
+		return false, strings.Join(why, "; "), since
+	}
+	return true, "", time.Time{}
+}
+
+// health is /healthz's one line: what is degraded, and since when.
+func (d *Daemon) health() string {
+	state, reason, since := d.refreshState()
+	if reason == "" {
+		return state
+	}
+	return state + " since " + since.Format(time.RFC3339) + ": " + reason
 }
