@@ -55,7 +55,8 @@ type Options struct {
 	BatchWait       time.Duration
 	CriticalTimeout time.Duration
 	ShutdownTimeout time.Duration
-	// RestartMin and RestartMax bound the backoff between plugin restarts.
+	// RestartMin and RestartMax replace pluginhost's restart policy
+	// bounds when set (tests).
 	RestartMin, RestartMax time.Duration
 	Logger                 hclog.Logger
 	Registerer             prometheus.Registerer
@@ -108,12 +109,6 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 	}
 	if opts.CriticalTimeout <= 0 {
 		opts.CriticalTimeout = 5 * time.Second
-	}
-	if opts.RestartMin <= 0 {
-		opts.RestartMin = 100 * time.Millisecond
-	}
-	if opts.RestartMax <= 0 {
-		opts.RestartMax = 30 * time.Second
 	}
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vramward/vramward/internal/backoff"
+	"github.com/vramward/vramward/host/pluginhost"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/sinkclient"
 )
@@ -50,18 +50,19 @@ type sinkDelivery struct {
 	// spoolFull is set while the spool refuses events (spool_max_bytes).
 	spoolFull atomic.Bool
 
-	backoff backoff.Backoff
-	stop    chan struct{} // closed at the shutdown deadline
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    chan struct{}
-	started bool
+	// restarts spaces restarts of the plugin and retries of a delivery.
+	restarts *pluginhost.Restarts
+	stop     chan struct{} // closed at the shutdown deadline
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
+	started  bool
 }
 
 func newSinkDelivery(b *Bus, conn SinkConn, q *queue) *sinkDelivery {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &sinkDelivery{b: b, conn: conn, q: q, stop: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		backoff: backoff.Backoff{Min: b.opts.RestartMin, Max: b.opts.RestartMax}}
+		restarts: pluginhost.NewRestarts(b.opts.RestartMin, b.opts.RestartMax)}
 }
 
 func (w *sinkDelivery) connect(ctx context.Context) error {
@@ -255,7 +256,7 @@ func (w *sinkDelivery) deliver(batch []audit.Record) bool {
 		err := w.send(batch)
 		if err == nil {
 			w.delivered(batch)
-			w.backoff.Reset()
+			w.restarts.Reset()
 			w.mu.Lock()
 			recovered := w.failing
 			w.failing = false
@@ -324,11 +325,11 @@ func (w *sinkDelivery) delivered(events []audit.Record) {
 
 // maxRetryDelay bounds the wait between delivery attempts to a plugin that
 // runs: a sink whose receiver comes back is resumed within it. A plugin
-// that has to be restarted backs off further (RestartMax).
+// that has to be restarted backs off further (pluginhost.RestartMax).
 const maxRetryDelay = time.Second
 
 func (w *sinkDelivery) retryDelay(err error) time.Duration {
-	d := w.backoff.Next()
+	d := w.restarts.Next()
 	if w.needsRestart(err) {
 		return d
 	}
@@ -381,7 +382,7 @@ func (w *sinkDelivery) restart() bool {
 		}
 		w.b.log.Error("audit sink plugin did not restart", "sink", name, "error", err)
 		w.conn.Stop()
-		if !w.sleep(w.backoff.Next()) {
+		if !w.restarts.Wait(w.stop) {
 			return false
 		}
 	}

@@ -183,6 +183,9 @@ func TestKill9PluginDuringStream(t *testing.T) {
 			if v, _ := ev.Field("exit_reason"); !strings.Contains(v.String(), "killed") {
 				t.Errorf("exit_reason %q", v.String())
 			}
+			if v, _ := ev.Field("kind"); v.String() != "audit_sink" {
+				t.Errorf("kind %q", v.String())
+			}
 		case audit.PluginStarted:
 			started++
 		}

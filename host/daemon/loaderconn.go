@@ -12,8 +12,6 @@ import (
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/host/models"
 	"github.com/vramward/vramward/host/pluginhost"
-	"github.com/vramward/vramward/sdk/audit"
-	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/loader"
 	"github.com/vramward/vramward/sdk/schema"
 )
@@ -24,7 +22,7 @@ import (
 // its event says why); a loader that cannot start, or an event that cannot
 // be made durable, does.
 func (d *Daemon) startLoader(ctx, interrupt context.Context) error {
-	sup := &loaderSupervisor{d: d, log: d.log.Named("loader")}
+	sup := &loaderSupervisor{d: d, log: d.log.Named("loader"), restarts: pluginhost.NewRestarts(0, 0)}
 	if err := sup.connect(ctx); err != nil {
 		return err
 	}
@@ -39,10 +37,11 @@ func (d *Daemon) startLoader(ctx, interrupt context.Context) error {
 // most maxLoaderRestarts times for one model, so a file that crashes the
 // loader every time is refused instead of looping.
 type loaderSupervisor struct {
-	d       *Daemon
-	log     hclog.Logger
-	client  *loader.Client
-	version string
+	d        *Daemon
+	log      hclog.Logger
+	client   *loader.Client
+	version  string
+	restarts *pluginhost.Restarts
 }
 
 const maxLoaderRestarts = 2
@@ -79,12 +78,13 @@ func (s *loaderSupervisor) Validate(ctx context.Context, path, sha string) (*loa
 		m, err := s.client.Validate(ctx, path, sha)
 		proc := s.d.loader
 		if !errors.Is(err, loader.ReasonUnavailable) || proc == nil || !s.crashed(proc) {
+			if restarts == 0 {
+				s.restarts.Reset() // this model did not crash it
+			}
 			return m, err
 		}
 		s.log.Error("the loader crashed while checking a model", "path", path, "pid", proc.Pid, "exit", proc.ExitReason())
-		if ev, eerr := audit.New(audit.PluginCrashed, audit.Actor{},
-			audit.Str("plugin", proc.Spec.Name), audit.Str("kind", handshake.KindModelLoader), audit.Str("version", s.version),
-			audit.Uint("pid", uint64(proc.Pid)), audit.Str("exit_reason", proc.ExitReason())); eerr == nil {
+		if ev, ok := pluginhost.CrashEvent(proc, s.version); ok {
 			if eerr := s.d.bus.Emit(ctx, ev); eerr != nil {
 				return nil, fmt.Errorf("record PluginCrashed: %w", eerr)
 			}
@@ -97,6 +97,9 @@ func (s *loaderSupervisor) Validate(ctx context.Context, path, sha string) (*loa
 				return nil, errors.Join(err, cerr)
 			}
 			return nil, fmt.Errorf("%s crashed the loader %d times; not loaded: %w", path, restarts+1, err)
+		}
+		if !s.restarts.Wait(ctx.Done()) {
+			return nil, errors.Join(err, ctx.Err())
 		}
 		if cerr := s.connect(ctx); cerr != nil {
 			return nil, errors.Join(err, cerr)

@@ -13,7 +13,6 @@ import (
 	"github.com/vramward/vramward/host/pluginhost"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/sinkclient"
-	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/schema"
 )
 
@@ -109,16 +108,7 @@ func mismatchEvent(ce *pluginhost.ChecksumError, log hclog.Logger) (audit.Event,
 func (c *sinkConn) Crash() (audit.Event, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.proc == nil || !c.proc.Crashed() {
-		return audit.Event{}, false
-	}
-	ev, err := audit.New(audit.PluginCrashed, audit.Actor{},
-		audit.Str("plugin", c.spec.Name), audit.Str("kind", handshake.KindAuditSink), audit.Str("version", c.version),
-		audit.Uint("pid", uint64(c.proc.Pid)), audit.Str("exit_reason", c.proc.ExitReason()))
-	if err != nil {
-		return audit.Event{}, false
-	}
-	return ev, true
+	return pluginhost.CrashEvent(c.proc, c.version)
 }
 
 // Stop ends the plugin process, if any.

@@ -6,9 +6,7 @@ import (
 	"time"
 
 	"github.com/vramward/vramward/host/models"
-	"github.com/vramward/vramward/internal/backoff"
-	"github.com/vramward/vramward/sdk/audit"
-	"github.com/vramward/vramward/sdk/handshake"
+	"github.com/vramward/vramward/host/pluginhost"
 	"github.com/vramward/vramward/sdk/schema"
 	"github.com/vramward/vramward/sdk/vram"
 )
@@ -84,7 +82,7 @@ func (d *Daemon) connectVram(ctx context.Context) (*vram.Client, error) {
 func (d *Daemon) runVram(ctx context.Context) {
 	t := time.NewTicker(d.cfg.Verify.Interval)
 	defer t.Stop()
-	retry := backoff.Backoff{Min: 200 * time.Millisecond, Max: 30 * time.Second}
+	retry := pluginhost.NewRestarts(0, 0)
 	for {
 		select {
 		case <-ctx.Done():
@@ -92,7 +90,7 @@ func (d *Daemon) runVram(ctx context.Context) {
 		case <-t.C:
 		}
 		if d.vram != nil && d.vram.Crashed() {
-			d.recoverVram(ctx, &retry)
+			d.recoverVram(ctx, retry)
 			continue
 		}
 		if err := d.shards.VerifyAll(ctx); err != nil && ctx.Err() == nil {
@@ -101,13 +99,11 @@ func (d *Daemon) runVram(ctx context.Context) {
 	}
 }
 
-func (d *Daemon) recoverVram(ctx context.Context, retry *backoff.Backoff) {
+func (d *Daemon) recoverVram(ctx context.Context, retry *pluginhost.Restarts) {
 	proc := d.vram
 	log := d.log.Named("vram")
 	log.Error("the VRAM backend crashed; its shards are gone with it", "pid", proc.Pid, "exit", proc.ExitReason())
-	if ev, err := audit.New(audit.PluginCrashed, audit.Actor{},
-		audit.Str("plugin", proc.Spec.Name), audit.Str("kind", handshake.KindVramBackend), audit.Str("version", d.vramVersion),
-		audit.Uint("pid", uint64(proc.Pid)), audit.Str("exit_reason", proc.ExitReason())); err == nil {
+	if ev, ok := pluginhost.CrashEvent(proc, d.vramVersion); ok {
 		if err := d.bus.Emit(ctx, ev); err != nil {
 			log.Error("PluginCrashed not recorded", "error", err)
 		}
@@ -129,11 +125,9 @@ func (d *Daemon) recoverVram(ctx context.Context, retry *backoff.Backoff) {
 			d.vram.Stop()
 			d.vram = nil
 		}
-		wait := retry.Next()
-		log.Error("VRAM backend restart failed; retrying", "in", wait, "error", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
+		log.Error("VRAM backend restart failed; retrying", "error", err)
+		if !retry.Wait(ctx.Done()) {
+			return
 		}
 	}
 }

@@ -185,6 +185,9 @@ model "good" {
 			if r, _ := e.Field("exit_reason"); !strings.Contains(r.String(), "exit status 3") {
 				t.Errorf("exit_reason %q", r.String())
 			}
+			if k, _ := e.Field("kind"); k.String() != "model_loader" {
+				t.Errorf("kind %q", k.String())
+			}
 		case audit.ModelLoaded:
 			ref, _ := e.Field("model_ref")
 			loaded = append(loaded, ref.String())

@@ -128,6 +128,9 @@ func TestVramBackendCrashReloadsTheModels(t *testing.T) {
 	if reason, _ := crashed.Field("exit_reason"); !strings.Contains(reason.String(), "killed") {
 		t.Errorf("exit_reason %q", reason.String())
 	}
+	if kind, _ := crashed.Field("kind"); kind.String() != "vram_backend" {
+		t.Errorf("kind %q", kind.String())
+	}
 	if p, _ := crashed.Field("pid"); int(p.Uint()) != pid {
 		t.Errorf("crashed pid %d, killed %d", p.Uint(), pid)
 	}
