@@ -108,7 +108,7 @@ func writeTrail(path, id string, n int) (int, string, error) {
 		written++
 	}
 	for i := 0; i < n; i++ {
-		e, err := audit.New(audit.SealVerified, audit.Actor{WorkerID: id}, audit.Str("shard_id", "llama-70b/3"), audit.Uint("gpu_device", uint64(i%8)))
+		e, err := audit.Make(audit.Actor{WorkerID: id}, audit.SealVerifiedFields{ShardID: "llama-70b/3", GPUDevice: uint64(i % 8)})
 		if err != nil {
 			return 0, "", err
 		}

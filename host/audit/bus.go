@@ -180,7 +180,7 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 // clockJumped records that the wall clock moved against the monotonic one.
 func (b *Bus) clockJumped(skew time.Duration, detected string) {
 	b.log.Warn("the wall clock jumped: record times around it are not comparable; epochs are timed by the monotonic clock", "skew", skew.Round(time.Millisecond).String(), "detected", detected)
-	b.emitInternal(audit.AuditClockJumped, audit.Int("skew_seconds", int64(skew.Round(time.Second)/time.Second)), audit.Str("detected", detected))
+	b.emitInternal(audit.AuditClockJumpedFields{SkewSeconds: int64(skew.Round(time.Second) / time.Second), Detected: detected})
 }
 
 // Start launches every sink's plugin and its delivery loop. It returns the
@@ -351,13 +351,13 @@ func (b *Bus) push(batch []audit.Record, w *waiter) {
 
 // emitInternal records an event the bus itself raises (sink failures,
 // plugin crashes). Its failure is logged: there is nowhere else to record it.
-func (b *Bus) emitInternal(t audit.Type, fields ...audit.Field) {
-	e, err := audit.New(t, audit.Actor{}, fields...)
+func (b *Bus) emitInternal(f audit.Fields) {
+	e, err := audit.Make(audit.Actor{}, f)
 	if err == nil {
 		err = b.Emit(context.Background(), e)
 	}
 	if err != nil && !errors.Is(err, ErrClosed) {
-		b.log.Error("could not record an audit event about the audit system", "type", t, "error", err)
+		b.log.Error("could not record an audit event about the audit system", "type", f.EventType(), "error", err)
 	}
 }
 
@@ -406,7 +406,7 @@ func (b *Bus) CloseBy(reason string, deadline time.Time) error {
 	if b.seq.pending() > 0 {
 		b.fanOut(b.seq.next(nil, true), false)
 	}
-	last, err := audit.New(audit.HostStopped, audit.Actor{}, audit.Str("reason", reason), audit.Uint("undelivered", uint64(undelivered)))
+	last, err := audit.Make(audit.Actor{}, audit.HostStoppedFields{Reason: reason, Undelivered: uint64(undelivered)})
 	if err == nil {
 		var st step
 		if st, err = b.seq.emit(&last, true); err == nil {

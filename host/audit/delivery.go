@@ -166,7 +166,7 @@ func (w *sinkDelivery) markFailing(err error) {
 		}
 	}
 	w.b.log.Error("audit sink failed; holding its events", "sink", name, "error", err)
-	w.b.emitInternal(audit.AuditSinkFailed, audit.Str("sink", name), audit.Str("reason", err.Error()), audit.Uint("undelivered", uint64(w.q.size())))
+	w.b.emitInternal(audit.AuditSinkFailedFields{Sink: name, Reason: err.Error(), Undelivered: uint64(w.q.size())})
 }
 
 // sameFailure compares two failures' texts without their numbers: "3
@@ -263,7 +263,7 @@ func (w *sinkDelivery) deliver(batch []audit.Record) bool {
 			w.mu.Unlock()
 			if recovered {
 				w.b.log.Info("audit sink recovered", "sink", name)
-				w.b.emitInternal(audit.AuditSinkRecovered, audit.Str("sink", name), audit.Str("reason", "delivery resumed"), audit.Uint("undelivered", uint64(w.q.size())))
+				w.b.emitInternal(audit.AuditSinkRecoveredFields{Sink: name, Reason: "delivery resumed", Undelivered: uint64(w.q.size())})
 			}
 			return true
 		}

@@ -157,8 +157,7 @@ func (ws *witnesses) submit(ctx context.Context, w Witness, o trail.Offer) {
 		b.mu.Unlock()
 		ws.m.submissions.WithLabelValues(w.Name, witnessCosigned).Inc()
 		ws.m.size.WithLabelValues(w.Name).Set(float64(o.Size))
-		ws.record(audit.AuditCheckpointCosigned, audit.Str("witness", w.Name), audit.Uint("tree_size", o.Size),
-			audit.Str("cosignature", base64.StdEncoding.EncodeToString(sigs)))
+		ws.record(audit.AuditCheckpointCosignedFields{Witness: w.Name, TreeSize: o.Size, Cosignature: base64.StdEncoding.EncodeToString(sigs)})
 	case errors.As(err, &conflict):
 		b.mu.Lock()
 		ok := b.seq.conflict(w.Name, conflict.Size, conflict.Size == o.OldSize)
@@ -186,14 +185,14 @@ func (ws *witnesses) refused(w Witness, o trail.Offer, code int, witnessSize uin
 	ws.m.submissions.WithLabelValues(w.Name, witnessRefused).Inc()
 	ws.b.log.Error("a witness refused a checkpoint as inconsistent with the last it cosigned: this log was forked or rolled back", "witness", w.Name,
 		"tree_size", o.Size, "witness_size", witnessSize, "error", err)
-	ws.record(audit.AuditCheckpointRefused, audit.Str("witness", w.Name), audit.Uint("tree_size", o.Size), audit.Uint("status", uint64(code)),
-		audit.Uint("witness_size", witnessSize), audit.Str("reason", err.Error()))
+	ws.record(audit.AuditCheckpointRefusedFields{Witness: w.Name, TreeSize: o.Size, Status: uint64(code), WitnessSize: witnessSize, Reason: err.Error()})
 }
 
 // record emits an event about a witness; a CRITICAL one waits as any does
 // (its failure is counted by the bus).
-func (ws *witnesses) record(t audit.Type, fields ...audit.Field) {
-	e, err := audit.New(t, audit.Actor{}, fields...)
+func (ws *witnesses) record(f audit.Fields) {
+	t := f.EventType()
+	e, err := audit.Make(audit.Actor{}, f)
 	if err != nil {
 		ws.b.log.Error("could not make an audit event", "type", t, "error", err)
 		return

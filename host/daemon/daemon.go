@@ -169,7 +169,7 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 	if d.bus.Recovered {
 		log.Warn("the last run did not stop cleanly: recorded AuditRecovered with the seqs it cannot vouch for; the log continues", "state_dir", cfg.Worker.StateDir)
 	}
-	started, err := audit.New(audit.HostStarted, audit.Actor{}, audit.Str("version", opts.Version), audit.Str("config_sha256", cfg.SHA256))
+	started, err := audit.Make(audit.Actor{}, audit.HostStartedFields{Version: opts.Version, ConfigSHA256: cfg.SHA256})
 	if err == nil {
 		err = d.bus.Emit(ctx, started)
 	}

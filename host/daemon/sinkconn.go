@@ -93,9 +93,8 @@ func (c *sinkConn) emitMismatch(ce *pluginhost.ChecksumError) {
 // mismatchEvent logs a refused plugin binary and makes its
 // PluginChecksumMismatch event.
 func mismatchEvent(ce *pluginhost.ChecksumError, log hclog.Logger) (audit.Event, bool) {
-	ev, err := audit.New(audit.PluginChecksumMismatch, audit.Actor{},
-		audit.Str("plugin", ce.Plugin), audit.Str("path", ce.Path),
-		audit.Str("expected_sha256", ce.Expected), audit.Str("actual_sha256", ce.Actual))
+	ev, err := audit.Make(audit.Actor{}, audit.PluginChecksumMismatchFields{Plugin: ce.Plugin, Path: ce.Path,
+		ExpectedSHA256: ce.Expected, ActualSHA256: ce.Actual})
 	if err != nil {
 		log.Error("could not make the PluginChecksumMismatch event", "error", err)
 		return audit.Event{}, false

@@ -26,47 +26,41 @@ const ActionRefused = "load_refused"
 func ModelEvent(m *config.Model, model *loader.Model, err error) (audit.Event, bool, error) {
 	if err == nil {
 		s := model.Summary
-		e, err := audit.New(audit.ModelLoaded, audit.Actor{},
-			audit.Str("model_ref", m.Name), audit.Str("sha256", model.SHA256), audit.Str("architecture", s.ArchitectureName()),
-			audit.Uint("tensor_count", s.TensorCount), audit.Uint("file_bytes", s.FileBytes))
+		e, err := audit.Make(audit.Actor{}, audit.ModelLoadedFields{ModelRef: m.Name, SHA256: model.SHA256,
+			Architecture: s.ArchitectureName(), TensorCount: s.TensorCount, FileBytes: s.FileBytes})
 		return e, true, err
 	}
 	var r *loader.Rejection
 	if !errors.As(err, &r) {
 		return audit.Event{}, false, nil
 	}
-	var (
-		t      audit.Type
-		fields []audit.Field
-	)
+	var f audit.Fields
 	switch r.Reason {
 	case loader.ReasonPathTraversal:
-		t, fields = audit.PathTraversalAttempt, pathTraversal(m, r.AllowedRoots)
+		f = pathTraversal(m, r.AllowedRoots)
 	case loader.ReasonIntegrityViolation:
-		t = audit.IntegrityViolation
-		fields = []audit.Field{audit.Str("resource_type", "model_file"), audit.Str("resource_id", m.Name+" ("+m.Path+")"),
-			audit.Str("expected_hash", r.ExpectedSHA256), audit.Str("actual_hash", r.ActualSHA256), audit.Str("action_taken", ActionRefused)}
+		f = audit.IntegrityViolationFields{ResourceType: "model_file", ResourceID: m.Name + " (" + m.Path + ")",
+			ExpectedHash: r.ExpectedSHA256, ActualHash: r.ActualSHA256, ActionTaken: ActionRefused}
 	case loader.ReasonMalformedModel, loader.ReasonNotRegularFile:
-		t = audit.MalformedModelRejected
-		fields = []audit.Field{audit.Str("model_ref", m.Name), audit.Str("validation_error", string(r.Reason)+": "+r.Msg), audit.Str("action_taken", ActionRefused)}
+		f = audit.MalformedModelRejectedFields{ModelRef: m.Name, ValidationError: string(r.Reason) + ": " + r.Msg, ActionTaken: ActionRefused}
 	case loader.ReasonTooLarge:
-		t, fields = audit.ResourceLimitViolation, modelTooLarge(r.Limit, r.Actual)
+		f = modelTooLarge(r.Limit, r.Actual)
 	default:
 		return audit.Event{}, false, nil
 	}
-	e, err := audit.New(t, audit.Actor{}, fields...)
+	e, err := audit.Make(audit.Actor{}, f)
 	return e, true, err
 }
 
 // pathTraversal is a PathTraversalAttempt's fields for m, whether the
 // loader refused its path at the check or the VRAM backend at the copy.
-func pathTraversal(m *config.Model, roots []string) []audit.Field {
-	return []audit.Field{audit.Str("attempted_path", m.Path), audit.Str("allowed_roots", strings.Join(roots, ", "))}
+func pathTraversal(m *config.Model, roots []string) audit.PathTraversalAttemptFields {
+	return audit.PathTraversalAttemptFields{AttemptedPath: m.Path, AllowedRoots: strings.Join(roots, ", ")}
 }
 
 // modelTooLarge is a ResourceLimitViolation's fields for a model file over
 // max_file_bytes, at the check or at the copy: one action either way.
-func modelTooLarge(limit, actual uint64) []audit.Field {
-	return []audit.Field{audit.Str("resource_type", "model_file"), audit.Str("limit_type", loader.KeyMaxFileBytes),
-		audit.Uint("limit_value", limit), audit.Uint("actual_value", actual), audit.Str("action_taken", ActionRefused)}
+func modelTooLarge(limit, actual uint64) audit.ResourceLimitViolationFields {
+	return audit.ResourceLimitViolationFields{ResourceType: "model_file", LimitType: loader.KeyMaxFileBytes,
+		LimitValue: limit, ActualValue: actual, ActionTaken: ActionRefused}
 }

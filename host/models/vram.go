@@ -111,13 +111,13 @@ func (s *Shards) Sealed() []vram.SealedShard {
 	return out
 }
 
-func (s *Shards) emit(ctx context.Context, t audit.Type, fields ...audit.Field) error {
-	e, err := audit.New(t, audit.Actor{}, fields...)
+func (s *Shards) emit(ctx context.Context, f audit.Fields) error {
+	e, err := audit.Make(audit.Actor{}, f)
 	if err != nil {
 		return err
 	}
 	if err := s.em.Emit(ctx, e); err != nil {
-		return fmt.Errorf("record %s: %w", t, err)
+		return fmt.Errorf("record %s: %w", f.EventType(), err)
 	}
 	return nil
 }
@@ -160,9 +160,9 @@ func (s *Shards) loadOne(ctx context.Context, m *config.Model, sha string, fileB
 		if _, _, err := s.vb.Release(ctx, sh.ShardID); err != nil {
 			s.log.Error("release of the refused shard failed", "shard", sh.ShardID, "error", err)
 		}
-		return s.emit(ctx, audit.PolicyViolation, audit.Str("policy", "seal_fields"), audit.Str("violation", violation),
-			audit.Str("details", fmt.Sprintf("model %s, shard %s on device %d, backend %q", m.Name, m.ShardID, m.Device, sh.Backend)),
-			audit.Str("action_taken", "shard_released"))
+		return s.emit(ctx, audit.PolicyViolationFields{Policy: "seal_fields", Violation: violation,
+			Details:     fmt.Sprintf("model %s, shard %s on device %d, backend %q", m.Name, m.ShardID, m.Device, sh.Backend),
+			ActionTaken: "shard_released"})
 	}
 	sh.WorkerID, sh.SealedAt = s.opts.WorkerID, time.Now().UTC()
 	sig, err := vram.Sign(s.opts.Key, &sh)
@@ -179,12 +179,12 @@ func (s *Shards) loadOne(ctx context.Context, m *config.Model, sha string, fileB
 	s.sealed[sh.ShardID] = sh
 	s.mu.Unlock()
 	gpuDev := uint64(sh.Device)
-	if err := s.emit(ctx, audit.VramAllocated, audit.Uint("requested_bytes", sh.Bytes), audit.Uint("allocated_bytes", l.AllocatedBytes),
-		audit.Uint("available_bytes", l.FreeBytes), audit.Uint("used_bytes", l.UsedBytes), audit.Uint("gpu_device", gpuDev)); err != nil {
+	if err := s.emit(ctx, audit.VramAllocatedFields{RequestedBytes: sh.Bytes, AllocatedBytes: l.AllocatedBytes,
+		AvailableBytes: l.FreeBytes, UsedBytes: l.UsedBytes, GPUDevice: gpuDev}); err != nil {
 		return err
 	}
-	return s.emit(ctx, audit.VramSealed, audit.Str("shard_id", sh.ShardID), audit.Uint("gpu_device", gpuDev),
-		audit.Uint("vram_bytes", sh.Bytes), audit.Str("digest", hex.EncodeToString(sh.Digest[:])), audit.Str("backend", sh.Backend))
+	return s.emit(ctx, audit.VramSealedFields{ShardID: sh.ShardID, GPUDevice: gpuDev,
+		VramBytes: sh.Bytes, Digest: hex.EncodeToString(sh.Digest[:]), Backend: sh.Backend})
 }
 
 // check compares what the backend reports with what the host asked for and
@@ -221,21 +221,21 @@ func (s *Shards) recordLoadFailure(ctx context.Context, m *config.Model, err err
 	}
 	switch f.Reason {
 	case vram.ReasonAllocationFailed:
-		return s.emit(ctx, audit.VramAllocationFailed, audit.Uint("requested_bytes", f.RequestedBytes),
-			audit.Uint("available_bytes", f.AvailableBytes), audit.Str("reason", f.Msg), audit.Uint("gpu_device", uint64(m.Device)))
+		return s.emit(ctx, audit.VramAllocationFailedFields{RequestedBytes: f.RequestedBytes,
+			AvailableBytes: f.AvailableBytes, Reason: f.Msg, GPUDevice: uint64(m.Device)})
 	case vram.ReasonPolicyViolation:
-		return s.emit(ctx, audit.PolicyViolation, audit.Str("policy", f.Policy), audit.Str("violation", f.Violation),
-			audit.Str("details", fmt.Sprintf("shard %s on device %d: %s", m.ShardID, m.Device, f.Msg)), audit.Str("action_taken", "allocation_freed"))
+		return s.emit(ctx, audit.PolicyViolationFields{Policy: f.Policy, Violation: f.Violation,
+			Details: fmt.Sprintf("shard %s on device %d: %s", m.ShardID, m.Device, f.Msg), ActionTaken: "allocation_freed"})
 	case vram.ReasonIntegrityViolation:
-		return s.emit(ctx, audit.IntegrityViolation, audit.Str("resource_type", "vram_copy"),
-			audit.Str("resource_id", m.ShardID+" ("+m.Path+")"), audit.Str("expected_hash", f.ExpectedSHA256),
-			audit.Str("actual_hash", f.ActualSHA256), audit.Str("action_taken", "allocation_freed"))
+		return s.emit(ctx, audit.IntegrityViolationFields{ResourceType: "vram_copy",
+			ResourceID: m.ShardID + " (" + m.Path + ")", ExpectedHash: f.ExpectedSHA256,
+			ActualHash: f.ActualSHA256, ActionTaken: "allocation_freed"})
 	case vram.ReasonPathTraversal:
 		// The loader checked this path at start; at the copy it leads
 		// elsewhere (a symlink swapped in since, say).
-		return s.emit(ctx, audit.PathTraversalAttempt, pathTraversal(m, f.AllowedRoots)...)
+		return s.emit(ctx, pathTraversal(m, f.AllowedRoots))
 	case vram.ReasonTooLarge:
-		return s.emit(ctx, audit.ResourceLimitViolation, modelTooLarge(f.Limit, f.Actual)...)
+		return s.emit(ctx, modelTooLarge(f.Limit, f.Actual))
 	}
 	return nil
 }
@@ -268,7 +268,7 @@ func (s *Shards) VerifyAll(ctx context.Context) error {
 		s.count(v.Result.String(), v.Duration)
 		s.noteVerified(sh.ShardID, v.Result.String())
 		if v.Result == vram.VerifyOK {
-			if err := s.emit(ctx, audit.SealVerified, audit.Str("shard_id", sh.ShardID), audit.Uint("gpu_device", uint64(sh.Device))); err != nil {
+			if err := s.emit(ctx, audit.SealVerifiedFields{ShardID: sh.ShardID, GPUDevice: uint64(sh.Device)}); err != nil {
 				errs = append(errs, err)
 			}
 			continue
@@ -299,8 +299,8 @@ func (s *Shards) failed(ctx context.Context, sh vram.SealedShard, v vram.Verific
 		actual = hex.EncodeToString(v.Actual[:])
 	}
 	s.log.Error("SEAL VERIFICATION FAILED", "shard", sh.ShardID, "result", v.Result, "action", action)
-	err := s.emit(ctx, audit.SealVerificationFailed, audit.Str("shard_id", sh.ShardID), audit.Str("reason", v.Result.String()),
-		audit.Str("expected_digest", hex.EncodeToString(sh.Digest[:])), audit.Str("actual_digest", actual), audit.Str("action_taken", action))
+	err := s.emit(ctx, audit.SealVerificationFailedFields{ShardID: sh.ShardID, Reason: v.Result.String(),
+		ExpectedDigest: hex.EncodeToString(sh.Digest[:]), ActualDigest: actual, ActionTaken: action})
 	if v.Result == vram.VerifyNotResident {
 		s.mu.Lock()
 		delete(s.sealed, sh.ShardID)
@@ -322,8 +322,8 @@ func (s *Shards) release(ctx context.Context, sh vram.SealedShard) error {
 		s.log.Error("release failed", "shard", sh.ShardID, "error", err)
 		return nil
 	}
-	return s.emit(ctx, audit.VramDeallocated, audit.Str("shard_id", sh.ShardID), audit.Uint("freed_bytes", freed),
-		audit.Uint("remaining_used", used), audit.Uint("gpu_device", uint64(sh.Device)))
+	return s.emit(ctx, audit.VramDeallocatedFields{ShardID: sh.ShardID, FreedBytes: freed,
+		RemainingUsed: used, GPUDevice: uint64(sh.Device)})
 }
 
 // ReleaseAll frees every shard (at shutdown), recording each.

@@ -251,9 +251,8 @@ func (m *Metrics) Started(p *Process, version string, ownSandbox bool, ownDetail
 		}
 		m.sandboxed.WithLabelValues(p.Spec.Name).Set(v)
 	}
-	return audit.New(audit.PluginStarted, audit.Actor{},
-		audit.Str("plugin", p.Spec.Name), audit.Str("kind", p.Spec.Kind), audit.Str("version", version),
-		audit.Uint("pid", uint64(p.Pid)), audit.Bool("sandboxed", sandboxed), audit.Str("sandbox", sandbox))
+	return audit.Make(audit.Actor{}, audit.PluginStartedFields{Plugin: p.Spec.Name, Kind: p.Spec.Kind, Version: version,
+		PID: uint64(p.Pid), Sandboxed: sandboxed, Sandbox: sandbox})
 }
 
 // CountRestart records a restart of the named plugin.

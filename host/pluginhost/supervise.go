@@ -60,8 +60,7 @@ func CrashEvent(p *Process, version string) (audit.Event, bool) {
 	if p == nil || !p.Crashed() {
 		return audit.Event{}, false
 	}
-	ev, err := audit.New(audit.PluginCrashed, audit.Actor{},
-		audit.Str("plugin", p.Spec.Name), audit.Str("kind", p.Spec.Kind), audit.Str("version", version),
-		audit.Uint("pid", uint64(p.Pid)), audit.Str("exit_reason", p.ExitReason()))
+	ev, err := audit.Make(audit.Actor{}, audit.PluginCrashedFields{Plugin: p.Spec.Name, Kind: p.Spec.Kind, Version: version,
+		PID: uint64(p.Pid), ExitReason: p.ExitReason()})
 	return ev, err == nil
 }

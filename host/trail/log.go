@@ -380,8 +380,8 @@ func (l *Log) Checkpoint(endEpoch bool) (audit.Record, Checkpoint, error) {
 		}
 		return audit.Record{}, Checkpoint{}, err
 	}
-	e, err := audit.New(audit.AuditCheckpoint, audit.Actor{}, audit.Str("note", encodeB64(c.Note)), audit.Uint("tree_size", c.Size),
-		audit.Str("root_hash", hex.EncodeToString(c.Root)), audit.Str("next_key", c.NextKey))
+	e, err := audit.Make(audit.Actor{}, audit.AuditCheckpointFields{Note: encodeB64(c.Note), TreeSize: c.Size,
+		RootHash: hex.EncodeToString(c.Root), NextKey: c.NextKey})
 	if err != nil {
 		return audit.Record{}, Checkpoint{}, err
 	}
@@ -454,10 +454,10 @@ func (l *Log) Recover(reserved uint64, reason string) (audit.Record, error) {
 		}
 		segs[i] = strings.Join(hs, ",")
 	}
-	e, err := audit.New(audit.AuditRecovered, audit.Actor{},
-		audit.Uint("from_seq", st.LastCheckpointSeq+1), audit.Uint("to_seq", max(reserved, st.Seq)), audit.Str("reason", reason),
-		audit.Uint("resume_seq", st.Seq), audit.Uint("tree_size", st.TreeSize),
-		audit.Str("checkpoints", strings.Join(ckpts, ",")), audit.Str("segments", strings.Join(segs, ";")))
+	e, err := audit.Make(audit.Actor{}, audit.AuditRecoveredFields{
+		FromSeq: st.LastCheckpointSeq + 1, ToSeq: max(reserved, st.Seq), Reason: reason,
+		ResumeSeq: st.Seq, TreeSize: st.TreeSize,
+		Checkpoints: strings.Join(ckpts, ","), Segments: strings.Join(segs, ";")})
 	if err != nil {
 		return audit.Record{}, err
 	}

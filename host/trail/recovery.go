@@ -30,14 +30,18 @@ func (v *Verifier) recovered(r *chain.Record) error {
 	if r.Shortened {
 		return r.Fail(chain.Malformed, "AuditRecovered shortened by the syslog sink: the log cannot be followed past it here (verify a full copy)")
 	}
-	from, to, resume, size := fieldUint(e, "from_seq"), fieldUint(e, "to_seq"), fieldUint(e, "resume_seq"), fieldUint(e, "tree_size")
+	var f audit.AuditRecoveredFields
+	if err := audit.Decode(e, &f); err != nil {
+		return r.Fail(chain.Malformed, "%v (an AuditRecovered of an earlier version cannot be bound to the log: verify with a full -copy)", err)
+	}
+	from, to, resume, size := f.FromSeq, f.ToSeq, f.ResumeSeq, f.TreeSize
 	switch {
 	case e.Seq != to+1 || from > to+1 || resume > to:
 		return r.Fail(chain.Edited, "from_seq %d, to_seq %d and resume_seq %d do not fit seq %d", from, to, resume, e.Seq)
 	case from <= v.ckpt.seq:
 		return r.Fail(chain.Forged, "declares seqs from %d on lost in a crash, but the checkpoint at %s covers them", from, v.ckptWhere())
 	}
-	links, err := parseLinks(e, size)
+	links, err := parseLinks(f)
 	if err != nil {
 		return r.Fail(chain.Malformed, "%v", err)
 	}
@@ -190,8 +194,9 @@ type recLink struct {
 // carries maxLinks).
 const maxRecLinks = 1024
 
-func parseLinks(e *audit.Event, size uint64) ([]recLink, error) {
-	ckpts, segs := splitList(fieldStr(e, "checkpoints")), strings.Split(fieldStr(e, "segments"), ";")
+func parseLinks(f audit.AuditRecoveredFields) ([]recLink, error) {
+	size := f.TreeSize
+	ckpts, segs := splitList(f.Checkpoints), strings.Split(f.Segments, ";")
 	if len(ckpts) == 0 {
 		return nil, errors.New("carries no checkpoints (a record of an earlier version, which cannot be bound to the log: verify with a full -copy)")
 	}

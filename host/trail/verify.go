@@ -293,7 +293,11 @@ func (v *Verifier) checkpoint(r *chain.Record) error {
 		v.appendLeaf(e.Seq, r.Hash)
 		return nil
 	}
-	raw, err := decodeB64(fieldStr(e, "note"))
+	var f audit.AuditCheckpointFields
+	if err := audit.Decode(e, &f); err != nil {
+		return r.Fail(chain.Malformed, "%v", err)
+	}
+	raw, err := decodeB64(f.Note)
 	if err != nil {
 		return r.Fail(chain.Malformed, "checkpoint note is not base64: %v", err)
 	}
@@ -310,7 +314,7 @@ func (v *Verifier) checkpoint(r *chain.Record) error {
 		return r.Fail(chain.Edited, "checkpoint covers %d records, %d precede it", c.Size, v.tree.End())
 	case !bytes.Equal(c.Root, rootOf(v.tree)):
 		return r.Fail(chain.Edited, "checkpoint root does not match the records before it: one of seqs %d to %d was edited, replaced or moved", v.firstSince(), v.lastSeq)
-	case fieldUint(e, "tree_size") != c.Size || fieldStr(e, "root_hash") != hex.EncodeToString(c.Root) || fieldStr(e, "next_key") != c.NextKey:
+	case f.TreeSize != c.Size || f.RootHash != hex.EncodeToString(c.Root) || f.NextKey != c.NextKey:
 		return r.Fail(chain.Edited, "tree_size, root_hash or next_key differ from the signed note")
 	}
 	if err := v.certify(c, raw); err != nil {
@@ -462,28 +466,6 @@ func (v *Verifier) external(x External) error {
 		v.notes[c.Size] = x.Note
 	}
 	return nil
-}
-
-func fieldStr(e *audit.Event, key string) string {
-	for _, f := range e.Fields {
-		if f.Key == key {
-			if f.Value.Kind() == audit.KindString {
-				return f.Value.String()
-			}
-		}
-	}
-	return ""
-}
-
-func fieldUint(e *audit.Event, key string) uint64 {
-	for _, f := range e.Fields {
-		if f.Key == key {
-			if f.Value.Kind() == audit.KindUint {
-				return f.Value.Uint()
-			}
-		}
-	}
-	return 0
 }
 
 func splitList(s string) []string {

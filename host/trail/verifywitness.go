@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/chain"
 )
 
@@ -16,9 +17,12 @@ import (
 // cosigned checks an AuditCheckpointCosigned record: a cosignature by a
 // witness key given must verify over the trail's checkpoint of its size.
 func (v *Verifier) cosigned(r *chain.Record) error {
-	e := &r.Event
-	size := fieldUint(e, "tree_size")
-	sigs, err := decodeB64(fieldStr(e, "cosignature"))
+	var f audit.AuditCheckpointCosignedFields
+	if err := audit.Decode(&r.Event, &f); err != nil {
+		return r.Fail(chain.Malformed, "%v", err)
+	}
+	size := f.TreeSize
+	sigs, err := decodeB64(f.Cosignature)
 	if err != nil {
 		return r.Fail(chain.Malformed, "cosignature is not base64: %v", err)
 	}
@@ -30,7 +34,7 @@ func (v *Verifier) cosigned(r *chain.Record) error {
 		return r.Fail(chain.Malformed, "cosignature does not hold signature lines")
 	}
 	if err := v.addCosigs(size, append(append([]byte(nil), raw...), sigs...)); err != nil {
-		return r.Fail(chain.Forged, "witness %s: %v", fieldStr(e, "witness"), err)
+		return r.Fail(chain.Forged, "witness %s: %v", f.Witness, err)
 	}
 	return nil
 }

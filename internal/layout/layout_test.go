@@ -5,8 +5,11 @@ package layout
 
 import (
 	"encoding/json"
+	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -100,4 +103,39 @@ func TestSinkFacingPackagesImportNothingHostOnly(t *testing.T) {
 	}
 	check(repo, sdk+"/audit", sdk+"/sanitize")
 	check(filepath.Join(repo, "examples", "sink-jsonl"), ".")
+}
+
+// A catalogue field's name is written once, in its Fields type in
+// sdk/audit: the host, the plugins and the rest of the SDK make and read
+// catalogue events through audit.Make and audit.Decode, so that a writer
+// and the verifier cannot drift apart on a name. (Tests may build
+// malformed events by hand.)
+func TestCatalogueFieldNamesLiveInSDKAudit(t *testing.T) {
+	repo, _ := filepath.Abs("../..")
+	byName := regexp.MustCompile(`audit\.(Str|Int|Uint|Bool)\("[a-z]|\.Field\("|audit\.New\(audit\.`)
+	err := filepath.WalkDir(repo, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(repo, path)
+		if d.IsDir() && (rel == ".git" || rel == filepath.Join("sdk", "audit") || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for i, line := range strings.Split(string(src), "\n") {
+			if byName.MatchString(line) {
+				t.Errorf("%s:%d names a catalogue field outside sdk/audit: %s", rel, i+1, strings.TrimSpace(line))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

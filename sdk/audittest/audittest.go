@@ -754,13 +754,13 @@ func checkHostile(t *testing.T, connect connector, o *options) {
 	s := &chain.Linker{}
 	var sent []audit.Event
 	for i, h := range hostile {
-		e, err := audit.New(audit.MalformedModelRejected, audit.Actor{WorkerID: "w"},
-			audit.Str("model_ref", "m"), audit.Str("validation_error", "v"), audit.Str("action_taken", "a"))
+		e, err := audit.Make(audit.Actor{WorkerID: "w"}, audit.MalformedModelRejectedFields{ModelRef: "m", ValidationError: "v", ActionTaken: "a"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Overwrite after New so the raw value goes out unsanitised.
-		e.Fields[0] = audit.Str("action_taken", h)
+		// Overwrite after Make so the raw value goes out unsanitised (the
+		// first field by name is action_taken).
+		e.Fields[0].Value = audit.Str("", h).Value
 		e.Actor = audit.Actor{WorkerID: h, SourceIP: h, CorrelationID: h}
 		e.ServiceID = h
 		s.Link(&e, 0)
