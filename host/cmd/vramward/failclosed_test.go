@@ -247,18 +247,22 @@ model "tiny" {
 	}
 }
 
-// TestExitsThreeWhenEventsWereSpooled: with require = "any", one sink up
-// and one that never starts, the host serves; at SIGTERM what the second
-// sink never took is spooled, the shutdown says so and run exits 3.
-func TestExitsThreeWhenEventsWereSpooled(t *testing.T) {
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, `
+// brokenSinkPlugin is a sink plugin that never starts (/bin/true exits at
+// once), for a second sink that is down.
+const brokenSinkPlugin = `
 plugin "broken" {
   kind          = "audit_sink"
   path          = "/bin/true"
   start_timeout = "1s"
 }
-`)
+`
+
+// TestExitsThreeWhenEventsWereSpooled: with require = "any", one sink up
+// and one that never starts, the host serves; at SIGTERM what the second
+// sink never took is spooled, the shutdown says so and run exits 3.
+func TestExitsThreeWhenEventsWereSpooled(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, brokenSinkPlugin)
 	src, _ := os.ReadFile(cfg)
 	withAny := strings.Replace(string(src), "audit {\n", `audit {
   require          = "any"

@@ -24,13 +24,7 @@ import (
 // agree seq by seq.
 func TestKill9WithSpooledBacklogVerifies(t *testing.T) {
 	dir := t.TempDir()
-	cfg := writeConfig(t, dir, `
-plugin "broken" {
-  kind          = "audit_sink"
-  path          = "/bin/true"
-  start_timeout = "1s"
-}
-`)
+	cfg := writeConfig(t, dir, brokenSinkPlugin)
 	replaceInFile(t, cfg, "audit {\n", `audit {
   require    = "any"
   queue_size = 2

@@ -128,22 +128,31 @@ func Check(line []byte) (Record, *Error) {
 		// Not canonical, or not a record: the general parser says which.
 		return checkSlow(line, shortened)
 	}
-	r := Record{Event: e, Shortened: shortened}
+	// A canonical line is its hash input with chain.hash put in: the
+	// input is cut out of it rather than encoded again.
+	return checkHash(Record{Event: e, Shortened: shortened}, func() []byte {
+		var buf [1024]byte
+		input := append(buf[:0], line[:len(line)-len(recordEnd)-2*HashSize-len(hashKey)]...)
+		return LeafHash(append(input, recordEnd...))
+	})
+}
+
+// checkHash checks a parsed record's chain.hash against hash, the leaf
+// hash of its content (a record the syslog sink shortened keeps only its
+// hash, and no fields).
+func checkHash(r Record, hash func() []byte) (Record, *Error) {
+	e := &r.Event
 	if len(e.Chain.Hash) != HashSize {
 		return r, &Error{Problem: Edited, Seq: e.Seq, Detail: "record has no chain.hash"}
 	}
-	if shortened {
+	if r.Shortened {
 		if len(e.Fields) != 0 {
 			return r, &Error{Problem: Edited, Seq: e.Seq, Detail: "a record marked shortened still holds fields"}
 		}
 		r.Hash = e.Chain.Hash
 		return r, nil
 	}
-	// A canonical line is its hash input with chain.hash put in: the
-	// input is cut out of it rather than encoded again.
-	var buf [1024]byte
-	input := append(buf[:0], line[:len(line)-len(recordEnd)-2*HashSize-len(hashKey)]...)
-	r.Hash = LeafHash(append(input, recordEnd...))
+	r.Hash = hash()
 	if !bytes.Equal(r.Hash, e.Chain.Hash) {
 		return r, &Error{Problem: Edited, Seq: e.Seq, Detail: "chain.hash does not match the record's content"}
 	}
@@ -164,21 +173,7 @@ func checkSlow(line []byte, shortened bool) (Record, *Error) {
 	if !e.IsCanonical(line) {
 		return r, &Error{Problem: Edited, Seq: e.Seq, Detail: "record is not in canonical form (re-encoded bytes differ)"}
 	}
-	if len(e.Chain.Hash) != HashSize {
-		return r, &Error{Problem: Edited, Seq: e.Seq, Detail: "record has no chain.hash"}
-	}
-	if shortened {
-		if len(e.Fields) != 0 {
-			return r, &Error{Problem: Edited, Seq: e.Seq, Detail: "a record marked shortened still holds fields"}
-		}
-		r.Hash = e.Chain.Hash
-		return r, nil
-	}
-	r.Hash = Hash(&e)
-	if !bytes.Equal(r.Hash, e.Chain.Hash) {
-		return r, &Error{Problem: Edited, Seq: e.Seq, Detail: "chain.hash does not match the record's content"}
-	}
-	return r, nil
+	return checkHash(r, func() []byte { return Hash(&e) })
 }
 
 var errLineTooLong = errors.New("line too long")
