@@ -71,16 +71,35 @@ type Options struct {
 // ErrClosed is returned by Emit after shutdown began.
 var ErrClosed = errors.New("audit bus is shut down")
 
+// busLock is the bus's lock, a mutex that a CRITICAL emit can stop waiting
+// for at its deadline.
+type busLock chan struct{}
+
+func (l busLock) Lock()   { l <- struct{}{} }
+func (l busLock) Unlock() { <-l }
+
+func (l busLock) lockBy(deadline <-chan time.Time) bool {
+	select {
+	case l <- struct{}{}:
+		return true
+	case <-deadline:
+		return false
+	}
+}
+
 // Bus is the audit bus. It is safe for concurrent use.
 type Bus struct {
 	opts Options
 	log  hclog.Logger
 	m    *busMetrics
 
-	mu       sync.Mutex // orders sealing with enqueueing
-	seq      *sequencer // under mu
-	closed   bool
-	sinks    []*sinkDelivery
+	mu     busLock    // orders sealing with enqueueing
+	seq    *sequencer // under mu
+	closed bool
+	sinks  []*sinkDelivery
+	// wmu guards waiters, apart from mu: a delivery reports to them while
+	// the log may be held (a state save on a slow disk).
+	wmu      sync.Mutex
 	waiters  map[uint64]*waiter
 	stopTick chan struct{}
 	witness  *witnesses // nil without witnesses
@@ -129,7 +148,7 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bus{opts: opts, log: opts.Logger, m: m, seq: seq, waiters: map[uint64]*waiter{}, Recovered: seq.recovered != nil, stopTick: make(chan struct{})}
+	b := &Bus{opts: opts, log: opts.Logger, m: m, mu: make(busLock, 1), seq: seq, waiters: map[uint64]*waiter{}, Recovered: seq.recovered != nil, stopTick: make(chan struct{})}
 	if len(opts.Witnesses) > 0 {
 		names := make([]string, len(opts.Witnesses))
 		for i, w := range opts.Witnesses {
@@ -252,7 +271,23 @@ func (b *Bus) Emit(ctx context.Context, e audit.Event) error {
 // cannot block (a sink's own plugin start) submit now and wait elsewhere, so
 // the event keeps its place in the chain and cannot be lost to a shutdown.
 func (b *Bus) Submit(e audit.Event) (func(context.Context) error, error) {
-	b.mu.Lock()
+	deadline := time.Now().Add(b.opts.CriticalTimeout)
+	if e.Severity == audit.Critical {
+		// A CRITICAL emit returns by critical_timeout even when the log is
+		// held that long (a state fdatasync the sequencer waits for at an
+		// epoch's end, on a hung disk): unsealed, it took no seq.
+		t := time.NewTimer(time.Until(deadline))
+		locked := b.mu.lockBy(t.C)
+		t.Stop()
+		if !locked {
+			for _, s := range b.sinks {
+				b.opts.SinkMetrics.CountUndelivered(s.conn.Name(), e.Severity, 1)
+			}
+			return nil, fmt.Errorf("CRITICAL audit event %s not recorded: the log stayed busy for critical_timeout (%s), its state's disk may hang", e.Type, b.opts.CriticalTimeout)
+		}
+	} else {
+		b.mu.Lock()
+	}
 	if b.closed {
 		b.mu.Unlock()
 		return nil, ErrClosed
@@ -265,7 +300,7 @@ func (b *Bus) Submit(e audit.Event) (func(context.Context) error, error) {
 	if w == nil {
 		return func(context.Context) error { return nil }, nil
 	}
-	return func(ctx context.Context) error { return b.awaitCritical(ctx, e, w) }, nil
+	return func(ctx context.Context) error { return b.awaitCritical(ctx, e, w, deadline) }, nil
 }
 
 // enqueue seals e and queues it for every sink; b.mu is held.
@@ -305,7 +340,9 @@ func (b *Bus) fanOut(st step, wait bool) (*waiter, error) {
 		sev := r.Severity
 		w = &waiter{seq: r.Seq, state: st.durable, need: need, total: len(b.sinks), failed: map[string]error{}, settled: make(chan struct{}),
 			countFail: func(sink string) { b.opts.SinkMetrics.CountUndelivered(sink, sev, 1) }}
+		b.wmu.Lock()
 		b.waiters[r.Seq] = w
+		b.wmu.Unlock()
 	}
 	if len(st.records) > 0 {
 		b.push(st.records, w)

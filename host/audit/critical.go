@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/vramward/vramward/sdk/audit"
 )
@@ -71,15 +72,17 @@ func (w *waiter) report(sink string, err error, counted bool) {
 	}
 }
 
-func (b *Bus) awaitCritical(ctx context.Context, e audit.Event, w *waiter) error {
+// awaitCritical waits for w until deadline, critical_timeout after the
+// emit began.
+func (b *Bus) awaitCritical(ctx context.Context, e audit.Event, w *waiter, deadline time.Time) error {
 	defer func() {
-		b.mu.Lock()
+		b.wmu.Lock()
 		delete(b.waiters, e.Seq)
-		b.mu.Unlock()
+		b.wmu.Unlock()
 	}()
 	// One deadline for both waits: a timer fires once, so a second select
 	// on it would wait for ever once the first had taken its tick.
-	wctx, cancel := context.WithTimeout(ctx, b.opts.CriticalTimeout)
+	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	gaveUp := func() error {
 		if ctx.Err() != nil {
@@ -139,7 +142,7 @@ func contains(list []string, s string) bool {
 // settle reports a sink's delivery result for the CRITICAL events among
 // events. counted says whether a failure was already counted.
 func (b *Bus) settle(sink string, events []audit.Record, err error, counted bool) {
-	b.mu.Lock()
+	b.wmu.Lock()
 	var ws []*waiter
 	for i := range events {
 		if events[i].Severity == audit.Critical {
@@ -148,7 +151,7 @@ func (b *Bus) settle(sink string, events []audit.Record, err error, counted bool
 			}
 		}
 	}
-	b.mu.Unlock()
+	b.wmu.Unlock()
 	for _, w := range ws {
 		w.report(sink, err, counted)
 	}
@@ -157,12 +160,12 @@ func (b *Bus) settle(sink string, events []audit.Record, err error, counted bool
 // failPending tells every CRITICAL emit still waiting that sink failed:
 // whatever it holds queued will not be durable in time.
 func (b *Bus) failPending(sink string, err error) {
-	b.mu.Lock()
+	b.wmu.Lock()
 	ws := make([]*waiter, 0, len(b.waiters))
 	for _, w := range b.waiters {
 		ws = append(ws, w)
 	}
-	b.mu.Unlock()
+	b.wmu.Unlock()
 	for _, w := range ws {
 		w.report(sink, err, false)
 	}

@@ -91,7 +91,11 @@ func (s *sequencer) start() (step, error) {
 			return step{}, fmt.Errorf("record AuditRecovered: %w", st.critical)
 		}
 	}
-	return st, s.store.save(s.tlog, false, true)
+	if err := s.store.save(s.tlog, false, true); err != nil {
+		return step{}, err
+	}
+	s.state.saved(s.tlog.Seq())
+	return st, nil
 }
 
 // fill sets the envelope the host owns.

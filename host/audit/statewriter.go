@@ -6,12 +6,18 @@ import (
 	"time"
 )
 
-// stateWriter makes the log's state durable in the background: the bus
-// writes each checkpoint's state into a slot under its lock (so a kill -9
-// keeps it) and hands the fdatasync here, so a CRITICAL emitter waits for
-// it together with the sinks instead of before them, and checkpoints close
-// together share one fdatasync. It also refreshes state_dir/checkpoint,
-// once it is idle.
+// stateWriter makes the log's state durable in the background: the
+// sequencer writes each checkpoint's state into a slot under the bus's
+// lock (so a kill -9 keeps it) and hands the fdatasync here, so that a
+// CRITICAL emitter waits for it together with the sinks instead of before
+// them, checkpoints close together share one fdatasync, and no emitter
+// holds the lock through it. The price is a window: a power cut after a
+// sink's fsync of a checkpoint and before this fdatasync leaves that sink
+// with a checkpoint the next start does not continue from, which verify
+// calls forged. Releasing records only once their state is durable closes
+// it, at 3.6x a raw fsync for a CRITICAL emit instead of 2.9x (measured on
+// BenchmarkCriticalEmit). It also refreshes state_dir/checkpoint, once it
+// is idle.
 type stateWriter struct {
 	store *chainStore
 	log   func(msg string, args ...any)
@@ -61,12 +67,15 @@ func (sw *stateWriter) persist(seq uint64, note []byte) <-chan error {
 	return ch
 }
 
-// saved records a state the bus made durable itself.
+// saved records a state the sequencer made durable itself.
 func (sw *stateWriter) saved(seq uint64) {
 	sw.mu.Lock()
-	sw.durable = max(sw.durable, seq)
+	sw.setDurable(seq)
 	sw.mu.Unlock()
 }
+
+// setDurable moves the durable seq; sw.mu is held.
+func (sw *stateWriter) setDurable(seq uint64) { sw.durable = max(sw.durable, seq) }
 
 // checkpointFileAfter is how long the writer waits, idle, before it
 // refreshes state_dir/checkpoint with the newest durable checkpoint.
@@ -124,7 +133,7 @@ func (sw *stateWriter) flush() []byte {
 	}
 	sw.mu.Lock()
 	if err == nil {
-		sw.durable = max(sw.durable, seq)
+		sw.setDurable(seq)
 	}
 	kept := sw.waiters[:0]
 	for _, w := range sw.waiters {
