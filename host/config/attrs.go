@@ -4,6 +4,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/big"
+	"os/user"
+	"strconv"
 	"strings"
 	"time"
 
@@ -174,4 +176,33 @@ func quoteAll(ss []string) string {
 		q[i] = fmt.Sprintf("%q", s)
 	}
 	return strings.Join(q, ", ")
+}
+
+// user looks up a user by name or uid on this host.
+func (a attrs) user(name string) *PluginUser {
+	v, attr, ok := a.value(name, cty.String)
+	if !ok {
+		return nil
+	}
+	want := strings.TrimSpace(v.AsString())
+	lookup := user.Lookup
+	if _, err := strconv.Atoi(want); err == nil {
+		lookup = user.LookupId
+	}
+	u, err := lookup(want)
+	if err != nil {
+		a.errorf(attr.Expr.Range(), fmt.Sprintf("Invalid value for %q", name), "No user %q on this host: %v.", v.AsString(), err)
+		return nil
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err1 != nil || err2 != nil {
+		a.errorf(attr.Expr.Range(), fmt.Sprintf("Invalid value for %q", name), "User %q has no numeric uid and gid (%s, %s).", v.AsString(), u.Uid, u.Gid)
+		return nil
+	}
+	if uid == 0 {
+		a.errorf(attr.Expr.Range(), fmt.Sprintf("Invalid value for %q", name), "User %q is root: leave user out to run the plugin as the host's user.", v.AsString())
+		return nil
+	}
+	return &PluginUser{Name: u.Username, UID: uid, GID: gid}
 }

@@ -79,8 +79,18 @@ type Plugin struct {
 	StartTimeout time.Duration
 	// Network lets the plugin use TCP (the host's sandbox refuses it
 	// otherwise): a syslog sink sending over tcp, tls or relp needs it.
-	Network   bool
+	Network bool
+	// User runs the plugin as this user (and its primary group) instead
+	// of the host's; only a host running as root can. "" keeps the host's.
+	User      *PluginUser
 	DeclRange hcl.Range
+}
+
+// PluginUser is the account a plugin runs as, looked up when the config is
+// read.
+type PluginUser struct {
+	Name     string
+	UID, GID int
 }
 
 // Audit is the audit bus and its sinks.
@@ -199,7 +209,7 @@ var (
 var Keys = map[string][]string{
 	"worker":  {"id", "token_file", "token_env", "token_credential", "state_dir"},
 	"metrics": {"listen"},
-	"plugin":  {"kind", "path", "sha256", "start_timeout", "network"},
+	"plugin":  {"kind", "path", "sha256", "start_timeout", "network", "user"},
 	"audit": {"require", "queue_size", "spool_max_bytes", "batch_size", "batch_wait", "critical_timeout", "shutdown_timeout",
 		"epoch_events", "epoch_duration", "checkpoint_events", "checkpoint_interval"},
 	"sink":    {"plugin", "config"},

@@ -96,6 +96,7 @@ func decodePlugin(b *hcl.Block, ctx *hcl.EvalContext, dir string, seen map[strin
 		SHA256:       a.sha256("sha256"),
 		StartTimeout: a.duration("start_timeout", DefaultStartTimeout, 100*time.Millisecond),
 		Network:      a.boolean("network", false),
+		User:         a.user("user"),
 		DeclRange:    b.DefRange,
 	}
 	if p.Path != "" {

@@ -134,7 +134,7 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 	for _, s := range cfg.Audit.Sinks {
 		p := cfg.Plugin(s.Plugin)
 		c := &sinkConn{cfg: cfg, sink: s, launcher: launcher, metrics: sinkMetrics, log: log.Named("audit").Named(s.Name),
-			spec: pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256, StartTimeout: p.StartTimeout}}
+			spec: SpecOf(p)}
 		c.emit = d.emitAsync
 		d.conns = append(d.conns, c)
 		conns = append(conns, c)

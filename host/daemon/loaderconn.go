@@ -125,7 +125,7 @@ func (s *loaderSupervisor) crashed(proc *pluginhost.Process) bool {
 // (CRITICAL) is recorded.
 func (d *Daemon) launchUse(ctx context.Context, u *config.PluginUse, half plugin.Plugin, log hclog.Logger) (*pluginhost.Process, *config.Plugin, error) {
 	p := d.cfg.Plugin(u.Plugin)
-	spec := pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256, StartTimeout: p.StartTimeout}
+	spec := SpecOf(p)
 	if pol, ok := d.policies.Load(u); ok {
 		spec.Policy = pol.(pluginhost.Policy)
 	}

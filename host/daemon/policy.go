@@ -12,6 +12,15 @@ import (
 	"github.com/vramward/vramward/sdk/schema"
 )
 
+// SpecOf is how the host launches the plugin a block declares.
+func SpecOf(p *config.Plugin) pluginhost.Spec {
+	spec := pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256, StartTimeout: p.StartTimeout}
+	if p.User != nil {
+		spec.User = &pluginhost.Account{UID: p.User.UID, GID: p.User.GID}
+	}
+	return spec
+}
+
 // usePolicy is what the host lets a plugin reach, from its block in the
 // config and the schema it publishes: a file attribute it writes gives it
 // that file's directory, one it reads that file; a loader and a VRAM backend

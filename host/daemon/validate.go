@@ -43,7 +43,11 @@ func Preflight(cfg *config.Config) hcl.Diagnostics {
 		}
 	}
 	for _, p := range cfg.Plugins {
-		spec := pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256}
+		spec := SpecOf(p)
+		if p.User != nil && os.Geteuid() != 0 {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin user refused",
+				Detail: fmt.Sprintf("plugin %q: user = %q needs the host to run as root", p.Name, p.User.Name), Subject: p.DeclRange.Ptr()})
+		}
 		if err := pluginhost.CheckBinary(spec); err != nil {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin binary refused",
 				Detail: err.Error(), Subject: p.DeclRange.Ptr()})
@@ -107,7 +111,7 @@ func CheckPluginConfigs(cfg *config.Config, log hclog.Logger) hcl.Diagnostics {
 
 // fetchSchema launches p and asks it for its config schema (Info only).
 func fetchSchema(l *pluginhost.Launcher, p *config.Plugin) (schema.Schema, error) {
-	spec := pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256, StartTimeout: p.StartTimeout}
+	spec := SpecOf(p)
 	var half plugin.Plugin
 	switch p.Kind {
 	case handshake.KindModelLoader:

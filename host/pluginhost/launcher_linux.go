@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"unsafe"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
 	"golang.org/x/sys/unix"
@@ -56,18 +57,28 @@ func launch() {
 		}
 	}
 	var e Enforced
-	if err := dropCapabilities(); err != nil {
+	if err := dropBounding(); err != nil {
 		fail(err)
 	}
-	e.CapsDropped = true
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		fail(fmt.Errorf("no_new_privs: %w", err))
 	}
+	// Landlock before the account changes: the launcher opens every path
+	// of the policy, which the plugin's account may not be able to.
 	abi, netOn, scoped, err := applyLandlock(p)
 	if err != nil {
 		fail(fmt.Errorf("landlock: %w", err))
 	}
 	e.Landlock, e.LandlockNet, e.Scoped = abi, netOn, scoped
+	if p.User != nil {
+		if err := becomeUser(*p.User); err != nil {
+			fail(err)
+		}
+	}
+	if err := clearCapabilities(); err != nil {
+		fail(err)
+	}
+	e.CapsDropped = true
 	if err := installSeccomp(); err != nil {
 		fail(fmt.Errorf("seccomp: %w", err))
 	}
@@ -81,10 +92,11 @@ func launch() {
 	os.Exit(70)
 }
 
-// dropCapabilities empties the bounding, ambient, inheritable, permitted
-// and effective sets: a plugin run by root is root without any privilege
-// (no ptrace of others, no DAC override, no mounts), and can get none back.
-func dropCapabilities() error {
+// dropBounding and clearCapabilities empty the bounding, ambient,
+// inheritable, permitted and effective sets: a plugin run by root is root
+// without any privilege (no ptrace of others, no DAC override, no mounts),
+// and can get none back.
+func dropBounding() error {
 	for c := 0; c <= 63; c++ {
 		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
 		if err == unix.EINVAL {
@@ -97,6 +109,28 @@ func dropCapabilities() error {
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
 		return fmt.Errorf("clear ambient capabilities: %w", err)
 	}
+	return nil
+}
+
+// becomeUser makes this thread (the one that executes the plugin: execve
+// takes its credentials, so raw per-thread calls) the account's: a plugin
+// of another uid cannot even read the files root owns that its Landlock
+// rules would let it. The kernel clears the capabilities of a uid that
+// leaves 0.
+func becomeUser(as Account) error {
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 1, uintptr(unsafe.Pointer(&[]uint32{uint32(as.GID)}[0])), 0); e != 0 {
+		return fmt.Errorf("setgroups %d: %w", as.GID, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(as.GID), uintptr(as.GID), uintptr(as.GID)); e != 0 {
+		return fmt.Errorf("setresgid %d: %w", as.GID, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(as.UID), uintptr(as.UID), uintptr(as.UID)); e != 0 {
+		return fmt.Errorf("setresuid %d: %w", as.UID, e)
+	}
+	return nil
+}
+
+func clearCapabilities() error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err == nil && data == [2]unix.CapUserData{} {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,15 @@ type Spec struct {
 	// Policy is what the host lets the process reach (System is added);
 	// the zero Policy lets it reach System and its own temporary directory.
 	Policy Policy
+	// User, when set, is the account the plugin runs as instead of the
+	// host's (a host running as root only).
+	User *Account
+}
+
+// Account is a user and group id a plugin runs as.
+type Account struct {
+	UID int `json:"uid"`
+	GID int `json:"gid"`
 }
 
 // ChecksumError is returned when a pinned binary's SHA-256 differs: the
@@ -137,6 +147,15 @@ func (l *Launcher) Environ() []string {
 // open, and nothing of a plugin that failed to start is left running.
 // Ending ctx ends a start in progress.
 func (l *Launcher) Launch(ctx context.Context, spec Spec, p plugin.Plugin) (*Process, error) {
+	var sockets *plugin.UnixSocketConfig
+	if spec.User != nil {
+		if os.Geteuid() != 0 {
+			return nil, fmt.Errorf("start plugin %s: it is to run as uid %d, which only a host running as root can do", spec.Name, spec.User.UID)
+		}
+		// The directory go-plugin makes for the plugin's socket, and the
+		// socket, are its group's too, so that the plugin can serve there.
+		sockets = &plugin.UnixSocketConfig{Group: strconv.Itoa(spec.User.GID)}
+	}
 	bin, sum, err := openBinary(spec)
 	if err != nil {
 		return nil, err
@@ -159,6 +178,7 @@ func (l *Launcher) Launch(ctx context.Context, spec Spec, p plugin.Plugin) (*Pro
 			return r, nil
 		},
 		SkipHostEnv:      true,
+		UnixSocketConfig: sockets,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Managed:          true,

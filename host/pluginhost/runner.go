@@ -153,6 +153,13 @@ func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd) (
 		return nil, fmt.Errorf("plugin %s: its temporary directory: %w", spec.Name, err)
 	}
 	policy := spec.Policy
+	policy.User = spec.User
+	if u := spec.User; u != nil {
+		if err := os.Chown(tmp, u.UID, u.GID); err != nil {
+			os.Remove(tmp)
+			return nil, fmt.Errorf("plugin %s: its temporary directory: %w", spec.Name, err)
+		}
+	}
 	policy.WriteDirs = append(append([]string(nil), policy.WriteDirs...), tmp)
 	// The binary itself, executed (and, for a script, read) through fd 3.
 	policy.ReadFiles = append(append([]string(nil), policy.ReadFiles...), spec.Path)

@@ -22,6 +22,9 @@ type Policy struct {
 	// Landlock refuses both (UDP and unix sockets are not covered by the
 	// Landlock ABIs this code knows).
 	Network bool `json:"network,omitempty"`
+	// User is the account the launcher switches to before it executes the
+	// plugin (Spec.User).
+	User *Account `json:"user,omitempty"`
 }
 
 // System is what every plugin process reads to run at all: its dynamic
@@ -64,6 +67,7 @@ type Enforced struct {
 	NoNewPrivs bool   `json:"-"`
 	SeccompOn  bool   `json:"-"`
 	CapEff     uint64 `json:"-"`
+	UID        int    `json:"-"` // real uid
 }
 
 // Sandboxed says whether the process is held by everything the launcher
@@ -94,7 +98,7 @@ func (e Enforced) Describe(p Policy) string {
 	} else {
 		parts = append(parts, "no Landlock on this kernel")
 	}
-	parts = append(parts, fmt.Sprintf("seccomp %v, no_new_privs %v, CapEff %016x", e.SeccompOn, e.NoNewPrivs, e.CapEff))
+	parts = append(parts, fmt.Sprintf("seccomp %v, no_new_privs %v, CapEff %016x, uid %d", e.SeccompOn, e.NoNewPrivs, e.CapEff, e.UID))
 	if len(e.Namespaces) > 0 {
 		parts = append(parts, "namespaces "+strings.Join(e.Namespaces, ", "))
 	} else {
@@ -128,6 +132,10 @@ func observe(pid int, e *Enforced) error {
 			e.SeccompOn = v == "2"
 		case "CapEff":
 			e.CapEff, _ = strconv.ParseUint(v, 16, 64)
+		case "Uid":
+			if f := strings.Fields(v); len(f) > 0 {
+				e.UID, _ = strconv.Atoi(f[0])
+			}
 		}
 	}
 	return sc.Err()

@@ -107,7 +107,7 @@ func inspectSetup(model, cfgPath, pluginPath string, stderr io.Writer) (pluginho
 			return pluginhost.Spec{}, nil, fmt.Errorf("%s has no loader block", cfgPath)
 		}
 		p := cfg.Plugin(cfg.Loader.Plugin)
-		spec := pluginhost.Spec{Name: p.Name, Kind: p.Kind, Path: p.Path, SHA256: p.SHA256, StartTimeout: p.StartTimeout}
+		spec := daemon.SpecOf(p)
 		if diags := daemon.CheckPluginConfigs(cfg, newLogger("warn", stderr)); diags.HasErrors() {
 			fmt.Fprint(stderr, config.Format(diags))
 			return spec, nil, fmt.Errorf("%s: the loader's config block is invalid", cfgPath)

@@ -24,6 +24,13 @@ plugin "audit-file" {
 plugin "loader" {
   kind = "model_loader"
   path = "bin/loader"
+  user = "no-such-vramward-user"
+}
+
+plugin "as-root" {
+  kind = "vram_backend"
+  path = "bin/vram"
+  user = "0"
 }
 
 audit {
