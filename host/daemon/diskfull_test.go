@@ -96,21 +96,7 @@ func TestDiskFullFailsClosedAndResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(raw) > 0 && raw[len(raw)-1] != '\n' {
-		t.Fatal("the trail ends with a partial line")
-	}
-	seen := map[uint64]int{}
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(nil, 1<<20)
-	var last uint64
-	for line := 1; sc.Scan(); line++ {
-		ev, err := audit.ParseJSON(sc.Bytes())
-		if err != nil {
-			t.Fatalf("line %d is not a whole record: %v", line, err)
-		}
-		seen[ev.Seq]++
-		last = max(last, ev.Seq)
-	}
+	seen, last := trailSeqs(t, raw)
 	for seq := uint64(1); seq <= last; seq++ {
 		if seen[seq] != 1 {
 			t.Errorf("seq %d is in the trail %d times", seq, seen[seq])
@@ -190,21 +176,7 @@ func TestStateAndTrailShareAFullDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(raw) > 0 && raw[len(raw)-1] != '\n' {
-		t.Fatal("the trail ends with a partial line")
-	}
-	seen := map[uint64]int{}
-	var last uint64
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(nil, 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		ev, err := audit.ParseJSON(sc.Bytes())
-		if err != nil {
-			t.Fatalf("line %d is not a whole record: %v", line, err)
-		}
-		seen[ev.Seq]++
-		last = max(last, ev.Seq)
-	}
+	seen, last := trailSeqs(t, raw)
 	missing := 0
 	for seq := uint64(1); seq <= last; seq++ {
 		switch seen[seq] {
@@ -221,4 +193,25 @@ func TestStateAndTrailShareAFullDisk(t *testing.T) {
 		t.Errorf("the trail lacks %d seqs, %v events were counted as not delivered", missing, undelivered)
 	}
 	t.Logf("%d of 3000 INFO emits returned nil; the trail lacks %d seqs up to %d; %v counted as not delivered", sent, missing, last, undelivered)
+}
+
+// trailSeqs reads a trail that must hold whole records only, and counts
+// each seq in it.
+func trailSeqs(t *testing.T, raw []byte) (seen map[uint64]int, last uint64) {
+	t.Helper()
+	if len(raw) > 0 && raw[len(raw)-1] != '\n' {
+		t.Fatal("the trail ends with a partial line")
+	}
+	seen = map[uint64]int{}
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(nil, 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		ev, err := audit.ParseJSON(sc.Bytes())
+		if err != nil {
+			t.Fatalf("line %d is not a whole record: %v", line, err)
+		}
+		seen[ev.Seq]++
+		last = max(last, ev.Seq)
+	}
+	return seen, last
 }

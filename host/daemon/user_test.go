@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/vramward/vramward/host/config"
+	"github.com/vramward/vramward/internal/testuser"
 )
 
 // TestSinkRunsAsItsUser: the real file sink, with user = "nobody" in its
@@ -18,18 +18,7 @@ import (
 // dir is not); it writes the trail, status says which uid it runs as, and
 // the trail verifies.
 func TestSinkRunsAsItsUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("VRAMWARD_CI") != "" {
-			t.Fatal("needs root (CI runs as root)")
-		}
-		t.Skip("needs root to run a plugin as another user")
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skipf("no user nobody here: %v", err)
-	}
-	uid, _ := strconv.Atoi(nobody.Uid)
-	gid, _ := strconv.Atoi(nobody.Gid)
+	name, uid, gid := testuser.Nobody(t)
 	e := newEnv(t, oneSink)
 	for _, d := range []string{filepath.Dir(e.dir), e.dir} {
 		if err := os.Chmod(d, 0o755); err != nil {
@@ -43,7 +32,7 @@ func TestSinkRunsAsItsUser(t *testing.T) {
 	if err := os.Chown(trailDir, uid, gid); err != nil {
 		t.Fatal(err)
 	}
-	e.cfg.Plugin("file").User = &config.PluginUser{Name: "nobody", UID: uid, GID: gid}
+	e.cfg.Plugin("file").User = &config.PluginUser{Name: name, UID: uid, GID: gid}
 	d := start(t, e)
 	emitN(t, d, 50)
 	var sandbox string
@@ -52,8 +41,8 @@ func TestSinkRunsAsItsUser(t *testing.T) {
 			sandbox = p.Sandbox
 		}
 	}
-	if !strings.Contains(sandbox, "uid "+nobody.Uid) {
-		t.Errorf("status says the sink runs %q, want uid %s", sandbox, nobody.Uid)
+	if !strings.Contains(sandbox, "uid "+strconv.Itoa(uid)) {
+		t.Errorf("status says the sink runs %q, want uid %s", sandbox, strconv.Itoa(uid))
 	}
 	if err := d.Shutdown("test done"); err != nil {
 		t.Fatal(err)

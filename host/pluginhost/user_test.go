@@ -3,13 +3,13 @@ package pluginhost
 import (
 	"context"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vramward/vramward/internal/testuser"
 	"github.com/vramward/vramward/sdk/audit/sinkclient"
 )
 
@@ -18,18 +18,7 @@ import (
 // then closed to it (it is not the owner), while a plugin left as root
 // without capabilities still reads it, being the owner: the control.
 func TestPluginRunsAsItsUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("VRAMWARD_CI") != "" {
-			t.Fatal("needs root (CI runs as root)")
-		}
-		t.Skip("needs root to run a plugin as another user")
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skipf("no user nobody here: %v", err)
-	}
-	uid, _ := strconv.Atoi(nobody.Uid)
-	gid, _ := strconv.Atoi(nobody.Gid)
+	_, uid, gid := testuser.Nobody(t)
 	dir := t.TempDir()
 	must(t, os.Chmod(filepath.Dir(dir), 0o755))
 	must(t, os.Chmod(dir, 0o755))
@@ -60,7 +49,7 @@ cat `+rootOnly+` > `+out+`/read 2>&1
 		return string(s), string(r)
 	}
 	status, read := run("as-nobody", &Account{UID: uid, GID: gid})
-	for _, want := range []string{"Uid:\t" + nobody.Uid + "\t" + nobody.Uid, "Gid:\t" + nobody.Gid + "\t" + nobody.Gid, "CapEff:\t0000000000000000"} {
+	for _, want := range []string{"Uid:\t" + strconv.Itoa(uid) + "\t" + strconv.Itoa(uid), "Gid:\t" + strconv.Itoa(gid) + "\t" + strconv.Itoa(gid), "CapEff:\t0000000000000000"} {
 		if !strings.Contains(status, want) {
 			t.Errorf("the plugin's status lacks %q:\n%s", want, status)
 		}
