@@ -167,7 +167,7 @@ func (s *sequencer) next(r *audit.Record, checkpoint bool) step {
 	for i := range batch {
 		s.m.events.WithLabelValues(string(batch[i].Type), batch[i].Severity.String()).Inc()
 	}
-	durable, err := s.writeState(batch[len(batch)-1].Seq, note, endEpoch)
+	durable, err := s.writeState(batch[len(batch)-1].Seq, note)
 	if err != nil {
 		// Held until the state is written: a sink given these now could
 		// hold seqs a restart hands out again.
@@ -311,16 +311,21 @@ func (s *sequencer) failing() error {
 }
 
 // writeState saves the log's state before the records up to last leave:
-// fdatasync'd when they pass the reservation or when an epoch ended (its
-// key must leave both slots before the next one signs); otherwise written
-// now and fdatasync'd by the state writer, whose channel answers then.
+// fdatasync'd now when they pass the durable reservation; otherwise
+// written now and fdatasync'd by the state writer, whose channel answers
+// then (for a checkpoint).
 // While the state fails, it fails at once (next tried it just before).
-func (s *sequencer) writeState(last uint64, note []byte, endEpoch bool) (<-chan error, error) {
+func (s *sequencer) writeState(last uint64, note []byte) (<-chan error, error) {
 	if failing := s.failing(); failing != nil {
 		return nil, failing
 	}
-	sync := endEpoch && note != nil || s.store.needsReservation(last)
-	if !sync && note == nil {
+	// Only a save for a reservation seqs are about to pass waits for the
+	// disk here, under the bus's lock; every other save (a checkpoint, the
+	// end of an epoch, a reservation ahead of need) is fdatasync'd by the
+	// state writer. A kill -9 keeps what is written either way.
+	sync := s.store.needsReservation(last)
+	ahead := s.store.wantsReservation(last)
+	if !sync && note == nil && !ahead {
 		return nil, nil
 	}
 	s.stateTried = time.Now()
@@ -332,10 +337,14 @@ func (s *sequencer) writeState(last uint64, note []byte, endEpoch bool) (<-chan 
 		s.state.saved(last)
 		s.stateWritten()
 	}
-	if note == nil {
+	if sync && note == nil {
 		return nil, nil
 	}
-	return s.state.persist(last, note), nil
+	durable := s.state.persist(last, note)
+	if note == nil {
+		return nil, nil // a reservation ahead of need: nobody waits for it
+	}
+	return durable, nil
 }
 
 // retry writes a failing state again and, once it is written, releases

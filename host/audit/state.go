@@ -20,7 +20,10 @@ import (
 
 // seqReservation is how far ahead of use seqs are reserved on disk. After a
 // crash the log resumes past the reservation, so a seq is never reused even
-// though the last seqs were not persisted one by one.
+// though the last seqs were not persisted one by one. A new reservation is
+// written when half of the last is used and made durable in the background,
+// so that seqs reach it only in the rare case that its fdatasync has not
+// finished by then: only that save waits for the disk under the bus's lock.
 const seqReservation = 4096
 
 // Files of the state dir.
@@ -77,16 +80,21 @@ const slotSize = 64 << 10
 // torn by a power cut leaves the other slot intact. When the epoch changes
 // both slots are rewritten, so that no slot keeps an ended epoch's key.
 type chainStore struct {
-	mu        sync.Mutex // one writer: the bus and the state writer both call in
-	dir       string
-	reserved  uint64
-	gen       uint64 // generation of the newest slot written
-	slots     [2]*os.File
-	slotEpoch [2]uint64 // the epoch whose key each slot holds
-	slotValid [2]bool
-	dirty     [2]bool // written since the last fdatasync
-	buf       []byte  // the slot being written; its key bytes are zeroed after each write
-	firstKey  string  // the log's first public key (stateBody.FirstKey)
+	mu  sync.Mutex // one writer: the bus and the state writer both call in
+	dir string
+	// reserved is what a durable slot reserves: seqs are handed out below
+	// it only. written is the highest reservation written to a slot, and
+	// slotReserved what each slot holds.
+	reserved     uint64
+	written      uint64
+	slotReserved [2]uint64
+	gen          uint64 // generation of the newest slot written
+	slots        [2]*os.File
+	slotEpoch    [2]uint64 // the epoch whose key each slot holds
+	slotValid    [2]bool
+	dirty        [2]bool // written since the last fdatasync
+	buf          []byte  // the slot being written; its key bytes are zeroed after each write
+	firstKey     string  // the log's first public key (stateBody.FirstKey)
 }
 
 func (cs *chainStore) slotPath(i int) string {
@@ -167,11 +175,20 @@ func decodeSlot(data []byte) (body stateBody, secret []byte, old bool) {
 	return body, data[len(slotMagic) : len(slotMagic)+trail.SecretSize], false
 }
 
-// needsReservation reports whether seq is about to pass what is reserved.
+// needsReservation reports whether seq is about to pass what is reserved
+// durably: the save for it must be fdatasync'd before anything leaves.
 func (cs *chainStore) needsReservation(seq uint64) bool {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	return seq >= cs.reserved
+}
+
+// wantsReservation reports whether seq used half of the newest reservation
+// written: a save now reserves further, ahead of need.
+func (cs *chainStore) wantsReservation(seq uint64) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return seq+seqReservation/2 >= max(cs.reserved, cs.written)
 }
 
 // save writes the log's state into the older slot, and into the other one
@@ -183,11 +200,14 @@ func (cs *chainStore) save(l *trail.Log, clean, sync bool) error {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	// cs.reserved is what a slot on disk reserves: it moves only once a
-	// slot holding the new reservation is fdatasync'd, so a failed save
-	// never lets seqs run past what a restart skips.
-	reserved := cs.reserved
-	if st.Seq >= reserved {
+	// slot holding the new reservation is fdatasync'd (here with sync, or
+	// by the state writer), so a failed save never lets seqs run past what
+	// a restart skips.
+	reserved := max(cs.reserved, cs.written)
+	if st.Seq+seqReservation/2 >= reserved {
 		reserved = st.Seq + seqReservation
+	}
+	if st.Seq >= cs.reserved {
 		sync = true
 	}
 	for {
@@ -199,14 +219,15 @@ func (cs *chainStore) save(l *trail.Log, clean, sync bool) error {
 			cs.gen--
 			return err
 		}
+		cs.slotReserved[i], cs.written = reserved, max(cs.written, reserved)
 		if sync {
-			cs.reserved = reserved
+			cs.reserved = max(cs.reserved, reserved)
 		}
 		if other := 1 - i; !cs.slotValid[other] || cs.slotEpoch[other] == st.Epoch {
 			return nil
 		}
-		// The other slot holds an ended epoch's key: overwrite it too.
-		sync = true
+		// The other slot holds an ended epoch's key: overwrite it too (made
+		// durable with this one).
 	}
 }
 
@@ -290,17 +311,21 @@ func fdatasync(fd int) error {
 func (cs *chainStore) sync() error {
 	cs.mu.Lock()
 	var files []*os.File
+	var reserves []uint64
 	for i, f := range cs.slots {
 		if f != nil && cs.dirty[i] {
-			files = append(files, f)
+			files, reserves = append(files, f), append(reserves, cs.slotReserved[i])
 			cs.dirty[i] = false
 		}
 	}
 	cs.mu.Unlock()
-	for _, f := range files {
+	for i, f := range files {
 		if err := fdatasync(int(f.Fd())); err != nil {
 			return fmt.Errorf("save chain state: fdatasync: %w", err)
 		}
+		cs.mu.Lock()
+		cs.reserved = max(cs.reserved, reserves[i])
+		cs.mu.Unlock()
 	}
 	return nil
 }

@@ -7,8 +7,9 @@ import (
 )
 
 // stateWriter makes the log's state durable in the background: the
-// sequencer writes each checkpoint's state into a slot under the bus's
-// lock (so a kill -9 keeps it) and hands the fdatasync here, so that a
+// sequencer writes each checkpoint's state (and an epoch's end, and a seq
+// reservation ahead of need) into a slot under the bus's lock (so a kill
+// -9 keeps it) and hands the fdatasync here, so that a
 // CRITICAL emitter waits for it together with the sinks instead of before
 // them, checkpoints close together share one fdatasync, and no emitter
 // holds the lock through it. The price is a window: a power cut after a
