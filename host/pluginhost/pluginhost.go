@@ -100,7 +100,7 @@ type Launcher struct {
 type Process struct {
 	Spec Spec
 	Raw  any // the dispensed client half
-	Pid  int
+	Pid  int // the plugin's own process (in the host's numbering)
 	// SHA256 is the binary that runs, hashed through the descriptor that
 	// was executed.
 	SHA256 string
@@ -206,10 +206,10 @@ func (l *Launcher) Launch(ctx context.Context, spec Spec, p plugin.Plugin) (*Pro
 	}
 	r := run.Load()
 	enf := r.enforced
-	if err := observe(r.pid, &enf); err != nil {
-		enf.Error = "cannot read /proc/" + fmt.Sprint(r.pid) + "/status: " + err.Error()
+	if err := observe(r.plugin, &enf); err != nil {
+		enf.Error = "cannot read /proc/" + fmt.Sprint(r.plugin) + "/status: " + err.Error()
 	}
-	proc := &Process{Spec: spec, Raw: raw, Pid: r.pid, SHA256: sum, Enforced: enf, client: client, run: r, metrics: l.Metrics}
+	proc := &Process{Spec: spec, Raw: raw, Pid: r.plugin, SHA256: sum, Enforced: enf, client: client, run: r, metrics: l.Metrics}
 	live.Store(proc, struct{}{})
 	if l.Metrics != nil {
 		l.Metrics.up.WithLabelValues(spec.Name, spec.Kind).Set(1)
@@ -301,10 +301,7 @@ func (p *Process) ExitReason() string {
 	if !p.client.Exited() {
 		return "running"
 	}
-	if st := p.run.ExitState(); st != nil {
-		return st.String()
-	}
-	return "exited"
+	return p.run.exitReason()
 }
 
 // Stop ends the process: go-plugin's graceful close, then a kill after two

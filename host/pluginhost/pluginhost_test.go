@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -225,15 +226,15 @@ func TestHostSandboxHoldsThePlugin(t *testing.T) {
 	must(t, os.MkdirAll(out, 0o700))
 	secret := filepath.Join(dir, "secret")
 	must(t, os.WriteFile(secret, []byte("the-secret"), 0o600))
+	// The host is this test's process.
+	host := strconv.Itoa(os.Getpid())
 	bin := writeScript(t, dir, "plugin.sh", `
-# The shell opens /proc/self itself: in the plugin's PID namespace $$ and
-# $PPID are numbers of that namespace, /proc is the host's.
-read -r stat < /proc/self/stat
-ppid=$(echo "$stat" | sed 's/.*) //' | cut -d' ' -f2)
 while read -r l; do case "$l" in NoNewPrivs*|Seccomp*|CapEff*|CapBnd*) echo "$l";; esac; done < /proc/self/status > `+out+`/status
 cat `+secret+` > `+out+`/secret 2>&1
 echo x > `+dir+`/beside 2>`+out+`/beside.err
-kill -HUP $ppid 2>`+out+`/kill.err; echo $? > `+out+`/kill
+kill -HUP `+host+` 2>`+out+`/kill.err; echo $? > `+out+`/kill
+kill -HUP $PPID 2>`+out+`/killparent.err; echo $? > `+out+`/killparent
+if test -e /proc/`+host+`; then echo visible; else echo hidden; fi > `+out+`/hostproc
 `)
 	l, sm := testLauncher(t)
 	if _, err := l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: time.Second, Policy: Policy{WriteDirs: []string{out}}},
@@ -261,6 +262,14 @@ kill -HUP $ppid 2>`+out+`/kill.err; echo $? > `+out+`/kill
 	}
 	if k := strings.TrimSpace(read("kill")); k == "0" {
 		t.Errorf("the plugin signalled the host (%s)", read("kill.err"))
+	}
+	if k := strings.TrimSpace(read("killparent")); k == "0" {
+		t.Errorf("the plugin signalled its parent (%s)", read("killparent.err"))
+	}
+	// A root host gives the plugin a PID namespace with its own /proc:
+	// the host's pid names nothing there.
+	if v := strings.TrimSpace(read("hostproc")); os.Geteuid() == 0 && v != "hidden" {
+		t.Errorf("the host's /proc/%s is %s to the plugin", host, v)
 	}
 }
 

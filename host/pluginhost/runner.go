@@ -52,7 +52,10 @@ type groupRunner struct {
 	stdout *os.File
 	stderr *os.File
 
-	pid      int
+	pid      int // the process the host started: the group's leader
+	plugin   int // the plugin's own process (pid but under namespaces)
+	ns       bool
+	hostEnd  *os.File // see Start
 	exited   chan struct{}
 	waitErr  error
 	closeMu  sync.Once
@@ -176,31 +179,34 @@ func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd) (
 		return nil, err
 	}
 	env := append(append([]string(nil), pcmd.Env...), "TMPDIR="+tmp, policyEnv+"="+string(pj))
-	cmd := &exec.Cmd{
-		Path: "/proc/self/exe",
-		Args: []string{"vramward-plugin-launcher", launcherArg, spec.Path},
-		Env:  env,
-		// Setpgid: a process group of the plugin's own, see groupRunner.
-		SysProcAttr: namespaces(),
-	}
-	return &groupRunner{log: log, cmd: cmd, bin: bin, name: spec.Path, exited: make(chan struct{}), tmp: tmp}, nil
+	r := &groupRunner{log: log, bin: bin, name: spec.Path, exited: make(chan struct{}), tmp: tmp}
+	r.cmd = r.command(env, spec.Path, os.Geteuid() == 0)
+	return r, nil
 }
 
-// namespaces puts the plugin in IPC and UTS namespaces of its own (no
-// System V IPC or POSIX message queue of the host's), made at the fork. A
-// host without root would need a user namespace for them, whose id maps Go
-// writes from the parent into /proc/CHILD, which a non-dumpable host (see
-// vramward run) cannot: such a host leaves its plugins in its namespaces.
-// No PID namespace: the plugin would be its pid 1, which takes
-// only the signals it handles and sees getppid() as 0, so it could not
-// tell when the host died (sdk/internal/parentwatch); Landlock's signal
-// scoping and the seccomp filter already keep it from the host's processes.
-func namespaces() *syscall.SysProcAttr {
-	if os.Geteuid() != 0 {
-		return &syscall.SysProcAttr{Setpgid: true}
+// command is the launch of path: as root, through the first process of
+// namespaces of the plugin's own (nsinit_linux.go), else through the
+// launcher alone, in the host's namespaces.
+func (r *groupRunner) command(env []string, path string, ns bool) *exec.Cmd {
+	r.ns = ns
+	if !ns {
+		// Setpgid: a process group of the plugin's own, see groupRunner.
+		return &exec.Cmd{Path: "/proc/self/exe", Args: []string{"vramward-plugin-launcher", launcherArg, path}, Env: env,
+			SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
 	}
-	return &syscall.SysProcAttr{Setpgid: true, Cloneflags: syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS}
+	return &exec.Cmd{Path: "/proc/self/exe", Args: []string{"vramward-plugin-init", initArg, path}, Env: env,
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Cloneflags: namespaceFlags}}
 }
+
+// namespaceFlags are the namespaces a root host makes each plugin at its
+// fork: its own PID namespace and a mount namespace with its /proc (it sees
+// and signals no process of the host's), and IPC and UTS namespaces (no
+// System V IPC or POSIX message queue of the host's). A host without root
+// would need a user namespace for them, whose id maps Go writes from the
+// parent into /proc/CHILD, which a non-dumpable host (see vramward run)
+// cannot: such a host leaves its plugins in its namespaces, held by the
+// rest of the sandbox.
+const namespaceFlags = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
 
 func (r *groupRunner) Start(_ context.Context) error {
 	recR, recW, err := os.Pipe()
@@ -208,19 +214,36 @@ func (r *groupRunner) Start(_ context.Context) error {
 		return err
 	}
 	defer recR.Close()
-	r.cmd.ExtraFiles = []*os.File{r.bin, recW}
+	// The namespaces' first process reads EOF on hostR once the host is
+	// gone: only the host holds hostW (close-on-exec here).
+	hostR, hostW, err := os.Pipe()
+	if err != nil {
+		recW.Close()
+		return err
+	}
+	defer hostR.Close()
+	r.hostEnd = hostW
+	files := func() []*os.File {
+		if r.ns {
+			return []*os.File{r.bin, recW, hostR}
+		}
+		return []*os.File{r.bin, recW}
+	}
+	r.cmd.ExtraFiles = files()
 	err = r.start()
-	if err != nil && r.cmd.SysProcAttr.Cloneflags != 0 {
-		// Namespaces refused (a kernel or a container that allows no
-		// user namespaces): the rest of the sandbox still holds.
+	if err != nil && r.ns {
+		// Namespaces refused (a kernel or a container that allows none):
+		// the rest of the sandbox still holds.
 		r.log.Warn("the plugin's namespaces could not be made; it shares the host's", "error", err)
 		c := r.cmd
-		r.cmd = &exec.Cmd{Path: c.Path, Args: c.Args, Env: c.Env, ExtraFiles: c.ExtraFiles, SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
+		r.cmd = r.command(c.Env, c.Args[2], false)
+		r.cmd.ExtraFiles = files()
 		err = r.start()
 	}
 	recW.Close()
 	if err != nil {
 		r.bin.Close()
+		hostW.Close()
 		return err
 	}
 	// The launcher writes its record before it executes the plugin, or
@@ -232,21 +255,36 @@ func (r *groupRunner) Start(_ context.Context) error {
 	if r.enforced.Error != "" {
 		return fmt.Errorf("the host's sandbox could not be applied: %s", r.enforced.Error)
 	}
-	r.enforced.Namespaces = namespaceNames(r.cmd.SysProcAttr.Cloneflags)
+	r.plugin = r.pid
+	if r.ns {
+		// The launcher, the namespaces' only other process, wrote the
+		// record: it is the plugin now, or about to be.
+		if r.plugin, err = onlyChild(r.pid); err != nil {
+			return fmt.Errorf("the plugin's process in its namespaces: %w", err)
+		}
+		r.enforced.Namespaces = []string{"pid", "mount (its own /proc)", "ipc", "uts"}
+	}
 	return nil
 }
 
-func namespaceNames(flags uintptr) []string {
-	var out []string
-	for _, n := range []struct {
-		flag uintptr
-		name string
-	}{{syscall.CLONE_NEWIPC, "ipc"}, {syscall.CLONE_NEWUTS, "uts"}} {
-		if flags&n.flag != 0 {
-			out = append(out, n.name)
-		}
+// onlyChild is the one child of pid, as this process's /proc numbers it.
+func onlyChild(pid int) (int, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
 	}
-	return out
+	var kids []string
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		if err != nil {
+			return 0, err
+		}
+		kids = append(kids, strings.Fields(string(b))...)
+	}
+	if len(kids) != 1 {
+		return 0, fmt.Errorf("process %d has %d children (%v), not one", pid, len(kids), kids)
+	}
+	return strconv.Atoi(kids[0])
 }
 
 func (r *groupRunner) start() error {
@@ -285,6 +323,7 @@ func (r *groupRunner) start() error {
 func (r *groupRunner) reap() {
 	r.waitErr = r.cmd.Wait()
 	r.killGroup()
+	r.hostEnd.Close()
 	os.RemoveAll(r.tmp)
 	close(r.exited)
 	time.AfterFunc(pipeGrace, r.closePipes)
@@ -334,6 +373,20 @@ func (r *groupRunner) ExitState() *os.ProcessState {
 		return nil
 	}
 	return r.cmd.ProcessState
+}
+
+// exitReason says how the plugin ended ("exit status 2", "signal:
+// killed"): under namespaces, the first process's exit code says it (128 +
+// the signal, as a shell says), unless that process itself was killed.
+func (r *groupRunner) exitReason() string {
+	st := r.ExitState()
+	if st == nil {
+		return "exited"
+	}
+	if code := st.ExitCode(); r.ns && code > 128 && code <= 128+64 {
+		return "signal: " + syscall.Signal(code-128).String()
+	}
+	return st.String()
 }
 
 func (r *groupRunner) Stdout() io.ReadCloser { return r.stdout }

@@ -164,7 +164,7 @@ func IsPluginProcess(pid int32) bool {
 	}
 	found := false
 	live.Range(func(k, _ any) bool {
-		if k.(*Process).Pid == pgrp {
+		if k.(*Process).run.pid == pgrp {
 			found = true
 		}
 		return !found

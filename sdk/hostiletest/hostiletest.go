@@ -33,8 +33,8 @@ type Result struct {
 // Base is the test's directory as the plugin finds it from its own path.
 func Base() string { return filepath.Dir(filepath.Dir(os.Args[0])) }
 
-// HostPID is the parent's pid as /proc shows it: in a PID namespace of its
-// own, getppid says 0, but /proc (the host's) still names the parent.
+// HostPID is the parent's pid as /proc shows it (in a PID namespace of its
+// own, the namespace's first process, which the host started).
 func HostPID() int {
 	if b, err := os.ReadFile("/proc/self/stat"); err == nil {
 		if i := strings.LastIndexByte(string(b), ')'); i >= 0 {
@@ -102,6 +102,18 @@ func Run(base string) []Result {
 		sweep = fmt.Errorf("%w: no process outside the plugin's own could be signalled", errRefused)
 	}
 	add("signal any other process", sweep, fmt.Sprintf("%d processes took signal 0", reached))
+	// The host's process table: a plugin whose parent is pid 1 and whose
+	// /proc numbers it as getpid does lives in a PID namespace of its own
+	// with that namespace's /proc, where no pid of the host's exists to be
+	// opened or signalled (the test also compares /proc/self with the pid
+	// the host knows the plugin by).
+	self, err := os.Readlink("/proc/self")
+	seen := fmt.Sprintf("/proc/self is %s, getpid %d, getppid %d", self, os.Getpid(), os.Getppid())
+	var table error
+	if err == nil && self == strconv.Itoa(os.Getpid()) && os.Getppid() == 1 {
+		table = fmt.Errorf("%w: in a PID namespace of its own, with its /proc: %s", errRefused, seen)
+	}
+	add("the host's process table", table, seen)
 	c, err := net.DialTimeout("tcp", "127.0.0.1:1", time.Second)
 	if err == nil {
 		c.Close()

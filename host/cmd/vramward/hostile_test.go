@@ -140,11 +140,11 @@ func runProbed(t *testing.T, dir, token, plugin string) {
 			}
 		}
 		h.mu.Unlock()
-		if len(results) >= len(hostileProbes) || time.Now().After(deadline) {
+		if len(results) >= len(hostileProbes)+1 || time.Now().After(deadline) {
 			break
 		}
 	}
-	if len(results) < len(hostileProbes) {
+	if len(results) < len(hostileProbes)+1 {
 		h.mu.Lock()
 		for _, e := range h.logs {
 			if m, _ := e["@module"].(string); strings.Contains(m, "hostile") || strings.Contains(m, "evil") {
@@ -153,7 +153,12 @@ func runProbed(t *testing.T, dir, token, plugin string) {
 		}
 		h.mu.Unlock()
 	}
-	for _, p := range hostileProbes {
+	probes := hostileProbes
+	if os.Geteuid() == 0 {
+		// A root host gives every plugin a PID namespace and its /proc.
+		probes = append(probes, "the host's process table")
+	}
+	for _, p := range probes {
 		r, ok := results[p]
 		switch {
 		case !ok:
@@ -182,6 +187,16 @@ func runProbed(t *testing.T, dir, token, plugin string) {
 			found = true
 			if !p.Sandboxed || !strings.HasPrefix(p.Sandbox, "host-enforced: landlock") || !strings.Contains(p.Sandbox, "seccomp true, no_new_privs true, CapEff 0000000000000000") {
 				t.Errorf("status of the hostile plugin: sandboxed %v, %q", p.Sandboxed, p.Sandbox)
+			}
+			if os.Geteuid() == 0 {
+				if !strings.Contains(p.Sandbox, "namespaces pid, mount") {
+					t.Errorf("status of the hostile plugin names no PID and mount namespace: %q", p.Sandbox)
+				}
+				// The pid the host knows the plugin by is not the one
+				// its /proc shows it.
+				if d, _ := results["the host's process table"]["detail"].(string); strings.Contains(d, fmt.Sprintf("/proc/self is %d,", p.PID)) {
+					t.Errorf("the plugin's /proc is the host's: %s (pid %d to the host)", d, p.PID)
+				}
 			}
 		}
 	}
