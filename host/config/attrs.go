@@ -101,6 +101,22 @@ func (a attrs) integer(name string, def, lo, hi int64) int64 {
 	return i
 }
 
+// limit is an optional resource limit: -1 when absent, 0 for none, else a
+// whole number from lo to hi.
+func (a attrs) limit(name string, lo, hi int64) int64 {
+	v, attr, ok := a.value(name, cty.Number)
+	if !ok {
+		return -1
+	}
+	bf := v.AsBigFloat()
+	i, acc := bf.Int64()
+	if !bf.IsInt() || acc != big.Exact || i != 0 && (i < lo || i > hi) {
+		a.errorf(attr.Expr.Range(), fmt.Sprintf("Invalid value for %q", name), "Want 0 (no limit) or a whole number from %d to %d, got %s.", lo, hi, bf.Text('g', -1))
+		return -1
+	}
+	return i
+}
+
 func (a attrs) duration(name string, def, lo time.Duration) time.Duration {
 	v, attr, ok := a.value(name, cty.String)
 	if !ok {

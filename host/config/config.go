@@ -82,8 +82,13 @@ type Plugin struct {
 	Network bool
 	// User runs the plugin as this user (and its primary group) instead
 	// of the host's; only a host running as root can. "" keeps the host's.
-	User      *PluginUser
-	DeclRange hcl.Range
+	User *PluginUser
+	// MemoryMaxBytes and PidsMax are the plugin's cgroup limits (its
+	// memory, its processes and threads): -1 when not set (the kind's
+	// default applies), 0 for none.
+	MemoryMaxBytes int64
+	PidsMax        int64
+	DeclRange      hcl.Range
 }
 
 // PluginUser is the account a plugin runs as, looked up when the config is
@@ -209,7 +214,7 @@ var (
 var Keys = map[string][]string{
 	"worker":  {"id", "token_file", "token_env", "token_credential", "state_dir"},
 	"metrics": {"listen"},
-	"plugin":  {"kind", "path", "sha256", "start_timeout", "network", "user"},
+	"plugin":  {"kind", "path", "sha256", "start_timeout", "network", "user", "memory_max_bytes", "pids_max"},
 	"audit": {"require", "queue_size", "spool_max_bytes", "batch_size", "batch_wait", "critical_timeout", "shutdown_timeout",
 		"epoch_events", "epoch_duration", "checkpoint_events", "checkpoint_interval"},
 	"sink":    {"plugin", "config"},

@@ -2,6 +2,7 @@ package config
 
 import (
 	"flag"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -90,5 +91,54 @@ func TestFieldDiagnosticsPointAtTheAttribute(t *testing.T) {
 	d := c.Audit.Sinks[0].FieldDiagnostics([]*schema.FieldError{{Field: "path", Msg: "directory is world-writable"}})
 	if got := Format(d); !strings.HasPrefix(got, "testdata/diags/good.hcl:23:24: error: Invalid value for \"path\": directory is world-writable") {
 		t.Fatalf("got %s", got)
+	}
+}
+
+// TestPluginLimits: memory_max_bytes and pids_max are -1 when absent (the
+// kind's default applies), 0 or a value in range when set, and anything
+// else is refused at its file:line:col.
+func TestPluginLimits(t *testing.T) {
+	good, err := os.ReadFile("testdata/diags/good.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func(attrs string) (*Config, string) {
+		t.Helper()
+		src := strings.Replace(string(good), "plugin \"audit-file\" {\n", "plugin \"audit-file\" {\n"+attrs, 1)
+		if attrs != "" && src == string(good) {
+			t.Fatal("good.hcl has no audit-file plugin block")
+		}
+		path := filepath.Join(t.TempDir(), "vramward.hcl")
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, _, diags := Load(path)
+		return c, strings.ReplaceAll(Format(diags), path, "vramward.hcl")
+	}
+	plugin := func(c *Config) *Plugin {
+		for _, p := range c.Plugins {
+			if p.Name == "audit-file" {
+				return p
+			}
+		}
+		t.Fatal("no audit-file plugin")
+		return nil
+	}
+	c, d := load("")
+	if d != "" || plugin(c).MemoryMaxBytes != -1 || plugin(c).PidsMax != -1 {
+		t.Fatalf("absent: %+v %s", plugin(c), d)
+	}
+	c, d = load("  memory_max_bytes = 0\n  pids_max = 64\n")
+	if d != "" || plugin(c).MemoryMaxBytes != 0 || plugin(c).PidsMax != 64 {
+		t.Fatalf("set: %+v %s", plugin(c), d)
+	}
+	for attrs, want := range map[string]string{
+		"  memory_max_bytes = 1024\n": `vramward.hcl:12:22: error: Invalid value for "memory_max_bytes": Want 0 (no limit) or a whole number from 16777216 to 1125899906842624, got 1024.`,
+		"  pids_max = 2.5\n":          `vramward.hcl:12:14: error: Invalid value for "pids_max": Want 0 (no limit) or a whole number from 16 to 4194304, got 2.5.`,
+		"  pids_max = \"many\"\n":     `vramward.hcl:12:14: error: Invalid value for "pids_max"`,
+	} {
+		if _, d := load(attrs); !strings.HasPrefix(d, want) {
+			t.Errorf("%q: got %s, want %s", attrs, d, want)
+		}
 	}
 }

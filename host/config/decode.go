@@ -97,7 +97,10 @@ func decodePlugin(b *hcl.Block, ctx *hcl.EvalContext, dir string, seen map[strin
 		StartTimeout: a.duration("start_timeout", DefaultStartTimeout, 100*time.Millisecond),
 		Network:      a.boolean("network", false),
 		User:         a.user("user"),
-		DeclRange:    b.DefRange,
+		// A Go plugin needs some 16 MiB and a dozen threads to start.
+		MemoryMaxBytes: a.limit("memory_max_bytes", 16<<20, 1<<50),
+		PidsMax:        a.limit("pids_max", 16, 1<<22),
+		DeclRange:      b.DefRange,
 	}
 	if p.Path != "" {
 		p.Path = resolve(dir, p.Path)

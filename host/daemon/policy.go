@@ -9,6 +9,7 @@ import (
 
 	"github.com/vramward/vramward/host/config"
 	"github.com/vramward/vramward/host/pluginhost"
+	"github.com/vramward/vramward/sdk/handshake"
 	"github.com/vramward/vramward/sdk/schema"
 )
 
@@ -18,7 +19,34 @@ func SpecOf(p *config.Plugin) pluginhost.Spec {
 	if p.User != nil {
 		spec.User = &pluginhost.Account{UID: p.User.UID, GID: p.User.GID}
 	}
+	spec.Limits = limitsOf(p)
 	return spec
+}
+
+// The cgroup limits of a plugin block that sets none: room for a sink's
+// batches and a loader's reads many times over, threads for any Go
+// runtime; the VRAM backend's memory is the CUDA driver's to size (pinned
+// buffers as large as a model's shards), so it has no memory limit.
+const (
+	DefaultPluginMemoryBytes = 1 << 30
+	DefaultPluginPids        = 1024
+)
+
+// limitsOf are p's cgroup limits: those it sets are required (a host that
+// cannot apply them does not start the plugin); the defaults are applied
+// where the host may create cgroups, and status says when it may not.
+func limitsOf(p *config.Plugin) pluginhost.Limits {
+	l := pluginhost.Limits{MemoryBytes: DefaultPluginMemoryBytes, Pids: DefaultPluginPids}
+	if p.Kind == handshake.KindVramBackend {
+		l.MemoryBytes = 0
+	}
+	if p.MemoryMaxBytes >= 0 {
+		l.MemoryBytes, l.Required = p.MemoryMaxBytes, l.Required || p.MemoryMaxBytes > 0
+	}
+	if p.PidsMax >= 0 {
+		l.Pids, l.Required = p.PidsMax, l.Required || p.PidsMax > 0
+	}
+	return l
 }
 
 // usePolicy is what the host lets a plugin reach, from its block in the

@@ -57,6 +57,10 @@ func launch() {
 		}
 	}
 	var e Enforced
+	// The cgroup first: everything the plugin does is counted there.
+	if err := enterCgroups(p.CgroupProcs); err != nil {
+		fail(err)
+	}
 	if err := dropBounding(); err != nil {
 		fail(err)
 	}

@@ -38,6 +38,8 @@ type Spec struct {
 	// User, when set, is the account the plugin runs as instead of the
 	// host's (a host running as root only).
 	User *Account
+	// Limits are the plugin's cgroup limits.
+	Limits Limits
 }
 
 // Account is a user and group id a plugin runs as.

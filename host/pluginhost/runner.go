@@ -62,6 +62,8 @@ type groupRunner struct {
 	record   *os.File // the launcher's record of what it applied
 	enforced Enforced
 	tmp      string // the plugin's own temporary directory
+	cgroup   *cgroup
+	noCgroup string // why there is no cgroup
 }
 
 var _ runner.Runner = (*groupRunner)(nil)
@@ -163,6 +165,19 @@ func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd) (
 			return nil, fmt.Errorf("plugin %s: its temporary directory: %w", spec.Name, err)
 		}
 	}
+	cg, err := newCgroup(spec.Name, spec.Limits)
+	noCgroup := ""
+	if err != nil {
+		if spec.Limits.Required {
+			os.Remove(tmp)
+			return nil, fmt.Errorf("plugin %s: its cgroup limits: %w", spec.Name, err)
+		}
+		noCgroup = err.Error()
+		log.Warn("the plugin runs without cgroup limits", "error", err)
+	}
+	if cg != nil {
+		policy.CgroupProcs = cg.procs
+	}
 	policy.WriteDirs = append(append([]string(nil), policy.WriteDirs...), tmp)
 	// The binary itself, executed (and, for a script, read) through fd 3.
 	policy.ReadFiles = append(append([]string(nil), policy.ReadFiles...), spec.Path)
@@ -175,11 +190,12 @@ func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd) (
 	}
 	pj, err := json.Marshal(policy)
 	if err != nil {
+		cg.remove()
 		os.Remove(tmp)
 		return nil, err
 	}
 	env := append(append([]string(nil), pcmd.Env...), "TMPDIR="+tmp, policyEnv+"="+string(pj))
-	r := &groupRunner{log: log, bin: bin, name: spec.Path, exited: make(chan struct{}), tmp: tmp}
+	r := &groupRunner{log: log, bin: bin, name: spec.Path, exited: make(chan struct{}), tmp: tmp, cgroup: cg, noCgroup: noCgroup}
 	r.cmd = r.command(env, spec.Path, os.Geteuid() == 0)
 	return r, nil
 }
@@ -244,6 +260,7 @@ func (r *groupRunner) Start(_ context.Context) error {
 	if err != nil {
 		r.bin.Close()
 		hostW.Close()
+		r.cgroup.remove()
 		return err
 	}
 	// The launcher writes its record before it executes the plugin, or
@@ -263,6 +280,13 @@ func (r *groupRunner) Start(_ context.Context) error {
 			return fmt.Errorf("the plugin's process in its namespaces: %w", err)
 		}
 		r.enforced.Namespaces = []string{"pid", "mount (its own /proc)", "ipc", "uts"}
+	}
+	r.enforced.NoCgroup = r.noCgroup
+	if r.cgroup != nil {
+		if err := r.cgroup.holds(r.plugin); err != nil {
+			return fmt.Errorf("the plugin's cgroup: %w", err)
+		}
+		r.enforced.Cgroup = r.cgroup.applied
 	}
 	return nil
 }
@@ -324,6 +348,7 @@ func (r *groupRunner) reap() {
 	r.waitErr = r.cmd.Wait()
 	r.killGroup()
 	r.hostEnd.Close()
+	r.cgroup.remove()
 	os.RemoveAll(r.tmp)
 	close(r.exited)
 	time.AfterFunc(pipeGrace, r.closePipes)

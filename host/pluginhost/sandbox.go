@@ -25,6 +25,9 @@ type Policy struct {
 	// User is the account the launcher switches to before it executes the
 	// plugin (Spec.User).
 	User *Account `json:"user,omitempty"`
+	// CgroupProcs are the cgroup.procs files of the plugin's cgroups,
+	// which the launcher enters before anything else.
+	CgroupProcs []string `json:"cgroup_procs,omitempty"`
 }
 
 // System is what every plugin process reads to run at all: its dynamic
@@ -63,6 +66,11 @@ type Enforced struct {
 	Error       string `json:"error,omitempty"`
 	// Namespaces the host made the process at its fork.
 	Namespaces []string `json:"-"`
+	// Cgroup is the plugin's cgroup and its limits, checked in
+	// /proc/PID/cgroup; NoCgroup why there is none ("" when no limit
+	// was asked for).
+	Cgroup   string `json:"-"`
+	NoCgroup string `json:"-"`
 	// From the kernel.
 	NoNewPrivs bool   `json:"-"`
 	SeccompOn  bool   `json:"-"`
@@ -103,6 +111,12 @@ func (e Enforced) Describe(p Policy) string {
 		parts = append(parts, "namespaces "+strings.Join(e.Namespaces, ", "))
 	} else {
 		parts = append(parts, "the host's namespaces")
+	}
+	switch {
+	case e.Cgroup != "":
+		parts = append(parts, e.Cgroup)
+	case e.NoCgroup != "":
+		parts = append(parts, "no cgroup limits: "+e.NoCgroup)
 	}
 	return "host-enforced: " + strings.Join(parts, "; ")
 }

@@ -126,7 +126,8 @@ func inspectSetup(model, cfgPath, pluginPath string, stderr io.Writer) (pluginho
 		return pluginhost.Spec{}, nil, err
 	}
 	cfg, _ := json.Marshal(map[string]any{loader.KeyAllowedRoots: []string{dir}})
-	return pluginhost.Spec{Name: "loader", Kind: handshake.KindModelLoader, Path: pluginPath}, cfg, nil
+	// The kind's defaults: the cgroup limits too.
+	return daemon.SpecOf(&config.Plugin{Name: "loader", Kind: handshake.KindModelLoader, Path: pluginPath, MemoryMaxBytes: -1, PidsMax: -1}), cfg, nil
 }
 
 func describeRejection(r *loader.Rejection) string {

@@ -189,6 +189,13 @@ func runProbed(t *testing.T, dir, token, plugin string) {
 				t.Errorf("status of the hostile plugin: sandboxed %v, %q", p.Sandboxed, p.Sandbox)
 			}
 			if os.Geteuid() == 0 {
+				// Its cgroup with the kind's default limits, or why the
+				// host could make none (pluginhost's tests hold the
+				// limits themselves).
+				if !strings.Contains(p.Sandbox, "cgroup vramward-plugin-"+plugin) && !strings.Contains(p.Sandbox, "no cgroup limits: ") {
+					t.Errorf("status of the hostile plugin says nothing of its cgroup: %q", p.Sandbox)
+				}
+				t.Logf("status: %s", p.Sandbox)
 				if !strings.Contains(p.Sandbox, "namespaces pid, mount") {
 					t.Errorf("status of the hostile plugin names no PID and mount namespace: %q", p.Sandbox)
 				}
