@@ -114,11 +114,13 @@ func (k *PrivateKey) AppendSecret(dst []byte) []byte {
 	return dst
 }
 
-// Destroy zeroes the secret; the key cannot sign again.
+// Destroy zeroes the secret, and every signal frame that saved it; the key
+// cannot sign again.
 func (k *PrivateKey) Destroy() {
 	if k.secret != nil {
 		eraseAfter(func() { clear(k.secret[:]) })
 		k.secret = nil
+		clobberSignalFrames()
 	}
 }
 

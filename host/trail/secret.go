@@ -8,8 +8,10 @@ package trail
 // which Destroy zeroes.
 //
 // Built with GOEXPERIMENT=runtimesecret (the Makefile and CI set it), that
-// is runtime/secret.Do: the runtime erases the registers, the stack and any
-// signal stack the operation used before Do returns, and the heap it
-// allocated once the collector frees it. A build without it runs the
+// is runtime/secret.Do: the runtime erases the registers and the stack the
+// operation used before Do returns, the heap it allocated once the
+// collector frees it, and a signal frame that saved its registers at the
+// start of the next collection, which Destroy runs at once
+// (clobberSignalFrames). A build without it runs the
 // operation plainly and says so (SecretErasure, in `vramward status`):
 // then copies may stay in memory until something overwrites them.

@@ -17,3 +17,12 @@ var SecretErasure = func() string {
 }()
 
 func eraseAfter(op func()) { secret.Do(op) }
+
+// clobberSignalFrames overwrites the signal frames that hold registers of
+// secret operations. runtime/secret does not erase a signal frame the
+// kernel saved while an operation ran (the registers of a preemption
+// signal, a 32-byte key among them): it marks that thread's signal stack
+// and, at the start of the next collection, sends the thread a signal
+// whose frame overwrites it. A collection now makes that happen before a
+// destroyed key's Destroy returns, not whenever the heap next grows.
+func clobberSignalFrames() { runtime.GC() }
