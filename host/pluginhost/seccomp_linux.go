@@ -11,8 +11,9 @@ import (
 // denied are the system calls no plugin has a use for and a hostile one
 // would want: reading or writing another process's memory, loading code
 // into the kernel, changing mounts, namespaces, the clock or the machine,
-// and leaving its process group (so that the host can tell its processes,
-// and their children, by group). Each fails with EPERM.
+// io_uring (whose operations bypass this filter), and leaving its process
+// group (so that the host can tell its processes, and their children, by
+// group). Each fails with EPERM.
 var denied = []uintptr{
 	unix.SYS_PTRACE, unix.SYS_PROCESS_VM_READV, unix.SYS_PROCESS_VM_WRITEV, unix.SYS_PIDFD_GETFD, unix.SYS_KCMP,
 	unix.SYS_PROCESS_MADVISE,
@@ -26,6 +27,9 @@ var denied = []uintptr{
 	unix.SYS_SETTIMEOFDAY, unix.SYS_CLOCK_SETTIME, unix.SYS_CLOCK_ADJTIME, unix.SYS_ADJTIMEX,
 	unix.SYS_ACCT, unix.SYS_QUOTACTL, unix.SYS_OPEN_BY_HANDLE_AT, unix.SYS_NAME_TO_HANDLE_AT,
 	unix.SYS_SYSLOG, unix.SYS_VHANGUP, unix.SYS_LOOKUP_DCOOKIE,
+	// io_uring: a large kernel surface, whose operations no seccomp
+	// filter sees; no plugin uses it.
+	unix.SYS_IO_URING_SETUP, unix.SYS_IO_URING_ENTER, unix.SYS_IO_URING_REGISTER,
 }
 
 // cloneNamespaces are clone(2)'s flags that make a namespace.

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -126,6 +127,7 @@ func Run(base string) []Result {
 	default:
 		add("TCP", nil, "the connect was made and answered: "+err.Error())
 	}
+	add("io_uring", IOURing(), "set up a ring")
 	caps := "unknown"
 	if b, err := os.ReadFile("/proc/self/status"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
@@ -147,6 +149,18 @@ func Run(base string) []Result {
 		add("write /tmp", err, "")
 	}
 	return out
+}
+
+// IOURing sets up an io_uring (and closes it): its operations would reach
+// the kernel past any seccomp filter. A test runs it unconfined too.
+func IOURing() error {
+	var params [120]byte // struct io_uring_params
+	fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&params[0])), 0)
+	if errno != 0 {
+		return errno
+	}
+	unix.Close(int(fd))
+	return nil
 }
 
 // result is a probe's outcome: refused only by a denial (EACCES, EPERM),
