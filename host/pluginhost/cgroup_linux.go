@@ -99,9 +99,15 @@ func newCgroup(name string, l Limits) (*cgroup, error) {
 	if l.Pids > 0 {
 		errs = append(errs, set("pids", "pids.max", strconv.FormatInt(l.Pids, 10)))
 	}
-	if err := errors.Join(errs...); err != nil {
+	var failed []string
+	for _, err := range errs {
+		if err != nil {
+			failed = append(failed, err.Error())
+		}
+	}
+	if len(failed) > 0 {
 		cg.remove()
-		return nil, err
+		return nil, errors.New(strings.Join(failed, "; "))
 	}
 	cg.applied = "cgroup " + leaf + ": " + strings.Join(parts, ", ")
 	return cg, nil

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,9 +38,135 @@ const (
 )
 
 func init() {
-	if len(os.Args) > 1 && os.Args[1] == initArg {
-		os.Exit(nsInit())
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case initArg:
+			os.Exit(nsInit())
+		case userNSArg:
+			os.Exit(userNSParent())
+		case userNSProbeArg:
+			os.Exit(userNSProbe())
+		case probeChildArg:
+			os.Exit(probeMounts())
+		}
 	}
+}
+
+// A host without root cannot make namespaces at the plugin's fork: they
+// would need a user namespace, whose id maps the parent writes into
+// /proc/CHILD, and the child of a non-dumpable host is not the host's to
+// write to. So the host starts its binary with userNSArg, dumpable and of
+// the host's uid, which makes them for its own child: a user namespace that
+// maps the host's uid and gid to themselves (the plugin is the host's user
+// inside and out, with no more rights than outside), and in it the PID,
+// mount, IPC and UTS namespaces whose first process is nsInit, given
+// CAP_SYS_ADMIN in that namespace alone to mount its /proc (the launcher
+// drops it). This process stays the one the host started: it forwards an
+// operator's signals and exits with its child's code.
+const (
+	userNSArg      = "__vramward-plugin-userns"
+	userNSProbeArg = "__vramward-plugin-userns-probe"
+	probeChildArg  = "__vramward-plugin-namespaces-probe"
+)
+
+// userNSAttr makes the namespaces for a process of this uid and gid.
+func userNSAttr() *syscall.SysProcAttr {
+	uid, gid := os.Getuid(), os.Getgid()
+	return &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | namespaceFlags,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}},
+		AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN},
+	}
+}
+
+func userNSParent() int {
+	rec := os.NewFile(recordFD, "record")
+	for _, fd := range []int{binaryFD, recordFD, hostFD} {
+		unix.CloseOnExec(fd)
+	}
+	files := []*os.File{os.NewFile(binaryFD, "plugin"), rec, os.NewFile(hostFD, "host")}
+	cmd := &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        append([]string{"vramward-plugin-init", initArg}, os.Args[2:]...),
+		Env:         os.Environ(),
+		Stdout:      os.Stdout,
+		Stderr:      os.Stderr,
+		ExtraFiles:  files,
+		SysProcAttr: userNSAttr(),
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
+	if err := cmd.Start(); err != nil {
+		_ = json.NewEncoder(rec).Encode(Enforced{Error: "the plugin's namespaces: " + err.Error()})
+		return 70
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for {
+		select {
+		case s := <-sigs:
+			_ = cmd.Process.Signal(s)
+		case <-exited:
+			ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+			if ws.Signaled() {
+				return 128 + int(ws.Signal())
+			}
+			return cmd.ProcessState.ExitCode()
+		}
+	}
+}
+
+// namespacesWork says, once per host, whether it can give its plugins
+// their namespaces (a kernel, a container or a unit may forbid them, or
+// forbid the mount of a /proc): a child started in them the same way
+// mounts what nsInit mounts, then exits. Without them the plugins share
+// the host's.
+var namespacesWork = sync.OnceValue(func() error {
+	var c *exec.Cmd
+	if os.Geteuid() == 0 {
+		c = &exec.Cmd{Path: "/proc/self/exe", Args: []string{"vramward-plugin-probe", probeChildArg}, SysProcAttr: &syscall.SysProcAttr{Cloneflags: namespaceFlags}}
+	} else {
+		c = exec.Command("/proc/self/exe", userNSProbeArg)
+	}
+	if out, err := c.CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+})
+
+// userNSProbe is the parent step of namespacesWork without root.
+func userNSProbe() int {
+	c := &exec.Cmd{Path: "/proc/self/exe", Args: []string{"vramward-plugin-probe", probeChildArg}, SysProcAttr: userNSAttr()}
+	if out, err := c.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "%v %s", err, out)
+		return 1
+	}
+	return 0
+}
+
+// probeMounts makes nsInit's mounts in a mount namespace of its own.
+func probeMounts() int {
+	if err := privateProc(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// privateProc makes this mount namespace's mounts its own, then mounts a
+// /proc that shows only this PID namespace's processes.
+func privateProc() error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make the mounts private: %w", err)
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	return nil
 }
 
 // nsInit runs as the first process of the plugin's namespaces and returns
@@ -59,13 +187,8 @@ func nsInit() int {
 	if os.Getpid() != 1 {
 		return fail(errors.New("not the first process of a PID namespace"))
 	}
-	// The mounts below stay in this namespace; then a /proc that shows
-	// only this namespace's processes.
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fail(fmt.Errorf("make the mounts private: %w", err))
-	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fail(fmt.Errorf("mount /proc: %w", err))
+	if err := privateProc(); err != nil {
+		return fail(err)
 	}
 	for _, fd := range []int{binaryFD, recordFD, hostFD} {
 		unix.CloseOnExec(fd) // the launcher gets its own copies, the plugin none of hostFD

@@ -54,7 +54,7 @@ type groupRunner struct {
 
 	pid      int // the process the host started: the group's leader
 	plugin   int // the plugin's own process (pid but under namespaces)
-	ns       bool
+	mode     launchMode
 	hostEnd  *os.File // see Start
 	exited   chan struct{}
 	waitErr  error
@@ -173,7 +173,9 @@ func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd) (
 			return nil, fmt.Errorf("plugin %s: its cgroup limits: %w", spec.Name, err)
 		}
 		noCgroup = err.Error()
-		log.Warn("the plugin runs without cgroup limits", "error", err)
+		warnNoCgroup.Do(func() {
+			log.Warn("plugins run without cgroup limits: this host cannot make cgroups (status says why, per plugin)", "error", err)
+		})
 	}
 	if cg != nil {
 		policy.CgroupProcs = cg.procs
@@ -196,32 +198,60 @@ func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd) (
 	}
 	env := append(append([]string(nil), pcmd.Env...), "TMPDIR="+tmp, policyEnv+"="+string(pj))
 	r := &groupRunner{log: log, bin: bin, name: spec.Path, exited: make(chan struct{}), tmp: tmp, cgroup: cg, noCgroup: noCgroup}
-	r.cmd = r.command(env, spec.Path, os.Geteuid() == 0)
+	r.cmd = r.command(env, spec.Path, namespaceMode(log))
 	return r, nil
 }
 
-// command is the launch of path: as root, through the first process of
-// namespaces of the plugin's own (nsinit_linux.go), else through the
-// launcher alone, in the host's namespaces.
-func (r *groupRunner) command(env []string, path string, ns bool) *exec.Cmd {
-	r.ns = ns
-	if !ns {
-		// Setpgid: a process group of the plugin's own, see groupRunner.
-		return &exec.Cmd{Path: "/proc/self/exe", Args: []string{"vramward-plugin-launcher", launcherArg, path}, Env: env,
-			SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
+// How a plugin is launched: see command.
+type launchMode int
+
+const (
+	hostNamespaces launchMode = iota
+	rootNamespaces
+	ownUserNamespace
+)
+
+// namespaceMode is how this host gives its plugins namespaces: at the fork
+// as root, else through a user namespace, where it can.
+func namespaceMode(log hclog.Logger) launchMode {
+	if err := namespacesWork(); err != nil {
+		warnNoNamespaces.Do(func() {
+			log.Warn("plugins share the host's namespaces: this host cannot make them", "error", err)
+		})
+		return hostNamespaces
 	}
-	return &exec.Cmd{Path: "/proc/self/exe", Args: []string{"vramward-plugin-init", initArg, path}, Env: env,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Cloneflags: namespaceFlags}}
+	if os.Geteuid() == 0 {
+		return rootNamespaces
+	}
+	return ownUserNamespace
 }
 
-// namespaceFlags are the namespaces a root host makes each plugin at its
-// fork: its own PID namespace and a mount namespace with its /proc (it sees
-// and signals no process of the host's), and IPC and UTS namespaces (no
-// System V IPC or POSIX message queue of the host's). A host without root
-// would need a user namespace for them, whose id maps Go writes from the
-// parent into /proc/CHILD, which a non-dumpable host (see vramward run)
-// cannot: such a host leaves its plugins in its namespaces, held by the
-// rest of the sandbox.
+var warnNoNamespaces, warnNoCgroup sync.Once
+
+// command is the launch of path: as root, through the first process of
+// namespaces of the plugin's own (nsinit_linux.go); without root, through
+// a parent step that makes them in a user namespace; else through the
+// launcher alone, in the host's namespaces. Setpgid: a process group of
+// the plugin's own, see groupRunner.
+func (r *groupRunner) command(env []string, path string, mode launchMode) *exec.Cmd {
+	r.mode = mode
+	switch mode {
+	case rootNamespaces:
+		return &exec.Cmd{Path: "/proc/self/exe", Args: []string{"vramward-plugin-init", initArg, path}, Env: env,
+			SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Cloneflags: namespaceFlags}}
+	case ownUserNamespace:
+		return &exec.Cmd{Path: "/proc/self/exe", Args: []string{"vramward-plugin-userns", userNSArg, path}, Env: env,
+			SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
+	}
+	return &exec.Cmd{Path: "/proc/self/exe", Args: []string{"vramward-plugin-launcher", launcherArg, path}, Env: env,
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
+}
+
+// namespaceFlags are the namespaces each plugin gets: its own PID namespace
+// and a mount namespace with its /proc (it sees and signals no process of
+// the host's), and IPC and UTS namespaces (no System V IPC or POSIX message
+// queue of the host's). A root host makes them at the plugin's fork; one
+// without root through a user namespace (userNSArg).
 const namespaceFlags = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
 
 func (r *groupRunner) Start(_ context.Context) error {
@@ -240,19 +270,19 @@ func (r *groupRunner) Start(_ context.Context) error {
 	defer hostR.Close()
 	r.hostEnd = hostW
 	files := func() []*os.File {
-		if r.ns {
+		if r.mode != hostNamespaces {
 			return []*os.File{r.bin, recW, hostR}
 		}
 		return []*os.File{r.bin, recW}
 	}
 	r.cmd.ExtraFiles = files()
 	err = r.start()
-	if err != nil && r.ns {
+	if err != nil && r.mode == rootNamespaces {
 		// Namespaces refused (a kernel or a container that allows none):
 		// the rest of the sandbox still holds.
 		r.log.Warn("the plugin's namespaces could not be made; it shares the host's", "error", err)
 		c := r.cmd
-		r.cmd = r.command(c.Env, c.Args[2], false)
+		r.cmd = r.command(c.Env, c.Args[2], hostNamespaces)
 		r.cmd.ExtraFiles = files()
 		err = r.start()
 	}
@@ -273,13 +303,22 @@ func (r *groupRunner) Start(_ context.Context) error {
 		return fmt.Errorf("the host's sandbox could not be applied: %s", r.enforced.Error)
 	}
 	r.plugin = r.pid
-	if r.ns {
+	if r.mode != hostNamespaces {
 		// The launcher, the namespaces' only other process, wrote the
 		// record: it is the plugin now, or about to be.
-		if r.plugin, err = onlyChild(r.pid); err != nil {
+		first := r.pid
+		if r.mode == ownUserNamespace {
+			if first, err = onlyChild(r.pid); err != nil {
+				return fmt.Errorf("the first process of the plugin's namespaces: %w", err)
+			}
+		}
+		if r.plugin, err = onlyChild(first); err != nil {
 			return fmt.Errorf("the plugin's process in its namespaces: %w", err)
 		}
 		r.enforced.Namespaces = []string{"pid", "mount (its own /proc)", "ipc", "uts"}
+		if r.mode == ownUserNamespace {
+			r.enforced.Namespaces = append([]string{"user (the host's uid and gid)"}, r.enforced.Namespaces...)
+		}
 	}
 	r.enforced.NoCgroup = r.noCgroup
 	if r.cgroup != nil {
@@ -408,7 +447,7 @@ func (r *groupRunner) exitReason() string {
 	if st == nil {
 		return "exited"
 	}
-	if code := st.ExitCode(); r.ns && code > 128 && code <= 128+64 {
+	if code := st.ExitCode(); r.mode != hostNamespaces && code > 128 && code <= 128+64 {
 		return "signal: " + syscall.Signal(code-128).String()
 	}
 	return st.String()
