@@ -18,6 +18,9 @@ import (
 // (there is no moment when its code runs unconfined) and every limit is the
 // host's choice, never the plugin's.
 //
+// Under namespaces of the plugin's own, the launcher is the child of their
+// first process (nsinit_linux.go), which passes fds 3 and 4 on.
+//
 // Between the two execs the process holds:
 //   - fd 3: the plugin binary, opened and hashed by the host;
 //   - fd 4: a pipe to the host, for the record of what was applied;

@@ -339,6 +339,9 @@ func onlyChild(pid int) (int, error) {
 	var kids []string
 	for _, t := range tasks {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // a thread that ended meanwhile
+		}
 		if err != nil {
 			return 0, err
 		}
