@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -213,7 +214,18 @@ func nsInit() int {
 	bin.Close()
 	rec.Close()
 	exited := make(chan int, 1)
-	go func() { exited <- reapUntil(cmd.Process.Pid) }()
+	go func() {
+		code := reapUntil(cmd.Process.Pid)
+		// The host removes the plugin's cgroups once it ends, unless the
+		// host is gone: then this process, which is in none of them, does.
+		var p Policy
+		if json.Unmarshal([]byte(os.Getenv(policyEnv)), &p) == nil {
+			for _, procs := range p.CgroupProcs {
+				_ = os.Remove(filepath.Dir(procs))
+			}
+		}
+		exited <- code
+	}()
 	hostGone := make(chan struct{})
 	go func() {
 		host := os.NewFile(hostFD, "host")

@@ -9,9 +9,10 @@ import (
 )
 
 // TestKilledHostLeavesNoPlugin: a kill -9 of the host ends every process it
-// started within seconds: the plugins and, under a root host, the first
+// started within seconds: the plugins and, under namespaces, the first
 // process of each plugin's namespaces (whose exit makes the kernel kill
-// what is left in them). Without a root host, the plugins notice the
+// what is left in them), and the plugins' cgroups, which that process
+// removes once the plugin is gone. Without a root host, the plugins notice the
 // host's death themselves (sdk/internal/parentwatch).
 func TestKilledHostLeavesNoPlugin(t *testing.T) {
 	dir := t.TempDir()
@@ -23,6 +24,8 @@ func TestKilledHostLeavesNoPlugin(t *testing.T) {
 		t.Fatal("the host runs no process of its own")
 	}
 	t.Logf("the host's processes: %v", started)
+	cgroups := pluginCgroups(started)
+	t.Logf("their cgroups: %v", cgroups)
 	if err := h.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -35,13 +38,44 @@ func TestKilledHostLeavesNoPlugin(t *testing.T) {
 				left = append(left, p.pid)
 			}
 		}
+		for _, d := range cgroups {
+			if _, err := os.Stat(d); err == nil {
+				left = append(left, -1)
+			}
+		}
 		if len(left) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("10 s after the host's kill -9, these of its processes still run: %v", left)
+			t.Fatalf("10 s after the host's kill -9, these of its processes still run (-1: a cgroup of its plugins is left): %v", left)
 		}
 	}
+}
+
+// pluginCgroups are the directories of the plugin cgroups procs are in.
+func pluginCgroups(procs []proc) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range procs {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/cgroup")
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.SplitN(l, ":", 3)
+			if len(f) != 3 || !strings.Contains(f[2], "/vramward-plugin-") {
+				continue
+			}
+			root := "/sys/fs/cgroup/unified"
+			if f[1] != "" {
+				root = "/sys/fs/cgroup/" + strings.TrimPrefix(f[1], "name=")
+			} else if _, err := os.Stat(root); err != nil {
+				root = "/sys/fs/cgroup"
+			}
+			if d := root + f[2]; !seen[d] {
+				seen[d] = true
+				out = append(out, d)
+			}
+		}
+	}
+	return out
 }
 
 type proc struct {
