@@ -213,6 +213,11 @@ func runProbed(t *testing.T, dir, token, plugin string) {
 	if !found {
 		t.Fatalf("no plugin %s in the status:\n%s", plugin, out)
 	}
+	// The text view says it too, a line per plugin.
+	text, _ := exec.Command(hostBin, "status", "-config", filepath.Join(dir, "vramward.hcl")).CombinedOutput()
+	if !strings.Contains(string(text), "\n  "+plugin+": host-enforced: landlock") {
+		t.Errorf("the status text does not show the hostile plugin's sandbox:\n%s", text)
+	}
 	if token != "" {
 		if strings.Contains(out, token) {
 			t.Fatal("the status holds the token")

@@ -81,6 +81,13 @@ func printStatus(w io.Writer, st status.Status) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%v\t%s\t%s\t%s\t%v\t%d\t%s\n", p.Name, p.Kind, p.PID, p.Running, dash(p.Version), short(p.RunningSHA256, 12), pinned, p.Sandboxed, p.Restarts, dash(p.LastCrash))
 	}
+	// What the host enforces on each plugin: a line each, too long for the
+	// table.
+	tw.Flush()
+	fmt.Fprintf(w, "\nPlugin sandboxes\n")
+	for _, p := range st.Plugins {
+		fmt.Fprintf(w, "  %s: %s\n", p.Name, dash(p.Sandbox))
+	}
 	section("Audit sinks", "NAME\tSTATE\tQUEUE\tSPOOL BYTES\tLAST ACKED SEQ\tFAILURES\tLAST ERROR")
 	for _, s := range st.Sinks {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.Name, s.State, s.QueueDepth, s.SpoolBytes, s.LastSeq, failures(s.Failures), dash(short(s.LastError, 60)))
