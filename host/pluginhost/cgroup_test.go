@@ -41,21 +41,7 @@ while [ $i -lt 60 ]; do
 done
 echo $i > `+out+`/forks
 `)
-	l, sm := testLauncher(t)
-	_, err = l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: 3 * time.Second, Policy: Policy{WriteDirs: []string{out}}, Limits: limits},
-		sinkclient.Plugin(sinkclient.Options{Sink: "p", Metrics: sm}))
-	if err == nil {
-		t.Fatal("a script was started as a plugin")
-	}
-	read := func(name string) string {
-		b, err := os.ReadFile(filepath.Join(out, name))
-		if err != nil {
-			log, _ := os.ReadFile(filepath.Join(out, name+".err"))
-			cg, _ := os.ReadFile(filepath.Join(out, "cgroup"))
-			t.Fatalf("the plugin did not write %s: %v (%s; cgroup %s)", name, err, log, cg)
-		}
-		return strings.TrimSpace(string(b))
-	}
+	read := probeScript(t, bin, out, limits, 3*time.Second)
 	if cg := read("cgroup"); !strings.Contains(cg, "/vramward-plugin-p-") {
 		t.Errorf("the plugin is not in a cgroup of its own:\n%s", cg)
 	}

@@ -38,6 +38,10 @@ const (
 	initGrace = 2 * time.Second
 )
 
+// forwarded are the signals an operator may send the process the host
+// started, which reach the plugin.
+var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT}
+
 func init() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
@@ -97,7 +101,7 @@ func userNSParent() int {
 		SysProcAttr: userNSAttr(),
 	}
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
+	signal.Notify(sigs, forwarded...)
 	if err := cmd.Start(); err != nil {
 		_ = json.NewEncoder(rec).Encode(Enforced{Error: "the plugin's namespaces: " + err.Error()})
 		return 70
@@ -206,7 +210,7 @@ func nsInit() int {
 	// Signals an operator sends to the process the host started reach the
 	// plugin.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
+	signal.Notify(sigs, forwarded...)
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("start the launcher: %w", err))
 	}

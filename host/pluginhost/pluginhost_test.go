@@ -236,18 +236,7 @@ kill -HUP `+host+` 2>`+out+`/kill.err; echo $? > `+out+`/kill
 kill -HUP $PPID 2>`+out+`/killparent.err; echo $? > `+out+`/killparent
 if test -e /proc/`+host+`; then echo visible; else echo hidden; fi > `+out+`/hostproc
 `)
-	l, sm := testLauncher(t)
-	if _, err := l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: time.Second, Policy: Policy{WriteDirs: []string{out}}},
-		sinkclient.Plugin(sinkclient.Options{Sink: "p", Metrics: sm})); err == nil {
-		t.Fatal("a script was started as a plugin")
-	}
-	read := func(name string) string {
-		b, err := os.ReadFile(filepath.Join(out, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
+	read := probeScript(t, bin, out, Limits{}, time.Second)
 	status := read("status")
 	for _, want := range []string{"NoNewPrivs:\t1", "Seccomp:\t2", "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000"} {
 		if !strings.Contains(status, want) {
@@ -270,6 +259,27 @@ if test -e /proc/`+host+`; then echo visible; else echo hidden; fi > `+out+`/hos
 	// the host's pid names nothing there.
 	if v := strings.TrimSpace(read("hostproc")); os.Geteuid() == 0 && v != "hidden" {
 		t.Errorf("the host's /proc/%s is %s to the plugin", host, v)
+	}
+}
+
+// probeScript launches bin, a script that writes what it finds into the
+// directory out, as a plugin (which it cannot be: its handshake fails
+// within timeout), and returns a reader of its findings.
+func probeScript(t *testing.T, bin, out string, limits Limits, timeout time.Duration) func(name string) string {
+	t.Helper()
+	l, sm := testLauncher(t)
+	if _, err := l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: timeout, Policy: Policy{WriteDirs: []string{out}}, Limits: limits},
+		sinkclient.Plugin(sinkclient.Options{Sink: "p", Metrics: sm})); err == nil {
+		t.Fatal("a script was started as a plugin")
+	}
+	return func(name string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil {
+			log, _ := os.ReadFile(filepath.Join(out, name+".err"))
+			t.Fatalf("the plugin did not write %s: %v (%s)", name, err, log)
+		}
+		return strings.TrimSpace(string(b))
 	}
 }
 

@@ -1,7 +1,6 @@
 package pluginhost
 
 import (
-	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/vramward/vramward/internal/testuser"
-	"github.com/vramward/vramward/sdk/audit/sinkclient"
 )
 
 // nobodyEnv names, in the copy of this test binary run as nobody, the
@@ -79,18 +77,7 @@ if test -e /proc/`+host+`; then echo visible; else echo hidden; fi > `+out+`/hos
 kill -HUP `+host+` 2>/dev/null; echo $? > `+out+`/kill
 kill -HUP $PPID 2>/dev/null; echo $? > `+out+`/killparent
 `)
-	l, sm := testLauncher(t)
-	if _, err := l.Launch(context.Background(), Spec{Name: "p", Kind: "audit_sink", Path: bin, StartTimeout: time.Second, Policy: Policy{WriteDirs: []string{out}}},
-		sinkclient.Plugin(sinkclient.Options{Sink: "p", Metrics: sm})); err == nil {
-		t.Fatal("a script was started as a plugin")
-	}
-	read := func(name string) string {
-		b, err := os.ReadFile(filepath.Join(out, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(string(b))
-	}
+	read := probeScript(t, bin, out, Limits{}, time.Second)
 	uid := strconv.Itoa(os.Getuid())
 	if m := strings.Fields(read("uid_map")); len(m) != 3 || m[0] != uid || m[1] != uid || m[2] != "1" {
 		t.Errorf("the plugin's uid_map is %q: not a user namespace of the host's uid alone", m)
