@@ -38,11 +38,12 @@ type cgroup struct {
 }
 
 // selfCgroup names the host's cgroups and cgroupMountinfo where their file
-// systems are mounted; a test points selfCgroup at cgroups that do not
-// exist.
-var selfCgroup = "/proc/self/cgroup"
-
-const cgroupMountinfo = "/proc/self/mountinfo"
+// systems are mounted; tests point them elsewhere (cgroups that do not
+// exist, a cgroup v2 layout this machine does not have).
+var (
+	selfCgroup      = "/proc/self/cgroup"
+	cgroupMountinfo = "/proc/self/mountinfo"
+)
 
 // newCgroup makes the cgroup for a plugin named name with l.
 func newCgroup(name string, l Limits) (*cgroup, error) {

@@ -106,3 +106,48 @@ func TestRequiredLimitsFailClosed(t *testing.T) {
 		t.Errorf("a default limit the host cannot apply kept the plugin from starting: %v", err)
 	}
 }
+
+// TestCgroupV2Files: on a cgroup v2 layout (emulated here by files: this
+// machine's controllers are all on v1, so the kernel's enforcement is not
+// what is checked) the plugin's cgroup is one directory below the host's,
+// with memory.max and pids.max, the controllers enabled for the host's
+// children, and the one cgroup.procs the launcher enters.
+func TestCgroupV2Files(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "cgroup2")
+	host := filepath.Join(root, "system.slice", "vramward.service")
+	must(t, os.MkdirAll(host, 0o755))
+	must(t, os.WriteFile(filepath.Join(host, "cgroup.controllers"), []byte("cpu io memory pids\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(host, "cgroup.subtree_control"), nil, 0o644))
+	self := filepath.Join(dir, "cgroup")
+	must(t, os.WriteFile(self, []byte("0::/system.slice/vramward.service\n"), 0o644))
+	mi := filepath.Join(dir, "mountinfo")
+	must(t, os.WriteFile(mi, []byte("30 24 0:26 / "+root+" rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"), 0o644))
+	wasSelf, wasMI := selfCgroup, cgroupMountinfo
+	selfCgroup, cgroupMountinfo = self, mi
+	t.Cleanup(func() { selfCgroup, cgroupMountinfo = wasSelf, wasMI })
+
+	cg, err := newCgroup("audit file", Limits{MemoryBytes: 64 << 20, Pids: 32})
+	must(t, err)
+	if len(cg.dirs) != 1 || filepath.Dir(cg.dirs[0]) != host || !strings.HasPrefix(filepath.Base(cg.dirs[0]), "vramward-plugin-audit_file-") {
+		t.Fatalf("cgroups %v, want one below %s", cg.dirs, host)
+	}
+	for file, want := range map[string]string{"memory.max": "67108864", "pids.max": "32"} {
+		if got, err := os.ReadFile(filepath.Join(cg.dirs[0], file)); err != nil || string(got) != want {
+			t.Errorf("%s: %q %v, want %q", file, got, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cg.dirs[0], "memory.limit_in_bytes")); err == nil {
+		t.Error("a cgroup v1 file was written on v2")
+	}
+	if got, _ := os.ReadFile(filepath.Join(host, "cgroup.subtree_control")); string(got) != "+pids" {
+		// Each write replaces the emulated file: the last one enabled pids.
+		t.Errorf("cgroup.subtree_control: %q", got)
+	}
+	if len(cg.procs) != 1 || cg.procs[0] != filepath.Join(cg.dirs[0], "cgroup.procs") {
+		t.Errorf("the launcher enters %v", cg.procs)
+	}
+	if !strings.Contains(cg.applied, "memory.max 67108864 (v2), pids.max 32 (v2)") {
+		t.Errorf("status says %q", cg.applied)
+	}
+}
