@@ -18,12 +18,12 @@ import (
 // cache included, as the kernel counts it) and its processes and threads.
 // 0 is no limit.
 type Limits struct {
-	MemoryBytes int64 `json:"memory_bytes,omitempty"`
-	Pids        int64 `json:"pids,omitempty"`
+	MemoryBytes int64
+	Pids        int64
 	// Required: a limit that cannot be applied fails the start (the
 	// operator set it); otherwise the plugin runs without it and the
 	// status says why.
-	Required bool `json:"-"`
+	Required bool
 }
 
 // cgroup is a plugin's own cgroup (one directory on cgroup v2, one per
@@ -60,7 +60,8 @@ func newCgroup(name string, l Limits) (*cgroup, error) {
 	leaf := "vramward-plugin-" + sanitize(name) + "-" + hex.EncodeToString(suffix[:])
 	cg := &cgroup{}
 	var parts []string
-	set := func(controller, file, value string) error {
+	// set writes one limit: file on v1, v2file on v2.
+	set := func(controller, file, v2file, value string) error {
 		dir, ok := h.v1[controller]
 		v2 := !ok
 		if v2 {
@@ -81,7 +82,7 @@ func newCgroup(name string, l Limits) (*cgroup, error) {
 			cg.procs = append(cg.procs, filepath.Join(d, "cgroup.procs"))
 		}
 		if v2 {
-			file = strings.NewReplacer("memory.limit_in_bytes", "memory.max").Replace(file)
+			file = v2file
 		}
 		if err := os.WriteFile(filepath.Join(d, file), []byte(value), 0); err != nil {
 			return fmt.Errorf("set %s of cgroup %s: %w", file, d, err)
@@ -95,10 +96,10 @@ func newCgroup(name string, l Limits) (*cgroup, error) {
 	}
 	var errs []error
 	if l.MemoryBytes > 0 {
-		errs = append(errs, set("memory", "memory.limit_in_bytes", strconv.FormatInt(l.MemoryBytes, 10)))
+		errs = append(errs, set("memory", "memory.limit_in_bytes", "memory.max", strconv.FormatInt(l.MemoryBytes, 10)))
 	}
 	if l.Pids > 0 {
-		errs = append(errs, set("pids", "pids.max", strconv.FormatInt(l.Pids, 10)))
+		errs = append(errs, set("pids", "pids.max", "pids.max", strconv.FormatInt(l.Pids, 10)))
 	}
 	var failed []string
 	for _, err := range errs {

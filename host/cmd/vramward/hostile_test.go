@@ -84,6 +84,10 @@ var hostileProbes = []string{"host environ", "host memory", "state chain.state.a
 	"token file", "another sink's trail", "ptrace the host", "SIGHUP the host", "signal any other process", "TCP",
 	"capabilities", "io_uring", "write /tmp", "status socket"}
 
+// reportedProbes are every probe a hostile plugin reports: the process
+// table one is refused only where the host makes PID namespaces.
+var reportedProbes = append(hostileProbes[:len(hostileProbes):len(hostileProbes)], "the host's process table")
+
 // TestHostilePluginIsHeld: a third-party sink built with the SDK, configured
 // beside audit-file and run by the real host as a real process, attacks the
 // host from main(), before audit.Serve (before any sandbox of its own): the
@@ -140,11 +144,11 @@ func runProbed(t *testing.T, dir, token, plugin string) {
 			}
 		}
 		h.mu.Unlock()
-		if len(results) >= len(hostileProbes)+1 || time.Now().After(deadline) {
+		if len(results) >= len(reportedProbes) || time.Now().After(deadline) {
 			break
 		}
 	}
-	if len(results) < len(hostileProbes)+1 {
+	if len(results) < len(reportedProbes) {
 		h.mu.Lock()
 		for _, e := range h.logs {
 			if m, _ := e["@module"].(string); strings.Contains(m, "hostile") || strings.Contains(m, "evil") {
@@ -156,7 +160,7 @@ func runProbed(t *testing.T, dir, token, plugin string) {
 	probes := hostileProbes
 	if os.Geteuid() == 0 {
 		// A root host gives every plugin a PID namespace and its /proc.
-		probes = append(probes, "the host's process table")
+		probes = reportedProbes
 	}
 	for _, p := range probes {
 		r, ok := results[p]
