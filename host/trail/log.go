@@ -317,21 +317,27 @@ func (l *Log) Seal(e *audit.Event) audit.Record { return l.sealAt(e, l.link.Seq(
 
 func (l *Log) sealAt(e *audit.Event, seq uint64) audit.Record {
 	r := l.link.LinkAt(e, seq, l.st.Epoch)
-	if err := l.tree.Append(e.Chain.Hash, nil); err != nil {
+	l.addLeaf(e.Type, e.Chain.Hash)
+	return r
+}
+
+// addLeaf adds a record's hash to the tree, the last link and the
+// witnesses' ranges, and counts it.
+func (l *Log) addLeaf(typ audit.Type, hash []byte) {
+	if err := l.tree.Append(hash, nil); err != nil {
 		panic(fmt.Sprintf("trail: append to a range from 0: %v", err)) // cannot fail for a well-formed hash
 	}
 	if n := len(l.links); n > 0 {
-		if err := l.links[n-1].seg.Append(e.Chain.Hash, nil); err != nil {
+		if err := l.links[n-1].seg.Append(hash, nil); err != nil {
 			panic(fmt.Sprintf("trail: append to a link: %v", err))
 		}
 	}
-	l.appendToWitnesses(e.Chain.Hash)
-	if e.Type != audit.AuditCheckpoint && e.Type != audit.AuditCheckpointCosigned {
+	l.appendToWitnesses(hash)
+	if typ != audit.AuditCheckpoint && typ != audit.AuditCheckpointCosigned {
 		l.contentEnd = l.tree.End()
 	}
 	l.st.EpochEvents++
 	l.sinceCkpt++
-	return r
 }
 
 // Due says whether a checkpoint is due (every CheckpointEvents records, or
