@@ -66,6 +66,10 @@ type Options struct {
 	SinkMetrics *sinkclient.Metrics
 	// Witnesses cosign every checkpoint off the node.
 	Witnesses []Witness
+	// SinkTrails names the trail files the sinks write on this node. A
+	// start after a crash reads them to continue the log past a state a
+	// power cut left behind them (called only then).
+	SinkTrails func() []string
 }
 
 // ErrClosed is returned by Emit after shutdown began.

@@ -31,8 +31,10 @@ type sequencer struct {
 	tlog  *trail.Log
 	store *chainStore
 	state *stateWriter
-	// recovered is set when the last run did not stop cleanly.
+	// recovered is set when the last run did not stop cleanly; trails then
+	// names the sinks' trail files on this node to roll forward over.
 	recovered *auditRecovered
+	trails    func() []string
 
 	// held are records sealed while the state could not be written (see
 	// below), stateTried the last attempt to write it.
@@ -70,7 +72,7 @@ func openSequencer(opts Options, m *busMetrics) (*sequencer, error) {
 		return nil, err
 	}
 	s := &sequencer{log: opts.Logger, m: m, serviceID: opts.ServiceID, actor: opts.Actor, holdMax: opts.QueueSize,
-		tlog: tlog, store: store, recovered: rec}
+		tlog: tlog, store: store, recovered: rec, trails: opts.SinkTrails}
 	s.state = newStateWriter(store, opts.Logger.Error, s.stateFailed)
 	tlog.Fill = s.fill
 	return s, nil
@@ -83,7 +85,11 @@ func (s *sequencer) start() (step, error) {
 	if s.recovered != nil {
 		// The crashed run's last records are beyond what it saved: say so
 		// first, and continue the log from the saved tree.
-		e, err := s.tlog.Recover(s.recovered.reserved, "the last run stopped without a clean shutdown (crash, kill -9 or power loss)")
+		reason := "the last run stopped without a clean shutdown (crash, kill -9 or power loss)"
+		if s.trails != nil {
+			reason += s.rollForward(s.trails())
+		}
+		e, err := s.tlog.Recover(s.recovered.reserved, reason)
 		if err != nil {
 			return step{}, fmt.Errorf("record AuditRecovered: %w", err)
 		}
@@ -322,7 +328,9 @@ func (s *sequencer) writeState(last uint64, note []byte) (<-chan error, error) {
 	// Only a save for a reservation seqs are about to pass waits for the
 	// disk here, under the bus's lock; every other save (a checkpoint, the
 	// end of an epoch, a reservation ahead of need) is fdatasync'd by the
-	// state writer. A kill -9 keeps what is written either way.
+	// state writer. A kill -9 keeps what is written either way. A power
+	// cut may lose a checkpoint's save while a sink keeps the checkpoint:
+	// the next start rolls forward over that sink's trail (rollforward.go).
 	sync := s.store.needsReservation(last)
 	ahead := s.store.wantsReservation(last)
 	if !sync && note == nil && !ahead {

@@ -12,13 +12,13 @@ import (
 // -9 keeps it) and hands the fdatasync here, so that a
 // CRITICAL emitter waits for it together with the sinks instead of before
 // them, checkpoints close together share one fdatasync, and no emitter
-// holds the lock through it. The price is a window: a power cut after a
-// sink's fsync of a checkpoint and before this fdatasync leaves that sink
-// with a checkpoint the next start does not continue from, which verify
-// calls forged. Releasing records only once their state is durable closes
-// it, at 3.6x a raw fsync for a CRITICAL emit instead of 2.9x (measured on
-// BenchmarkCriticalEmit). It also refreshes state_dir/checkpoint, once it
-// is idle.
+// holds the lock through it. A power cut after a sink's fsync of a
+// checkpoint and before this fdatasync leaves that sink with a checkpoint
+// past the state on disk: the next start rolls forward over the sink's
+// trail to it (rollforward.go). Releasing records only once their state
+// is durable would need no roll forward, at 3.6x a raw fsync for a
+// CRITICAL emit instead of 2.9x (measured on BenchmarkCriticalEmit). It
+// also refreshes state_dir/checkpoint, once it is idle.
 type stateWriter struct {
 	store *chainStore
 	log   func(msg string, args ...any)

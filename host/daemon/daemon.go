@@ -108,8 +108,10 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 	if err := checkStateDir(cfg.Worker.StateDir); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
+	// Plugins launched for their schema alone, before the bus opens.
+	infoLauncher := &pluginhost.Launcher{Logger: log.Named("plugin"), LogLevel: opts.LogLevel}
 	if !opts.NewLog {
-		if err := refuseNewLogOverATrail(cfg, &pluginhost.Launcher{Logger: log.Named("plugin"), LogLevel: opts.LogLevel}); err != nil {
+		if err := refuseNewLogOverATrail(cfg, infoLauncher); err != nil {
 			return nil, err
 		}
 	}
@@ -162,6 +164,7 @@ func prepare(ctx context.Context, opts Options) (*Daemon, error) {
 		Registerer:      d.reg,
 		SinkMetrics:     sinkMetrics,
 		Witnesses:       witnesses,
+		SinkTrails:      sinkTrails(cfg, infoLauncher),
 	}, conns)
 	if err != nil {
 		return nil, fmt.Errorf("audit bus: %w", err)

@@ -26,14 +26,40 @@ func (e *TrailExistsError) Error() string {
 		"and start again; or start a new log after it on purpose with `vramward run -new-log`", e.StateDir, e.Sink, e.Path, e.Bytes)
 }
 
-// refuseNewLogOverATrail asks each sink's plugin for its schema (Info only,
-// as validate does) when the state dir holds no log, and refuses the start
-// when a file a sink writes already holds something. A sink whose schema
-// cannot be read is left to its start, which fails on its own.
+// refuseNewLogOverATrail refuses the start when the state dir holds no
+// log and a file a sink writes already holds something.
 func refuseNewLogOverATrail(cfg *config.Config, launcher *pluginhost.Launcher) error {
 	if hostaudit.HasLog(cfg.Worker.StateDir) {
 		return nil
 	}
+	for _, out := range sinkOutputs(cfg, launcher) {
+		if st, err := os.Stat(out.path); err == nil && st.Mode().IsRegular() && st.Size() > 0 {
+			return &TrailExistsError{StateDir: cfg.Worker.StateDir, Sink: out.sink, Path: out.path, Bytes: st.Size()}
+		}
+	}
+	return nil
+}
+
+// sinkTrails are the files the sinks write, for a start after a crash to
+// roll the log forward over (hostaudit.Options.SinkTrails).
+func sinkTrails(cfg *config.Config, launcher *pluginhost.Launcher) func() []string {
+	return func() []string {
+		var paths []string
+		for _, out := range sinkOutputs(cfg, launcher) {
+			paths = append(paths, out.path)
+		}
+		return paths
+	}
+}
+
+type sinkOutput struct{ sink, path string }
+
+// sinkOutputs asks each sink's plugin for its schema (Info only, as
+// validate does) and returns the files its config says it writes. A sink
+// whose schema cannot be read is left to its start, which fails on its
+// own.
+func sinkOutputs(cfg *config.Config, launcher *pluginhost.Launcher) []sinkOutput {
+	var outs []sinkOutput
 	for _, s := range cfg.Audit.Sinks {
 		sch, err := fetchSchema(launcher, cfg.Plugin(s.Plugin))
 		if err != nil {
@@ -47,14 +73,10 @@ func refuseNewLogOverATrail(cfg *config.Config, launcher *pluginhost.Launcher) e
 			continue
 		}
 		for _, a := range sch {
-			path, _ := vals[a.Name].(string)
-			if a.Path != schema.WrittenFile || path == "" {
-				continue
-			}
-			if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() && st.Size() > 0 {
-				return &TrailExistsError{StateDir: cfg.Worker.StateDir, Sink: s.Name, Path: path, Bytes: st.Size()}
+			if path, _ := vals[a.Name].(string); a.Path == schema.WrittenFile && path != "" {
+				outs = append(outs, sinkOutput{sink: s.Name, path: path})
 			}
 		}
 	}
-	return nil
+	return outs
 }

@@ -1,0 +1,128 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vramward/vramward/host/trail"
+	"github.com/vramward/vramward/sdk/audit/chain"
+)
+
+// TestPowerCutAfterASinkKeptTheCheckpoint: a power cut after a sink's
+// fsync of a checkpoint and before the state's fdatasync, emulated: the
+// state slots are put back to what they held when an earlier CRITICAL
+// emit returned (durable then), after the sink has fsync'd a later
+// checkpoint and a record past it. Rolled forward over the sink's trail,
+// the next start continues from that checkpoint and the trail verifies,
+// with the crash's loss declared. Without the roll forward (as before),
+// the recovery skips a checkpoint the sink holds and verify calls it
+// forged.
+func TestPowerCutAfterASinkKeptTheCheckpoint(t *testing.T) {
+	for _, roll := range []bool{true, false} {
+		name := map[bool]string{true: "rolled forward", false: "without the roll forward"}[roll]
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(t.TempDir(), "trail.log")
+			c := openCopy(t, path)
+			b, _, _ := newBusWithSink(t, dir, Options{}, c)
+			emit := func(n int) {
+				for i := 0; i < n; i++ {
+					if err := b.Emit(context.Background(), info(t, i)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			emit(3)
+			if err := b.Emit(context.Background(), critical(t)); err != nil {
+				t.Fatal(err)
+			}
+			kept := readSlots(t, dir)
+			emit(2)
+			if err := b.Emit(context.Background(), critical(t)); err != nil {
+				t.Fatal(err)
+			}
+			emit(1)
+			last := b.Trail().Seq
+			eventually(t, "the last record on the sink", func() bool {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				_, ok := c.have[last]
+				return ok
+			})
+			// The cut: the bus is dropped unclosed, and the state's writes
+			// since the first CRITICAL emit never reached the disk.
+			for name, data := range kept {
+				if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			var opts Options
+			if roll {
+				opts.SinkTrails = func() []string { return []string{filepath.Join(t.TempDir(), "absent.log"), path} }
+			}
+			b2, _, _ := newBusWithSink(t, dir, opts, openCopy(t, path))
+			if !b2.Recovered {
+				t.Fatal("not recovered")
+			}
+			if err := b2.Emit(context.Background(), info(t, 9)); err != nil {
+				t.Fatal(err)
+			}
+			if err := b2.Close("after the cut"); err != nil {
+				t.Fatal(err)
+			}
+
+			key, _, err := trail.ReadVerifierKey(filepath.Join(dir, PublicKeyFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			verify := func(accept ...trail.SeqRange) (trail.Report, error) {
+				return trail.VerifyFiles(trail.Options{Key: key, AcceptLoss: accept}, path)
+			}
+			rep, err := verify()
+			var ve *chain.Error
+			if !roll {
+				if !errors.As(err, &ve) || ve.Problem != chain.Forged {
+					t.Fatalf("a recovery past a checkpoint the sink holds was not called forged: %v", err)
+				}
+				return
+			}
+			if !errors.As(err, &ve) || ve.Problem != trail.Lost || len(rep.Lost) != 1 {
+				t.Fatalf("want the crash's declared loss alone: %v", err)
+			}
+			// What is lost starts after the sink's last checkpoint: the one
+			// record past it, and the seqs the crashed run reserved.
+			if from := rep.Lost[0].From; from != last {
+				t.Fatalf("loss declared from seq %d, want from %d (after the checkpoint the sink kept)", from, last)
+			}
+			if _, err := verify(rep.Lost[0].SeqRange); err != nil {
+				t.Fatalf("verify: %v", err)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(data), "continues from its checkpoint at seq") {
+				t.Fatal("AuditRecovered does not say the log rolled forward")
+			}
+		})
+	}
+}
+
+// readSlots is the state slot files' bytes.
+func readSlots(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for _, name := range []string{"chain.state.a", "chain.state.b"} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[name] = data
+	}
+	return out
+}
