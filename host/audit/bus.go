@@ -28,69 +28,6 @@ import (
 	"github.com/vramward/vramward/sdk/audit/sinkclient"
 )
 
-// SinkConn connects the bus to one sink's plugin. The bus calls Start to
-// (re)launch and configure it, Crash to learn whether the plugin process
-// ended on its own, and Stop to end it after its Shutdown RPC.
-type SinkConn interface {
-	Name() string
-	Start(ctx context.Context) (*sinkclient.Client, error)
-	// Crash returns a PluginCrashed event when the plugin process exited
-	// without being asked to, and false while it runs.
-	Crash() (audit.Event, bool)
-	Stop()
-}
-
-// Options configure a bus.
-type Options struct {
-	ServiceID string
-	Actor     audit.Actor
-	StateDir  string
-	// Origin names the log in its checkpoints (trail.Origin of the worker).
-	Origin          string
-	Limits          trail.Limits
-	Require         string // "all" or "any"
-	QueueSize       int
-	SpoolMaxBytes   int64 // each sink's spool file; 0: 1 GiB
-	BatchSize       int
-	BatchWait       time.Duration
-	CriticalTimeout time.Duration
-	ShutdownTimeout time.Duration
-	// RestartMin and RestartMax replace pluginhost's restart policy
-	// bounds when set (tests).
-	RestartMin, RestartMax time.Duration
-	Logger                 hclog.Logger
-	Registerer             prometheus.Registerer
-	// SinkMetrics are the failure counters the sinks' clients share; the
-	// bus counts in them the failures it decides itself. Made from
-	// Registerer when nil.
-	SinkMetrics *sinkclient.Metrics
-	// Witnesses cosign every checkpoint off the node.
-	Witnesses []Witness
-	// SinkTrails names the trail files the sinks write on this node. A
-	// start after a crash reads them to continue the log past a state a
-	// power cut left behind them (called only then).
-	SinkTrails func() []string
-}
-
-// ErrClosed is returned by Emit after shutdown began.
-var ErrClosed = errors.New("audit bus is shut down")
-
-// busLock is the bus's lock, a mutex that a CRITICAL emit can stop waiting
-// for at its deadline.
-type busLock chan struct{}
-
-func (l busLock) Lock()   { l <- struct{}{} }
-func (l busLock) Unlock() { <-l }
-
-func (l busLock) lockBy(deadline <-chan time.Time) bool {
-	select {
-	case l <- struct{}{}:
-		return true
-	case <-deadline:
-		return false
-	}
-}
-
 // Bus is the audit bus. It is safe for concurrent use.
 type Bus struct {
 	opts Options
@@ -184,6 +121,7 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 		}
 		b.sinks = append(b.sinks, newSinkDelivery(b, c, q))
 	}
+	seq.gateOpened = b.releaseGate
 	b.mu.Lock()
 	st, err := b.seq.start()
 	if err == nil {
@@ -198,6 +136,16 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 	}
 	go b.tick()
 	return b, nil
+}
+
+// releaseGate hands out what the epoch gate released: the state holding
+// the new epoch's key is durable.
+func (b *Bus) releaseGate() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.closed {
+		b.fanOut(step{records: b.seq.pass(nil, false)}, false)
+	}
 }
 
 // clockJumped records that the wall clock moved against the monotonic one.
@@ -362,7 +310,13 @@ func (b *Bus) push(batch []audit.Record, w *waiter) {
 		if w != nil && r.Seq == w.seq {
 			return w
 		}
-		return nil
+		if r.Severity != audit.Critical {
+			return nil
+		}
+		// A CRITICAL record the epoch gate held: its emit still waits.
+		b.wmu.Lock()
+		defer b.wmu.Unlock()
+		return b.waiters[r.Seq]
 	}
 	for _, s := range b.sinks {
 		if err := s.q.push(batch...); err != nil {
@@ -441,7 +395,7 @@ func (b *Bus) CloseBy(reason string, deadline time.Time) error {
 	if err != nil {
 		b.log.Error("the log's state still cannot be written at shutdown", "error", err)
 	}
-	b.fanOut(step{records: released}, false)
+	b.fanOut(step{records: b.seq.pass(released, false)}, false)
 	// A checkpoint over everything before HostStopped, then HostStopped
 	// with its own: the trail of a clean stop ends covered.
 	if b.seq.pending() > 0 {
@@ -457,6 +411,7 @@ func (b *Bus) CloseBy(reason string, deadline time.Time) error {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("record HostStopped: %w", err))
 	}
+	b.fanOut(step{records: b.seq.openGate(deadline)}, false)
 	if held, err := b.seq.dropHeld(); err != nil {
 		for _, s := range b.sinks {
 			for i := range held {

@@ -3,12 +3,20 @@ package audit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vramward/vramward/host/trail"
+	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audit/chain"
 )
 
@@ -125,4 +133,82 @@ func readSlots(t *testing.T, dir string) map[string][]byte {
 		out[name] = data
 	}
 	return out
+}
+
+// epochWatch is a sink that checks, as each batch arrives, that every
+// checkpoint ending an epoch comes after the state holding the next
+// epoch's key was fdatasync'd: durableEpoch is the newest epoch a slot
+// held when an fdatasync of it returned.
+type epochWatch struct {
+	memSink
+	durableEpoch *atomic.Uint64
+	early        atomic.Int32
+	ends         atomic.Int32
+}
+
+func (w *epochWatch) Write(ctx context.Context, records []audit.Record) error {
+	for i := range records {
+		var f audit.AuditCheckpointFields
+		if records[i].Type != audit.AuditCheckpoint || audit.Decode(&records[i].Event, &f) != nil || f.NextKey == "" {
+			continue
+		}
+		w.ends.Add(1)
+		if w.durableEpoch.Load() <= records[i].Chain.Epoch {
+			w.early.Add(1)
+		}
+	}
+	return w.memSink.Write(ctx, records)
+}
+
+// TestEpochEndLeavesOnlyOnceTheNewKeyIsDurable: with every fdatasync of
+// the state taking 20 ms, no checkpoint that ends an epoch reaches a sink
+// before the state holding the next key is durable (a power cut before
+// then would leave a sink past what a start can roll forward over), and
+// a CRITICAL emit right after an epoch's end still returns. Before the
+// epoch gate, each such checkpoint left at once.
+func TestEpochEndLeavesOnlyOnceTheNewKeyIsDurable(t *testing.T) {
+	var durableEpoch atomic.Uint64
+	epochOf := regexp.MustCompile(`"epoch":(\d+)`)
+	slow := func(fd int) error {
+		time.Sleep(20 * time.Millisecond)
+		data, err := os.ReadFile(fmt.Sprintf("/proc/self/fd/%d", fd))
+		if err != nil {
+			return err
+		}
+		if err := unix.Fdatasync(fd); err != nil {
+			return err
+		}
+		if m := epochOf.FindSubmatch(data); m != nil {
+			n, _ := strconv.ParseUint(string(m[1]), 10, 64)
+			for old := durableEpoch.Load(); n > old && !durableEpoch.CompareAndSwap(old, n); old = durableEpoch.Load() {
+			}
+		}
+		return nil
+	}
+	fdatasyncHook.Store(&slow)
+	defer fdatasyncHook.Store(nil)
+	dir := t.TempDir()
+	sink := &epochWatch{durableEpoch: &durableEpoch}
+	b, _, _ := newBusWithSink(t, dir, Options{Limits: trail.Limits{EpochEvents: 5, EpochDuration: time.Hour, CheckpointEvents: 100, CheckpointInterval: time.Hour}}, sink)
+	var all int
+	for i := 0; i < 30; i++ {
+		e := info(t, i)
+		if i%7 == 6 {
+			e = critical(t)
+		}
+		if err := b.Emit(context.Background(), e); err != nil {
+			t.Fatalf("emit %d: %v", i, err)
+		}
+		all++
+	}
+	if err := b.Close("done"); err != nil {
+		t.Fatal(err)
+	}
+	if sink.ends.Load() < 5 {
+		t.Fatalf("%d epoch ends reached the sink", sink.ends.Load())
+	}
+	if n := sink.early.Load(); n > 0 {
+		t.Fatalf("%d of %d checkpoints ending an epoch reached the sink before the next key's state was durable", n, sink.ends.Load())
+	}
+	verifyRecords(t, dir, sink.got())
 }

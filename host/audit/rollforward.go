@@ -21,9 +21,9 @@ import (
 // write on this node and continues over the records past the state, up to
 // the last checkpoint among them that the log's key signed (trail.Log
 // RollForward checks every link and the signature: a sink's file is not
-// trusted). What it cannot cross is a checkpoint that ends an epoch: the
-// next key is in no state the disk kept. That window remains, once an
-// epoch.
+// trusted). It could not cross a checkpoint that ends an epoch, whose next
+// key only the state holds; the epoch gate (epochgate.go) keeps such a
+// checkpoint on the host until that state is durable.
 
 // rollForwardMaxBytes bounds how far back from a trail's end a start reads
 // for the records past its state. The state falls behind by at most the

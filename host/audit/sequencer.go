@@ -40,6 +40,11 @@ type sequencer struct {
 	// below), stateTried the last attempt to write it.
 	held       []audit.Record
 	stateTried time.Time
+	// gate holds the records from an epoch's end on until the new key's
+	// state is durable (epochgate.go); gateOpened, the bus's, hands out
+	// what it releases.
+	gate       epochGate
+	gateOpened func()
 	// healthMu guards the state's health, which the state writer reports
 	// from its own goroutine.
 	healthMu   sync.Mutex
@@ -128,6 +133,10 @@ func (s *sequencer) emit(e *audit.Event, checkpoint bool) (step, error) {
 			return step{}, fmt.Errorf("%w (%d records held back): %s %s not recorded: %v", ErrStateUnwritten, len(s.held), e.Severity, e.Type, err)
 		}
 	}
+	released = s.pass(released, false)
+	if n := s.gateHolds(); n >= s.holdMax {
+		return step{}, fmt.Errorf("%w (%d records wait for the new epoch's state to be durable): %s %s not recorded", ErrStateUnwritten, n, e.Severity, e.Type)
+	}
 	r := s.tlog.Seal(e)
 	st := s.next(&r, checkpoint)
 	st.records = append(released, st.records...)
@@ -154,13 +163,14 @@ func (s *sequencer) next(r *audit.Record, checkpoint bool) step {
 	due, endEpoch := s.tlog.Due()
 	var note []byte
 	var ckErr error
+	ended := false
 	if (checkpoint || due) && s.failing() == nil {
 		c, ck, err := s.tlog.Checkpoint(endEpoch)
 		if err != nil {
 			s.log.Error("could not make a checkpoint", "error", err)
 			ckErr = err
 		} else {
-			batch, note = append(batch, c), ck.Note
+			batch, note, ended = append(batch, c), ck.Note, endEpoch
 		}
 	}
 	// A witness is offered the checkpoint only once the state holding it
@@ -168,6 +178,7 @@ func (s *sequencer) next(r *audit.Record, checkpoint bool) step {
 	offers := s.tlog.TakeOffers()
 	if len(batch) == 0 {
 		s.withdraw(offers)
+		st.records = s.pass(st.records, false)
 		return st
 	}
 	for i := range batch {
@@ -182,13 +193,14 @@ func (s *sequencer) next(r *audit.Record, checkpoint bool) step {
 		if critical {
 			st.critical = fmt.Errorf("CRITICAL audit event %s (seq %d): persist the log's state: %w", r.Type, r.Seq, err)
 		}
+		st.records = s.pass(st.records, false)
 		return st
 	}
 	if len(s.held) > 0 {
 		batch = append(s.held, batch...)
 		s.held = nil
 	}
-	st.records = append(st.records, batch...)
+	st.records = s.pass(append(st.records, batch...), ended)
 	st.durable = durable
 	if durable != nil {
 		st.offers = offers
@@ -217,9 +229,11 @@ func (s *sequencer) tick() (st step, skew time.Duration, jumped bool) {
 	if due, _ := s.tlog.Due(); due {
 		return s.next(nil, true), skew, jumped
 	}
+	var released []audit.Record
 	if time.Since(s.stateTried) >= stateRetryEvery {
-		st.records, _ = s.retry() // a failure is counted and logged there
+		released, _ = s.retry() // a failure is counted and logged there
 	}
+	st.records = s.pass(released, false)
 	return st, skew, jumped
 }
 

@@ -68,6 +68,21 @@ func (sw *stateWriter) persist(seq uint64, note []byte) <-chan error {
 	return ch
 }
 
+// wait answers once the state written up to seq is durable (or with the
+// error of the fdatasync that should have made it so), without asking for
+// one: persist already has.
+func (sw *stateWriter) wait(seq uint64) <-chan error {
+	ch := make(chan error, 1)
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.durable >= seq {
+		ch <- nil
+		return ch
+	}
+	sw.waiters = append(sw.waiters, stateWaiter{seq: seq, ch: ch})
+	return ch
+}
+
 // saved records a state the sequencer made durable itself.
 func (sw *stateWriter) saved(seq uint64) {
 	sw.mu.Lock()

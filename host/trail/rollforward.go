@@ -23,8 +23,9 @@ import (
 // shortened record) ends the walk. Nothing after the last checkpoint that
 // verifies is taken: without a signature over them, records a sink holds
 // are only its word, and a hostile sink could have written them. Nor is a
-// checkpoint that ends the epoch: the next key it certifies was only in
-// the state the power cut lost. It
+// checkpoint that ends the epoch: the next key it certifies is in no state
+// this log resumed from (the host keeps one on the node until the state
+// holding the key is durable). It
 // returns how many records the log took (0 when none) and the seq of the
 // checkpoint it reached.
 func (l *Log) RollForward(records []chain.Record) (taken int, checkpointSeq uint64, err error) {
