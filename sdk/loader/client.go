@@ -2,12 +2,11 @@ package loader
 
 import (
 	"context"
-	"github.com/vramward/vramward/sdk/internal/bounded"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/vramward/vramward/sdk/internal/bounded"
 	loaderv1 "github.com/vramward/vramward/sdk/proto/loader/v1"
-	"github.com/vramward/vramward/sdk/schema"
 )
 
 // Client is the host's side of one loader plugin. Every failure it returns
@@ -16,8 +15,7 @@ type Client struct {
 	rpc loaderv1.ModelLoaderClient
 	log hclog.Logger
 
-	sandboxed bool
-	sandbox   string
+	sandbox bounded.SandboxReport
 }
 
 // NewClient wraps a connection's ModelLoader client.
@@ -34,12 +32,9 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, fromStatus("info", err)
 	}
-	if err := bounded.Info(resp.GetName(), resp.GetVersion()); err != nil {
-		return Info{}, &Rejection{Op: "info", Reason: ReasonUnavailable, Msg: err.Error(), Offset: -1}
-	}
-	sch, err := schema.FromProto(resp.GetConfigSchema())
+	sch, err := bounded.PluginInfo(resp.GetName(), resp.GetVersion(), resp.GetConfigSchema())
 	if err != nil {
-		return Info{}, &Rejection{Op: "info", Reason: ReasonUnavailable, Msg: "the plugin's config schema is unreadable: " + err.Error(), Offset: -1}
+		return Info{}, &Rejection{Op: "info", Reason: ReasonUnavailable, Msg: err.Error(), Offset: -1}
 	}
 	return Info{Name: resp.GetName(), Version: resp.GetVersion(), Schema: sch, Formats: resp.GetFormats()}, nil
 }
@@ -50,13 +45,13 @@ func (c *Client) Configure(ctx context.Context, configJSON []byte) error {
 	if err != nil {
 		return fromStatus("configure", err)
 	}
-	c.sandboxed, c.sandbox = resp.GetSandboxed(), resp.GetSandbox()
+	c.sandbox.Set(resp.GetSandboxed(), resp.GetSandbox())
 	return nil
 }
 
 // Sandbox says whether the plugin restricted itself after Configure, and
 // how (or why not).
-func (c *Client) Sandbox() (bool, string) { return c.sandboxed, c.sandbox }
+func (c *Client) Sandbox() (bool, string) { return c.sandbox.Get() }
 
 // Validate confines, hashes and validates the model at path.
 func (c *Client) Validate(ctx context.Context, path, expectedSHA256 string) (*Model, error) {

@@ -3,10 +3,10 @@ package loader
 import (
 	"errors"
 	"fmt"
-	"github.com/vramward/vramward/sdk/internal/bounded"
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/vramward/vramward/sdk/internal/bounded"
 	"github.com/vramward/vramward/sdk/internal/rpcerr"
 	loaderv1 "github.com/vramward/vramward/sdk/proto/loader/v1"
 	"github.com/vramward/vramward/sdk/schema"

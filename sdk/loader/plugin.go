@@ -12,42 +12,25 @@ import (
 
 // GRPCPlugin is the go-plugin glue for the ModelLoader service: the plugin
 // process holds the server half, the host the client half; an in-process
-// test holds both.
-type GRPCPlugin struct {
-	serving.Glue
-	srv *server
-	log hclog.Logger
-}
+// test holds both (WithClient). Close closes the served loader.
+type GRPCPlugin = serving.Plugin
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
+
+const service = "ModelLoader"
+
+func dial(logger hclog.Logger) func(*grpc.ClientConn) any {
+	return func(c *grpc.ClientConn) any { return NewClient(loaderv1.NewModelLoaderClient(c), logger) }
+}
 
 // PluginForLoader serves l.
 func PluginForLoader(l Loader, logger hclog.Logger) *GRPCPlugin {
 	srv := newServer(l, logger)
-	p := &GRPCPlugin{srv: srv, log: logger}
-	p.Service, p.Register = "ModelLoader", func(s *grpc.Server) { loaderv1.RegisterModelLoaderServer(s, srv) }
-	return p
+	return serving.Served(service, func(s *grpc.Server) { loaderv1.RegisterModelLoaderServer(s, srv) }, dial(logger), srv.close)
 }
 
 // PluginForHost dispenses a *Client.
-func PluginForHost(logger hclog.Logger) *GRPCPlugin {
-	return (&GRPCPlugin{log: logger}).WithClient()
-}
-
-// WithClient adds the host half, for in-process tests.
-func (p *GRPCPlugin) WithClient() *GRPCPlugin {
-	p.Service = "ModelLoader"
-	p.Dial = func(c *grpc.ClientConn) any { return NewClient(loaderv1.NewModelLoaderClient(c), p.log) }
-	return p
-}
-
-// Close closes the served loader (in-process tests; Serve does it itself).
-func (p *GRPCPlugin) Close() error {
-	if p.srv == nil {
-		return nil
-	}
-	return p.srv.close()
-}
+func PluginForHost(logger hclog.Logger) *GRPCPlugin { return serving.ForHost(service, dial(logger)) }
 
 // NewLogger is the logger a loader plugin should use: JSON lines on stderr,
 // forwarded by the host under the plugin's name; level from
@@ -60,11 +43,5 @@ func NewLogger(name string) hclog.Logger { return serving.NewLogger(name) }
 // SIGTERM, the host dying), and never outlives the host.
 func Serve(l Loader) {
 	logger := NewLogger(l.Info().Name)
-	p := PluginForLoader(l, logger)
-	final := func(why string) {
-		if err := p.srv.close(); err != nil {
-			logger.Error("close failed", "why", why, "error", err)
-		}
-	}
-	serving.Serve(handshake.KindModelLoader, p, final, logger, nil)
+	serving.ServeClosing(handshake.KindModelLoader, PluginForLoader(l, logger), logger)
 }

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/vramward/vramward/sdk/sandbox"
 	"sync"
+
+	"github.com/vramward/vramward/sdk/sandbox"
 
 	"github.com/hashicorp/go-hclog"
 

@@ -2,13 +2,12 @@ package vram
 
 import (
 	"context"
-	"github.com/vramward/vramward/sdk/internal/bounded"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/vramward/vramward/sdk/internal/bounded"
 	vramv1 "github.com/vramward/vramward/sdk/proto/vram/v1"
-	"github.com/vramward/vramward/sdk/schema"
 )
 
 // Client is the host's side of one VRAM backend plugin. Every failure it
@@ -18,8 +17,7 @@ type Client struct {
 	rpc vramv1.VramBackendClient
 	log hclog.Logger
 
-	sandboxed bool
-	sandbox   string
+	sandbox bounded.SandboxReport
 }
 
 // NewClient wraps a connection's VramBackend client.
@@ -36,12 +34,9 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, fromStatus("info", err)
 	}
-	if err := bounded.Info(resp.GetName(), resp.GetVersion()); err != nil {
-		return Info{}, &Failure{Op: "info", Reason: ReasonUnavailable, Msg: err.Error()}
-	}
-	sch, err := schema.FromProto(resp.GetConfigSchema())
+	sch, err := bounded.PluginInfo(resp.GetName(), resp.GetVersion(), resp.GetConfigSchema())
 	if err != nil {
-		return Info{}, &Failure{Op: "info", Reason: ReasonUnavailable, Msg: "the plugin's config schema is unreadable: " + err.Error()}
+		return Info{}, &Failure{Op: "info", Reason: ReasonUnavailable, Msg: err.Error()}
 	}
 	return Info{Name: resp.GetName(), Version: resp.GetVersion(), Schema: sch}, nil
 }
@@ -54,13 +49,13 @@ func (c *Client) Configure(ctx context.Context, configJSON []byte, models Models
 	if err != nil {
 		return "", fromStatus("configure", err)
 	}
-	c.sandboxed, c.sandbox = resp.GetSandboxed(), resp.GetSandbox()
+	c.sandbox.Set(resp.GetSandboxed(), resp.GetSandbox())
 	return resp.GetBackend(), nil
 }
 
 // Sandbox says whether the plugin restricted itself after Configure, and
 // how (or why not).
-func (c *Client) Sandbox() (bool, string) { return c.sandboxed, c.sandbox }
+func (c *Client) Sandbox() (bool, string) { return c.sandbox.Get() }
 
 // Devices lists the devices.
 func (c *Client) Devices(ctx context.Context) ([]Device, error) {

@@ -3,10 +3,10 @@ package vram
 import (
 	"errors"
 	"fmt"
-	"github.com/vramward/vramward/sdk/internal/bounded"
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/vramward/vramward/sdk/internal/bounded"
 	"github.com/vramward/vramward/sdk/internal/rpcerr"
 	vramv1 "github.com/vramward/vramward/sdk/proto/vram/v1"
 	"github.com/vramward/vramward/sdk/schema"

@@ -12,42 +12,25 @@ import (
 
 // GRPCPlugin is the go-plugin glue for the VramBackend service: the plugin
 // process holds the server half, the host the client half; an in-process
-// test holds both.
-type GRPCPlugin struct {
-	serving.Glue
-	srv *server
-	log hclog.Logger
-}
+// test holds both (WithClient). Close closes the served backend.
+type GRPCPlugin = serving.Plugin
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
+
+const service = "VramBackend"
+
+func dial(logger hclog.Logger) func(*grpc.ClientConn) any {
+	return func(c *grpc.ClientConn) any { return NewClient(vramv1.NewVramBackendClient(c), logger) }
+}
 
 // PluginForBackend serves b.
 func PluginForBackend(b Backend, logger hclog.Logger) *GRPCPlugin {
 	srv := newServer(b, logger)
-	p := &GRPCPlugin{srv: srv, log: logger}
-	p.Service, p.Register = "VramBackend", func(s *grpc.Server) { vramv1.RegisterVramBackendServer(s, srv) }
-	return p
+	return serving.Served(service, func(s *grpc.Server) { vramv1.RegisterVramBackendServer(s, srv) }, dial(logger), srv.close)
 }
 
 // PluginForHost dispenses a *Client.
-func PluginForHost(logger hclog.Logger) *GRPCPlugin {
-	return (&GRPCPlugin{log: logger}).WithClient()
-}
-
-// WithClient adds the host half, for in-process tests.
-func (p *GRPCPlugin) WithClient() *GRPCPlugin {
-	p.Service = "VramBackend"
-	p.Dial = func(c *grpc.ClientConn) any { return NewClient(vramv1.NewVramBackendClient(c), p.log) }
-	return p
-}
-
-// Close closes the served backend (in-process tests; Serve does it itself).
-func (p *GRPCPlugin) Close() error {
-	if p.srv == nil {
-		return nil
-	}
-	return p.srv.close()
-}
+func PluginForHost(logger hclog.Logger) *GRPCPlugin { return serving.ForHost(service, dial(logger)) }
 
 // NewLogger is the logger a backend plugin should use (JSON on stderr).
 func NewLogger(name string) hclog.Logger { return serving.NewLogger(name) }
@@ -57,11 +40,5 @@ func NewLogger(name string) hclog.Logger { return serving.NewLogger(name) }
 // backend is closed once, so device memory is freed.
 func Serve(b Backend) {
 	logger := NewLogger(b.Info().Name)
-	p := PluginForBackend(b, logger)
-	final := func(why string) {
-		if err := p.srv.close(); err != nil {
-			logger.Error("close failed", "why", why, "error", err)
-		}
-	}
-	serving.Serve(handshake.KindVramBackend, p, final, logger, nil)
+	serving.ServeClosing(handshake.KindVramBackend, PluginForBackend(b, logger), logger)
 }

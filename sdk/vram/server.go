@@ -6,11 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/vramward/vramward/sdk/confine"
-	"github.com/vramward/vramward/sdk/sandbox"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/vramward/vramward/sdk/confine"
+	"github.com/vramward/vramward/sdk/sandbox"
 
 	"github.com/hashicorp/go-hclog"
 

@@ -12,13 +12,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vramward/vramward/sdk/audit"
-	"github.com/vramward/vramward/sdk/internal/bounded"
-
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/vramward/vramward/sdk/audit"
+	"github.com/vramward/vramward/sdk/internal/bounded"
 	auditv1 "github.com/vramward/vramward/sdk/proto/audit/v1"
-	"github.com/vramward/vramward/sdk/schema"
 )
 
 // Options bind a Client to one configured sink.
@@ -54,8 +52,7 @@ type Client struct {
 	single auditv1.AuditSink_EmitStreamClient
 	cancel context.CancelFunc
 
-	sandboxed bool
-	sandbox   string
+	sandbox bounded.SandboxReport
 }
 
 func newClient(opts Options, rpc auditv1.AuditSinkClient) (*Client, error) {
@@ -87,10 +84,7 @@ func (c *Client) Info(ctx context.Context) (audit.SinkInfo, error) {
 	if err != nil {
 		return audit.SinkInfo{}, c.fail(fromStatus("info", err), nil, 0)
 	}
-	if err := bounded.Info(resp.GetName(), resp.GetVersion()); err != nil {
-		return audit.SinkInfo{}, c.fail(&audit.Error{Op: "info", Reason: audit.ReasonUnavailable, Msg: err.Error()}, nil, 0)
-	}
-	sch, err := schema.FromProto(resp.GetConfigSchema())
+	sch, err := bounded.PluginInfo(resp.GetName(), resp.GetVersion(), resp.GetConfigSchema())
 	if err != nil {
 		return audit.SinkInfo{}, c.fail(&audit.Error{Op: "info", Reason: audit.ReasonUnavailable, Msg: err.Error()}, nil, 0)
 	}
@@ -103,13 +97,13 @@ func (c *Client) Configure(ctx context.Context, configJSON []byte) error {
 	if err != nil {
 		return c.fail(fromStatus("configure", err), nil, 0)
 	}
-	c.sandboxed, c.sandbox = resp.GetSandboxed(), resp.GetSandbox()
+	c.sandbox.Set(resp.GetSandboxed(), resp.GetSandbox())
 	return nil
 }
 
 // Sandbox says whether the plugin restricted itself after Configure, and
 // how (or why not).
-func (c *Client) Sandbox() (bool, string) { return c.sandboxed, c.sandbox }
+func (c *Client) Sandbox() (bool, string) { return c.sandbox.Get() }
 
 func (c *Client) countShortened(n uint64) {
 	if n > 0 {

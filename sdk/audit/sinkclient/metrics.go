@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vramward/vramward/sdk/audit"
 )
 

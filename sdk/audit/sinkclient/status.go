@@ -3,11 +3,12 @@ package sinkclient
 import (
 	"strconv"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/status"
+
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/internal/bounded"
 	"github.com/vramward/vramward/sdk/schema"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/status"
 )
 
 // fromStatus decodes an RPC error into an *audit.Error. An error without our

@@ -25,3 +25,20 @@ func TestCaps(t *testing.T) {
 		t.Errorf("List kept %d items", len(l))
 	}
 }
+
+// A hostile plugin's Configure answer: the sandbox description the host
+// shows in its status is cut like any other text a plugin sends. Before,
+// it was kept whole.
+func TestSandboxReportIsBounded(t *testing.T) {
+	var r SandboxReport
+	r.Set(true, strings.Repeat("landlock ", MaxTextBytes))
+	if ok, how := r.Get(); !ok || len(how) > MaxTextBytes+64 {
+		t.Fatalf("kept %v, %d bytes", ok, len(how))
+	}
+	if _, err := PluginInfo("n", "v", nil); err != nil {
+		t.Fatalf("no schema is an empty one: %v", err)
+	}
+	if _, err := PluginInfo(strings.Repeat("n", MaxNameBytes+1), "v", nil); err == nil {
+		t.Fatal("a long name passed")
+	}
+}

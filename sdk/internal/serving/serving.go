@@ -6,10 +6,11 @@ package serving
 import (
 	"context"
 	"fmt"
-	"github.com/vramward/vramward/sdk/sandbox"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/vramward/vramward/sdk/sandbox"
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
@@ -97,4 +98,49 @@ func (g *Glue) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.Cl
 		return nil, fmt.Errorf("%s plugin: not a host-side plugin", g.Service)
 	}
 	return g.Dial(conn), nil
+}
+
+// Plugin is Glue for a kind whose served half must be closed once: a
+// loader or a VRAM backend (the audit sink's Shutdown RPC does more).
+type Plugin struct {
+	Glue
+	dial  func(*grpc.ClientConn) any
+	close func() error
+}
+
+// Served is the plugin process's half: register serves the service, close
+// ends what it serves. dial is kept for WithClient.
+func Served(service string, register func(*grpc.Server), dial func(*grpc.ClientConn) any, close func() error) *Plugin {
+	return &Plugin{Glue: Glue{Service: service, Register: register}, dial: dial, close: close}
+}
+
+// ForHost is the host's half alone.
+func ForHost(service string, dial func(*grpc.ClientConn) any) *Plugin {
+	return (&Plugin{Glue: Glue{Service: service}, dial: dial}).WithClient()
+}
+
+// WithClient adds the host half, for in-process tests.
+func (p *Plugin) WithClient() *Plugin {
+	p.Dial = p.dial
+	return p
+}
+
+// Close closes the served half (in-process tests; ServeClosing does it
+// itself); the host's half has nothing to close.
+func (p *Plugin) Close() error {
+	if p.close == nil {
+		return nil
+	}
+	return p.close()
+}
+
+// ServeClosing serves p as the plugin process of kind and closes it once,
+// whichever way the process ends.
+func ServeClosing(kind string, p *Plugin, logger hclog.Logger) {
+	final := func(why string) {
+		if err := p.Close(); err != nil {
+			logger.Error("close failed", "why", why, "error", err)
+		}
+	}
+	Serve(kind, p, final, logger, nil)
 }
