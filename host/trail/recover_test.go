@@ -20,7 +20,7 @@ var tiny = Limits{EpochEvents: 10, EpochDuration: time.Hour, CheckpointEvents: 4
 
 // stolen resumes the log from its final state and key, as whoever took the
 // node would.
-func stolen(t *testing.T, l *Log, st State) *Log {
+func stolen(t testing.TB, l *Log, st State) *Log {
 	t.Helper()
 	k, err := LoadKey(st.Origin, l.Key().AppendSecret(nil))
 	if err != nil {

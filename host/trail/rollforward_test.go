@@ -1,6 +1,7 @@
 package trail
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ type cut struct {
 
 // powerCut runs a log, saves its state (what the disk kept), then seals
 // what reaches a sink only.
-func powerCut(t *testing.T) cut {
+func powerCut(t testing.TB) cut {
 	t.Helper()
 	l, key, before := testLog(t, 5, longEpochs)
 	kept := l.State()
@@ -208,4 +209,32 @@ func TestRollForwardRefusesWhatTheKeyDidNotSign(t *testing.T) {
 	if taken, _, _ := next.RollForward(rec); taken != 0 {
 		t.Fatalf("took %d records under a checkpoint record that contradicts its note", taken)
 	}
+}
+
+// FuzzRollForward: whatever a sink's file holds past the state, the roll
+// forward does not panic and takes records only up to a checkpoint of
+// this log's key over exactly them: the tree it ends with is the one that
+// checkpoint signs.
+func FuzzRollForward(f *testing.F) {
+	pc := powerCut(f)
+	f.Add(join(pc.after))
+	f.Add(join(pc.after[:3]))
+	f.Add(join(pc.before))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var records []chain.Record
+		_ = chain.ReadRecords(chain.Source{Name: "fuzz", R: bytes.NewReader(data)}, func(r chain.Record) error {
+			records = append(records, r)
+			return nil
+		})
+		next := stolen(t, pc.l, pc.kept)
+		taken, seq, err := next.RollForward(records)
+		if err != nil || taken == 0 {
+			return
+		}
+		got := next.State()
+		c, err := Open(got.LastCheckpoint, pc.key)
+		if err != nil || got.LastCheckpointSeq != seq || c.Size+1 != got.TreeSize {
+			t.Fatalf("took %d records to seq %d: the log's last checkpoint does not sign its tree (%v)", taken, seq, err)
+		}
+	})
 }
