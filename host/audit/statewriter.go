@@ -15,10 +15,11 @@ import (
 // holds the lock through it. A power cut after a sink's fsync of a
 // checkpoint and before this fdatasync leaves that sink with a checkpoint
 // past the state on disk: the next start rolls forward over the sink's
-// trail to it (rollforward.go). Releasing records only once their state
-// is durable would need no roll forward, at 3.6x a raw fsync for a
-// CRITICAL emit instead of 2.9x (measured on BenchmarkCriticalEmit). It
-// also refreshes state_dir/checkpoint, once it is idle.
+// trail to it (rollforward.go); only an epoch's end waits (epochgate.go).
+// Holding every checkpoint until its state is durable would also cover a
+// copy off the node that got ahead of every local trail, at 4.0-4.2x a
+// raw fsync for a CRITICAL emit instead of 3.0x (BenchmarkCriticalEmit).
+// It also refreshes state_dir/checkpoint, once it is idle.
 type stateWriter struct {
 	store *chainStore
 	log   func(msg string, args ...any)
