@@ -111,6 +111,12 @@ func (c *memConn) Start(context.Context) (*sinkclient.Client, error) {
 	return client, client.Configure(context.Background(), nil)
 }
 func (c *memConn) Crash() (audit.Event, bool) { return audit.Event{}, false }
+
+// OnNode is true unless the sink says its copy is kept off the node.
+func (c *memConn) OnNode() bool {
+	o, ok := c.sink.(interface{ offNode() bool })
+	return !ok || !o.offNode()
+}
 func (c *memConn) Stop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -230,8 +230,45 @@ func (w *sinkDelivery) run() {
 		if batch == nil {
 			return
 		}
+		if !w.conn.OnNode() && !w.awaitStateCovers(batch) {
+			return
+		}
 		if !w.deliver(batch) {
 			return
+		}
+	}
+}
+
+// awaitStateCovers waits, for a sink whose copy is off the node, until the
+// state holding the batch's last checkpoint is durable. Otherwise a power
+// cut could leave that copy with a checkpoint that neither the state on
+// disk nor any trail on the node holds, which the next start could not
+// continue from (rollforward.go). A checkpoint of an earlier run (from
+// the spool) was saved by it. It reports false when the loop was stopped
+// first.
+func (w *sinkDelivery) awaitStateCovers(batch []audit.Record) bool {
+	var seq uint64
+	for i := len(batch) - 1; i >= 0 && seq == 0; i-- {
+		if batch[i].Type == audit.AuditCheckpoint {
+			seq = batch[i].Seq
+		}
+	}
+	if seq < w.b.seq.firstSeq {
+		return true
+	}
+	for {
+		select {
+		case err := <-w.b.seq.durable(seq):
+			if err == nil {
+				return true
+			}
+			// An fdatasync failed: the sequencer holds what follows and
+			// retries; wait for the save that succeeds.
+			if !w.sleep(stateRetryEvery) {
+				return false
+			}
+		case <-w.stop:
+			return false
 		}
 	}
 }

@@ -23,6 +23,11 @@ type SinkConn interface {
 	// without being asked to, and false while it runs.
 	Crash() (audit.Event, bool)
 	Stop()
+	// OnNode says the sink keeps its copy in a file on this node, which a
+	// start after a crash rolls the log forward over (Options.SinkTrails).
+	// A sink whose copy is elsewhere (syslog) gets a checkpoint only once
+	// the state holding it is durable.
+	OnNode() bool
 }
 
 // Options configure a bus.

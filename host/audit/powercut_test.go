@@ -212,3 +212,86 @@ func TestEpochEndLeavesOnlyOnceTheNewKeyIsDurable(t *testing.T) {
 	}
 	verifyRecords(t, dir, sink.got())
 }
+
+// ckptWatch is a sink that counts the checkpoints that arrive before the
+// state holding them is durable: durableSeq is the seq of the newest slot
+// an fdatasync returned for.
+type ckptWatch struct {
+	memSink
+	off        bool
+	durableSeq *atomic.Uint64
+	early, all atomic.Int32
+}
+
+func (w *ckptWatch) offNode() bool { return w.off }
+
+func (w *ckptWatch) Write(ctx context.Context, records []audit.Record) error {
+	for i := range records {
+		if records[i].Type != audit.AuditCheckpoint {
+			continue
+		}
+		w.all.Add(1)
+		if w.durableSeq.Load() < records[i].Seq {
+			w.early.Add(1)
+		}
+	}
+	return w.memSink.Write(ctx, records)
+}
+
+// TestOffNodeCopyGetsACheckpointOnlyOnceItsStateIsDurable: a sink whose
+// copy is off the node (syslog) gets no checkpoint before the state
+// holding it is durable, with every fdatasync taking 20 ms: a power cut
+// can then leave no copy with a checkpoint that neither the state on disk
+// nor a trail on the node holds. A sink on the node gets them at once
+// (the next start rolls forward over its file): there most arrive first,
+// which is what the off-node sink would see without the wait. CRITICAL
+// emits, which wait for both sinks, still succeed.
+func TestOffNodeCopyGetsACheckpointOnlyOnceItsStateIsDurable(t *testing.T) {
+	var durableSeq atomic.Uint64
+	seqOf := regexp.MustCompile(`"seq":(\d+)`)
+	slow := func(fd int) error {
+		time.Sleep(20 * time.Millisecond)
+		data, err := os.ReadFile(fmt.Sprintf("/proc/self/fd/%d", fd))
+		if err != nil {
+			return err
+		}
+		if err := unix.Fdatasync(fd); err != nil {
+			return err
+		}
+		if m := seqOf.FindSubmatch(data); m != nil {
+			n, _ := strconv.ParseUint(string(m[1]), 10, 64)
+			for old := durableSeq.Load(); n > old && !durableSeq.CompareAndSwap(old, n); old = durableSeq.Load() {
+			}
+		}
+		return nil
+	}
+	fdatasyncHook.Store(&slow)
+	defer fdatasyncHook.Store(nil)
+	dir := t.TempDir()
+	local := &ckptWatch{durableSeq: &durableSeq}
+	remote := &ckptWatch{off: true, durableSeq: &durableSeq}
+	b, _, _ := newBusWithSink(t, dir, Options{Limits: trail.Limits{EpochEvents: 1000, EpochDuration: time.Hour, CheckpointEvents: 3, CheckpointInterval: time.Hour}}, local, remote)
+	for i := 0; i < 20; i++ {
+		e := info(t, i)
+		if i%5 == 4 {
+			e = critical(t)
+		}
+		if err := b.Emit(context.Background(), e); err != nil {
+			t.Fatalf("emit %d: %v", i, err)
+		}
+	}
+	if err := b.Close("done"); err != nil {
+		t.Fatal(err)
+	}
+	if remote.all.Load() < 5 || remote.all.Load() != local.all.Load() {
+		t.Fatalf("checkpoints: %d on the node, %d off it", local.all.Load(), remote.all.Load())
+	}
+	if n := remote.early.Load(); n > 0 {
+		t.Fatalf("%d of %d checkpoints reached the off-node sink before their state was durable", n, remote.all.Load())
+	}
+	if local.early.Load() == 0 {
+		t.Fatal("no checkpoint reached the on-node sink ahead of its state: the test does not tell the two apart")
+	}
+	verifyRecords(t, dir, remote.got())
+	verifyRecords(t, dir, local.got())
+}

@@ -35,6 +35,9 @@ type sequencer struct {
 	// names the sinks' trail files on this node to roll forward over.
 	recovered *auditRecovered
 	trails    func() []string
+	// firstSeq is the first seq this run seals (set at open); what a
+	// sink's spool replays from before it is an earlier run's.
+	firstSeq uint64
 
 	// held are records sealed while the state could not be written (see
 	// below), stateTried the last attempt to write it.
@@ -77,7 +80,7 @@ func openSequencer(opts Options, m *busMetrics) (*sequencer, error) {
 		return nil, err
 	}
 	s := &sequencer{log: opts.Logger, m: m, serviceID: opts.ServiceID, actor: opts.Actor, holdMax: opts.QueueSize,
-		tlog: tlog, store: store, recovered: rec, trails: opts.SinkTrails}
+		tlog: tlog, store: store, recovered: rec, trails: opts.SinkTrails, firstSeq: tlog.Seq() + 1}
 	s.state = newStateWriter(store, opts.Logger.Error, s.stateFailed)
 	tlog.Fill = s.fill
 	return s, nil
@@ -257,6 +260,10 @@ func (s *sequencer) trail() TrailState {
 	seq, size, at := s.tlog.LastCheckpoint()
 	return TrailState{Seq: s.tlog.Seq(), Epoch: s.tlog.Epoch(), LastCheckpointSeq: seq, LastCheckpointTreeSize: size, LastCheckpointAt: at}
 }
+
+// durable answers once the state holding seq is durable (an error when
+// an fdatasync failed meanwhile). Safe to call without the bus's lock.
+func (s *sequencer) durable(seq uint64) <-chan error { return s.state.wait(seq) }
 
 // syncState makes the state written so far durable. Safe to call without
 // the bus's lock (the store has its own).

@@ -15,11 +15,12 @@ import (
 // holds the lock through it. A power cut after a sink's fsync of a
 // checkpoint and before this fdatasync leaves that sink with a checkpoint
 // past the state on disk: the next start rolls forward over the sink's
-// trail to it (rollforward.go); only an epoch's end waits (epochgate.go).
-// Holding every checkpoint until its state is durable would also cover a
-// copy off the node that got ahead of every local trail, at 4.0-4.2x a
-// raw fsync for a CRITICAL emit instead of 3.0x (BenchmarkCriticalEmit).
-// It also refreshes state_dir/checkpoint, once it is idle.
+// trail to it (rollforward.go). What no roll forward can reach waits for
+// this fdatasync: an epoch's end (epochgate.go), and every checkpoint
+// bound for a sink off the node (delivery.go). Holding every checkpoint
+// for every sink would cost 4.0-4.2x a raw fsync for a CRITICAL emit
+// instead of 3.0x (BenchmarkCriticalEmit). It also refreshes
+// state_dir/checkpoint, once it is idle.
 type stateWriter struct {
 	store *chainStore
 	log   func(msg string, args ...any)
@@ -84,11 +85,21 @@ func (sw *stateWriter) wait(seq uint64) <-chan error {
 	return ch
 }
 
-// saved records a state the sequencer made durable itself.
+// saved records a state the sequencer made durable itself, and answers
+// whoever waits for it.
 func (sw *stateWriter) saved(seq uint64) {
 	sw.mu.Lock()
+	defer sw.mu.Unlock()
 	sw.setDurable(seq)
-	sw.mu.Unlock()
+	kept := sw.waiters[:0]
+	for _, w := range sw.waiters {
+		if w.seq <= sw.durable {
+			w.ch <- nil
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	sw.waiters = kept
 }
 
 // setDurable moves the durable seq; sw.mu is held.

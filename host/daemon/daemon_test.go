@@ -336,3 +336,22 @@ func TestHealthzAndMetrics(t *testing.T) {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
 }
+
+// The file sink's schema marks its trail as a written file: its copy is on
+// the node (it gets checkpoints at once; a start after a crash reads it).
+// A sink with nothing written on the node, or one not started yet, is off
+// it, so its checkpoints wait for the state.
+func TestFileSinkKeepsItsCopyOnTheNode(t *testing.T) {
+	e := newEnv(t, oneSink)
+	d := start(t, e)
+	defer d.Shutdown("test done")
+	if !d.conns[0].OnNode() {
+		t.Fatal("the file sink's copy is not taken as on the node")
+	}
+	if (&sinkConn{}).OnNode() {
+		t.Fatal("a sink never started is taken as on the node")
+	}
+	if (&sinkConn{starts: 1}).OnNode() {
+		t.Fatal("a sink that writes no file is taken as on the node")
+	}
+}

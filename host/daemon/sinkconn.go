@@ -123,6 +123,16 @@ func (c *sinkConn) Stop() {
 	}
 }
 
+// OnNode says the sink writes a file on this node: its schema marks a
+// written file (what the sandbox policy lets it write, and what a start
+// after a crash reads to roll the log forward). Until its first start it
+// counts as off the node, which only makes checkpoints wait for the state.
+func (c *sinkConn) OnNode() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.starts > 0 && len(c.spec.Policy.WriteDirs) > 0
+}
+
 // up reports whether the plugin process runs.
 func (c *sinkConn) up() bool {
 	c.mu.Lock()

@@ -68,7 +68,9 @@ const (
 	// WrittenFile is a file the plugin creates or appends to: absent, or
 	// a regular file (not a directory, not a symbolic link), in a
 	// directory that exists (not writable by group or others) or can be
-	// made.
+	// made. For an audit sink it is also where its copy of the trail is,
+	// one record line per line: the host gives it checkpoints at once and
+	// reads its tail after a crash.
 	WrittenFile
 	// ReadFile is a file the plugin reads: it must be a regular file.
 	ReadFile
