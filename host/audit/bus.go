@@ -120,6 +120,7 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 			b.log.Info("replaying events spooled by the last run", "sink", name, "events", sp.pending)
 		}
 		b.sinks = append(b.sinks, newSinkDelivery(b, c, q))
+		seq.spools = append(seq.spools, spoolSource(sp))
 	}
 	seq.gateOpened = b.releaseGate
 	b.mu.Lock()

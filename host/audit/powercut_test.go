@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -294,4 +295,68 @@ func TestOffNodeCopyGetsACheckpointOnlyOnceItsStateIsDurable(t *testing.T) {
 	}
 	verifyRecords(t, dir, remote.got())
 	verifyRecords(t, dir, local.got())
+}
+
+// offNodeSink is a memSink whose copy is off the node.
+type offNodeSink struct{ memSink }
+
+func (*offNodeSink) offNode() bool { return true }
+
+// TestPowerCutWithTheCheckpointInASpool: the one sink is off the node and
+// down, so its records, checkpoints among them, wait in its spool (written
+// and fsync'd on the node). A power cut then leaves the state behind the
+// spool. The next start rolls forward over the spool, so what it replays
+// to the sink is part of the log that continues: that copy verifies, with
+// the crash's loss accepted. Without the spool among the sources it would
+// be forged.
+func TestPowerCutWithTheCheckpointInASpool(t *testing.T) {
+	dir := t.TempDir()
+	down := &offNodeSink{}
+	down.set(errors.New("receiver down"), nil)
+	limits := trail.Limits{EpochEvents: 1000, EpochDuration: time.Hour, CheckpointEvents: 3, CheckpointInterval: time.Hour}
+	b, _, _ := newBusWithSink(t, dir, Options{QueueSize: 2, Limits: limits}, down)
+	emit := func(n int) {
+		for i := 0; i < n; i++ {
+			if err := b.Emit(context.Background(), info(t, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	emit(3)
+	// The checkpoint over them is durable once a sync save covers it.
+	if err := b.seq.syncState(); err != nil {
+		t.Fatal(err)
+	}
+	kept := readSlots(t, dir)
+	emit(4)
+	if err := b.seq.syncState(); err != nil { // the state the cut loses
+		t.Fatal(err)
+	}
+	spool, err := os.ReadFile(filepath.Join(dir, "spool-s0.jsonl"))
+	if err != nil || !strings.Contains(string(spool), `"type":"AuditCheckpoint"`) {
+		t.Fatalf("no checkpoint in the spool (%v)", err)
+	}
+	for name, data := range kept {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	up := &offNodeSink{}
+	b2, _, _ := newBusWithSink(t, dir, Options{Limits: limits}, up)
+	if err := b2.Emit(context.Background(), info(t, 99)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Close("after the cut"); err != nil {
+		t.Fatal(err)
+	}
+	key, data := trailOf(t, dir, [][]audit.Event{up.got()})
+	rep, err := trail.Verify(trail.Options{Key: key}, chain.Source{Name: "copy", R: bytes.NewReader(data)})
+	var ve *chain.Error
+	if !errors.As(err, &ve) || ve.Problem != trail.Lost || len(rep.Lost) != 1 {
+		t.Fatalf("want the crash's declared loss alone: %v", err)
+	}
+	if _, err := trail.Verify(trail.Options{Key: key, AcceptLoss: []trail.SeqRange{rep.Lost[0].SeqRange}}, chain.Source{Name: "copy", R: bytes.NewReader(data)}); err != nil {
+		t.Fatalf("the copy the spool was replayed to: %v", err)
+	}
 }

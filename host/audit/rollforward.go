@@ -23,35 +23,69 @@ import (
 // RollForward checks every link and the signature: a sink's file is not
 // trusted). It could not cross a checkpoint that ends an epoch, whose next
 // key only the state holds; the epoch gate (epochgate.go) keeps such a
-// checkpoint on the host until that state is durable.
+// checkpoint on the host until that state is durable. The sinks' spools
+// are read too: a spool replayed to a sink off the node must not carry a
+// checkpoint the log did not continue from.
 
 // rollForwardMaxBytes bounds how far back from a trail's end a start reads
 // for the records past its state. The state falls behind by at most the
 // records of a few fdatasyncs; a trail that needs more is skipped.
 const rollForwardMaxBytes = 64 << 20
 
-// rollForward continues the log over each trail in turn and says what it
-// took, for the AuditRecovered reason; "" when no trail was ahead.
-func (s *sequencer) rollForward(trails []string) string {
+// rollSource is one copy a roll forward reads: a sink's trail file, or
+// the records a sink's spool holds for it.
+type rollSource struct {
+	name  string
+	after func(seq uint64) ([]chain.Record, error) // the records past seq
+}
+
+// trailSource reads a sink's trail file.
+func trailSource(path string) rollSource {
+	return rollSource{name: path, after: func(seq uint64) ([]chain.Record, error) { return recordsAfter(path, seq) }}
+}
+
+// spoolSource reads what a sink's spool holds for it: records the crashed
+// run sealed that no sink took yet. A checkpoint among them that the log
+// did not continue from would fork the copy the spool is replayed to.
+func spoolSource(sp *spool) rollSource {
+	return rollSource{name: sp.path, after: func(seq uint64) ([]chain.Record, error) {
+		var out []chain.Record
+		err := sp.scan(func(rs []audit.Record) {
+			for i := range rs {
+				if rs[i].Seq <= seq {
+					continue
+				}
+				if r, cerr := chain.Check(rs[i].Line); cerr == nil {
+					out = append(out, r)
+				}
+			}
+		})
+		return out, err
+	}}
+}
+
+// rollForward continues the log over each source in turn and says what it
+// took, for the AuditRecovered reason; "" when none was ahead.
+func (s *sequencer) rollForward(sources []rollSource) string {
 	took := ""
-	for _, path := range trails {
+	for _, src := range sources {
 		from := s.tlog.Seq()
-		records, err := recordsAfter(path, from)
+		records, err := src.after(from)
 		if err != nil {
-			s.log.Warn("could not read a sink's trail to continue the log past its saved state; a checkpoint it holds past the state would fork the log", "path", path, "error", err)
+			s.log.Warn("could not read a copy of the trail to continue the log past its saved state; a checkpoint it holds past the state would fork the log", "path", src.name, "error", err)
 			continue
 		}
 		n, seq, err := s.tlog.RollForward(records)
 		if err != nil {
-			s.log.Error("could not continue the log over a sink's trail", "path", path, "error", err)
+			s.log.Error("could not continue the log over a copy of the trail", "path", src.name, "error", err)
 			continue
 		}
 		if n == 0 {
 			continue
 		}
 		s.log.Warn("the log's state on disk was behind a sink's trail (a power cut before the state's fdatasync): the log continues from the checkpoint the trail holds",
-			"path", path, "state_seq", from, "checkpoint_seq", seq, "records", n)
-		took = fmt.Sprintf("; the saved state was behind a sink's trail, so the log continues from its checkpoint at seq %d (%d records past the state)", seq, n)
+			"path", src.name, "state_seq", from, "checkpoint_seq", seq, "records", n)
+		took = fmt.Sprintf("; the saved state was behind a copy of the trail, so the log continues from its checkpoint at seq %d (%d records past the state)", seq, n)
 	}
 	return took
 }

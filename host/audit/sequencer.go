@@ -32,9 +32,11 @@ type sequencer struct {
 	store *chainStore
 	state *stateWriter
 	// recovered is set when the last run did not stop cleanly; trails then
-	// names the sinks' trail files on this node to roll forward over.
+	// names the sinks' trail files on this node to roll forward over, and
+	// spools the sinks' spools.
 	recovered *auditRecovered
 	trails    func() []string
+	spools    []rollSource // the sinks' spools, set by the bus before start
 	// firstSeq is the first seq this run seals (set at open); what a
 	// sink's spool replays from before it is an earlier run's.
 	firstSeq uint64
@@ -94,9 +96,13 @@ func (s *sequencer) start() (step, error) {
 		// The crashed run's last records are beyond what it saved: say so
 		// first, and continue the log from the saved tree.
 		reason := "the last run stopped without a clean shutdown (crash, kill -9 or power loss)"
+		var sources []rollSource
 		if s.trails != nil {
-			reason += s.rollForward(s.trails())
+			for _, path := range s.trails() {
+				sources = append(sources, trailSource(path))
+			}
 		}
+		reason += s.rollForward(append(sources, s.spools...))
 		e, err := s.tlog.Recover(s.recovered.reserved, reason)
 		if err != nil {
 			return step{}, fmt.Errorf("record AuditRecovered: %w", err)
