@@ -136,26 +136,31 @@ func readSlots(t *testing.T, dir string) map[string][]byte {
 	return out
 }
 
-// epochWatch is a sink that checks, as each batch arrives, that every
-// checkpoint ending an epoch comes after the state holding the next
-// epoch's key was fdatasync'd: durableEpoch is the newest epoch a slot
-// held when an fdatasync of it returned.
-type epochWatch struct {
+// checkpointWatch is a sink that counts, as each batch arrives, the
+// checkpoints that ahead counts and those of them that came before their
+// state was durable: durable is what the test's fdatasync hook saw reach
+// the disk (slowDurableSlots).
+type checkpointWatch struct {
 	memSink
-	durableEpoch *atomic.Uint64
-	early        atomic.Int32
-	ends         atomic.Int32
+	off     bool
+	durable *atomic.Uint64
+	ahead   func(r *audit.Record, durable uint64) (counts, early bool)
+	early   atomic.Int32
+	all     atomic.Int32
 }
 
-func (w *epochWatch) Write(ctx context.Context, records []audit.Record) error {
+func (w *checkpointWatch) offNode() bool { return w.off }
+
+func (w *checkpointWatch) Write(ctx context.Context, records []audit.Record) error {
 	for i := range records {
-		var f audit.AuditCheckpointFields
-		if records[i].Type != audit.AuditCheckpoint || audit.Decode(&records[i].Event, &f) != nil || f.NextKey == "" {
+		if records[i].Type != audit.AuditCheckpoint {
 			continue
 		}
-		w.ends.Add(1)
-		if w.durableEpoch.Load() <= records[i].Chain.Epoch {
-			w.early.Add(1)
+		if counts, early := w.ahead(&records[i], w.durable.Load()); counts {
+			w.all.Add(1)
+			if early {
+				w.early.Add(1)
+			}
 		}
 	}
 	return w.memSink.Write(ctx, records)
@@ -168,28 +173,13 @@ func (w *epochWatch) Write(ctx context.Context, records []audit.Record) error {
 // a CRITICAL emit right after an epoch's end still returns. Before the
 // epoch gate, each such checkpoint left at once.
 func TestEpochEndLeavesOnlyOnceTheNewKeyIsDurable(t *testing.T) {
-	var durableEpoch atomic.Uint64
-	epochOf := regexp.MustCompile(`"epoch":(\d+)`)
-	slow := func(fd int) error {
-		time.Sleep(20 * time.Millisecond)
-		data, err := os.ReadFile(fmt.Sprintf("/proc/self/fd/%d", fd))
-		if err != nil {
-			return err
-		}
-		if err := unix.Fdatasync(fd); err != nil {
-			return err
-		}
-		if m := epochOf.FindSubmatch(data); m != nil {
-			n, _ := strconv.ParseUint(string(m[1]), 10, 64)
-			for old := durableEpoch.Load(); n > old && !durableEpoch.CompareAndSwap(old, n); old = durableEpoch.Load() {
-			}
-		}
-		return nil
-	}
-	fdatasyncHook.Store(&slow)
-	defer fdatasyncHook.Store(nil)
 	dir := t.TempDir()
-	sink := &epochWatch{durableEpoch: &durableEpoch}
+	// An epoch's end is early while no durable slot holds the next epoch.
+	sink := &checkpointWatch{durable: slowDurableSlots(t, "epoch"), ahead: func(r *audit.Record, durable uint64) (bool, bool) {
+		var f audit.AuditCheckpointFields
+		ends := audit.Decode(&r.Event, &f) == nil && f.NextKey != ""
+		return ends, durable <= r.Chain.Epoch
+	}}
 	b, _, _ := newBusWithSink(t, dir, Options{Limits: trail.Limits{EpochEvents: 5, EpochDuration: time.Hour, CheckpointEvents: 100, CheckpointInterval: time.Hour}}, sink)
 	var all int
 	for i := 0; i < 30; i++ {
@@ -205,38 +195,13 @@ func TestEpochEndLeavesOnlyOnceTheNewKeyIsDurable(t *testing.T) {
 	if err := b.Close("done"); err != nil {
 		t.Fatal(err)
 	}
-	if sink.ends.Load() < 5 {
-		t.Fatalf("%d epoch ends reached the sink", sink.ends.Load())
+	if sink.all.Load() < 5 {
+		t.Fatalf("%d epoch ends reached the sink", sink.all.Load())
 	}
 	if n := sink.early.Load(); n > 0 {
-		t.Fatalf("%d of %d checkpoints ending an epoch reached the sink before the next key's state was durable", n, sink.ends.Load())
+		t.Fatalf("%d of %d checkpoints ending an epoch reached the sink before the next key's state was durable", n, sink.all.Load())
 	}
 	verifyRecords(t, dir, sink.got())
-}
-
-// ckptWatch is a sink that counts the checkpoints that arrive before the
-// state holding them is durable: durableSeq is the seq of the newest slot
-// an fdatasync returned for.
-type ckptWatch struct {
-	memSink
-	off        bool
-	durableSeq *atomic.Uint64
-	early, all atomic.Int32
-}
-
-func (w *ckptWatch) offNode() bool { return w.off }
-
-func (w *ckptWatch) Write(ctx context.Context, records []audit.Record) error {
-	for i := range records {
-		if records[i].Type != audit.AuditCheckpoint {
-			continue
-		}
-		w.all.Add(1)
-		if w.durableSeq.Load() < records[i].Seq {
-			w.early.Add(1)
-		}
-	}
-	return w.memSink.Write(ctx, records)
 }
 
 // TestOffNodeCopyGetsACheckpointOnlyOnceItsStateIsDurable: a sink whose
@@ -248,29 +213,11 @@ func (w *ckptWatch) Write(ctx context.Context, records []audit.Record) error {
 // which is what the off-node sink would see without the wait. CRITICAL
 // emits, which wait for both sinks, still succeed.
 func TestOffNodeCopyGetsACheckpointOnlyOnceItsStateIsDurable(t *testing.T) {
-	var durableSeq atomic.Uint64
-	seqOf := regexp.MustCompile(`"seq":(\d+)`)
-	slow := func(fd int) error {
-		time.Sleep(20 * time.Millisecond)
-		data, err := os.ReadFile(fmt.Sprintf("/proc/self/fd/%d", fd))
-		if err != nil {
-			return err
-		}
-		if err := unix.Fdatasync(fd); err != nil {
-			return err
-		}
-		if m := seqOf.FindSubmatch(data); m != nil {
-			n, _ := strconv.ParseUint(string(m[1]), 10, 64)
-			for old := durableSeq.Load(); n > old && !durableSeq.CompareAndSwap(old, n); old = durableSeq.Load() {
-			}
-		}
-		return nil
-	}
-	fdatasyncHook.Store(&slow)
-	defer fdatasyncHook.Store(nil)
 	dir := t.TempDir()
-	local := &ckptWatch{durableSeq: &durableSeq}
-	remote := &ckptWatch{off: true, durableSeq: &durableSeq}
+	durable := slowDurableSlots(t, "seq")
+	before := func(r *audit.Record, durable uint64) (bool, bool) { return true, durable < r.Seq }
+	local := &checkpointWatch{durable: durable, ahead: before}
+	remote := &checkpointWatch{off: true, durable: durable, ahead: before}
 	b, _, _ := newBusWithSink(t, dir, Options{Limits: trail.Limits{EpochEvents: 1000, EpochDuration: time.Hour, CheckpointEvents: 3, CheckpointInterval: time.Hour}}, local, remote)
 	for i := 0; i < 20; i++ {
 		e := info(t, i)
@@ -359,4 +306,32 @@ func TestPowerCutWithTheCheckpointInASpool(t *testing.T) {
 	if _, err := trail.Verify(trail.Options{Key: key, AcceptLoss: []trail.SeqRange{rep.Lost[0].SeqRange}}, chain.Source{Name: "copy", R: bytes.NewReader(data)}); err != nil {
 		t.Fatalf("the copy the spool was replayed to: %v", err)
 	}
+}
+
+// slowDurableSlots makes every fdatasync of the state take 20 ms and
+// returns the highest value of the slot body's field (its first "field":N)
+// among the slots an fdatasync has returned for: what the disk holds.
+func slowDurableSlots(t *testing.T, field string) *atomic.Uint64 {
+	t.Helper()
+	var durable atomic.Uint64
+	valueOf := regexp.MustCompile(`"` + field + `":(\d+)`)
+	slow := func(fd int) error {
+		time.Sleep(20 * time.Millisecond)
+		data, err := os.ReadFile(fmt.Sprintf("/proc/self/fd/%d", fd))
+		if err != nil {
+			return err
+		}
+		if err := unix.Fdatasync(fd); err != nil {
+			return err
+		}
+		if m := valueOf.FindSubmatch(data); m != nil {
+			n, _ := strconv.ParseUint(string(m[1]), 10, 64)
+			for old := durable.Load(); n > old && !durable.CompareAndSwap(old, n); old = durable.Load() {
+			}
+		}
+		return nil
+	}
+	fdatasyncHook.Store(&slow)
+	t.Cleanup(func() { fdatasyncHook.Store(nil) })
+	return &durable
 }
