@@ -31,9 +31,9 @@ import (
 // the recovery skips a checkpoint the sink holds and verify calls it
 // forged.
 func TestPowerCutAfterASinkKeptTheCheckpoint(t *testing.T) {
-	for _, roll := range []bool{true, false} {
-		name := map[bool]string{true: "rolled forward", false: "without the roll forward"}[roll]
-		t.Run(name, func(t *testing.T) {
+	for _, mode := range []string{"rolled forward", "rolled forward over a rotated file", "without the roll forward"} {
+		roll, rotated := mode != "without the roll forward", mode == "rolled forward over a rotated file"
+		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(t.TempDir(), "trail.log")
 			c := openCopy(t, path)
@@ -70,9 +70,18 @@ func TestPowerCutAfterASinkKeptTheCheckpoint(t *testing.T) {
 				}
 			}
 
+			files := []string{path}
+			if rotated {
+				// The sink moved its file aside before the cut: what is
+				// past the state is in the rotated file.
+				if err := os.Rename(path, path+".1"); err != nil {
+					t.Fatal(err)
+				}
+				files = []string{path + ".1", path}
+			}
 			var opts Options
 			if roll {
-				opts.SinkTrails = func() []string { return []string{filepath.Join(t.TempDir(), "absent.log"), path} }
+				opts.SinkTrails = func() []string { return append([]string{filepath.Join(t.TempDir(), "absent.log")}, files...) }
 			}
 			b2, _, _ := newBusWithSink(t, dir, opts, openCopy(t, path))
 			if !b2.Recovered {
@@ -90,7 +99,7 @@ func TestPowerCutAfterASinkKeptTheCheckpoint(t *testing.T) {
 				t.Fatal(err)
 			}
 			verify := func(accept ...trail.SeqRange) (trail.Report, error) {
-				return trail.VerifyFiles(trail.Options{Key: key, AcceptLoss: accept}, path)
+				return trail.VerifyFiles(trail.Options{Key: key, AcceptLoss: accept}, files...)
 			}
 			rep, err := verify()
 			var ve *chain.Error

@@ -18,6 +18,7 @@ import (
 
 	hostaudit "github.com/vramward/vramward/host/audit"
 	"github.com/vramward/vramward/host/config"
+	"github.com/vramward/vramward/host/pluginhost"
 	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/sdk/audit"
 	"github.com/vramward/vramward/sdk/audittest"
@@ -353,5 +354,26 @@ func TestFileSinkKeepsItsCopyOnTheNode(t *testing.T) {
 	}
 	if (&sinkConn{starts: 1}).OnNode() {
 		t.Fatal("a sink that writes no file is taken as on the node")
+	}
+}
+
+// The files a start after a crash rolls forward over: each sink's trail,
+// after the file it rotated last, where a rotation may have moved the
+// records past the state.
+func TestSinkTrailsNameTheRotatedFileFirst(t *testing.T) {
+	e := newEnv(t, oneSink)
+	launcher := &pluginhost.Launcher{Logger: hclog.NewNullLogger()}
+	live := filepath.Join(e.dir, "trail", "audit.log")
+	if got := sinkTrails(e.cfg, launcher)(); len(got) != 1 || got[0] != live {
+		t.Fatalf("trails %q, want %q", got, live)
+	}
+	if err := os.MkdirAll(filepath.Dir(live), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(live+".1", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := sinkTrails(e.cfg, launcher)(); len(got) != 2 || got[0] != live+".1" || got[1] != live {
+		t.Fatalf("trails %q, want the rotated file, then %q", got, live)
 	}
 }

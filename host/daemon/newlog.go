@@ -41,11 +41,16 @@ func refuseNewLogOverATrail(cfg *config.Config, launcher *pluginhost.Launcher) e
 }
 
 // sinkTrails are the files the sinks write, for a start after a crash to
-// roll the log forward over (hostaudit.Options.SinkTrails).
+// roll the log forward over (hostaudit.Options.SinkTrails). A file the
+// sink rotated last (PATH.1, as the file sink and audit verify name it)
+// comes first: a rotation may have moved the records past the state there.
 func sinkTrails(cfg *config.Config, launcher *pluginhost.Launcher) func() []string {
 	return func() []string {
 		var paths []string
 		for _, out := range sinkOutputs(cfg, launcher) {
+			if st, err := os.Lstat(out.path + ".1"); err == nil && st.Mode().IsRegular() {
+				paths = append(paths, out.path+".1")
+			}
 			paths = append(paths, out.path)
 		}
 		return paths
