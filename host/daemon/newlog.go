@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -73,14 +72,8 @@ func sinkOutputs(cfg *config.Config, launcher *pluginhost.Launcher) []sinkOutput
 		if cfg.DecodeUseConfig(s, sch).HasErrors() {
 			continue
 		}
-		vals := map[string]any{}
-		if err := json.Unmarshal(s.ConfigJSON, &vals); err != nil {
-			continue
-		}
-		for _, a := range sch {
-			if path, _ := vals[a.Name].(string); a.Path == schema.WrittenFile && path != "" {
-				outs = append(outs, sinkOutput{sink: s.Name, path: path})
-			}
+		for _, path := range pathsOf(configValues(s), sch, schema.WrittenFile) {
+			outs = append(outs, sinkOutput{sink: s.Name, path: path})
 		}
 	}
 	return outs

@@ -49,6 +49,25 @@ func limitsOf(p *config.Plugin) pluginhost.Limits {
 	return l
 }
 
+// pathsOf are the files of a kind that a plugin's decoded config block
+// (vals) names, as its schema marks them.
+func pathsOf(vals map[string]any, sch schema.Schema, kind schema.PathKind) []string {
+	var out []string
+	for _, a := range sch {
+		if v, _ := vals[a.Name].(string); a.Path == kind && v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// configValues is a plugin's decoded config block as JSON values.
+func configValues(u *config.PluginUse) map[string]any {
+	vals := map[string]any{}
+	_ = json.Unmarshal(u.ConfigJSON, &vals)
+	return vals
+}
+
 // usePolicy is what the host lets a plugin reach, from its block in the
 // config and the schema it publishes: a file attribute it writes gives it
 // that file's directory, one it reads that file; a loader and a VRAM backend
@@ -58,20 +77,11 @@ func limitsOf(p *config.Plugin) pluginhost.Limits {
 // state dir, not the token, not another plugin's files.
 func usePolicy(cfg *config.Config, u *config.PluginUse, sch schema.Schema) pluginhost.Policy {
 	var p pluginhost.Policy
-	vals := map[string]any{}
-	_ = json.Unmarshal(u.ConfigJSON, &vals)
-	for _, a := range sch {
-		v, _ := vals[a.Name].(string)
-		if v == "" {
-			continue
-		}
-		switch a.Path {
-		case schema.WrittenFile:
-			p.WriteDirs = append(p.WriteDirs, filepath.Dir(v))
-		case schema.ReadFile:
-			p.ReadFiles = append(p.ReadFiles, v)
-		}
+	vals := configValues(u)
+	for _, f := range pathsOf(vals, sch, schema.WrittenFile) {
+		p.WriteDirs = append(p.WriteDirs, filepath.Dir(f))
 	}
+	p.ReadFiles = pathsOf(vals, sch, schema.ReadFile)
 	if u.Role == "loader" || u.Role == "vram" {
 		p.ReadDirs = append(p.ReadDirs, loaderRoots(cfg)...)
 	}
