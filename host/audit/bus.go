@@ -245,7 +245,7 @@ func (b *Bus) Submit(e audit.Event) (func(context.Context) error, error) {
 		b.mu.Unlock()
 		return nil, ErrClosed
 	}
-	w, err := b.enqueue(&e)
+	w, err := b.enqueue(&e, deadline)
 	b.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -256,9 +256,9 @@ func (b *Bus) Submit(e audit.Event) (func(context.Context) error, error) {
 	return func(ctx context.Context) error { return b.awaitCritical(ctx, e, w, deadline) }, nil
 }
 
-// enqueue seals e and queues it for every sink; b.mu is held.
-func (b *Bus) enqueue(e *audit.Event) (*waiter, error) {
-	st, err := b.seq.emit(e, e.Severity == audit.Critical)
+// enqueue seals e and queues it for every sink, by deadline; b.mu is held.
+func (b *Bus) enqueue(e *audit.Event, deadline time.Time) (*waiter, error) {
+	st, err := b.seq.emit(e, e.Severity == audit.Critical, deadline)
 	if err != nil {
 		// Refused before it was sealed: every sink misses it.
 		for _, s := range b.sinks {
@@ -405,7 +405,7 @@ func (b *Bus) CloseBy(reason string, deadline time.Time) error {
 	last, err := audit.Make(audit.Actor{}, audit.HostStoppedFields{Reason: reason, Undelivered: uint64(undelivered)})
 	if err == nil {
 		var st step
-		if st, err = b.seq.emit(&last, true); err == nil {
+		if st, err = b.seq.emit(&last, true, deadline); err == nil {
 			b.fanOut(st, false)
 		}
 	}

@@ -12,7 +12,8 @@ import (
 // the log forward over a sink's checkpoints (rollforward.go), but not past
 // one that certifies a key no state on disk holds: the log could not sign
 // on. Holding them costs the records after an epoch's end one fdatasync,
-// once an epoch, and no emitter waits for the disk under the bus's lock.
+// once an epoch; an emitter waits for the disk under the bus's lock only
+// when the gate already holds a queue's worth (awaitGate).
 type epochGate struct {
 	shut    bool           // under the bus's lock, as is records
 	records []audit.Record // in seq order, the epoch's last checkpoint first
@@ -70,6 +71,29 @@ func (s *sequencer) pass(records []audit.Record, endsEpoch bool) []audit.Record 
 		return nil
 	}
 	return records
+}
+
+// awaitGate waits until deadline for a shut gate's state to be durable,
+// and says whether it is. Emitters faster than the state's disk fill the
+// gate only while one fdatasync runs, and wait for it (under the bus's
+// lock: every emitter waits, in order) rather than lose events; a CRITICAL
+// one still returns by critical_timeout.
+func (s *sequencer) awaitGate(deadline time.Time) bool {
+	if !s.gate.shut {
+		return true
+	}
+	wait := time.Until(deadline)
+	if wait <= 0 {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-s.gate.wait.done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // gateHolds is how many records the gate holds.

@@ -132,8 +132,10 @@ func (s *sequencer) fill(e *audit.Event) {
 // due, or when checkpoint is set (a CRITICAL record is covered by a signed
 // checkpoint before its emit returns). While the state cannot be written
 // and the records held back fill a queue, e is refused before it is
-// sealed (it takes no seq): ErrStateUnwritten.
-func (s *sequencer) emit(e *audit.Event, checkpoint bool) (step, error) {
+// sealed (it takes no seq): ErrStateUnwritten. When the epoch gate holds a
+// queue's worth, emit waits for it to open until deadline (the zero time:
+// not at all) before it refuses.
+func (s *sequencer) emit(e *audit.Event, checkpoint bool, deadline time.Time) (step, error) {
 	s.fill(e)
 	var released []audit.Record
 	if len(s.held) >= s.holdMax {
@@ -143,8 +145,11 @@ func (s *sequencer) emit(e *audit.Event, checkpoint bool) (step, error) {
 		}
 	}
 	released = s.pass(released, false)
+	if s.gateHolds() >= s.holdMax && s.awaitGate(deadline) {
+		released = append(released, s.pass(nil, false)...)
+	}
 	if n := s.gateHolds(); n >= s.holdMax {
-		return step{}, fmt.Errorf("%w (%d records wait for the new epoch's state to be durable): %s %s not recorded", ErrStateUnwritten, n, e.Severity, e.Type)
+		return step{}, fmt.Errorf("%w (%d records wait for the new epoch's state to be durable, which its disk has not answered in time): %s %s not recorded", ErrStateUnwritten, n, e.Severity, e.Type)
 	}
 	r := s.tlog.Seal(e)
 	st := s.next(&r, checkpoint)

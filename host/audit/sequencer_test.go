@@ -68,7 +68,7 @@ func TestSequencerSteps(t *testing.T) {
 		if i%5 == 4 {
 			e = critical(t)
 		}
-		st, err := s.emit(&e, e.Severity == audit.Critical)
+		st, err := s.emit(&e, e.Severity == audit.Critical, time.Time{})
 		if err != nil || st.critical != nil {
 			t.Fatalf("emit %d: %v %v", i, err, st.critical)
 		}
@@ -125,14 +125,14 @@ func TestSequencerHoldsWhileTheStateFails(t *testing.T) {
 	// The first write to fail is the CRITICAL one's (nothing before it
 	// needed a save).
 	e := critical(t)
-	st, err := s.emit(&e, true)
+	st, err := s.emit(&e, true, time.Time{})
 	if err != nil || st.critical == nil || len(st.records) != 0 {
 		t.Fatalf("a CRITICAL emit with its state unwritten: err %v, critical %v, %d records out", err, st.critical, len(st.records))
 	}
 	var last uint64
 	for i := 0; ; i++ {
 		e := info(t, i)
-		st, err := s.emit(&e, false)
+		st, err := s.emit(&e, false, time.Time{})
 		if errors.Is(err, ErrStateUnwritten) {
 			break
 		}
@@ -147,7 +147,7 @@ func TestSequencerHoldsWhileTheStateFails(t *testing.T) {
 	writeHook.Store(nil)
 	s.stateTried = time.Time{} // the next emit tries at once
 	e = info(t, 0)
-	st, err = s.emit(&e, false)
+	st, err = s.emit(&e, false, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +292,7 @@ func TestReservationsAreMadeAheadOfNeed(t *testing.T) {
 	first := durable()
 	for i := 0; i < 3*seqReservation; i++ {
 		e := info(t, i)
-		st, err := s.emit(&e, false)
+		st, err := s.emit(&e, false, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}
