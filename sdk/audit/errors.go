@@ -6,10 +6,9 @@ import (
 	"strconv"
 	"syscall"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/vramward/vramward/sdk/internal/rpcerr"
 	"github.com/vramward/vramward/sdk/schema"
 )
 
@@ -38,19 +37,13 @@ const (
 // ErrorDomain is the google.rpc.ErrorInfo domain of sink errors.
 const ErrorDomain = "audit.vramward"
 
-var reasonCodes = map[Reason]codes.Code{
-	ReasonShutDown:      codes.FailedPrecondition,
-	ReasonNotConfigured: codes.FailedPrecondition,
-	ReasonConfigured:    codes.FailedPrecondition,
-	ReasonInvalidConfig: codes.InvalidArgument,
-	ReasonInvalidEvent:  codes.InvalidArgument,
-	ReasonWriteFailed:   codes.Unavailable,
-	ReasonFlushFailed:   codes.Unavailable,
-	ReasonCloseFailed:   codes.Internal,
-	ReasonSeqConflict:   codes.Aborted,
-	ReasonNotDurable:    codes.Internal,
-	ReasonUnavailable:   codes.Unavailable,
-}
+var reasonCodes = rpcerr.ByCode(map[codes.Code][]Reason{
+	codes.FailedPrecondition: {ReasonShutDown, ReasonNotConfigured, ReasonConfigured},
+	codes.InvalidArgument:    {ReasonInvalidConfig, ReasonInvalidEvent},
+	codes.Unavailable:        {ReasonWriteFailed, ReasonFlushFailed, ReasonUnavailable},
+	codes.Internal:           {ReasonCloseFailed, ReasonNotDurable},
+	codes.Aborted:            {ReasonSeqConflict},
+})
 
 // Error is a typed sink failure, on both sides of the RPC boundary.
 type Error struct {
@@ -125,31 +118,14 @@ func asError(op string, def Reason, err error) *Error {
 // toStatus encodes an *Error as a gRPC status with ErrorInfo (and BadRequest
 // for config field errors) details.
 func (e *Error) toStatus() error {
-	code, ok := reasonCodes[e.Reason]
-	if !ok {
-		code = codes.Unknown
-	}
-	st := status.New(code, e.Error())
-	info := &errdetails.ErrorInfo{Reason: string(e.Reason), Domain: ErrorDomain, Metadata: map[string]string{"op": e.Op, "msg": e.Msg}}
+	meta := map[string]string{"msg": e.Msg}
 	if e.Errno != "" {
-		info.Metadata["errno"] = e.Errno
+		meta["errno"] = e.Errno
 	}
 	if e.Written > 0 {
-		info.Metadata["written"] = strconv.Itoa(e.Written)
+		meta["written"] = strconv.Itoa(e.Written)
 	}
-	if with, err := st.WithDetails(info); err == nil {
-		st = with
-	}
-	if len(e.Fields) > 0 {
-		br := &errdetails.BadRequest{}
-		for _, f := range e.Fields {
-			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: f.Field, Description: f.Msg})
-		}
-		if with, err := st.WithDetails(br); err == nil {
-			st = with
-		}
-	}
-	return st.Err()
+	return rpcerr.Status(reasonCodes.Of(e.Reason), e.Error(), ErrorDomain, string(e.Reason), e.Op, meta, e.Fields)
 }
 
 func errnoName(e syscall.Errno) string {

@@ -50,22 +50,16 @@ const (
 // ErrorDomain is the google.rpc.ErrorInfo domain of loader errors.
 const ErrorDomain = "loader.vramward"
 
-var reasonCodes = map[Reason]codes.Code{
-	ReasonPathTraversal:      codes.PermissionDenied,
-	ReasonNotRegularFile:     codes.FailedPrecondition,
-	ReasonNotFound:           codes.NotFound,
-	ReasonPermissionDenied:   codes.PermissionDenied,
-	ReasonTooLarge:           codes.ResourceExhausted,
-	ReasonIntegrityViolation: codes.DataLoss,
-	ReasonMalformedModel:     codes.InvalidArgument,
-	ReasonInvalidArgument:    codes.InvalidArgument,
-	ReasonInvalidConfig:      codes.InvalidArgument,
-	ReasonNotConfigured:      codes.FailedPrecondition,
-	ReasonConfigured:         codes.FailedPrecondition,
-	ReasonIOError:            codes.Unavailable,
-	ReasonCanceled:           codes.Canceled,
-	ReasonUnavailable:        codes.Unavailable,
-}
+var reasonCodes = rpcerr.ByCode(map[codes.Code][]Reason{
+	codes.PermissionDenied:   {ReasonPathTraversal, ReasonPermissionDenied},
+	codes.FailedPrecondition: {ReasonNotRegularFile, ReasonNotConfigured, ReasonConfigured},
+	codes.NotFound:           {ReasonNotFound},
+	codes.ResourceExhausted:  {ReasonTooLarge},
+	codes.DataLoss:           {ReasonIntegrityViolation},
+	codes.InvalidArgument:    {ReasonMalformedModel, ReasonInvalidArgument, ReasonInvalidConfig},
+	codes.Unavailable:        {ReasonIOError, ReasonUnavailable},
+	codes.Canceled:           {ReasonCanceled},
+})
 
 // Rejection is a typed loader outcome other than success, on both sides of
 // the RPC boundary. The fields past Msg are set where the reason has them.
@@ -140,11 +134,7 @@ func asRejection(op string, def Reason, err error) *Rejection {
 }
 
 func (r *Rejection) toStatus() error {
-	code, ok := reasonCodes[r.Reason]
-	if !ok {
-		code = codes.Unknown
-	}
-	return rpcerr.Status(code, r.Error(), ErrorDomain, string(r.Reason), r.Op, r.Fields, &loaderv1.Rejection{
+	return rpcerr.Status(reasonCodes.Of(r.Reason), r.Error(), ErrorDomain, string(r.Reason), r.Op, nil, r.Fields, &loaderv1.Rejection{
 		Reason: string(r.Reason), Message: r.Msg, Path: r.Path, AllowedRoots: r.AllowedRoots,
 		ExpectedSha256: r.ExpectedSHA256, ActualSha256: r.ActualSHA256,
 		FormatReason: r.FormatReason, Offset: r.Offset, Limit: r.Limit, Actual: r.Actual,

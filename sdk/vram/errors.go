@@ -57,16 +57,17 @@ const (
 // ErrorDomain is the google.rpc.ErrorInfo domain of backend errors.
 const ErrorDomain = "vram.vramward"
 
-var reasonCodes = map[Reason]codes.Code{
-	ReasonIntegrityViolation: codes.DataLoss, ReasonPolicyViolation: codes.PermissionDenied,
-	ReasonAllocationFailed: codes.ResourceExhausted, ReasonInvalidShardID: codes.InvalidArgument,
-	ReasonInvalidArgument: codes.InvalidArgument, ReasonShardExists: codes.AlreadyExists,
-	ReasonShardNotFound: codes.NotFound, ReasonDeviceNotFound: codes.NotFound,
-	ReasonInvalidConfig: codes.InvalidArgument, ReasonNotConfigured: codes.FailedPrecondition,
-	ReasonConfigured: codes.FailedPrecondition, ReasonBackendUnavailable: codes.FailedPrecondition,
-	ReasonIOError: codes.Unavailable, ReasonCanceled: codes.Canceled, ReasonUnavailable: codes.Unavailable,
-	ReasonPathTraversal: codes.PermissionDenied, ReasonTooLarge: codes.ResourceExhausted,
-}
+var reasonCodes = rpcerr.ByCode(map[codes.Code][]Reason{
+	codes.DataLoss:           {ReasonIntegrityViolation},
+	codes.PermissionDenied:   {ReasonPolicyViolation, ReasonPathTraversal},
+	codes.ResourceExhausted:  {ReasonAllocationFailed, ReasonTooLarge},
+	codes.InvalidArgument:    {ReasonInvalidShardID, ReasonInvalidArgument, ReasonInvalidConfig},
+	codes.AlreadyExists:      {ReasonShardExists},
+	codes.NotFound:           {ReasonShardNotFound, ReasonDeviceNotFound},
+	codes.FailedPrecondition: {ReasonNotConfigured, ReasonConfigured, ReasonBackendUnavailable},
+	codes.Unavailable:        {ReasonIOError, ReasonUnavailable},
+	codes.Canceled:           {ReasonCanceled},
+})
 
 // Failure is a typed backend failure, on both sides of the RPC boundary.
 type Failure struct {
@@ -140,11 +141,7 @@ func asFailure(op string, def Reason, err error) *Failure {
 }
 
 func (f *Failure) toStatus() error {
-	code, ok := reasonCodes[f.Reason]
-	if !ok {
-		code = codes.Unknown
-	}
-	return rpcerr.Status(code, f.Error(), ErrorDomain, string(f.Reason), f.Op, f.Fields, &vramv1.Failure{
+	return rpcerr.Status(reasonCodes.Of(f.Reason), f.Error(), ErrorDomain, string(f.Reason), f.Op, nil, f.Fields, &vramv1.Failure{
 		Reason: string(f.Reason), Message: f.Msg, ShardId: f.ShardID, Device: f.Device,
 		ExpectedSha256: f.ExpectedSHA256, ActualSha256: f.ActualSHA256,
 		RequestedBytes: f.RequestedBytes, AvailableBytes: f.AvailableBytes, Policy: f.Policy, Violation: f.Violation,

@@ -5,6 +5,8 @@
 package rpcerr
 
 import (
+	"fmt"
+
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -13,11 +15,45 @@ import (
 	"github.com/vramward/vramward/sdk/schema"
 )
 
+// Codes is a kind's table from its reasons to the gRPC code that generic
+// tooling sees; the host branches on the reason, never on the code.
+type Codes[R ~string] map[R]codes.Code
+
+// ByCode writes a Codes table the way it reads best: each code and the
+// reasons it stands for. A reason named under two codes is a mistake in
+// the kind's table, caught when its package loads.
+func ByCode[R ~string](groups map[codes.Code][]R) Codes[R] {
+	out := Codes[R]{}
+	for code, reasons := range groups {
+		for _, r := range reasons {
+			if prev, dup := out[r]; dup {
+				panic(fmt.Sprintf("rpcerr: reason %s has two codes, %s and %s", r, prev, code))
+			}
+			out[r] = code
+		}
+	}
+	return out
+}
+
+// Of is r's code; a reason the table lacks is codes.Unknown.
+func (c Codes[R]) Of(r R) codes.Code {
+	if code, ok := c[r]; ok {
+		return code
+	}
+	return codes.Unknown
+}
+
 // Status builds the error: code and message for generic gRPC tooling,
-// reason and op in the ErrorInfo, fields in a BadRequest, then details.
-func Status(code codes.Code, msg, domain, reason, op string, fields []*schema.FieldError, details ...protoadapt.MessageV1) error {
+// reason and op (and meta) in the ErrorInfo, fields in a BadRequest, then
+// details.
+func Status(code codes.Code, msg, domain, reason, op string, meta map[string]string, fields []*schema.FieldError, details ...protoadapt.MessageV1) error {
 	st := status.New(code, msg)
-	all := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: domain, Metadata: map[string]string{"op": op}}}
+	md := map[string]string{}
+	for k, v := range meta {
+		md[k] = v
+	}
+	md["op"] = op
+	all := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: domain, Metadata: md}}
 	all = append(all, details...)
 	if len(fields) > 0 {
 		br := &errdetails.BadRequest{}
@@ -36,11 +72,13 @@ func Status(code codes.Code, msg, domain, reason, op string, fields []*schema.Fi
 type Decoded struct {
 	// Typed is set when the error carries an ErrorInfo of the domain;
 	// otherwise it is a transport failure or a crash.
-	Typed   bool
-	Reason  string
-	Code    codes.Code
-	Message string
-	Fields  []*schema.FieldError
+	Typed  bool
+	Reason string
+	// Metadata is the ErrorInfo's, when Typed.
+	Metadata map[string]string
+	Code     codes.Code
+	Message  string
+	Fields   []*schema.FieldError
 	// Details are the other detail messages, for the kind to pick its own.
 	Details []any
 }
@@ -56,7 +94,7 @@ func Decode(err error, domain string) Decoded {
 		switch det := det.(type) {
 		case *errdetails.ErrorInfo:
 			if det.GetDomain() == domain {
-				d.Typed, d.Reason = true, det.GetReason()
+				d.Typed, d.Reason, d.Metadata = true, det.GetReason(), det.GetMetadata()
 			}
 		case *errdetails.BadRequest:
 			for _, v := range det.GetFieldViolations() {

@@ -1,0 +1,11 @@
+package audit
+
+import (
+	"testing"
+
+	"github.com/vramward/vramward/sdk/internal/rpcerr/rpcerrtest"
+)
+
+func TestEveryReasonHasACode(t *testing.T) {
+	rpcerrtest.EveryReasonHasACode(t, "errors.go", reasonCodes)
+}
