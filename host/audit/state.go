@@ -77,8 +77,12 @@ const slotSize = 64 << 10
 
 // chainStore keeps the log's state in two fixed-size slot files written
 // alternately (state_dir/chain.state.a and .b), each with a checksum: a save
-// torn by a power cut leaves the other slot intact. When the epoch changes
-// both slots are rewritten, so that no slot keeps an ended epoch's key.
+// torn by a power cut leaves the other slot intact. That holds only while
+// one slot is durable: a save goes to the other slot only once the last
+// one's fdatasync is done, and until then overwrites the slot not yet
+// durable. When the epoch changes, the new state goes to one slot and,
+// once that is durable, sync copies it over the other, so that no slot
+// keeps an ended epoch's key for longer than one fdatasync.
 type chainStore struct {
 	mu  sync.Mutex // one writer: the bus and the state writer both call in
 	dir string
@@ -92,9 +96,14 @@ type chainStore struct {
 	slots        [2]*os.File
 	slotEpoch    [2]uint64 // the epoch whose key each slot holds
 	slotValid    [2]bool
-	dirty        [2]bool // written since the last fdatasync
-	buf          []byte  // the slot being written; its key bytes are zeroed after each write
-	firstKey     string  // the log's first public key (stateBody.FirstKey)
+	slotGen      [2]uint64
+	// unsynced says a slot was written since its last fdatasync (a cut
+	// may tear it); writes counts its writes, so that an fdatasync begun
+	// before the last write does not clear it.
+	unsynced [2]bool
+	writes   [2]uint64
+	buf      []byte // the slot being written; its key bytes are zeroed after each write
+	firstKey string // the log's first public key (stateBody.FirstKey)
 }
 
 func (cs *chainStore) slotPath(i int) string {
@@ -133,7 +142,7 @@ func (cs *chainStore) load() (stateBody, *trail.PrivateKey, bool, error) {
 			continue // a torn slot: its key is not the one its body names
 		}
 		bodies[i], keys[i] = body, k
-		cs.slotValid[i], cs.slotEpoch[i] = true, body.Epoch
+		cs.slotValid[i], cs.slotEpoch[i], cs.slotGen[i] = true, body.Epoch, body.Gen
 		if best < 0 || body.Gen > bodies[best].Gen {
 			best = i
 		}
@@ -191,10 +200,9 @@ func (cs *chainStore) wantsReservation(seq uint64) bool {
 	return seq+seqReservation/2 >= max(cs.reserved, cs.written)
 }
 
-// save writes the log's state into the older slot, and into the other one
-// too when it holds another epoch's key. With sync it is fdatasync'd before
-// returning; without, it is in the page cache (a kill -9 keeps it) and
-// sync makes it durable.
+// save writes the log's state into the slot target names. With sync it is
+// fdatasync'd before returning; without, it is in the page cache (a kill
+// -9 keeps it) and sync makes it durable.
 func (cs *chainStore) save(l *trail.Log, clean, sync bool) error {
 	st := l.State()
 	cs.mu.Lock()
@@ -210,25 +218,39 @@ func (cs *chainStore) save(l *trail.Log, clean, sync bool) error {
 	if st.Seq >= cs.reserved {
 		sync = true
 	}
-	for {
-		cs.gen++
-		i := int(cs.gen % 2)
-		if err := cs.writeSlot(i, l, st, reserved, clean, sync); err != nil {
-			// The slot may be torn: the next save goes to it again, and
-			// the other, whole one is kept.
-			cs.gen--
-			return err
-		}
-		cs.slotReserved[i], cs.written = reserved, max(cs.written, reserved)
-		if sync {
-			cs.reserved = max(cs.reserved, reserved)
-		}
-		if other := 1 - i; !cs.slotValid[other] || cs.slotEpoch[other] == st.Epoch {
-			return nil
-		}
-		// The other slot holds an ended epoch's key: overwrite it too (made
-		// durable with this one).
+	cs.gen++
+	i := cs.target()
+	if err := cs.writeSlot(i, l, st, reserved, clean, sync); err != nil {
+		// The slot may be torn: the next save goes to it again, and the
+		// other, whole one is kept.
+		cs.gen--
+		return err
 	}
+	cs.slotReserved[i], cs.written = reserved, max(cs.written, reserved)
+	if sync {
+		cs.reserved = max(cs.reserved, reserved)
+	}
+	return nil
+}
+
+// target is the slot the next save writes: one not durable yet if there
+// is one (the other is the whole copy a cut leaves), else the older.
+// cs.mu is held.
+func (cs *chainStore) target() int {
+	for i, u := range cs.unsynced {
+		if u {
+			return i
+		}
+	}
+	for i, valid := range cs.slotValid {
+		if !valid {
+			return i
+		}
+	}
+	if cs.slotGen[0] <= cs.slotGen[1] {
+		return 0
+	}
+	return 1
 }
 
 func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, reserved uint64, clean, sync bool) error {
@@ -267,17 +289,19 @@ func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, reserved ui
 			defer syncDir(cs.dir)
 		}
 	}
+	// From here the slot may be torn until an fdatasync completes.
+	cs.unsynced[i], cs.slotValid[i] = true, false
+	cs.writes[i]++
 	if err := writeAt(cs.slots[i], cs.buf[:n]); err != nil {
 		return fmt.Errorf("save chain state: %w", err)
 	}
-	cs.dirty[i] = true
 	if sync {
 		if err := fdatasync(int(cs.slots[i].Fd())); err != nil {
 			return fmt.Errorf("save chain state: fdatasync: %w", err)
 		}
-		cs.dirty[i] = false
+		cs.unsynced[i] = false
 	}
-	cs.slotValid[i], cs.slotEpoch[i] = true, st.Epoch
+	cs.slotValid[i], cs.slotEpoch[i], cs.slotGen[i] = true, st.Epoch, cs.gen
 	return nil
 }
 
@@ -309,25 +333,76 @@ func fdatasync(fd int) error {
 // sync makes every slot write so far durable: one fdatasync per slot
 // written since the last.
 func (cs *chainStore) sync() error {
+	type pending struct {
+		slot     int
+		f        *os.File
+		writes   uint64
+		reserved uint64
+	}
 	cs.mu.Lock()
-	var files []*os.File
-	var reserves []uint64
+	var todo []pending
 	for i, f := range cs.slots {
-		if f != nil && cs.dirty[i] {
-			files, reserves = append(files, f), append(reserves, cs.slotReserved[i])
-			cs.dirty[i] = false
+		if f != nil && cs.unsynced[i] {
+			todo = append(todo, pending{i, f, cs.writes[i], cs.slotReserved[i]})
 		}
 	}
 	cs.mu.Unlock()
-	for i, f := range files {
-		if err := fdatasync(int(f.Fd())); err != nil {
+	for _, p := range todo {
+		if err := fdatasync(int(p.f.Fd())); err != nil {
 			return fmt.Errorf("save chain state: fdatasync: %w", err)
 		}
 		cs.mu.Lock()
-		cs.reserved = max(cs.reserved, reserves[i])
+		// A save that came during the fdatasync may have left the slot
+		// torn: then it is not durable yet, nor what it reserves.
+		if cs.writes[p.slot] == p.writes {
+			cs.unsynced[p.slot] = false
+			cs.reserved = max(cs.reserved, p.reserved)
+		}
 		cs.mu.Unlock()
 	}
+	cs.mu.Lock()
+	o, writes, err := cs.eraseEndedEpoch()
+	cs.mu.Unlock()
+	if o < 0 || err != nil {
+		return err
+	}
+	if err := fdatasync(int(cs.slots[o].Fd())); err != nil {
+		return fmt.Errorf("erase the ended epoch's state: fdatasync: %w", err)
+	}
+	cs.mu.Lock()
+	if cs.writes[o] == writes {
+		cs.unsynced[o] = false
+	}
+	cs.mu.Unlock()
 	return nil
+}
+
+// eraseEndedEpoch copies the newest slot over the other when the other
+// still holds an ended epoch's key and the newest is durable (not before:
+// a cut would then leave no whole slot). It returns the slot it wrote, -1
+// for none, and its write count, for sync to make it durable outside
+// cs.mu (which is held): a save waits for no disk but its own.
+func (cs *chainStore) eraseEndedEpoch() (int, uint64, error) {
+	n := 0
+	if cs.slotGen[1] > cs.slotGen[0] {
+		n = 1
+	}
+	o := 1 - n
+	if !cs.slotValid[n] || cs.unsynced[n] || !cs.slotValid[o] || cs.slotEpoch[o] == cs.slotEpoch[n] || cs.slots[o] == nil || cs.slots[n] == nil {
+		return -1, 0, nil
+	}
+	buf := cs.buf[:slotSize]
+	defer clear(buf)
+	if _, err := cs.slots[n].ReadAt(buf, 0); err != nil {
+		return -1, 0, fmt.Errorf("erase the ended epoch's state: read %s: %w", cs.slotPath(n), err)
+	}
+	cs.unsynced[o], cs.slotValid[o] = true, false
+	cs.writes[o]++
+	if err := writeAt(cs.slots[o], buf); err != nil {
+		return -1, 0, fmt.Errorf("erase the ended epoch's state: %w", err)
+	}
+	cs.slotValid[o], cs.slotEpoch[o], cs.slotGen[o], cs.slotReserved[o] = true, cs.slotEpoch[n], cs.slotGen[n], cs.slotReserved[n]
+	return o, cs.writes[o], nil
 }
 
 // writeCheckpoint replaces state_dir/checkpoint with the latest signed
