@@ -82,6 +82,11 @@ func (s *sequencer) awaitGate(deadline time.Time) bool {
 	if !s.gate.shut {
 		return true
 	}
+	select {
+	case <-s.gate.wait.done:
+		return true
+	default:
+	}
 	wait := time.Until(deadline)
 	if wait <= 0 {
 		return false
@@ -106,14 +111,10 @@ func (s *sequencer) openGate(deadline time.Time) []audit.Record {
 	if !s.gate.shut {
 		return nil
 	}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case <-s.gate.wait.done:
+	if s.awaitGate(deadline) {
 		return s.pass(nil, false)
-	case <-t.C:
-		s.held = append(s.gate.records, s.held...)
-		s.gate = epochGate{}
-		return nil
 	}
+	s.held = append(s.gate.records, s.held...)
+	s.gate = epochGate{}
+	return nil
 }
