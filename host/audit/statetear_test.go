@@ -105,13 +105,12 @@ func TestAPowerCutNeverTearsBothStateSlots(t *testing.T) {
 		b.seq.store.mu.Lock()
 		cutDir, torn := ts.cut(t, dir)
 		b.seq.store.mu.Unlock()
-		st, key, ok, err := (&chainStore{dir: cutDir}).load()
+		_, key, ok, err := (&chainStore{dir: cutDir}).load()
 		if err != nil || !ok {
 			b.Close("done")
 			t.Fatalf("a power cut after emit %d tore %v and left no state to continue from (%v)", i, torn, err)
 		}
 		key.Destroy()
-		_ = st
 	}
 	if err := b.Close("done"); err != nil {
 		t.Fatal(err)
