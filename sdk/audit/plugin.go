@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"net"
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
@@ -35,5 +36,12 @@ func init() {
 			return nil, fmt.Errorf("audit: %T is not a Sink", sink)
 		}
 		return &serverPlugin{srv: newServer(s, logger)}, nil
+	}
+	auditglue.ServeLane = func(p plugin.Plugin, conn net.Conn) {
+		srv := p.(*serverPlugin).srv
+		srv.mu.Lock()
+		srv.lane = conn
+		srv.mu.Unlock()
+		go srv.serveLane(conn)
 	}
 }

@@ -66,6 +66,9 @@ func Serve(sink Sink, opts ...ServeOption) {
 	logger := NewLogger(sink.Info().Name)
 	p := &serverPlugin{srv: newServer(sink, logger)}
 	srv := p.srv
+	if srv.lane = openLane(logger); srv.lane != nil {
+		go srv.serveLane(srv.lane)
+	}
 
 	final := func(why string) {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +41,9 @@ type server struct {
 	stopTicker chan struct{}
 	// shortened is the sink's Shortened() after the last write.
 	shortened uint64
+	// lane is the record lane the host passed, served from Serve on
+	// (lane.go); nil without one.
+	lane net.Conn
 }
 
 func newServer(sink Sink, logger hclog.Logger) *server {
@@ -86,7 +90,7 @@ func (s *server) Configure(ctx context.Context, req *auditv1.ConfigureRequest) (
 		s.stopTicker = make(chan struct{})
 		go s.flushEvery(pf.FlushInterval(), s.stopTicker)
 	}
-	return &auditv1.ConfigureResponse{Sandboxed: sb.Enforced, Sandbox: sb.Detail}, nil
+	return &auditv1.ConfigureResponse{Sandboxed: sb.Enforced, Sandbox: sb.Detail, RecordLane: s.lane != nil}, nil
 }
 
 func (s *server) flushEvery(d time.Duration, stop <-chan struct{}) {
@@ -154,20 +158,30 @@ func (s *server) EmitStream(stream grpc.BidiStreamingServer[auditv1.EmitBatchReq
 		if err != nil {
 			return err
 		}
-		records, err := batchRecords(req)
+		resp, err := s.emitOne(stream.Context(), req)
 		if err != nil {
-			return (&Error{Op: "emit_batch", Reason: ReasonInvalidEvent, Msg: err.Error()}).toStatus()
-		}
-		durable, short, serr := s.write(stream.Context(), "emit_batch", records)
-		if serr != nil {
 			// Ending the stream here is what keeps order: nothing sent after
 			// a failed batch is written.
-			return serr.toStatus()
+			return err
 		}
-		if err := stream.Send(&auditv1.EmitBatchResponse{Durable: durable, Shortened: short}); err != nil {
+		if err := stream.Send(resp); err != nil {
 			return err
 		}
 	}
+}
+
+// emitOne writes one message's records, as the stream and the record lane
+// both do; the error is the gRPC status to answer with.
+func (s *server) emitOne(ctx context.Context, req *auditv1.EmitBatchRequest) (*auditv1.EmitBatchResponse, error) {
+	records, err := batchRecords(req)
+	if err != nil {
+		return nil, (&Error{Op: "emit_batch", Reason: ReasonInvalidEvent, Msg: err.Error()}).toStatus()
+	}
+	durable, short, serr := s.write(ctx, "emit_batch", records)
+	if serr != nil {
+		return nil, serr.toStatus()
+	}
+	return &auditv1.EmitBatchResponse{Durable: durable, Shortened: short}, nil
 }
 
 // batchRecords parses and validates a batch's records. Every event's

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -51,6 +52,11 @@ type Client struct {
 	smu    sync.Mutex
 	single auditv1.AuditSink_EmitStreamClient
 	cancel context.CancelFunc
+	// lane, when the plugin serves one, carries the one-message emits
+	// instead of single (lane.go); offered is the launcher's until
+	// Configure says whether it is served.
+	lane    *laneConn
+	offered net.Conn
 
 	sandbox bounded.SandboxReport
 }
@@ -98,6 +104,7 @@ func (c *Client) Configure(ctx context.Context, configJSON []byte) error {
 		return c.fail(fromStatus("configure", err), nil, 0)
 	}
 	c.sandbox.Set(resp.GetSandboxed(), resp.GetSandbox())
+	c.takeLane(resp.GetRecordLane())
 	return nil
 }
 
@@ -166,6 +173,14 @@ func (c *Client) sendOne(ctx context.Context, req *auditv1.EmitBatchRequest) (*a
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if c.lane != nil {
+		resp, broken, err := c.lane.roundTrip(ctx, req)
+		if broken {
+			c.log.Warn("the record lane broke; emits go over gRPC from now on", "sink", c.sink, "error", err)
+			c.dropLane()
+		}
+		return resp, err
+	}
 	if c.single == nil {
 		sctx, cancel := context.WithCancel(context.Background())
 		st, err := c.rpc.EmitStream(sctx)
@@ -216,6 +231,7 @@ func (c *Client) closeStream() {
 		_, _ = c.single.Recv() // io.EOF once the server has finished
 	}
 	c.dropStream()
+	c.dropLane()
 }
 
 func (c *Client) emit(ctx context.Context, events batch) error {

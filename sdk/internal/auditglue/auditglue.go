@@ -5,6 +5,7 @@ package auditglue
 
 import (
 	"context"
+	"net"
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
@@ -14,6 +15,11 @@ import (
 // ServerPlugin serves sink (an audit.Sink) as the AuditSink service. Package
 // audit sets it when it is initialised.
 var ServerPlugin func(sink any, logger hclog.Logger) (plugin.Plugin, error)
+
+// ServeLane serves the record lane on conn for a server half that
+// ServerPlugin made, as a plugin process does on the descriptor the host
+// passed; call it before Configure.
+var ServeLane func(server plugin.Plugin, conn net.Conn)
 
 // Pair joins a server half and a client half into one plugin, for a test
 // that serves and dispenses in one process.

@@ -180,8 +180,12 @@ type ConfigureResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Whether the plugin restricted itself after Configure (sdk/sandbox),
 	// and how, or why not.
-	Sandboxed     bool   `protobuf:"varint,1,opt,name=sandboxed,proto3" json:"sandboxed,omitempty"`
-	Sandbox       string `protobuf:"bytes,2,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	Sandboxed bool   `protobuf:"varint,1,opt,name=sandboxed,proto3" json:"sandboxed,omitempty"`
+	Sandbox   string `protobuf:"bytes,2,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// Whether the plugin serves the record lane the host passed it (its
+	// descriptor named by VRAMWARD_RECORD_LANE_FD): the host sends one-message
+	// emits there, framed as sdk/internal/lane says, and everything else here.
+	RecordLane    bool `protobuf:"varint,3,opt,name=record_lane,json=recordLane,proto3" json:"record_lane,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -228,6 +232,13 @@ func (x *ConfigureResponse) GetSandbox() string {
 		return x.Sandbox
 	}
 	return ""
+}
+
+func (x *ConfigureResponse) GetRecordLane() bool {
+	if x != nil {
+		return x.RecordLane
+	}
+	return false
 }
 
 type EmitBatchRequest struct {
@@ -561,10 +572,12 @@ const file_audit_v1_audit_proto_rawDesc = "" +
 	"sdkVersion\"3\n" +
 	"\x10ConfigureRequest\x12\x1f\n" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
-	"configJson\"K\n" +
+	"configJson\"l\n" +
 	"\x11ConfigureResponse\x12\x1c\n" +
 	"\tsandboxed\x18\x01 \x01(\bR\tsandboxed\x12\x18\n" +
-	"\asandbox\x18\x02 \x01(\tR\asandbox\":\n" +
+	"\asandbox\x18\x02 \x01(\tR\asandbox\x12\x1f\n" +
+	"\vrecord_lane\x18\x03 \x01(\bR\n" +
+	"recordLane\":\n" +
 	"\x10EmitBatchRequest\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\fR\arecordsJ\x04\b\x01\x10\x02R\x06events\"K\n" +
 	"\x11EmitBatchResponse\x12\x18\n" +
