@@ -24,6 +24,7 @@ import (
 // Between the two execs the process holds:
 //   - fd 3: the plugin binary, opened and hashed by the host;
 //   - fd 4: a pipe to the host, for the record of what was applied;
+//   - fd 6: the plugin's lane, for a kind that has one (lane.go);
 //   - policyEnv: the Policy as JSON, removed before the plugin runs.
 const (
 	launcherArg = "__vramward-plugin-exec"
@@ -60,6 +61,9 @@ func launch() {
 		}
 	}
 	var e Enforced
+	if err := sealDescriptors(p.Lane); err != nil {
+		fail(err)
+	}
 	// The cgroup first: everything the plugin does is counted there.
 	if err := enterCgroups(p.CgroupProcs); err != nil {
 		fail(err)
@@ -97,6 +101,27 @@ func launch() {
 	err = unix.Exec("/proc/self/fd/"+strconv.Itoa(binaryFD), os.Args[2:], env)
 	fmt.Fprintf(os.Stderr, "vramward plugin launcher: exec the plugin: %v\n", err)
 	os.Exit(70)
+}
+
+// sealDescriptors marks every descriptor past stderr close-on-exec but the
+// binary's and the lane's (when the host passed one): a descriptor the
+// host inherited from its own parent without close-on-exec (a shell's, a
+// supervisor's) would otherwise pass through the launch chain into every
+// plugin. Marked, not closed: the
+// Go runtime of this process still uses its own until the exec.
+func sealDescriptors(lane bool) error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list the launcher's descriptors: %w", err)
+	}
+	for _, ent := range ents {
+		fd, err := strconv.Atoi(ent.Name())
+		if err != nil || fd <= 2 || fd == binaryFD || (lane && fd == laneFD) {
+			continue
+		}
+		unix.CloseOnExec(fd)
+	}
+	return nil
 }
 
 // dropBounding and clearCapabilities empty the bounding, ambient,

@@ -90,7 +90,7 @@ func userNSParent() int {
 	for _, fd := range []int{binaryFD, recordFD, hostFD} {
 		unix.CloseOnExec(fd)
 	}
-	files := []*os.File{os.NewFile(binaryFD, "plugin"), rec, os.NewFile(hostFD, "host")}
+	files := passLane([]*os.File{os.NewFile(binaryFD, "plugin"), rec, os.NewFile(hostFD, "host")})
 	cmd := &exec.Cmd{
 		Path:        "/proc/self/exe",
 		Args:        append([]string{"vramward-plugin-init", initArg}, os.Args[2:]...),
@@ -198,14 +198,14 @@ func nsInit() int {
 	for _, fd := range []int{binaryFD, recordFD, hostFD} {
 		unix.CloseOnExec(fd) // the launcher gets its own copies, the plugin none of hostFD
 	}
-	bin := os.NewFile(binaryFD, "plugin")
+	files := passLane([]*os.File{os.NewFile(binaryFD, "plugin"), rec})
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       append([]string{"vramward-plugin-launcher", launcherArg}, os.Args[2:]...),
 		Env:        os.Environ(),
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
-		ExtraFiles: []*os.File{bin, rec},
+		ExtraFiles: files,
 	}
 	// Signals an operator sends to the process the host started reach the
 	// plugin.
@@ -215,8 +215,11 @@ func nsInit() int {
 		return fail(fmt.Errorf("start the launcher: %w", err))
 	}
 	// The launcher writes the record; the host reads it to the end.
-	bin.Close()
-	rec.Close()
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
 	exited := make(chan int, 1)
 	go func() {
 		code := reapUntil(cmd.Process.Pid)

@@ -172,7 +172,11 @@ func (l *Launcher) Launch(ctx context.Context, spec Spec, p plugin.Plugin) (*Pro
 		VersionedPlugins: map[int]plugin.PluginSet{handshake.ProtocolVersion: {spec.Kind: p}},
 		RunnerFunc: func(log hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
 			cmd.Env = append(l.Environ(), cmd.Env...)
-			r, err := newGroupRunner(log, spec, bin, cmd)
+			laneEnv := ""
+			if lm, ok := p.(laneMaker); ok {
+				laneEnv = lm.LaneEnv()
+			}
+			r, err := newGroupRunner(log, spec, bin, cmd, laneEnv)
 			if err != nil {
 				return nil, err
 			}
@@ -207,6 +211,9 @@ func (l *Launcher) Launch(ctx context.Context, spec Spec, p plugin.Plugin) (*Pro
 		return nil, fmt.Errorf("plugin %s: dispense %s: %w", spec.Name, spec.Kind, err)
 	}
 	r := run.Load()
+	if lu, ok := raw.(laneUser); ok && r.laneHost != nil {
+		lu.AttachLane(r.laneHost)
+	}
 	enf := r.enforced
 	if err := observe(r.plugin, &enf); err != nil {
 		enf.Error = "cannot read /proc/" + fmt.Sprint(r.plugin) + "/status: " + err.Error()

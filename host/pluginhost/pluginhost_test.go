@@ -13,13 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vramward/vramward/sdk/sandbox"
-
 	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vramward/vramward/sdk/audit/sinkclient"
+	"github.com/vramward/vramward/sdk/loader"
 	"github.com/vramward/vramward/sdk/plugintest"
+	"github.com/vramward/vramward/sdk/sandbox"
 )
 
 // TestPinnedChecksumRefusesTheBinary: a binary that differs from its pinned
@@ -288,4 +289,86 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestOnlyASinkGetsALaneAndOnlyItsOwn: an audit sink's process holds one
+// end of a socket pair at laneFD, named in its environment; a plugin of a
+// kind without a lane holds nothing there; and neither holds any other
+// socket or pipe, not even one the host inherited from its own parent
+// without close-on-exec.
+func TestOnlyASinkGetsALaneAndOnlyItsOwn(t *testing.T) {
+	// A descriptor this process holds without close-on-exec, as a host
+	// started by a careless parent would.
+	leakR, leakW, err := os.Pipe()
+	must(t, err)
+	defer leakR.Close()
+	defer leakW.Close()
+	leaked := 40
+	must(t, syscall.Dup2(int(leakW.Fd()), leaked))
+	defer syscall.Close(leaked)
+
+	for _, tc := range []struct {
+		kind string
+		half plugin.Plugin
+		lane bool
+	}{
+		{"audit_sink", sinkclient.Plugin(sinkclient.Options{Sink: "p", Metrics: sinkMetrics(t)}), true},
+		{"model_loader", loader.PluginForHost(hclog.NewNullLogger()), false},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			dir := t.TempDir()
+			out := filepath.Join(dir, "out")
+			must(t, os.MkdirAll(out, 0o700))
+			bin := writeScript(t, dir, "plugin.sh", `
+`+listDescriptors(out))
+			l, _ := testLauncher(t)
+			if _, err := l.Launch(context.Background(), Spec{Name: "p", Kind: tc.kind, Path: bin, StartTimeout: time.Second, Policy: Policy{WriteDirs: []string{out}}}, tc.half); err == nil {
+				t.Fatal("a script was started as a plugin")
+			}
+			checkDescriptors(t, out, tc.lane)
+		})
+	}
+}
+
+// listDescriptors ends a probe script: it writes the lane's variable and
+// the descriptors the plugin holds into out, for checkDescriptors.
+func listDescriptors(out string) string {
+	return `
+echo "$VRAMWARD_RECORD_LANE_FD" > ` + out + `/lane
+exec ls -l /proc/self/fd/ > ` + out + `/fds 2>&1
+`
+}
+
+// checkDescriptors: the plugin holds a lane at laneFD, named in its
+// environment, if and only if wantLane, and no other socket or pipe.
+func checkDescriptors(t *testing.T, out string, wantLane bool) {
+	t.Helper()
+	env, err := os.ReadFile(filepath.Join(out, "lane"))
+	must(t, err)
+	fds, err := os.ReadFile(filepath.Join(out, "fds"))
+	must(t, err)
+	var lane string
+	for _, line := range strings.Split(string(fds), "\n") {
+		fd, target, ok := strings.Cut(line, " -> ")
+		if !ok {
+			continue
+		}
+		fd = fd[strings.LastIndex(fd, " ")+1:]
+		if fd == strconv.Itoa(laneFD) {
+			lane = target
+		} else if strings.HasPrefix(target, "socket:") || strings.HasPrefix(target, "pipe:") {
+			t.Errorf("the plugin holds fd %s, %s, which the host did not give it:\n%s", fd, target, fds)
+		}
+	}
+	switch got := strings.TrimSpace(string(env)); {
+	case wantLane && (got != strconv.Itoa(laneFD) || !strings.HasPrefix(lane, "socket:")):
+		t.Fatalf("the sink's lane: VRAMWARD_RECORD_LANE_FD=%q, fd %d %q, want %[2]d and a socket:\n%s", got, laneFD, lane, fds)
+	case !wantLane && (got != "" || lane != ""):
+		t.Fatalf("a plugin without a lane got one: VRAMWARD_RECORD_LANE_FD=%q, fd %d %q", got, laneFD, lane)
+	}
+}
+
+func sinkMetrics(t *testing.T) *sinkclient.Metrics {
+	_, m := testLauncher(t)
+	return m
 }

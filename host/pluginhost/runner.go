@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,18 +53,22 @@ type groupRunner struct {
 	stdout *os.File
 	stderr *os.File
 
-	pid      int // the process the host started: the group's leader
-	plugin   int // the plugin's own process (pid but under namespaces)
-	mode     launchMode
-	hostEnd  *os.File // see Start
-	exited   chan struct{}
-	waitErr  error
-	closeMu  sync.Once
-	record   *os.File // the launcher's record of what it applied
-	enforced Enforced
-	tmp      string // the plugin's own temporary directory
-	cgroup   *cgroup
-	noCgroup string // why there is no cgroup
+	pid     int // the process the host started: the group's leader
+	plugin  int // the plugin's own process (pid but under namespaces)
+	mode    launchMode
+	hostEnd *os.File // see Start
+	// laneChild and laneHost are the plugin's lane, when its kind has one
+	// (lane.go).
+	laneChild *os.File
+	laneHost  net.Conn
+	exited    chan struct{}
+	waitErr   error
+	closeMu   sync.Once
+	record    *os.File // the launcher's record of what it applied
+	enforced  Enforced
+	tmp       string // the plugin's own temporary directory
+	cgroup    *cgroup
+	noCgroup  string // why there is no cgroup
 }
 
 var _ runner.Runner = (*groupRunner)(nil)
@@ -151,8 +156,9 @@ func checkOwnership(path string, st os.FileInfo) error {
 
 // newGroupRunner takes go-plugin's command (its environment) and runs bin
 // through the launcher (this binary, see launcher_linux.go), which applies
-// spec.Policy before it executes bin.
-func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd) (*groupRunner, error) {
+// spec.Policy before it executes bin. laneEnv, when set, names the lane
+// the plugin gets (lane.go).
+func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd, laneEnv string) (*groupRunner, error) {
 	tmp, err := os.MkdirTemp("", "vramward-plugin-")
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: its temporary directory: %w", spec.Name, err)
@@ -180,6 +186,7 @@ func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd) (
 	if cg != nil {
 		policy.CgroupProcs = cg.procs
 	}
+	policy.Lane = laneEnv != ""
 	policy.WriteDirs = append(append([]string(nil), policy.WriteDirs...), tmp)
 	// The binary itself, executed (and, for a script, read) through fd 3.
 	policy.ReadFiles = append(append([]string(nil), policy.ReadFiles...), spec.Path)
@@ -199,6 +206,13 @@ func newGroupRunner(log hclog.Logger, spec Spec, bin *os.File, pcmd *exec.Cmd) (
 	env := append(append([]string(nil), pcmd.Env...), "TMPDIR="+tmp, policyEnv+"="+string(pj))
 	r := &groupRunner{log: log, bin: bin, name: spec.Path, exited: make(chan struct{}), tmp: tmp, cgroup: cg, noCgroup: noCgroup}
 	r.cmd = r.command(env, spec.Path, namespaceMode(log))
+	if policy.Lane {
+		if err := r.makeLane(laneEnv); err != nil {
+			cg.remove()
+			os.Remove(tmp)
+			return nil, err
+		}
+	}
 	return r, nil
 }
 
@@ -271,9 +285,9 @@ func (r *groupRunner) Start(_ context.Context) error {
 	r.hostEnd = hostW
 	files := func() []*os.File {
 		if r.mode != hostNamespaces {
-			return []*os.File{r.bin, recW, hostR}
+			return r.withLane([]*os.File{r.bin, recW, hostR})
 		}
-		return []*os.File{r.bin, recW}
+		return r.withLane([]*os.File{r.bin, recW})
 	}
 	r.cmd.ExtraFiles = files()
 	err = r.start()
@@ -287,9 +301,11 @@ func (r *groupRunner) Start(_ context.Context) error {
 		err = r.start()
 	}
 	recW.Close()
+	r.closeLaneChild()
 	if err != nil {
 		r.bin.Close()
 		hostW.Close()
+		r.closeLaneHost()
 		r.cgroup.remove()
 		return err
 	}
@@ -390,6 +406,7 @@ func (r *groupRunner) reap() {
 	r.waitErr = r.cmd.Wait()
 	r.killGroup()
 	r.hostEnd.Close()
+	r.closeLaneHost()
 	r.cgroup.remove()
 	os.RemoveAll(r.tmp)
 	close(r.exited)

@@ -28,6 +28,10 @@ type Policy struct {
 	// CgroupProcs are the cgroup.procs files of the plugin's cgroups,
 	// which the launcher enters before anything else.
 	CgroupProcs []string `json:"cgroup_procs,omitempty"`
+	// Lane says the host passed the plugin a lane at laneFD, which every
+	// process of the launch chain passes on (lane.go); without it, that
+	// number is nobody's and closes at the exec like any other.
+	Lane bool `json:"lane,omitempty"`
 }
 
 // System is what every plugin process reads to run at all: its dynamic

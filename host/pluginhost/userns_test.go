@@ -76,8 +76,9 @@ while read -r l; do case "$l" in NoNewPrivs*|Seccomp*|CapEff*) echo "$l";; esac;
 if test -e /proc/`+host+`; then echo visible; else echo hidden; fi > `+out+`/hostproc
 kill -HUP `+host+` 2>/dev/null; echo $? > `+out+`/kill
 kill -HUP $PPID 2>/dev/null; echo $? > `+out+`/killparent
-`)
+`+listDescriptors(out))
 	read := probeScript(t, bin, out, Limits{}, time.Second)
+	checkDescriptors(t, out, true)
 	uid := strconv.Itoa(os.Getuid())
 	if m := strings.Fields(read("uid_map")); len(m) != 3 || m[0] != uid || m[1] != uid || m[2] != "1" {
 		t.Errorf("the plugin's uid_map is %q: not a user namespace of the host's uid alone", m)
