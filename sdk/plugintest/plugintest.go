@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,9 +53,23 @@ func Binary(t testing.TB, path, kind string, p plugin.Plugin, env ...string) (an
 }
 
 // Launch is Binary without a test: the caller kills the returned client.
+// A plugin kind whose host half has a lane (an audit sink's record lane)
+// gets one, as the host gives it; its host end closes with the client's
+// Shutdown.
 func Launch(path, kind string, p plugin.Plugin, env ...string) (any, *plugin.Client, error) {
 	cmd := exec.Command(path)
 	cmd.Env = append(cmd.Environ(), env...)
+	var laneHost net.Conn
+	if lm, ok := p.(interface{ LaneEnv() string }); ok {
+		host, child, err := socketPair()
+		if err != nil {
+			return nil, nil, err
+		}
+		defer child.Close()
+		laneHost = host
+		cmd.ExtraFiles = []*os.File{child}
+		cmd.Env = append(cmd.Env, lm.LaneEnv()+"=3")
+	}
 	c := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  handshake.Config,
 		VersionedPlugins: map[int]plugin.PluginSet{handshake.ProtocolVersion: {kind: p}},
@@ -74,7 +89,27 @@ func Launch(path, kind string, p plugin.Plugin, env ...string) (any, *plugin.Cli
 	if err != nil {
 		return nil, c, fmt.Errorf("dispense %s: %w", kind, err)
 	}
+	if lu, ok := raw.(interface{ AttachLane(net.Conn) }); ok && laneHost != nil {
+		lu.AttachLane(laneHost)
+	}
 	return raw, c, nil
+}
+
+// socketPair is a lane's two ends: the host's as a net.Conn, the plugin's
+// as the file its process inherits.
+func socketPair() (net.Conn, *os.File, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lane: %w", err)
+	}
+	hf := os.NewFile(uintptr(fds[0]), "lane (host)")
+	defer hf.Close()
+	host, err := net.FileConn(hf)
+	if err != nil {
+		syscall.Close(fds[1])
+		return nil, nil, fmt.Errorf("lane: %w", err)
+	}
+	return host, os.NewFile(uintptr(fds[1]), "lane (plugin)"), nil
 }
 
 // Build compiles the plugin's main package (a path such as "." or
