@@ -9,18 +9,17 @@ import (
 // stateWriter makes the log's state durable in the background: the
 // sequencer writes each checkpoint's state (and an epoch's end, and a seq
 // reservation ahead of need) into a slot under the bus's lock (so a kill
-// -9 keeps it) and hands the fdatasync here, so that a
-// CRITICAL emitter waits for it together with the sinks instead of before
-// them, checkpoints close together share one fdatasync, and no emitter
-// holds the lock through it. A power cut after a sink's fsync of a
-// checkpoint and before this fdatasync leaves that sink with a checkpoint
-// past the state on disk: the next start rolls forward over the sink's
-// trail to it (rollforward.go). What no roll forward can reach waits for
-// this fdatasync: an epoch's end (epochgate.go), and every checkpoint
-// bound for a sink off the node (delivery.go). Holding every checkpoint
-// for every sink would cost 4.0-4.2x a raw fsync for a CRITICAL emit
-// instead of 3.0x (BenchmarkCriticalEmit). It also refreshes
-// state_dir/checkpoint, once it is idle.
+// -9 keeps it) and hands the fdatasync here, so that no emitter holds the
+// lock through it and saves close together share one fdatasync (gather).
+// A power cut after a sink's fsync of a checkpoint and before this
+// fdatasync leaves that sink with a checkpoint past the state on disk: the
+// next start rolls forward over the sink's trail to it (rollforward.go).
+// That is also why a CRITICAL emit that a sink with a trail on this node
+// made durable does not wait for this fdatasync (awaitCritical). What no
+// roll forward can reach waits for it, and hurries it: an epoch's end
+// (epochgate.go), every checkpoint bound for a sink off the node
+// (delivery.go), and a CRITICAL emit that only such sinks hold. It also
+// refreshes state_dir/checkpoint, once it is idle.
 type stateWriter struct {
 	store *chainStore
 	log   func(msg string, args ...any)
@@ -35,10 +34,24 @@ type stateWriter struct {
 	pending bool
 	durable uint64
 	waiters []stateWaiter
+	// urgent is set while someone waits for the next fdatasync (wait,
+	// hurry); otherwise it waits up to groupCommit for more saves.
+	urgent  bool
 	wake    chan struct{}
+	hurried chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
 }
+
+// groupCommit is how long the writer gathers saves before one fdatasync
+// when nobody waits for it. A CRITICAL emit that an on-node sink made
+// durable does not wait for the state (awaitCritical): a power cut before
+// the fdatasync is rolled forward over that sink's trail. The wait keeps
+// the fdatasync off the disk while a sink's fsync of the next CRITICAL
+// record runs: two flushes of one disk at once made that fsync wait for
+// both, 70 us of a 300 us one here (bench/RESULTS.md). It also bounds how
+// far the state on disk lags behind the on-node trails.
+const groupCommit = 10 * time.Millisecond
 
 type stateWaiter struct {
 	seq uint64
@@ -46,7 +59,7 @@ type stateWaiter struct {
 }
 
 func newStateWriter(store *chainStore, log func(msg string, args ...any), failed func(error)) *stateWriter {
-	sw := &stateWriter{store: store, log: log, failed: failed, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	sw := &stateWriter{store: store, log: log, failed: failed, wake: make(chan struct{}, 1), hurried: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go sw.run()
 	return sw
 }
@@ -60,14 +73,34 @@ func (sw *stateWriter) persist(seq uint64, note []byte) <-chan error {
 	sw.latest, sw.pending = seq, true
 	if note != nil {
 		sw.note = note
+	} else {
+		// A reservation ahead of need: emits that pass it before it is
+		// durable would wait for an fdatasync under the bus's lock.
+		sw.urgent = true
 	}
 	sw.waiters = append(sw.waiters, stateWaiter{seq: seq, ch: ch})
+	urgent := sw.urgent
 	sw.mu.Unlock()
-	select {
-	case sw.wake <- struct{}{}:
-	default:
+	signal(sw.wake)
+	if urgent {
+		signal(sw.hurried)
 	}
 	return ch
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// hurry asks for the next fdatasync now: someone waits for it.
+func (sw *stateWriter) hurry() {
+	sw.mu.Lock()
+	sw.urgent = true
+	sw.mu.Unlock()
+	signal(sw.hurried)
 }
 
 // wait answers once the state written up to seq is durable (or with the
@@ -82,6 +115,8 @@ func (sw *stateWriter) wait(seq uint64) <-chan error {
 		return ch
 	}
 	sw.waiters = append(sw.waiters, stateWaiter{seq: seq, ch: ch})
+	sw.urgent = true
+	signal(sw.hurried)
 	return ch
 }
 
@@ -117,6 +152,7 @@ func (sw *stateWriter) run() {
 	for {
 		select {
 		case <-sw.wake:
+			sw.gather()
 			if note := sw.flush(); note != nil {
 				unwritten = note
 				idle.Reset(checkpointFileAfter)
@@ -145,13 +181,35 @@ func (sw *stateWriter) writeCheckpointFile(note []byte) {
 	}
 }
 
+// gather waits, unless someone waits for the fdatasync already, up to
+// groupCommit for the saves that follow, so that one fdatasync covers them.
+func (sw *stateWriter) gather() {
+	sw.mu.Lock()
+	urgent := sw.urgent
+	sw.mu.Unlock()
+	if urgent {
+		return
+	}
+	t := time.NewTimer(groupCommit)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-sw.hurried:
+	case <-sw.stop:
+	}
+}
+
 // flush fdatasyncs what is pending and answers the emitters waiting on it;
 // it returns the checkpoint it made durable, if any.
 func (sw *stateWriter) flush() []byte {
 	sw.mu.Lock()
 	seq, note, pending := sw.latest, sw.note, sw.pending
-	sw.pending, sw.note = false, nil
+	sw.pending, sw.note, sw.urgent = false, nil, false
 	sw.mu.Unlock()
+	select {
+	case <-sw.hurried: // answered by this fdatasync
+	default:
+	}
 	if !pending {
 		return nil
 	}
