@@ -38,21 +38,11 @@ func hangStateDisk(t *testing.T) (hang func(), durable func() map[string][]byte)
 			<-freed
 			return errors.New("the disk is gone")
 		}
-		name, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
-		if err != nil {
-			return err
-		}
-		data, err := os.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		if err := unix.Fdatasync(fd); err != nil {
-			return err
-		}
-		mu.Lock()
-		kept[filepath.Base(name)] = data
-		mu.Unlock()
-		return nil
+		return fdatasyncKeeping(fd, func(name string, data []byte) {
+			mu.Lock()
+			kept[name] = data
+			mu.Unlock()
+		})
 	}
 	fdatasyncHook.Store(&sync)
 	t.Cleanup(func() {

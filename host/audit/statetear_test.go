@@ -24,25 +24,33 @@ type tornSlots struct {
 	durable map[string][]byte // by file name
 }
 
+// fdatasyncKeeping fdatasyncs fd and hands keep the slot's name and the
+// bytes it held: what a power cut after this fdatasync leaves of it.
+func fdatasyncKeeping(fd int, keep func(name string, data []byte)) error {
+	name, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	if err := unix.Fdatasync(fd); err != nil {
+		return err
+	}
+	keep(filepath.Base(name), data)
+	return nil
+}
+
 func newTornSlots(t *testing.T, delay time.Duration) *tornSlots {
 	ts := &tornSlots{durable: map[string][]byte{}}
 	hook := func(fd int) error {
 		time.Sleep(delay)
-		name, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
-		if err != nil {
-			return err
-		}
-		data, err := os.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		if err := unix.Fdatasync(fd); err != nil {
-			return err
-		}
-		ts.mu.Lock()
-		ts.durable[filepath.Base(name)] = data
-		ts.mu.Unlock()
-		return nil
+		return fdatasyncKeeping(fd, func(name string, data []byte) {
+			ts.mu.Lock()
+			ts.durable[name] = data
+			ts.mu.Unlock()
+		})
 	}
 	fdatasyncHook.Store(&hook)
 	t.Cleanup(func() { fdatasyncHook.Store(nil) })

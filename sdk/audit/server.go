@@ -138,15 +138,7 @@ func (s *server) ready(op string) *Error {
 }
 
 func (s *server) EmitBatch(ctx context.Context, req *auditv1.EmitBatchRequest) (*auditv1.EmitBatchResponse, error) {
-	records, err := batchRecords(req)
-	if err != nil {
-		return nil, (&Error{Op: "emit_batch", Reason: ReasonInvalidEvent, Msg: err.Error()}).toStatus()
-	}
-	durable, short, serr := s.write(ctx, "emit_batch", records)
-	if serr != nil {
-		return nil, serr.toStatus()
-	}
-	return &auditv1.EmitBatchResponse{Durable: durable, Shortened: short}, nil
+	return s.emitOne(ctx, req)
 }
 
 func (s *server) EmitStream(stream grpc.BidiStreamingServer[auditv1.EmitBatchRequest, auditv1.EmitBatchResponse]) error {
@@ -170,8 +162,8 @@ func (s *server) EmitStream(stream grpc.BidiStreamingServer[auditv1.EmitBatchReq
 	}
 }
 
-// emitOne writes one message's records, as the stream and the record lane
-// both do; the error is the gRPC status to answer with.
+// emitOne writes one message's records, as EmitBatch, the stream and the
+// record lane all do; the error is the gRPC status to answer with.
 func (s *server) emitOne(ctx context.Context, req *auditv1.EmitBatchRequest) (*auditv1.EmitBatchResponse, error) {
 	records, err := batchRecords(req)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	plugin "github.com/hashicorp/go-plugin"
 
 	"github.com/vramward/vramward/sdk/handshake"
+	"github.com/vramward/vramward/sdk/internal/lane"
 )
 
 // InProcess serves p in this process and returns the dispensed client half.
@@ -61,7 +62,7 @@ func Launch(path, kind string, p plugin.Plugin, env ...string) (any, *plugin.Cli
 	cmd.Env = append(cmd.Environ(), env...)
 	var laneHost net.Conn
 	if lm, ok := p.(interface{ LaneEnv() string }); ok {
-		host, child, err := socketPair()
+		host, child, err := lane.Pair()
 		if err != nil {
 			return nil, nil, err
 		}
@@ -93,23 +94,6 @@ func Launch(path, kind string, p plugin.Plugin, env ...string) (any, *plugin.Cli
 		lu.AttachLane(laneHost)
 	}
 	return raw, c, nil
-}
-
-// socketPair is a lane's two ends: the host's as a net.Conn, the plugin's
-// as the file its process inherits.
-func socketPair() (net.Conn, *os.File, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("lane: %w", err)
-	}
-	hf := os.NewFile(uintptr(fds[0]), "lane (host)")
-	defer hf.Close()
-	host, err := net.FileConn(hf)
-	if err != nil {
-		syscall.Close(fds[1])
-		return nil, nil, fmt.Errorf("lane: %w", err)
-	}
-	return host, os.NewFile(uintptr(fds[1]), "lane (plugin)"), nil
 }
 
 // Build compiles the plugin's main package (a path such as "." or

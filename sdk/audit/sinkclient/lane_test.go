@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
-	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,25 +20,19 @@ import (
 	"github.com/vramward/vramward/sdk/plugintest"
 )
 
-// socketPair is what the host's launcher makes for a sink: a connected
-// pair of Unix sockets.
+// socketPair is what the host's launcher makes for a sink.
 func socketPair(t *testing.T) (host, plugin net.Conn) {
 	t.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	host, f, err := lane.Pair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	conns := make([]net.Conn, 2)
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "lane")
-		if conns[i], err = net.FileConn(f); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		c := conns[i]
-		t.Cleanup(func() { c.Close() })
+	defer f.Close()
+	if plugin, err = net.FileConn(f); err != nil {
+		t.Fatal(err)
 	}
-	return conns[0], conns[1]
+	t.Cleanup(func() { host.Close(); plugin.Close() })
+	return host, plugin
 }
 
 // laneClient is gateClient with a record lane: the server half serves

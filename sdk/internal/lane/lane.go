@@ -27,6 +27,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"syscall"
 )
 
 // EnvFD names the descriptor of the plugin's end of the lane in the
@@ -99,4 +102,20 @@ func (r *Reader) Read() (Frame, error) {
 		return Frame{}, fmt.Errorf("record lane: frame %d: %w", f.ID, err)
 	}
 	return f, nil
+}
+
+// Pair makes a lane's two ends for a launch: the host's as a net.Conn, the
+// plugin's as the file its process inherits (close-on-exec in this one).
+func Pair() (host net.Conn, plugin *os.File, err error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("record lane: %w", err)
+	}
+	hf := os.NewFile(uintptr(fds[0]), "lane (host)")
+	defer hf.Close()
+	if host, err = net.FileConn(hf); err != nil {
+		syscall.Close(fds[1])
+		return nil, nil, fmt.Errorf("record lane: %w", err)
+	}
+	return host, os.NewFile(uintptr(fds[1]), "lane (plugin)"), nil
 }
