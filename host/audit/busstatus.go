@@ -49,6 +49,9 @@ type SinkState struct {
 	QueueDepth int
 	SpoolBytes int64
 	LastSeq    uint64 // the last seq the sink acknowledged
+	// Lane says one-message emits (every CRITICAL one) travel on the
+	// sink's record lane rather than its gRPC stream.
+	Lane bool
 }
 
 // Sinks reports every sink's delivery.
@@ -56,6 +59,9 @@ func (b *Bus) Sinks() []SinkState {
 	out := make([]SinkState, 0, len(b.sinks))
 	for _, s := range b.sinks {
 		st := SinkState{Name: s.conn.Name(), QueueDepth: s.q.size(), SpoolBytes: s.q.spoolBytes()}
+		if c := s.current(); c != nil {
+			st.Lane = c.Lane()
+		}
 		s.mu.Lock()
 		st.LastSeq = s.acked
 		failing, lastErr, since := s.failing, s.lastErr, s.failingSince

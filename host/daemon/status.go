@@ -97,7 +97,7 @@ func (d *Daemon) Status() status.Status {
 	failures := d.failuresBySink()
 	for _, s := range d.bus.Sinks() {
 		st.Sinks = append(st.Sinks, status.Sink{Name: s.Name, State: s.State, LastError: s.LastError, QueueDepth: s.QueueDepth,
-			SpoolBytes: s.SpoolBytes, LastSeq: s.LastSeq, Failures: failures[s.Name]})
+			SpoolBytes: s.SpoolBytes, LastSeq: s.LastSeq, RecordLane: s.Lane, Failures: failures[s.Name]})
 	}
 	sealed := map[string]bool{}
 	if d.shards != nil {

@@ -74,11 +74,14 @@ type Plugin struct {
 type Sink struct {
 	Name string `json:"name"`
 	// State is "up", "failing" or "down".
-	State      string            `json:"state"`
-	LastError  string            `json:"last_error,omitempty"`
-	QueueDepth int               `json:"queue_depth"`
-	SpoolBytes int64             `json:"spool_bytes"`
-	LastSeq    uint64            `json:"last_acknowledged_seq"`
+	State      string `json:"state"`
+	LastError  string `json:"last_error,omitempty"`
+	QueueDepth int    `json:"queue_depth"`
+	SpoolBytes int64  `json:"spool_bytes"`
+	LastSeq    uint64 `json:"last_acknowledged_seq"`
+	// RecordLane: one-message emits (every CRITICAL one) travel on the
+	// sink's record lane; false, on its gRPC stream.
+	RecordLane bool              `json:"record_lane"`
 	Failures   map[string]uint64 `json:"failures_by_severity"`
 }
 

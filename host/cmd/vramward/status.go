@@ -88,9 +88,13 @@ func printStatus(w io.Writer, st status.Status) {
 	for _, p := range st.Plugins {
 		fmt.Fprintf(w, "  %s: %s\n", p.Name, dash(p.Sandbox))
 	}
-	section("Audit sinks", "NAME\tSTATE\tQUEUE\tSPOOL BYTES\tLAST ACKED SEQ\tFAILURES\tLAST ERROR")
+	section("Audit sinks", "NAME\tSTATE\tLANE\tQUEUE\tSPOOL BYTES\tLAST ACKED SEQ\tFAILURES\tLAST ERROR")
 	for _, s := range st.Sinks {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.Name, s.State, s.QueueDepth, s.SpoolBytes, s.LastSeq, failures(s.Failures), dash(short(s.LastError, 60)))
+		lane := "grpc"
+		if s.RecordLane {
+			lane = "record"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.Name, s.State, lane, s.QueueDepth, s.SpoolBytes, s.LastSeq, failures(s.Failures), dash(short(s.LastError, 60)))
 	}
 	section("Models", "NAME\tSHARD\tSTATE\tREASON")
 	for _, m := range st.Models {

@@ -70,6 +70,10 @@ model "bad" {
 	if st.Trail.Seq == 0 || st.Trail.LastCheckpointSeq == 0 {
 		t.Fatalf("trail %+v", st.Trail)
 	}
+	// The real file sink serves the lane the host passed it.
+	if len(st.Sinks) == 0 || !st.Sinks[0].RecordLane {
+		t.Fatalf("the sink's CRITICAL emits do not travel on its record lane: %+v", st.Sinks)
+	}
 	// What erases the epoch key's copies is what this build has (the host
 	// is built as the test is).
 	if st.Host.SecretErasure != trail.SecretErasure {
