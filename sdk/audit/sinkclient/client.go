@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -57,6 +58,7 @@ type Client struct {
 	// Configure says whether it is served.
 	lane    *laneConn
 	offered net.Conn
+	onLane  atomic.Bool // lane != nil, read without c.smu
 
 	sandbox bounded.SandboxReport
 }

@@ -40,22 +40,22 @@ func (c *Client) takeLane(served bool) {
 	}
 	if served {
 		c.lane = &laneConn{c: c.offered, r: lane.NewReader(c.offered, maxAnswerBytes)}
+		c.onLane.Store(true)
 	}
 	c.offered = nil
 }
 
-// Lane says whether one-message emits travel on the record lane.
-func (c *Client) Lane() bool {
-	c.smu.Lock()
-	defer c.smu.Unlock()
-	return c.lane != nil
-}
+// Lane says whether one-message emits travel on the record lane. It does
+// not wait for an emit in flight (which holds c.smu up to its deadline):
+// the status view asks it.
+func (c *Client) Lane() bool { return c.onLane.Load() }
 
 // dropLane stops using the lane (c.smu held): the plugin's end reads EOF.
 func (c *Client) dropLane() {
 	if c.lane != nil {
 		c.lane.c.Close()
 		c.lane = nil
+		c.onLane.Store(false)
 	}
 }
 

@@ -111,8 +111,18 @@ func TestTheLaneCarriesEmitsAndTypedErrors(t *testing.T) {
 	g.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	asked := make(chan time.Duration, 1)
+	go func() {
+		time.Sleep(20 * time.Millisecond) // the emit below is in flight
+		t0 := time.Now()
+		c.Lane()
+		asked <- time.Since(t0)
+	}()
 	err := c.Emit(ctx, evs[2])
 	cancel()
+	if d := <-asked; d > 50*time.Millisecond {
+		t.Fatalf("asking whether the lane is used waited %s for the emit in flight", d)
+	}
 	if err == nil {
 		t.Fatal("an emit the sink never answered succeeded")
 	}
