@@ -43,7 +43,9 @@ type Bus struct {
 	wmu      sync.Mutex
 	waiters  map[uint64]*waiter
 	stopTick chan struct{}
-	witness  *witnesses // nil without witnesses
+	// prepare wakes prepareSigning: a checkpoint used the signing nonces.
+	prepare chan struct{}
+	witness *witnesses // nil without witnesses
 
 	// Recovered is set when the last run did not stop cleanly: this run
 	// recorded AuditRecovered first.
@@ -89,7 +91,7 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bus{opts: opts, log: opts.Logger, m: m, mu: make(busLock, 1), seq: seq, waiters: map[uint64]*waiter{}, Recovered: seq.recovered != nil, stopTick: make(chan struct{})}
+	b := &Bus{opts: opts, log: opts.Logger, m: m, mu: make(busLock, 1), seq: seq, waiters: map[uint64]*waiter{}, Recovered: seq.recovered != nil, stopTick: make(chan struct{}), prepare: make(chan struct{}, 1)}
 	if len(opts.Witnesses) > 0 {
 		names := make([]string, len(opts.Witnesses))
 		for i, w := range opts.Witnesses {
@@ -136,7 +138,31 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 		b.clockJumped(skew, "start")
 	}
 	go b.tick()
+	go b.prepareSigning()
+	signal(b.prepare) // for the first checkpoint
 	return b, nil
+}
+
+// prepareSigning makes the next checkpoint's signing nonces once a
+// checkpoint has used them (trail.PrivateKey.Prepare): they are most of
+// what signing costs, and made here they are off the path of the next
+// CRITICAL emit. It is a goroutine of its own, woken before the push that
+// wakes the sinks' deliveries, so that the scheduler runs a delivery
+// first: made by the emitter under the lock, the nonces held a delivery
+// back (it waited for the emitter's P) as long as they saved.
+func (b *Bus) prepareSigning() {
+	for {
+		select {
+		case <-b.stopTick:
+			return
+		case <-b.prepare:
+		}
+		b.mu.Lock()
+		if !b.closed {
+			b.seq.prepareSigning()
+		}
+		b.mu.Unlock()
+	}
 }
 
 // releaseGate hands out what the epoch gate released: the state holding
@@ -296,6 +322,9 @@ func (b *Bus) fanOut(st step, wait bool) (*waiter, error) {
 		b.wmu.Lock()
 		b.waiters[r.Seq] = w
 		b.wmu.Unlock()
+	}
+	if st.signed {
+		signal(b.prepare)
 	}
 	if len(st.records) > 0 {
 		b.push(st.records, w)

@@ -70,6 +70,9 @@ type step struct {
 	// offers are the witnesses' offers of that checkpoint, to hand over:
 	// the state holding it is written.
 	offers []trail.Offer
+	// signed says the step made a checkpoint, whose signatures used the
+	// prepared nonces (Bus.prepareSigning).
+	signed bool
 	// critical, when set, fails the CRITICAL record sealed by the call
 	// now: its state could not be written (the record is held) or it has
 	// no checkpoint (the record still goes to the sinks).
@@ -185,6 +188,7 @@ func (s *sequencer) next(r *audit.Record, checkpoint bool) step {
 			ckErr = err
 		} else {
 			batch, note, ended = append(batch, c), ck.Note, endEpoch
+			st.signed = true
 		}
 	}
 	// A witness is offered the checkpoint only once the state holding it
@@ -225,6 +229,15 @@ func (s *sequencer) next(r *audit.Record, checkpoint bool) step {
 		st.critical = fmt.Errorf("CRITICAL audit event %s (seq %d): checkpoint: %w", r.Type, r.Seq, ckErr)
 	}
 	return st
+}
+
+// prepareSigning makes the next checkpoint's signing nonces now.
+func (s *sequencer) prepareSigning() {
+	if err := s.tlog.PrepareSigning(); err != nil {
+		// The next checkpoint makes its nonces itself (and reports a
+		// destroyed key there).
+		s.log.Warn("could not prepare the next checkpoint's signatures", "error", err)
+	}
 }
 
 // withdraw gives back offers that were not handed to their witness.

@@ -35,9 +35,23 @@ type PrivateKey struct {
 	name   string
 	pub    [32]byte
 	secret *[32]byte // the secret scalar, canonical (reduced mod L); nil once destroyed
-	hash   uint32
-	vkey   string
+	// next is the nonce of the next signature, made ahead by Prepare.
+	next *preparedNonce
+	hash uint32
+	vkey string
 }
+
+// preparedNonce is a signature's nonce made ahead of time: r, secret like
+// the key (r and the signature give the key away), and R = rB, which is
+// most of what a signature costs. One signature uses it, then it is
+// zeroed; Destroy zeroes it with the secret.
+type preparedNonce struct {
+	r     [32]byte
+	R     [32]byte
+	ready bool
+}
+
+var errDestroyed = errors.New("epoch key was destroyed")
 
 // SecretSize is the size of a key's secret, as a state file stores it.
 const SecretSize = 32
@@ -59,7 +73,7 @@ func generateKey(name string) (*PrivateKey, error) {
 	if _, err := s.SetUniformBytes(wide[:]); err != nil {
 		return nil, fmt.Errorf("generate epoch key: %w", err)
 	}
-	k := &PrivateKey{name: name, secret: new([32]byte)}
+	k := &PrivateKey{name: name, secret: new([32]byte), next: new(preparedNonce)}
 	b := s.Bytes() // a copy: erased at once
 	copy(k.secret[:], b)
 	clear(b)
@@ -83,7 +97,7 @@ func loadKey(name string, secret []byte) (*PrivateKey, error) {
 	if _, err := s.SetCanonicalBytes(secret); err != nil {
 		return nil, fmt.Errorf("epoch key: %w", err)
 	}
-	k := &PrivateKey{name: name, secret: new([32]byte)}
+	k := &PrivateKey{name: name, secret: new([32]byte), next: new(preparedNonce)}
 	copy(k.secret[:], secret)
 	copy(k.pub[:], new(edwards25519.Point).ScalarBaseMult(&s).Bytes())
 	return k, k.init()
@@ -118,7 +132,10 @@ func (k *PrivateKey) AppendSecret(dst []byte) []byte {
 // cannot sign again.
 func (k *PrivateKey) Destroy() {
 	if k.secret != nil {
-		eraseAfter(func() { clear(k.secret[:]) })
+		eraseAfter(func() {
+			clear(k.secret[:])
+			*k.next = preparedNonce{}
+		})
 		k.secret = nil
 		clobberSignalFrames()
 	}
@@ -129,30 +146,79 @@ func (k *PrivateKey) Name() string    { return k.name }
 func (k *PrivateKey) KeyHash() uint32 { return k.hash }
 
 // Sign makes an Ed25519 signature of msg: R = rB for a random r,
-// S = r + H(R || A || msg)·s.
+// S = r + H(R || A || msg)·s. It uses the nonce Prepare made, if any, and
+// makes one otherwise.
 func (k *PrivateKey) Sign(msg []byte) (sig []byte, err error) {
 	eraseAfter(func() { sig, err = k.sign(msg) })
 	return sig, err
 }
 
+// Prepare makes the next signature's nonce now, so that the Sign that
+// follows costs a hash and a multiply-add: the host prepares while a
+// sink's fsync runs, off the path of the next CRITICAL emit. A nonce is
+// random and used once (Sign zeroes it), so making it early changes
+// nothing a signature reveals.
+func (k *PrivateKey) Prepare() (err error) {
+	if k.secret == nil {
+		return errDestroyed
+	}
+	if k.next.ready {
+		return nil
+	}
+	eraseAfter(func() { err = k.prepare() })
+	return err
+}
+
+func (k *PrivateKey) prepare() error {
+	var r edwards25519.Scalar
+	defer func() { r = edwards25519.Scalar{} }()
+	if err := randomScalar(&r); err != nil {
+		return err
+	}
+	b := r.Bytes()
+	copy(k.next.r[:], b)
+	clear(b)
+	copy(k.next.R[:], new(edwards25519.Point).ScalarBaseMult(&r).Bytes())
+	k.next.ready = true
+	return nil
+}
+
+// randomScalar sets r to a uniformly random scalar, for a nonce.
+func randomScalar(r *edwards25519.Scalar) error {
+	var wide [64]byte
+	defer clear(wide[:])
+	if _, err := rand.Read(wide[:]); err != nil {
+		return err
+	}
+	_, err := r.SetUniformBytes(wide[:])
+	return err
+}
+
 func (k *PrivateKey) sign(msg []byte) ([]byte, error) {
 	if k.secret == nil {
-		return nil, errors.New("epoch key was destroyed")
-	}
-	var wide [64]byte
-	if _, err := rand.Read(wide[:]); err != nil {
-		return nil, err
+		return nil, errDestroyed
 	}
 	var r, s, h edwards25519.Scalar
 	defer func() { r, s = edwards25519.Scalar{}, edwards25519.Scalar{} }()
-	if _, err := r.SetUniformBytes(wide[:]); err != nil {
-		return nil, err
+	var R []byte
+	if k.next.ready {
+		// Taken and zeroed before anything can fail: a nonce never signs
+		// twice.
+		_, err := r.SetCanonicalBytes(k.next.r[:])
+		R = append(make([]byte, 0, 64), k.next.R[:]...)
+		*k.next = preparedNonce{}
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		if err := randomScalar(&r); err != nil {
+			return nil, err
+		}
+		R = new(edwards25519.Point).ScalarBaseMult(&r).Bytes()
 	}
-	clear(wide[:])
 	if _, err := s.SetCanonicalBytes(k.secret[:]); err != nil {
 		return nil, err
 	}
-	R := new(edwards25519.Point).ScalarBaseMult(&r).Bytes()
 	d := sha512.New()
 	d.Write(R)
 	d.Write(k.pub[:])

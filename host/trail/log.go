@@ -473,6 +473,21 @@ func (l *Log) Recover(reserved uint64, reason string) (audit.Record, error) {
 	return l.sealAt(&e, max(reserved, st.Seq)+1), nil
 }
 
+// PrepareSigning makes the nonces of the next checkpoint's signatures
+// ahead of time (PrivateKey.Prepare): the host calls it once a checkpoint
+// has left for the sinks, so that the next one signs quickly.
+func (l *Log) PrepareSigning() error {
+	if err := l.key.Prepare(); err != nil {
+		return fmt.Errorf("prepare the epoch key's next signature: %w", err)
+	}
+	if l.identity != nil {
+		if err := l.identity.Prepare(); err != nil {
+			return fmt.Errorf("prepare the identity key's next signature: %w", err)
+		}
+	}
+	return nil
+}
+
 // Destroy erases the current key and the identity key, at shutdown.
 func (l *Log) Destroy() {
 	l.key.Destroy()
