@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"filippo.io/edwards25519"
 	"golang.org/x/mod/sumdb/note"
@@ -30,8 +31,11 @@ import (
 // every private key it signs with in a process-wide cache that nobody can
 // erase; signing here with edwards25519 directly keeps the secret in this
 // buffer. The signatures are plain Ed25519 (RFC 8032's verification
-// equation) with a random nonce, checked by the standard verifier.
+// equation) with a random nonce, checked by the standard verifier. A key
+// is safe for concurrent use: mu orders its signatures, the nonce made
+// ahead and the erasure.
 type PrivateKey struct {
+	mu     sync.Mutex
 	name   string
 	pub    [32]byte
 	secret *[32]byte // the secret scalar, canonical (reduced mod L); nil once destroyed
@@ -124,6 +128,8 @@ func (k *PrivateKey) VerifierKey() string { return k.vkey }
 // it after use. The copy is made inside eraseAfter (see secret.go), so the
 // registers it passed through are erased.
 func (k *PrivateKey) AppendSecret(dst []byte) []byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	eraseAfter(func() { dst = append(dst, k.secret[:]...) })
 	return dst
 }
@@ -131,6 +137,8 @@ func (k *PrivateKey) AppendSecret(dst []byte) []byte {
 // Destroy zeroes the secret, and every signal frame that saved it; the key
 // cannot sign again.
 func (k *PrivateKey) Destroy() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	if k.secret != nil {
 		eraseAfter(func() {
 			clear(k.secret[:])
@@ -149,6 +157,8 @@ func (k *PrivateKey) KeyHash() uint32 { return k.hash }
 // S = r + H(R || A || msg)·s. It uses the nonce Prepare made, if any, and
 // makes one otherwise.
 func (k *PrivateKey) Sign(msg []byte) (sig []byte, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	eraseAfter(func() { sig, err = k.sign(msg) })
 	return sig, err
 }
@@ -159,6 +169,8 @@ func (k *PrivateKey) Sign(msg []byte) (sig []byte, err error) {
 // random and used once (Sign zeroes it), so making it early changes
 // nothing a signature reveals.
 func (k *PrivateKey) Prepare() (err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	if k.secret == nil {
 		return errDestroyed
 	}

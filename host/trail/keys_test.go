@@ -3,6 +3,7 @@ package trail
 import (
 	"bytes"
 	"crypto/ed25519"
+	"sync"
 	"testing"
 )
 
@@ -60,5 +61,53 @@ func TestPreparedNonceSignsOnce(t *testing.T) {
 	}
 	if _, err := k.Sign(msg); err == nil {
 		t.Fatal("a destroyed key signed")
+	}
+}
+
+// Signatures and nonces made ahead from many goroutines at once (a key is
+// a note.Signer, which callers may share): each verifies, and no two share
+// a nonce. Run under -race, it also finds unguarded access to the nonce.
+func TestConcurrentSigningNeverReusesANonce(t *testing.T) {
+	k, err := GenerateKey("keys.example/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Destroy()
+	msg := []byte("checkpoint body\n")
+	const workers, each = 4, 50
+	sigs := make(chan []byte, workers*each)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if (w+i)%2 == 0 {
+					if err := k.Prepare(); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				sig, err := k.Sign(msg)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				sigs <- sig
+			}
+		})
+	}
+	wg.Wait()
+	close(sigs)
+	seen := map[string]bool{}
+	for sig := range sigs {
+		if !ed25519.Verify(ed25519.PublicKey(k.pub[:]), msg, sig) {
+			t.Fatal("a signature does not verify")
+		}
+		if seen[string(sig[:32])] {
+			t.Fatal("two signatures share R: a nonce signed twice")
+		}
+		seen[string(sig[:32])] = true
+	}
+	if len(seen) != workers*each {
+		t.Fatalf("%d signatures, want %d", len(seen), workers*each)
 	}
 }
