@@ -167,7 +167,12 @@ func (k *PrivateKey) Sign(msg []byte) (sig []byte, err error) {
 // follows costs a hash and a multiply-add: the host prepares while a
 // sink's fsync runs, off the path of the next CRITICAL emit. A nonce is
 // random and used once (Sign zeroes it), so making it early changes
-// nothing a signature reveals.
+// nothing a signature reveals, with one exception: a process run twice
+// from one memory snapshot signs twice with it, which gives the key away
+// (README, "Forward security"). A nonce made at signing time comes from
+// the kernel at that moment: each copy of a process gets its own, and
+// Linux reseeds after a VM snapshot is restored where the hypervisor
+// announces it (vmgenid).
 func (k *PrivateKey) Prepare() (err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
