@@ -22,7 +22,6 @@ import (
 	"io"
 	"math"
 	"math/bits"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -342,7 +341,7 @@ func (p *parser) file() (*File, error) {
 	f.KV = make([]KV, 0, min(nKV, HeldKV))
 	f.KVCount = nKV
 	for i := uint64(0); i < nKV; i++ {
-		kv, err := p.kv(i)
+		kv, summary, err := p.kv(i)
 		if err != nil {
 			return nil, err
 		}
@@ -355,10 +354,7 @@ func (p *parser) file() (*File, error) {
 			}
 			f.Alignment = kv.Value.Uint
 		}
-		if uint64(len(f.KV)) < HeldKV || summaryKey(kv.Key) {
-			if len(kv.Key) > HeldKeyBytes {
-				kv.Key = kv.Key[:HeldKeyBytes] + "…"
-			}
+		if uint64(len(f.KV)) < HeldKV || summary {
 			f.KV = append(f.KV, kv)
 		}
 	}
@@ -376,33 +372,61 @@ func (p *parser) file() (*File, error) {
 	return f, p.place(f)
 }
 
-func (p *parser) kv(i uint64) (KV, error) {
+// kv reads metadata pair i. The key is checked (form, duplicates) on the
+// bytes in the read buffer, and kept as a string only up to HeldKeyBytes:
+// a file of thousands of 64 KB keys leaves no garbage of their size behind
+// for the collector to catch up with. summary says whether the summary
+// reads the key (summaryKey, on the whole key).
+func (p *parser) kv(i uint64) (_ KV, summary bool, _ error) {
 	at := p.off
-	key, _, err := p.str("the key", MaxKeyBytes, MaxKeyBytes, ReasonStringTooLong)
+	raw, err := p.keyBytes()
 	if err != nil {
-		return KV{}, in(err, "metadata pair %d", i)
+		return KV{}, false, in(err, "metadata pair %d", i)
 	}
-	if key == "" {
-		return KV{}, p.fail(at, ReasonEmptyKey, "the key of metadata pair %d is empty", i)
+	if len(raw) == 0 {
+		return KV{}, false, p.fail(at, ReasonEmptyKey, "the key of metadata pair %d is empty", i)
 	}
-	if bad, why := badKey(key); bad >= 0 {
-		return KV{}, p.fail(at+8+uint64(bad), ReasonBadKey, "the key of metadata pair %d, %q, %s (keys are ASCII lower_snake_case words separated by dots)", i, printable([]byte(key[:min(len(key), 80)])), why)
+	if bad, why := badKey(raw); bad >= 0 {
+		return KV{}, false, p.fail(at+8+uint64(bad), ReasonBadKey, "the key of metadata pair %d, %q, %s (keys are ASCII lower_snake_case words separated by dots)", i, printable(raw[:min(len(raw), 80)]), why)
 	}
-	sum := sha256.Sum256([]byte(key))
+	sum := sha256.Sum256(raw)
+	summary = summaryKey(raw)
+	key := string(raw[:min(len(raw), HeldKeyBytes)])
+	if len(raw) > HeldKeyBytes {
+		key += "…"
+	}
+	// raw is not valid past here: the next read reuses the buffer.
 	var id [16]byte
 	copy(id[:], sum[:])
 	if _, dup := p.keys[id]; dup {
-		return KV{}, p.fail(at, ReasonDuplicateKey, "metadata key %q appears twice", key)
+		return KV{}, false, p.fail(at, ReasonDuplicateKey, "metadata key %q appears twice", key)
 	}
 	p.keys[id] = struct{}{}
 	typ, err := p.u32("the value type")
 	if err == nil {
 		var v Value
 		if v, err = p.value(ValueType(typ), 0); err == nil {
-			return KV{Key: key, Value: v, Offset: int64(at)}, nil
+			return KV{Key: key, Value: v, Offset: int64(at)}, summary, nil
 		}
 	}
-	return KV{}, in(err, "metadata %q", key)
+	return KV{}, false, in(err, "metadata %q", key)
+}
+
+// keyBytes reads a key: its length, then its bytes, valid until the next
+// read (a key fits the read buffer: MaxKeyBytes is under its size).
+func (p *parser) keyBytes() ([]byte, error) {
+	at := p.off
+	n, err := p.u64("the key")
+	if err != nil {
+		return nil, err
+	}
+	if n > MaxKeyBytes {
+		return nil, p.fail(at, ReasonStringTooLong, "the key is %d bytes long; the limit is %d", n, MaxKeyBytes)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return p.read(n, "the key")
 }
 
 // value reads one value of type t; depth counts the arrays around it.
@@ -684,7 +708,7 @@ func (p *parser) place(f *File) error {
 // allowed (general.base_model.0.name), and so is '-': llama.cpp's own
 // architecture names carry it (command-r.context_length,
 // gpt-oss.attention.head_count).
-func badKey(key string) (int, string) {
+func badKey(key []byte) (int, string) {
 	word := 0
 	for i := 0; i < len(key); i++ {
 		switch c := key[i]; {
@@ -713,8 +737,8 @@ func badKey(key string) (int, string) {
 
 // summaryKey says whether the summary reads key, so that it is held
 // wherever it is in the file.
-func summaryKey(key string) bool {
-	return strings.HasPrefix(key, "general.") || strings.HasSuffix(key, ".context_length") || strings.HasPrefix(key, "tokenizer.chat_template")
+func summaryKey(key []byte) bool {
+	return bytes.HasPrefix(key, []byte("general.")) || bytes.HasSuffix(key, []byte(".context_length")) || bytes.HasPrefix(key, []byte("tokenizer.chat_template"))
 }
 
 func alignUp(n, a uint64) (uint64, bool) {
