@@ -241,15 +241,23 @@ func (p *parser) u64(what string) (uint64, error) {
 	return binary.LittleEndian.Uint64(b), nil
 }
 
-// str reads a string of at most max bytes, keeping up to keep of them.
-func (p *parser) str(what string, max, keep uint64, tooLong Reason) (s string, n uint64, err error) {
+// strLen reads a string's length, refusing one over max.
+func (p *parser) strLen(what string, max uint64, tooLong Reason) (uint64, error) {
 	at := p.off
-	n, err = p.u64(what)
+	n, err := p.u64(what)
 	if err != nil {
-		return "", 0, err
+		return 0, err
 	}
 	if n > max {
-		return "", n, p.fail(at, tooLong, "%s is %d bytes long; the limit is %d", what, n, max)
+		return n, p.fail(at, tooLong, "%s is %d bytes long; the limit is %d", what, n, max)
+	}
+	return n, nil
+}
+
+// str reads a string of at most max bytes, keeping up to keep of them.
+func (p *parser) str(what string, max, keep uint64, tooLong Reason) (s string, n uint64, err error) {
+	if n, err = p.strLen(what, max, tooLong); err != nil {
+		return "", n, err
 	}
 	if err := p.need(n, what); err != nil {
 		return "", n, err
@@ -269,12 +277,8 @@ func (p *parser) str(what string, max, keep uint64, tooLong Reason) (s string, n
 // byte anywhere in it: llama.cpp reads such values (the architecture, the
 // chat template) as C strings, and would use less than is reported here.
 func (p *parser) strNoNUL(what string, max, keep uint64) (s string, n uint64, err error) {
-	at := p.off
-	if n, err = p.u64(what); err != nil {
-		return "", 0, err
-	}
-	if n > max {
-		return "", n, p.fail(at, ReasonStringTooLong, "%s is %d bytes long; the limit is %d", what, n, max)
+	if n, err = p.strLen(what, max, ReasonStringTooLong); err != nil {
+		return "", n, err
 	}
 	if err := p.need(n, what); err != nil {
 		return "", n, err
@@ -415,13 +419,9 @@ func (p *parser) kv(i uint64) (_ KV, summary bool, _ error) {
 // keyBytes reads a key: its length, then its bytes, valid until the next
 // read (a key fits the read buffer: MaxKeyBytes is under its size).
 func (p *parser) keyBytes() ([]byte, error) {
-	at := p.off
-	n, err := p.u64("the key")
+	n, err := p.strLen("the key", MaxKeyBytes, ReasonStringTooLong)
 	if err != nil {
 		return nil, err
-	}
-	if n > MaxKeyBytes {
-		return nil, p.fail(at, ReasonStringTooLong, "the key is %d bytes long; the limit is %d", n, MaxKeyBytes)
 	}
 	if n == 0 {
 		return nil, nil
