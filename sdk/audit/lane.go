@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"strconv"
 
@@ -20,7 +19,7 @@ import (
 // one (sdk/internal/lane). The variable leaves the environment, so that no
 // process the sink starts learns of it, and the descriptor is taken over
 // close-on-exec, so that none inherits it either.
-func openLane(logger hclog.Logger) net.Conn {
+func openLane(logger hclog.Logger) io.ReadWriteCloser {
 	v, ok := os.LookupEnv(lane.EnvFD)
 	if !ok {
 		return nil
@@ -31,20 +30,18 @@ func openLane(logger hclog.Logger) net.Conn {
 		logger.Warn("the host named no usable record lane; every emit goes over gRPC", lane.EnvFD, v)
 		return nil
 	}
-	f := os.NewFile(uintptr(fd), "record lane")
-	c, err := net.FileConn(f)
-	f.Close()
+	f, err := lane.PluginEnd(fd)
 	if err != nil {
-		logger.Warn("the record lane the host passed is not a socket; every emit goes over gRPC", "error", err)
+		logger.Warn("the record lane the host passed is not usable; every emit goes over gRPC", "error", err)
 		return nil
 	}
-	return c
+	return f
 }
 
 // serveLane answers the host's requests on the lane, one at a time and in
 // order, until the host closes it. A frame it cannot read ends the lane:
 // the host, which then reads EOF, goes on over gRPC.
-func (s *server) serveLane(c net.Conn) {
+func (s *server) serveLane(c io.ReadWriteCloser) {
 	defer c.Close()
 	r := lane.NewReader(c, MaxMessageBytes)
 	var out []byte

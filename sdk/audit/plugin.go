@@ -3,7 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
-	"net"
+	"io"
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
@@ -37,7 +37,7 @@ func init() {
 		}
 		return &serverPlugin{srv: newServer(s, logger)}, nil
 	}
-	auditglue.ServeLane = func(p plugin.Plugin, conn net.Conn) {
+	auditglue.ServeLane = func(p plugin.Plugin, conn io.ReadWriteCloser) {
 		srv := p.(*serverPlugin).srv
 		srv.mu.Lock()
 		srv.lane = conn

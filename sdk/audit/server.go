@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -43,7 +42,7 @@ type server struct {
 	shortened uint64
 	// lane is the record lane the host passed, served from Serve on
 	// (lane.go); nil without one.
-	lane net.Conn
+	lane io.ReadWriteCloser
 }
 
 func newServer(sink Sink, logger hclog.Logger) *server {

@@ -3,6 +3,7 @@ package sinkclient
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -39,7 +40,7 @@ func (c *Client) takeLane(served bool) {
 		return
 	}
 	if served {
-		c.lane = &laneConn{c: c.offered, r: lane.NewReader(c.offered, maxAnswerBytes)}
+		c.lane = newLaneConn(c.offered)
 		c.onLane.Store(true)
 	}
 	c.offered = nil
@@ -64,10 +65,23 @@ func (c *Client) dropLane() {
 const maxAnswerBytes = 1 << 20
 
 type laneConn struct {
-	c   net.Conn
-	r   *lane.Reader
-	id  uint64
-	out []byte
+	c net.Conn
+	// answers, when set, is what r reads: c with the thread asleep in the
+	// kernel (lane.Answers); otherwise r reads c through the poller.
+	answers *lane.Answers
+	r       *lane.Reader
+	id      uint64
+	out     []byte
+}
+
+func newLaneConn(c net.Conn) *laneConn {
+	l := &laneConn{c: c}
+	var src io.Reader = c
+	if a, err := lane.NewAnswers(c); err == nil {
+		l.answers, src = a, a
+	}
+	l.r = lane.NewReader(src, maxAnswerBytes)
+	return l
 }
 
 // roundTrip sends req and reads its answer. A failed emit comes back as
@@ -87,6 +101,10 @@ func (l *laneConn) roundTrip(ctx context.Context, req *auditv1.EmitBatchRequest)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = l.c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
+	if l.answers != nil {
+		l.answers.Wait(ctx)
+		defer l.answers.Wait(context.Background()) // not kept past the emit
+	}
 	if _, err := l.c.Write(l.out); err != nil {
 		return nil, true, laneFailed(ctx, err)
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,14 +23,19 @@ import (
 )
 
 // socketPair is what the host's launcher makes for a sink.
-func socketPair(t *testing.T) (host, plugin net.Conn) {
+// The plugin's end is taken over as a plugin process takes it.
+func socketPair(t *testing.T) (host net.Conn, plugin io.ReadWriteCloser) {
 	t.Helper()
 	host, f, err := lane.Pair()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if plugin, err = net.FileConn(f); err != nil {
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plugin, err = lane.PluginEnd(fd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { host.Close(); plugin.Close() })
@@ -37,7 +44,7 @@ func socketPair(t *testing.T) (host, plugin net.Conn) {
 
 // laneClient is gateClient with a record lane: the server half serves
 // served, and the client is given hostEnd.
-func laneClient(t *testing.T, g *gateSink, hostEnd, served net.Conn) *sinkclient.Client {
+func laneClient(t *testing.T, g *gateSink, hostEnd net.Conn, served io.ReadWriteCloser) *sinkclient.Client {
 	t.Helper()
 	m, err := sinkclient.NewMetrics(prometheus.NewRegistry())
 	if err != nil {

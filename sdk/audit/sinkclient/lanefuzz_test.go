@@ -3,7 +3,6 @@ package sinkclient
 import (
 	"bytes"
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -20,7 +19,12 @@ func FuzzLaneAnswer(f *testing.F) {
 	f.Add(lane.Append(nil, 2, lane.Response, nil))
 	f.Add([]byte{0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, answer []byte) {
-		host, plugin := net.Pipe()
+		// A socket pair, as the launcher makes: the client reads it
+		// asleep in the kernel (lane.Answers).
+		host, plugin, err := lane.Pair()
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer host.Close()
 		go func() {
 			defer plugin.Close()
@@ -29,7 +33,10 @@ func FuzzLaneAnswer(f *testing.F) {
 			}
 			_, _ = plugin.Write(answer)
 		}()
-		l := &laneConn{c: host, r: lane.NewReader(host, maxAnswerBytes)}
+		l := newLaneConn(host)
+		if l.answers == nil {
+			t.Fatal("the client reads a socket pair through the poller")
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		resp, broken, err := l.roundTrip(ctx, &auditv1.EmitBatchRequest{Records: []byte("{}\n")})

@@ -5,7 +5,7 @@ package auditglue
 
 import (
 	"context"
-	"net"
+	"io"
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
@@ -19,7 +19,7 @@ var ServerPlugin func(sink any, logger hclog.Logger) (plugin.Plugin, error)
 // ServeLane serves the record lane on conn for a server half that
 // ServerPlugin made, as a plugin process does on the descriptor the host
 // passed; call it before Configure.
-var ServeLane func(server plugin.Plugin, conn net.Conn)
+var ServeLane func(server plugin.Plugin, conn io.ReadWriteCloser)
 
 // Pair joins a server half and a client half into one plugin, for a test
 // that serves and dispenses in one process.
