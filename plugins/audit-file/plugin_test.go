@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -301,4 +302,44 @@ func fakeHostThatDies() {
 	}
 	fmt.Println(c.ReattachConfig().Pid)
 	os.Exit(0)
+}
+
+// TestBinaryWaitsForTheLaneAsleepInTheKernel: the real plugin, launched as
+// the host launches it (plugintest puts its end of the record lane at
+// descriptor 3), waits for the next request with a thread asleep in
+// read(2) on that descriptor, not in the runtime's poller, and a CRITICAL
+// emit then travels on the lane.
+func TestBinaryWaitsForTheLaneAsleepInTheKernel(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := launch(t, pluginBin, fmt.Sprintf(`{"path": %q}`, path))
+	if !l.client.Lane() {
+		t.Fatal("the plugin does not serve the record lane")
+	}
+	want := fmt.Sprintf("%d 0x3 ", unix.SYS_READ)
+	asleep := func() bool {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/syscall", l.pid))
+		for _, p := range tasks {
+			if b, err := os.ReadFile(p); err == nil && strings.HasPrefix(string(b), want) {
+				return true
+			}
+		}
+		return false
+	}
+	for i := 0; !asleep(); i++ {
+		if i == 200 {
+			t.Fatalf("no thread of the plugin (pid %d) sleeps in read(2) on the lane", l.pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, e := range audittest.Events(20) {
+		if e.Severity == audit.Critical {
+			if err := l.client.Emit(context.Background(), e); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if !l.client.Lane() {
+		t.Fatal("the CRITICAL emit ended the lane's use")
+	}
 }
