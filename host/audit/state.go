@@ -103,6 +103,7 @@ type chainStore struct {
 	unsynced [2]bool
 	writes   [2]uint64
 	buf      []byte // the slot being written; its key bytes are zeroed after each write
+	body     []byte // the body's encoding, reused (it holds no secret)
 	firstKey string // the log's first public key (stateBody.FirstKey)
 }
 
@@ -254,12 +255,13 @@ func (cs *chainStore) target() int {
 }
 
 func (cs *chainStore) writeSlot(i int, l *trail.Log, st trail.State, reserved uint64, clean, sync bool) error {
-	body, err := json.Marshal(stateBody{Version: stateVersion, Gen: cs.gen, Origin: st.Origin, Epoch: st.Epoch, Key: l.VerifierKey(), Seq: st.Seq, Reserved: reserved,
+	body, err := appendState(cs.body[:0], &stateBody{Version: stateVersion, Gen: cs.gen, Origin: st.Origin, Epoch: st.Epoch, Key: l.VerifierKey(), Seq: st.Seq, Reserved: reserved,
 		Prev: st.Prev, TreeSize: st.TreeSize, Tree: st.Tree, EpochEvents: st.EpochEvents, EpochStarted: st.EpochStarted,
 		EpochElapsed: st.EpochElapsed, SavedAt: st.SavedAt, LastCheckpointSeq: st.LastCheckpointSeq, LastCheckpoint: st.LastCheckpoint, Links: st.Links, Witnesses: st.Witnesses, FirstKey: cs.firstKey, Clean: clean})
 	if err != nil {
-		return err
+		return fmt.Errorf("save chain state: %w", err)
 	}
+	cs.body = body
 	b := cs.buf[:0]
 	b = append(b, slotMagic...)
 	b = l.Key().AppendSecret(b)
