@@ -16,12 +16,15 @@ import (
 // kernel, on the socket itself, rather than parked in the runtime's
 // network poller. A CRITICAL emit waits twice while every thread of both
 // processes is idle: the plugin for the request, the host for the answer
-// after the fsync. On the 2-vCPU VM of bench/RESULTS.md a round trip
-// between two idle Go processes over a socket pair took 92 µs at p50
-// through the poller on both ends and 26 µs with both ends asleep in
-// read(2) or ppoll(2): the kernel wakes the sleeping thread itself, where
-// the poller's wake goes through epoll and the scheduler's hand-off of a
-// P on each side.
+// after the fsync. The kernel wakes a thread asleep on the socket itself;
+// the poller's wake goes through epoll and the scheduler handing a P over
+// on each side. bench/lanewake measures it between two idle processes: on
+// the 2-vCPU VM of bench/RESULTS.md a round trip took 63-84 µs at p50
+// through the poller on both ends, 23-32 µs with both asleep. Most of that
+// is the waiting end of each trip (the plugin's): asleep there alone gave
+// 21-33 µs. Through the whole host the host's end counts too: with it in
+// the poller, CRITICAL emits took 2.25x a raw write+fsync at the median of
+// seven interleaved pairs, against 2.13x asleep.
 
 // PluginEnd takes over the plugin's end of the lane, the inherited
 // descriptor fd: close-on-exec, so that no process the plugin starts
