@@ -51,6 +51,7 @@ bench: build
 	$(GO) run ./bench/host
 	$(GO) run ./bench/fleet
 	$(GO) run ./bench/loader
+	$(GO) run ./bench/lanewake
 	$(GO) run ./bench/vram -backend emulated -sizes-gib 1
 
 # Builds what a GPU node without Go needs into bin/gpu/: the plugin, its
