@@ -18,6 +18,12 @@ type epochGate struct {
 	shut    bool           // under the bus's lock, as is records
 	records []audit.Record // in seq order, the epoch's last checkpoint first
 	wait    *gateWait      // the shut gate's answer
+	// later is where, in records, the step holding the next epoch's end
+	// begins when another epoch ended while the gate was shut (else 0),
+	// and laterSeq the last such end: the answer for the first end does
+	// not cover them, so they stay for one of their own.
+	later    int
+	laterSeq uint64
 }
 
 // gateWait is one shutting's answer from the state writer.
@@ -40,37 +46,60 @@ func (s *sequencer) pass(records []audit.Record, endsEpoch bool) []audit.Record 
 		answered, err := w.answered, w.err
 		w.mu.Unlock()
 		if !answered {
+			if endsEpoch && len(records) > 0 {
+				if g.later == 0 {
+					g.later = len(g.records)
+				}
+				g.laterSeq = records[len(records)-1].Seq
+			}
 			g.records = append(g.records, records...)
 			return nil
 		}
-		held := g.records
-		g.shut, g.records, g.wait = false, nil, nil
+		held, later, laterSeq := g.records, g.later, g.laterSeq
+		*g = epochGate{}
 		if err != nil && s.failing() != nil {
 			// The save holding the new key failed: they wait with the
 			// records a failing state holds back, ahead of them, until a
-			// save succeeds (a sync one, which covers the new key too).
+			// save succeeds (a sync one, which covers every new key).
 			s.held = append(append(held, records...), s.held...)
 			return nil
+		}
+		if later > 0 {
+			// Another epoch ended meanwhile: from its step on, the records
+			// wait for the state holding its key (and the newest one's,
+			// if these records end an epoch too).
+			rest := append(held[later:len(held):len(held)], records...)
+			if endsEpoch && len(records) > 0 {
+				laterSeq = records[len(records)-1].Seq
+			}
+			s.shutGate(rest, laterSeq)
+			return held[:later]
 		}
 		records = append(held, records...)
 	}
 	if endsEpoch && len(records) > 0 {
-		w := &gateWait{done: make(chan struct{})}
-		g.shut, g.records, g.wait = true, records, w
-		durable := s.state.wait(records[len(records)-1].Seq)
-		go func() {
-			err := <-durable
-			w.mu.Lock()
-			w.answered, w.err = true, err
-			w.mu.Unlock()
-			close(w.done)
-			if s.gateOpened != nil {
-				s.gateOpened()
-			}
-		}()
+		s.shutGate(records, records[len(records)-1].Seq)
 		return nil
 	}
 	return records
+}
+
+// shutGate holds records until the state holding seq, an epoch's end, is
+// durable.
+func (s *sequencer) shutGate(records []audit.Record, seq uint64) {
+	w := &gateWait{done: make(chan struct{})}
+	s.gate = epochGate{shut: true, records: records, wait: w}
+	durable := s.state.wait(seq)
+	go func() {
+		err := <-durable
+		w.mu.Lock()
+		w.answered, w.err = true, err
+		w.mu.Unlock()
+		close(w.done)
+		if s.gateOpened != nil {
+			s.gateOpened()
+		}
+	}()
 }
 
 // awaitGate waits until deadline for a shut gate's state to be durable,
@@ -111,10 +140,13 @@ func (s *sequencer) openGate(deadline time.Time) []audit.Record {
 	if !s.gate.shut {
 		return nil
 	}
-	if s.awaitGate(deadline) {
-		return s.pass(nil, false)
+	var out []audit.Record
+	for s.gate.shut && s.awaitGate(deadline) {
+		out = append(out, s.pass(nil, false)...)
 	}
-	s.held = append(s.gate.records, s.held...)
-	s.gate = epochGate{}
-	return nil
+	if s.gate.shut {
+		s.held = append(s.gate.records, s.held...)
+		s.gate = epochGate{}
+	}
+	return out
 }

@@ -3,8 +3,15 @@ package audit
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vramward/vramward/host/trail"
 	"github.com/vramward/vramward/sdk/audit"
@@ -67,4 +74,75 @@ func TestAFullEpochGateOnAHungDiskRefusesByTheDeadline(t *testing.T) {
 	fdatasyncHook.Store(nil)
 	close(stuck)
 	_ = b.Close("done") // it reports the refused event as never delivered
+}
+
+// TestASecondEpochEndWaitsForItsOwnKey: two epochs end while the state
+// holding the first new key is not durable yet. When it is, the gate
+// releases what follows the first end, but not the second end's
+// checkpoint: that one certifies a key only a later state holds, and
+// waits for it. Before, the first answer released both.
+func TestASecondEpochEndWaitsForItsOwnKey(t *testing.T) {
+	dir := t.TempDir()
+	var limit, durable atomic.Uint64 // the newest epoch allowed to reach the disk; what did
+	epochOf := regexp.MustCompile(`"epoch":(\d+)`)
+	hook := func(fd int) error {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/self/fd/%d", fd))
+		if err != nil {
+			return err
+		}
+		m := epochOf.FindSubmatch(data)
+		if m == nil {
+			return unix.Fdatasync(fd)
+		}
+		epoch, _ := strconv.ParseUint(string(m[1]), 10, 64)
+		for i := 0; epoch > limit.Load(); i++ {
+			if i == 10000 {
+				return errors.New("test: the state's disk was held for 10 s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if err := unix.Fdatasync(fd); err != nil {
+			return err
+		}
+		for old := durable.Load(); epoch > old && !durable.CompareAndSwap(old, epoch); old = durable.Load() {
+		}
+		return nil
+	}
+	sink := &checkpointWatch{durable: &durable, ahead: func(r *audit.Record, durable uint64) (bool, bool) {
+		var f audit.AuditCheckpointFields
+		ends := audit.Decode(&r.Event, &f) == nil && f.NextKey != ""
+		return ends, durable <= r.Chain.Epoch
+	}}
+	b, _, _ := newBusWithSink(t, dir, Options{QueueSize: 1000, Limits: trail.Limits{EpochEvents: 4, EpochDuration: time.Hour, CheckpointEvents: 100, CheckpointInterval: time.Hour}}, sink)
+	first := b.Trail().Epoch
+	limit.Store(first)
+	durable.Store(first)
+	fdatasyncHook.Store(&hook)
+	t.Cleanup(func() { fdatasyncHook.Store(nil) })
+
+	for i := 0; b.Trail().Epoch < first+2; i++ {
+		if i == 50 {
+			t.Fatal("two epochs did not end in 50 events")
+		}
+		if err := b.Emit(context.Background(), info(t, i)); err != nil {
+			t.Fatalf("emit %d: %v", i, err)
+		}
+	}
+	limit.Store(first + 1) // the first new key's state may reach the disk
+	eventually(t, "the first epoch end at the sink", func() bool { return sink.all.Load() >= 1 })
+	time.Sleep(50 * time.Millisecond) // what the first answer releases has arrived
+	if n := sink.all.Load(); n != 1 {
+		t.Fatalf("%d epoch ends reached the sink while only the first new key's state is durable", n)
+	}
+	limit.Store(1 << 62)
+	if err := b.Close("done"); err != nil {
+		t.Fatal(err)
+	}
+	if n := sink.early.Load(); n > 0 {
+		t.Fatalf("%d of %d checkpoints ending an epoch reached the sink before the next key's state was durable", n, sink.all.Load())
+	}
+	if sink.all.Load() < 2 {
+		t.Fatalf("%d epoch ends reached the sink", sink.all.Load())
+	}
+	verifyRecords(t, dir, sink.got())
 }
