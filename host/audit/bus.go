@@ -128,7 +128,7 @@ func New(opts Options, conns []SinkConn) (*Bus, error) {
 	b.mu.Lock()
 	st, err := b.seq.start()
 	if err == nil {
-		b.fanOut(st, false)
+		b.fanOut(st, noWaiter)
 	}
 	b.mu.Unlock()
 	if err != nil {
@@ -171,7 +171,7 @@ func (b *Bus) releaseGate() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.closed {
-		b.fanOut(step{records: b.seq.pass(nil, false)}, false)
+		b.fanOut(step{records: b.seq.pass(nil, false)}, noWaiter)
 	}
 }
 
@@ -224,7 +224,7 @@ func (b *Bus) tick() {
 		if !b.closed {
 			var st step
 			st, skew, jumped = b.seq.tick()
-			b.fanOut(st, false)
+			b.fanOut(st, noWaiter)
 		}
 		b.mu.Unlock()
 		if jumped {
@@ -238,11 +238,17 @@ func (b *Bus) tick() {
 // any one) made it durable; otherwise a *CriticalError the caller must act on
 // (fail closed). The event stays queued for every sink either way.
 func (b *Bus) Emit(ctx context.Context, e audit.Event) error {
-	wait, err := b.Submit(e)
-	if err != nil {
+	w, deadline, err := b.submit(&e, waitDelivering)
+	if err != nil || w == nil {
 		return err
 	}
-	return wait(ctx)
+	if w.claimed != nil {
+		w.claimed.deliverClaimed(ctx, w.claimedBatch, deadline)
+		if w.prepareAfter {
+			signal(b.prepare)
+		}
+	}
+	return b.awaitCritical(ctx, e, w, deadline)
 }
 
 // Submit queues e at once and returns how to wait for it: for a CRITICAL
@@ -250,6 +256,19 @@ func (b *Bus) Emit(ctx context.Context, e audit.Event) error {
 // cannot block (a sink's own plugin start) submit now and wait elsewhere, so
 // the event keeps its place in the chain and cannot be lost to a shutdown.
 func (b *Bus) Submit(e audit.Event) (func(context.Context) error, error) {
+	w, deadline, err := b.submit(&e, waitQueued)
+	if err != nil {
+		return nil, err
+	}
+	if w == nil {
+		return func(context.Context) error { return nil }, nil
+	}
+	return func(ctx context.Context) error { return b.awaitCritical(ctx, e, w, deadline) }, nil
+}
+
+// submit queues e; for a CRITICAL event it returns the waiter to wait on
+// until deadline.
+func (b *Bus) submit(e *audit.Event, how emitWait) (*waiter, time.Time, error) {
 	deadline := time.Now().Add(b.opts.CriticalTimeout)
 	if e.Severity == audit.Critical {
 		// A CRITICAL emit returns by critical_timeout even when the log is
@@ -262,28 +281,22 @@ func (b *Bus) Submit(e audit.Event) (func(context.Context) error, error) {
 			for _, s := range b.sinks {
 				b.opts.SinkMetrics.CountUndelivered(s.conn.Name(), e.Severity, 1)
 			}
-			return nil, fmt.Errorf("CRITICAL audit event %s not recorded: the log stayed busy for critical_timeout (%s), its state's disk may hang", e.Type, b.opts.CriticalTimeout)
+			return nil, deadline, fmt.Errorf("CRITICAL audit event %s not recorded: the log stayed busy for critical_timeout (%s), its state's disk may hang", e.Type, b.opts.CriticalTimeout)
 		}
 	} else {
 		b.mu.Lock()
 	}
 	if b.closed {
 		b.mu.Unlock()
-		return nil, ErrClosed
+		return nil, deadline, ErrClosed
 	}
-	w, err := b.enqueue(&e, deadline)
+	w, err := b.enqueue(e, deadline, how)
 	b.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	if w == nil {
-		return func(context.Context) error { return nil }, nil
-	}
-	return func(ctx context.Context) error { return b.awaitCritical(ctx, e, w, deadline) }, nil
+	return w, deadline, err
 }
 
 // enqueue seals e and queues it for every sink, by deadline; b.mu is held.
-func (b *Bus) enqueue(e *audit.Event, deadline time.Time) (*waiter, error) {
+func (b *Bus) enqueue(e *audit.Event, deadline time.Time, how emitWait) (*waiter, error) {
 	st, err := b.seq.emit(e, e.Severity == audit.Critical, deadline)
 	if err != nil {
 		// Refused before it was sealed: every sink misses it.
@@ -292,86 +305,7 @@ func (b *Bus) enqueue(e *audit.Event, deadline time.Time) (*waiter, error) {
 		}
 		return nil, err
 	}
-	return b.fanOut(st, true)
-}
-
-// fanOut queues a sequencer's step for every sink. For a CRITICAL record
-// sealed in it, it returns the waiter its emit waits on (when wait is
-// set), or the step's reason to fail it now, which every sink counts.
-// b.mu is held.
-func (b *Bus) fanOut(st step, wait bool) (*waiter, error) {
-	if len(st.offers) > 0 {
-		b.witness.dispatch(st.offers)
-	}
-	r := st.sealed
-	critical := r != nil && r.Severity == audit.Critical
-	if critical && st.critical != nil {
-		for _, s := range b.sinks {
-			s.offeredWhileFailing(r, nil, st.critical)
-		}
-	}
-	var w *waiter
-	if critical && st.critical == nil && wait {
-		need := len(b.sinks)
-		if b.opts.Require == "any" {
-			need = 1
-		}
-		sev := r.Severity
-		w = &waiter{seq: r.Seq, state: st.durable, need: need, total: len(b.sinks), failed: map[string]error{}, settled: make(chan struct{}),
-			countFail: func(sink string) { b.opts.SinkMetrics.CountUndelivered(sink, sev, 1) }}
-		b.wmu.Lock()
-		b.waiters[r.Seq] = w
-		b.wmu.Unlock()
-	}
-	if st.signed {
-		signal(b.prepare)
-	}
-	if len(st.records) > 0 {
-		b.push(st.records, w)
-	}
-	return w, st.critical
-}
-
-// push queues batch for every sink; w waits for the CRITICAL record among
-// them, if any (the checkpoint that covers it travels with it). b.mu is
-// held.
-func (b *Bus) push(batch []audit.Record, w *waiter) {
-	waiterOf := func(r *audit.Record) *waiter {
-		if w != nil && r.Seq == w.seq {
-			return w
-		}
-		if r.Severity != audit.Critical {
-			return nil
-		}
-		// A CRITICAL record the epoch gate held: its emit still waits.
-		b.wmu.Lock()
-		defer b.wmu.Unlock()
-		return b.waiters[r.Seq]
-	}
-	for _, s := range b.sinks {
-		if err := s.q.push(batch...); err != nil {
-			// A full spool refuses every event until it drains: say so
-			// once, not once an event (each is counted).
-			if !errors.Is(err, ErrSpoolFull) || !s.spoolFull.Swap(true) {
-				b.log.Error("could not queue an audit event for a sink; it is counted as failed", "sink", s.conn.Name(), "seq", batch[0].Seq, "error", err)
-			}
-			for i := range batch {
-				s.offeredWhileFailing(&batch[i], waiterOf(&batch[i]), err)
-			}
-			continue
-		}
-		if s.spoolFull.Swap(false) {
-			b.log.Info("the sink's spool takes events again", "sink", s.conn.Name())
-		}
-		// A sink that is down or failing will not take this event in time:
-		// it counts as failed now (and, for a CRITICAL one, the emit learns
-		// it now rather than at critical_timeout). It stays queued.
-		if err := s.failure(); err != nil {
-			for i := range batch {
-				s.offeredWhileFailing(&batch[i], waiterOf(&batch[i]), err)
-			}
-		}
-	}
+	return b.fanOut(st, how)
 }
 
 // emitInternal records an event the bus itself raises (sink failures,
@@ -425,23 +359,23 @@ func (b *Bus) CloseBy(reason string, deadline time.Time) error {
 	if err != nil {
 		b.log.Error("the log's state still cannot be written at shutdown", "error", err)
 	}
-	b.fanOut(step{records: b.seq.pass(released, false)}, false)
+	b.fanOut(step{records: b.seq.pass(released, false)}, noWaiter)
 	// A checkpoint over everything before HostStopped, then HostStopped
 	// with its own: the trail of a clean stop ends covered.
 	if b.seq.pending() > 0 {
-		b.fanOut(b.seq.next(nil, true), false)
+		b.fanOut(b.seq.next(nil, true), noWaiter)
 	}
 	last, err := audit.Make(audit.Actor{}, audit.HostStoppedFields{Reason: reason, Undelivered: uint64(undelivered)})
 	if err == nil {
 		var st step
 		if st, err = b.seq.emit(&last, true, deadline); err == nil {
-			b.fanOut(st, false)
+			b.fanOut(st, noWaiter)
 		}
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("record HostStopped: %w", err))
 	}
-	b.fanOut(step{records: b.seq.openGate(deadline)}, false)
+	b.fanOut(step{records: b.seq.openGate(deadline)}, noWaiter)
 	if held, err := b.seq.dropHeld(); err != nil {
 		for _, s := range b.sinks {
 			for i := range held {

@@ -44,6 +44,13 @@ type waiter struct {
 	failed    map[string]error
 	settled   chan struct{}
 	done      bool
+	// claimed is the sink the emitter delivers claimedBatch to itself
+	// (direct.go), set under the bus's lock before the emitter reads it.
+	claimed      *sinkDelivery
+	claimedBatch []audit.Record
+	// prepareAfter says the emitter wakes prepareSigning after its
+	// delivery: the step's checkpoint used the prepared nonces.
+	prepareAfter bool
 }
 
 // report records one sink's outcome. counted says whether the failure was

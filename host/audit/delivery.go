@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +34,7 @@ type sinkDelivery struct {
 
 	mu      sync.Mutex
 	client  *sinkclient.Client
+	onNode  bool // the running plugin's copy is on this node (setClient)
 	failing bool
 	lastErr error
 	// failingSince is when the current failure began.
@@ -49,6 +49,9 @@ type sinkDelivery struct {
 
 	// spoolFull is set while the spool refuses events (spool_max_bytes).
 	spoolFull atomic.Bool
+	// byEmitters counts the batches CRITICAL emitters delivered themselves
+	// (direct.go).
+	byEmitters atomic.Uint64
 
 	// restarts spaces restarts of the plugin and retries of a delivery.
 	restarts *pluginhost.Restarts
@@ -67,10 +70,18 @@ func newSinkDelivery(b *Bus, conn SinkConn, q *queue) *sinkDelivery {
 
 func (w *sinkDelivery) connect(ctx context.Context) error {
 	client, err := w.conn.Start(ctx)
-	w.mu.Lock()
-	w.client = client
-	w.mu.Unlock()
+	w.setClient(client)
 	return err
+}
+
+// setClient keeps the client of a plugin just started, and whether its
+// copy is on the node: asked here, where the conn's lock may be taken,
+// and read under the bus's, where it may not (mayClaim).
+func (w *sinkDelivery) setClient(client *sinkclient.Client) {
+	onNode := client != nil && w.conn.OnNode()
+	w.mu.Lock()
+	w.client, w.onNode = client, onNode
+	w.mu.Unlock()
 }
 
 func (w *sinkDelivery) current() *sinkclient.Client {
@@ -87,100 +98,6 @@ func (w *sinkDelivery) failure() error {
 		return fmt.Errorf("sink is failing: %w", w.lastErr)
 	}
 	return nil
-}
-
-// offeredWhileFailing counts e as failed for this sink (it was offered while
-// the sink is down or failing, or could not be queued) and tells its
-// CRITICAL waiter, if any. The bus's lock is held.
-func (w *sinkDelivery) offeredWhileFailing(e *audit.Record, wt *waiter, err error) {
-	w.mu.Lock()
-	w.countedTo = max(w.countedTo, e.Seq)
-	w.mu.Unlock()
-	if wt != nil {
-		wt.report(w.conn.Name(), err, false)
-	} else {
-		w.b.opts.SinkMetrics.CountUndelivered(w.conn.Name(), e.Severity, 1)
-	}
-}
-
-// countUndelivered counts the events of batch not counted yet as failed,
-// for a failure the host decided (no plugin running, shutdown deadline).
-func (w *sinkDelivery) countUndelivered(batch []audit.Record) {
-	w.mu.Lock()
-	from := w.countedTo
-	for i := range batch {
-		w.countedTo = max(w.countedTo, batch[i].Seq)
-	}
-	w.mu.Unlock()
-	var per [audit.Critical + 1]int
-	for i := range batch {
-		if batch[i].Seq > from && batch[i].Severity.Valid() {
-			per[batch[i].Severity]++
-		}
-	}
-	for _, sev := range audit.Severities() {
-		w.b.opts.SinkMetrics.CountUndelivered(w.conn.Name(), sev, per[sev])
-	}
-}
-
-// markCounted notes that a client counted the failure of batch.
-func (w *sinkDelivery) markCounted(batch []audit.Record) {
-	w.mu.Lock()
-	for i := range batch {
-		w.countedTo = max(w.countedTo, batch[i].Seq)
-	}
-	w.mu.Unlock()
-}
-
-// maxFailureReasons caps the AuditSinkFailed events of one failure, so a
-// sink whose error text keeps changing cannot flood the trail.
-const maxFailureReasons = 10
-
-// markFailing records that the sink stopped taking events: the first time,
-// every CRITICAL emit waiting on it learns it at once and AuditSinkFailed is
-// recorded (on the other sinks, and on this one once it is back); while it
-// fails, a failure for another reason is recorded too.
-func (w *sinkDelivery) markFailing(err error) {
-	name := w.conn.Name()
-	w.mu.Lock()
-	first := !w.failing
-	news := !first && w.lastErr != nil && !sameFailure(err, w.lastErr) && w.reasons < maxFailureReasons
-	w.failing, w.lastErr = true, err
-	if first {
-		w.reasons = 1
-		w.failingSince = time.Now()
-	} else if news {
-		w.reasons++
-	}
-	w.mu.Unlock()
-	if !first && !news {
-		return
-	}
-	if first {
-		w.b.failPending(name, err)
-		// What waits for a failed sink may wait long: on disk, a kill -9
-		// of the host does not lose it (memory would), and the log's
-		// checkpoints stay true of this sink's copy.
-		if _, serr := w.q.spill(); serr != nil {
-			w.b.log.Error("could not move a failed sink's queue to its spool", "sink", name, "error", serr)
-		}
-	}
-	w.b.log.Error("audit sink failed; holding its events", "sink", name, "error", err)
-	w.b.emitInternal(audit.AuditSinkFailedFields{Sink: name, Reason: err.Error(), Undelivered: uint64(w.q.size())})
-}
-
-// sameFailure compares two failures' texts without their numbers: "3
-// messages held" and "5 messages held" are one failure going on.
-func sameFailure(a, b error) bool {
-	strip := func(s string) string {
-		return strings.Map(func(r rune) rune {
-			if r >= '0' && r <= '9' {
-				return -1
-			}
-			return r
-		}, s)
-	}
-	return strip(a.Error()) == strip(b.Error())
 }
 
 func (w *sinkDelivery) isUp() bool {
@@ -374,13 +291,26 @@ func (w *sinkDelivery) retryDelay(err error) time.Duration {
 }
 
 func (w *sinkDelivery) send(batch []audit.Record) error {
+	return w.sendBy(context.Background(), batch, time.Time{})
+}
+
+// sendBy sends batch within rpcTimeout, by deadline (unless zero) and, when
+// ctx can end, while it lasts.
+func (w *sinkDelivery) sendBy(ctx context.Context, batch []audit.Record, deadline time.Time) error {
 	client := w.current()
 	if client == nil {
 		return errNotRunning
 	}
-	ctx, cancel := context.WithTimeout(w.ctx, rpcTimeout)
+	if limit := time.Now().Add(rpcTimeout); deadline.IsZero() || limit.Before(deadline) {
+		deadline = limit
+	}
+	sctx, cancel := context.WithDeadline(w.ctx, deadline)
 	defer cancel()
-	return client.EmitRecords(ctx, batch)
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, cancel)
+		defer stop()
+	}
+	return client.EmitRecords(sctx, batch)
 }
 
 // errNotRunning is a delivery that found no plugin to send to.
@@ -411,9 +341,7 @@ func (w *sinkDelivery) restart() bool {
 		client, err := w.conn.Start(ctx)
 		cancel()
 		if err == nil {
-			w.mu.Lock()
-			w.client = client
-			w.mu.Unlock()
+			w.setClient(client)
 			w.b.log.Info("audit sink plugin restarted", "sink", name)
 			return true
 		}

@@ -22,8 +22,14 @@ type queue struct {
 	closed   bool
 	// urgent is set by a CRITICAL event: its emitter is waiting, so the next
 	// delivery does not wait for the batch to fill.
-	urgent  bool
-	onDepth func(int)
+	urgent bool
+	// inFlight is set while a batch taken from the front is being
+	// delivered, by the sink's delivery loop (next) or by the CRITICAL
+	// emitter that claimed it (pushClaiming): next hands out nothing
+	// meanwhile, so that one sink never gets two batches at once or one
+	// twice. commit or release ends it.
+	inFlight bool
+	onDepth  func(int)
 }
 
 func newQueue(capacity int, sp *spool, onDepth func(int)) *queue {
@@ -60,6 +66,20 @@ func (q *queue) signal() {
 // that covers it go to the same place (memory or spool) and, by peek, into
 // the same batch. It only fails when the spool cannot be written.
 func (q *queue) push(events ...audit.Record) error {
+	_, err := q.add(false, events)
+	return err
+}
+
+// pushClaiming pushes events and, when they are all the queue holds and
+// nothing is in flight, claims them for the caller to deliver itself
+// (direct.go), which must then commit or release them. Either way it does
+// not wake the delivery loop: unless it claimed them, the caller does
+// (signal), once it has woken what should run first.
+func (q *queue) pushClaiming(events []audit.Record) (claimed bool, err error) {
+	return q.add(true, events)
+}
+
+func (q *queue) add(claim bool, events []audit.Record) (bool, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	critical := false
@@ -72,23 +92,38 @@ func (q *queue) push(events ...audit.Record) error {
 		// which would cut a hole a checkpoint covers into this sink's copy.
 		if len(q.mem) > 0 {
 			if err := q.spool.prepend(q.mem); err != nil {
-				return err
+				return false, err
 			}
 			q.mem = nil
 		}
 		if err := q.spool.append(events, critical); err != nil {
-			return err
+			return false, err
 		}
 		q.spooling = true
 	} else {
 		q.mem = append(q.mem, events...)
 	}
+	q.report()
+	if claim && !q.spooling && !q.inFlight && !q.closed && len(q.mem) == len(events) {
+		q.inFlight = true
+		return true, nil
+	}
 	if critical {
 		q.urgent = true
 	}
-	q.report()
+	if !claim {
+		q.signal()
+	}
+	return false, nil
+}
+
+// release hands a claimed batch back to the delivery loop, which delivers
+// it at once.
+func (q *queue) release() {
+	q.mu.Lock()
+	q.inFlight, q.urgent = false, true
+	q.mu.Unlock()
 	q.signal()
-	return nil
 }
 
 // next returns up to max events from the front without removing them,
@@ -98,11 +133,16 @@ func (q *queue) next(max int, wait time.Duration, stop <-chan struct{}) ([]audit
 	var deadline <-chan time.Time
 	for {
 		q.mu.Lock()
-		n := q.depth()
+		n, inFlight := q.depth(), q.inFlight
 		closed, urgent := q.closed, q.urgent
-		q.urgent = false
+		if !inFlight {
+			q.urgent = false
+		}
 		q.mu.Unlock()
 		switch {
+		case inFlight:
+			// An emitter delivers the front: wait for its commit or
+			// release (both wake this loop).
 		case n >= max || (n > 0 && (closed || urgent || wait <= 0)):
 			return q.peek(max)
 		case n == 0 && closed:
@@ -115,7 +155,10 @@ func (q *queue) next(max int, wait time.Duration, stop <-chan struct{}) ([]audit
 		select {
 		case <-q.wake:
 		case <-deadline:
-			return q.peek(max)
+			if !q.isInFlight() {
+				return q.peek(max)
+			}
+			deadline = nil
 		case <-stop:
 			return nil, nil
 		}
@@ -133,13 +176,23 @@ func (q *queue) peek(max int) ([]audit.Record, error) {
 		if n < len(q.mem) && q.mem[n-1].Severity == audit.Critical {
 			n++
 		}
+		q.inFlight = true
 		return append([]audit.Record(nil), q.mem[:n]...), nil
 	}
 	events, err := q.spool.peek(max)
 	if err == nil && len(events) == max && events[max-1].Severity == audit.Critical {
 		events, err = q.spool.peek(max + 1)
 	}
+	if err == nil && len(events) > 0 {
+		q.inFlight = true
+	}
 	return events, err
+}
+
+func (q *queue) isInFlight() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.inFlight
 }
 
 // commit removes the n events next returned, after their delivery.
@@ -147,6 +200,14 @@ func (q *queue) commit(n int) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	defer q.report()
+	if q.inFlight {
+		// The delivery loop is woken only when it has something to do:
+		// what was pushed behind a claimed batch, or a close to see.
+		q.inFlight = false
+		if q.depth() > n || q.closed {
+			defer q.signal()
+		}
+	}
 	if len(q.mem) > 0 {
 		q.mem = append(q.mem[:0], q.mem[n:]...)
 		return nil
