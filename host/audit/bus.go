@@ -1,8 +1,9 @@
 // Package audit is the host's audit bus: the one emitter of audit events.
 // Its sequencer (sequencer.go) seals every event into the node's
 // transparency log (package trail: seq, chain, Merkle tree, signed
-// checkpoints, persisted in the state dir); its fan-out (this file,
-// delivery.go, queue.go, spool.go) queues every record for every sink with
+// checkpoints, persisted in the state dir); its fan-out (fanout.go,
+// delivery.go, queue.go, spool.go; direct.go for a CRITICAL emitter that
+// delivers to an idle sink itself) queues every record for every sink with
 // batching, returns from a CRITICAL emit only when the configured number of
 // sinks made it durable, re-delivers what a sink did not acknowledge after
 // its plugin restarts, and on shutdown drains, records HostStopped last,
