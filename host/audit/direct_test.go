@@ -89,14 +89,39 @@ func (s *everySink) last() uint64 {
 	return s.seqs[len(s.seqs)-1]
 }
 
+// idleBus starts a bus on s and waits until the start's records are
+// delivered, so that s's queue is empty.
+func idleBus(t *testing.T, s *everySink, opts Options) (*Bus, *sinkDelivery) {
+	t.Helper()
+	b, _, _ := newBusWithSink(t, t.TempDir(), opts, s)
+	d := b.sinks[0]
+	eventually(t, "the start's records delivered", func() bool { return d.q.size() == 0 })
+	return b, d
+}
+
+// closeAndCheck shuts b down and checks that s got every seq b sealed,
+// once and in order.
+func closeAndCheck(t *testing.T, b *Bus, s *everySink) {
+	t.Helper()
+	if err := b.Close("test"); err != nil {
+		t.Fatal(err)
+	}
+	s.received(t, 1, b.Trail().Seq)
+}
+
+// awaitLoopDelivery waits until s has every record b sealed so far.
+func awaitLoopDelivery(t *testing.T, b *Bus, s *everySink) {
+	t.Helper()
+	seq := b.Trail().Seq
+	eventually(t, "the loop delivered the batch", func() bool { return s.last() >= seq })
+}
+
 // TestCriticalEmitterDeliversToAnIdleSinkItself: a CRITICAL emit to a sink
 // with nothing queued delivers the record and its checkpoint itself, and
 // what the sink gets stays every seq once, in order.
 func TestCriticalEmitterDeliversToAnIdleSinkItself(t *testing.T) {
 	s := &everySink{}
-	b, _, _ := newBusWithSink(t, t.TempDir(), Options{}, s)
-	d := b.sinks[0]
-	eventually(t, "the start's records delivered", func() bool { return d.q.size() == 0 })
+	b, d := idleBus(t, s, Options{})
 	before := d.byEmitters.Load()
 	for i := 0; i < 5; i++ {
 		if err := b.Emit(context.Background(), critical(t)); err != nil {
@@ -106,10 +131,7 @@ func TestCriticalEmitterDeliversToAnIdleSinkItself(t *testing.T) {
 	if n := d.byEmitters.Load() - before; n != 5 {
 		t.Fatalf("%d of 5 CRITICAL emits to an idle sink were delivered by their emitter", n)
 	}
-	if err := b.Close("test"); err != nil {
-		t.Fatal(err)
-	}
-	s.received(t, 1, b.Trail().Seq)
+	closeAndCheck(t, b, s)
 }
 
 // TestClaimedDeliveriesKeepOrderUnderLoad: emitters racing CRITICAL and
@@ -141,10 +163,7 @@ func TestClaimedDeliveriesKeepOrderUnderLoad(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if err := b.Close("test"); err != nil {
-		t.Fatal(err)
-	}
-	s.received(t, 1, b.Trail().Seq)
+	closeAndCheck(t, b, s)
 	if b.sinks[0].byEmitters.Load() == 0 {
 		t.Log("no emitter found the sink idle this run") // the loop delivered everything
 	}
@@ -155,9 +174,7 @@ func TestClaimedDeliveriesKeepOrderUnderLoad(t *testing.T) {
 // does, and gets the batch again from its delivery loop, once.
 func TestClaimedDeliveryThatFailsGoesBackToTheLoop(t *testing.T) {
 	s := &everySink{}
-	b, _, _ := newBusWithSink(t, t.TempDir(), Options{}, s)
-	d := b.sinks[0]
-	eventually(t, "the start's records delivered", func() bool { return d.q.size() == 0 })
+	b, d := idleBus(t, s, Options{})
 	s.mu.Lock()
 	s.failFirst = 1
 	s.mu.Unlock()
@@ -168,12 +185,8 @@ func TestClaimedDeliveryThatFailsGoesBackToTheLoop(t *testing.T) {
 	if d.byEmitters.Load() != before {
 		t.Fatal("a refused delivery was counted as the emitter's")
 	}
-	seq := b.Trail().Seq
-	eventually(t, "the loop delivered the batch", func() bool { return s.last() >= seq })
-	if err := b.Close("test"); err != nil {
-		t.Fatal(err)
-	}
-	s.received(t, 1, b.Trail().Seq)
+	awaitLoopDelivery(t, b, s)
+	closeAndCheck(t, b, s)
 }
 
 // TestClaimedDeliveryReturnsAtCriticalTimeout: an emitter delivering to a
@@ -183,9 +196,7 @@ func TestClaimedDeliveryThatFailsGoesBackToTheLoop(t *testing.T) {
 // as it skips any re-send after a failure.
 func TestClaimedDeliveryReturnsAtCriticalTimeout(t *testing.T) {
 	s := &everySink{skipResends: true}
-	b, _, _ := newBusWithSink(t, t.TempDir(), Options{CriticalTimeout: 200 * time.Millisecond}, s)
-	d := b.sinks[0]
-	eventually(t, "the start's records delivered", func() bool { return d.q.size() == 0 })
+	b, _ := idleBus(t, s, Options{CriticalTimeout: 200 * time.Millisecond})
 	gate := make(chan struct{})
 	s.setGate(gate)
 	start := time.Now()
@@ -196,14 +207,10 @@ func TestClaimedDeliveryReturnsAtCriticalTimeout(t *testing.T) {
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("the emit returned after %s; critical_timeout is 200ms", took)
 	}
-	seq := b.Trail().Seq
 	s.setGate(nil)
 	close(gate)
-	eventually(t, "the loop delivered the batch", func() bool { return s.last() >= seq })
-	if err := b.Close("test"); err != nil {
-		t.Fatal(err)
-	}
-	s.received(t, 1, b.Trail().Seq)
+	awaitLoopDelivery(t, b, s)
+	closeAndCheck(t, b, s)
 }
 
 // TestNoClaimedDeliveryOffTheNode: a sink whose copy is off the node gets
@@ -211,17 +218,12 @@ func TestClaimedDeliveryReturnsAtCriticalTimeout(t *testing.T) {
 // its loop waits for: an emitter never delivers to it.
 func TestNoClaimedDeliveryOffTheNode(t *testing.T) {
 	s := &everySink{off: true}
-	b, _, _ := newBusWithSink(t, t.TempDir(), Options{}, s)
-	d := b.sinks[0]
-	eventually(t, "the start's records delivered", func() bool { return d.q.size() == 0 })
+	b, d := idleBus(t, s, Options{})
 	if err := b.Emit(context.Background(), critical(t)); err != nil {
 		t.Fatal(err)
 	}
 	if n := d.byEmitters.Load(); n != 0 {
 		t.Fatalf("an emitter delivered %d batches to an off-node sink", n)
 	}
-	if err := b.Close("test"); err != nil {
-		t.Fatal(err)
-	}
-	s.received(t, 1, b.Trail().Seq)
+	closeAndCheck(t, b, s)
 }
