@@ -12,6 +12,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -80,7 +81,9 @@ func measure(caller, echo string, rounds int, gap time.Duration) (p50, p90 float
 	childEnd.Close()
 	end, err := waitingEnd(fds[0], caller)
 	if err != nil {
-		return 0, 0, err
+		// The child reads EOF once this end is closed, and exits.
+		unix.Close(fds[0])
+		return 0, 0, errors.Join(err, cmd.Wait())
 	}
 	defer func() {
 		end.Close()
