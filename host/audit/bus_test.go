@@ -359,6 +359,10 @@ func TestCriticalReturnsAtTimeoutWithAStuckStateSync(t *testing.T) {
 	stuck := make(chan struct{})
 	hook := func(int) error { <-stuck; return nil }
 	fdatasyncHook.Store(&hook)
+	// Clean-ups run last first: the disk is unstuck, then the bus closed,
+	// so that its idle refresh of state_dir/checkpoint does not race the
+	// removal of the test's directory.
+	t.Cleanup(func() { _ = b.Close("test ended") })
 	t.Cleanup(func() { fdatasyncHook.Store(nil); close(stuck) })
 	s.mu.Lock()
 	s.gate = make(chan struct{}) // the sink answers only after the deadline
