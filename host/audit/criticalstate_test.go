@@ -105,8 +105,9 @@ func TestACriticalEmitKeptOnTheNodeOutlivesAPowerCutWithoutTheStatesFsync(t *tes
 			_, ok := c.have[last]
 			return ok
 		})
-		// The cut: the bus is dropped unclosed, and the slots hold what
-		// the disk made durable before it hung.
+		// The cut: the bus stops unclosed, and the slots hold what the
+		// disk made durable before it hung.
+		crash(b)
 		for name, data := range durable() {
 			if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 				t.Fatal(err)

@@ -62,8 +62,9 @@ func TestPowerCutAfterASinkKeptTheCheckpoint(t *testing.T) {
 				_, ok := c.have[last]
 				return ok
 			})
-			// The cut: the bus is dropped unclosed, and the state's writes
-			// since the first CRITICAL emit never reached the disk.
+			// The cut: the bus stops unclosed, and the state's writes since
+			// the first CRITICAL emit never reached the disk.
+			crash(b)
 			for name, data := range kept {
 				if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 					t.Fatal(err)
@@ -292,6 +293,7 @@ func TestPowerCutWithTheCheckpointInASpool(t *testing.T) {
 	if err != nil || !strings.Contains(string(spool), `"type":"AuditCheckpoint"`) {
 		t.Fatalf("no checkpoint in the spool (%v)", err)
 	}
+	crash(b)
 	for name, data := range kept {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			t.Fatal(err)

@@ -105,6 +105,9 @@ type chainStore struct {
 	buf      []byte // the slot being written; its key bytes are zeroed after each write
 	body     []byte // the body's encoding, reused (it holds no secret)
 	firstKey string // the log's first public key (stateBody.FirstKey)
+	// closed: the store writes nothing more, not even the checkpoint
+	// file, which the state writer may still be about to refresh.
+	closed bool
 }
 
 func (cs *chainStore) slotPath(i int) string {
@@ -410,6 +413,12 @@ func (cs *chainStore) eraseEndedEpoch() (int, uint64, error) {
 // writeCheckpoint replaces state_dir/checkpoint with the latest signed
 // checkpoint, for a witness or a cron job to copy off the node.
 func (cs *chainStore) writeCheckpoint(note []byte) error {
+	cs.mu.Lock()
+	closed := cs.closed
+	cs.mu.Unlock()
+	if closed {
+		return errStoreClosed
+	}
 	path := filepath.Join(cs.dir, CheckpointFile)
 	tmp := path + ".new"
 	if err := os.WriteFile(tmp, note, 0o644); err != nil {
@@ -421,10 +430,13 @@ func (cs *chainStore) writeCheckpoint(note []byte) error {
 	return nil
 }
 
+var errStoreClosed = errors.New("the log's state store is closed")
+
 // close releases the slot files.
 func (cs *chainStore) close() {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	cs.closed = true
 	for i, f := range cs.slots {
 		if f != nil {
 			f.Close()

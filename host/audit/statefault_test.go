@@ -37,8 +37,8 @@ func failState(t *testing.T) *atomic.Bool {
 	return &on
 }
 
-// crash stands for a kill -9 of the host: nothing more is sealed or saved,
-// and no clean state is written. What the sinks were already handed still
+// crash stands for a kill -9 of the host: nothing more is sealed or saved
+// (not even state_dir/checkpoint), and no clean state is written. What the sinks were already handed still
 // reaches them, which makes the test stricter than a kill: every record a
 // sink was given counts as one it may hold.
 func crash(b *Bus) {

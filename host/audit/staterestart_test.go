@@ -43,6 +43,7 @@ func TestChainStateAcrossRestarts(t *testing.T) {
 	}
 	// No Close: an unclean stop. The next run records AuditRecovered past
 	// the reservation, linked to the last record the state holds.
+	crash(b2)
 	s3 := &memSink{}
 	b3 := newBus(t, dir, Options{}, s3)
 	if !b3.Recovered {
@@ -184,5 +185,27 @@ func TestChangedPublicKeyFileIsRefused(t *testing.T) {
 	}
 	if !HasLog(dir) {
 		t.Error("HasLog false with the checkpoint there")
+	}
+}
+
+// TestAClosedStoreWritesNoCheckpointFile: the state writer refreshes
+// state_dir/checkpoint once it is idle, which can fall after the store
+// closed (a host stopping on a fault, or the crash of a test). Nothing
+// is written then: the directory may already be someone else's.
+func TestAClosedStoreWritesNoCheckpointFile(t *testing.T) {
+	dir := t.TempDir()
+	cs := &chainStore{dir: dir}
+	if err := cs.writeCheckpoint([]byte("open\n")); err != nil {
+		t.Fatal(err)
+	}
+	cs.close()
+	if err := cs.writeCheckpoint([]byte("closed\n")); !errors.Is(err, errStoreClosed) {
+		t.Fatalf("a closed store wrote its checkpoint file: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, CheckpointFile)); err != nil || string(got) != "open\n" {
+		t.Fatalf("the checkpoint file is %q (%v)", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, CheckpointFile+".new")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a closed store left %s.new (%v)", CheckpointFile, err)
 	}
 }
