@@ -106,7 +106,9 @@ type chainStore struct {
 	body     []byte // the body's encoding, reused (it holds no secret)
 	firstKey string // the log's first public key (stateBody.FirstKey)
 	// closed: the store writes nothing more, not even the checkpoint
-	// file, which the state writer may still be about to refresh.
+	// file, which the state writer may still be about to refresh. A
+	// test's crash sets it alone, leaving the descriptors to a writer
+	// that may be inside an fdatasync, as a killed process would.
 	closed bool
 }
 
@@ -211,6 +213,9 @@ func (cs *chainStore) save(l *trail.Log, clean, sync bool) error {
 	st := l.State()
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	if cs.closed {
+		return errStoreClosed
+	}
 	// cs.reserved is what a slot on disk reserves: it moves only once a
 	// slot holding the new reservation is fdatasync'd (here with sync, or
 	// by the state writer), so a failed save never lets seqs run past what
@@ -345,6 +350,10 @@ func (cs *chainStore) sync() error {
 		reserved uint64
 	}
 	cs.mu.Lock()
+	if cs.closed {
+		cs.mu.Unlock()
+		return errStoreClosed
+	}
 	var todo []pending
 	for i, f := range cs.slots {
 		if f != nil && cs.unsynced[i] {
@@ -366,6 +375,10 @@ func (cs *chainStore) sync() error {
 		cs.mu.Unlock()
 	}
 	cs.mu.Lock()
+	if cs.closed {
+		cs.mu.Unlock()
+		return errStoreClosed
+	}
 	o, writes, err := cs.eraseEndedEpoch()
 	cs.mu.Unlock()
 	if o < 0 || err != nil {

@@ -46,7 +46,10 @@ func crash(b *Bus) {
 	b.closed = true
 	close(b.stopTick)
 	b.mu.Unlock()
-	b.seq.store.close()
+	cs := b.seq.store
+	cs.mu.Lock()
+	cs.closed = true
+	cs.mu.Unlock()
 }
 
 func seqsOf(runs ...[]audit.Event) map[uint64]int {
