@@ -178,10 +178,30 @@ func newBusWithSink(t *testing.T, dir string, opts Options, sinks ...testSink) (
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { mustBeStopped(t, b) })
 	if failed := b.Start(context.Background()); len(failed) > 0 {
 		t.Fatal(failed)
 	}
 	return b, reg, mcs
+}
+
+// mustBeStopped fails a test that leaves its bus running: the bus goes on
+// writing into its state directory (the checkpoint file, a tick's save)
+// while the test's clean-up removes it, or while the next run of the same
+// test owns it. A test ends its bus with Close, or with crash to stand for
+// a kill. It runs before the directory's removal: the directory was made
+// before the bus.
+func mustBeStopped(t *testing.T, b *Bus) {
+	t.Helper()
+	if !b.mu.lockBy(time.After(5 * time.Second)) {
+		t.Error("the bus's lock is still held as the test ends")
+		return
+	}
+	closed := b.closed
+	b.mu.Unlock()
+	if !closed {
+		t.Error("the test left its bus running: Close it, or crash it to stand for a kill")
+	}
 }
 
 func critical(t *testing.T) audit.Event {
