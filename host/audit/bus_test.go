@@ -45,12 +45,8 @@ func (m *memSink) Write(ctx context.Context, records []audit.Record) error {
 	m.mu.Lock()
 	gate, fail := m.gate, m.fail
 	m.mu.Unlock()
-	if gate != nil {
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := passGate(ctx, gate); err != nil {
+		return err
 	}
 	if fail != nil {
 		return fail
@@ -80,6 +76,19 @@ func (m *memSink) isClosed() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.closed
+}
+
+// passGate waits for a test sink's gate to open (nil: open), or for ctx.
+func passGate(ctx context.Context, gate chan struct{}) error {
+	if gate == nil {
+		return nil
+	}
+	select {
+	case <-gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (m *memSink) set(fail error, gate chan struct{}) {

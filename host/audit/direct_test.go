@@ -33,12 +33,8 @@ func (s *everySink) Write(ctx context.Context, records []audit.Record) error {
 		s.failFirst--
 	}
 	s.mu.Unlock()
-	if gate != nil {
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := passGate(ctx, gate); err != nil {
+		return err
 	}
 	if fail {
 		return errors.New("disk said no, once")

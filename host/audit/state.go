@@ -375,10 +375,6 @@ func (cs *chainStore) sync() error {
 		cs.mu.Unlock()
 	}
 	cs.mu.Lock()
-	if cs.closed {
-		cs.mu.Unlock()
-		return errStoreClosed
-	}
 	o, writes, err := cs.eraseEndedEpoch()
 	cs.mu.Unlock()
 	if o < 0 || err != nil {
@@ -397,7 +393,7 @@ func (cs *chainStore) sync() error {
 
 // eraseEndedEpoch copies the newest slot over the other when the other
 // still holds an ended epoch's key and the newest is durable (not before:
-// a cut would then leave no whole slot). It returns the slot it wrote, -1
+// a cut would then leave no whole slot), and not once the store closed. It returns the slot it wrote, -1
 // for none, and its write count, for sync to make it durable outside
 // cs.mu (which is held): a save waits for no disk but its own.
 func (cs *chainStore) eraseEndedEpoch() (int, uint64, error) {
@@ -406,7 +402,7 @@ func (cs *chainStore) eraseEndedEpoch() (int, uint64, error) {
 		n = 1
 	}
 	o := 1 - n
-	if !cs.slotValid[n] || cs.unsynced[n] || !cs.slotValid[o] || cs.slotEpoch[o] == cs.slotEpoch[n] || cs.slots[o] == nil || cs.slots[n] == nil {
+	if cs.closed || !cs.slotValid[n] || cs.unsynced[n] || !cs.slotValid[o] || cs.slotEpoch[o] == cs.slotEpoch[n] || cs.slots[o] == nil || cs.slots[n] == nil {
 		return -1, 0, nil
 	}
 	buf := cs.buf[:slotSize]
